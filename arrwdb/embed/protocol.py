@@ -1,0 +1,57 @@
+"""The interface every embedding model of arrwdb implements.
+
+Embedding is split in two steps so that the device worker never waits on the tokenizer: a scheduler
+calls ``prepare`` (pure CPU work) for the next batch on another thread while ``embed_prepared`` runs
+the current batch on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class PreparedBatch(Protocol):
+    """Opaque result of ``Embedder.prepare``: only the embedder that made it may read it.
+
+    Its length is the number of texts it holds, so a scheduler can account for it without knowing
+    what is inside.
+    """
+
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A text embedding model.
+
+    ``max_tokens`` is the number of content tokens one chunk may hold (the model window less its
+    special tokens); ``chunk_spans`` cuts longer texts into windows of at most that many tokens.
+    """
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans ``(start, end)`` of overlapping windows that cover ``text`` in order.
+
+        A text that fits the window is the single span ``(0, len(text))``.  Chunk text is always
+        ``text[start:end]`` of the original text, never a decoded token sequence.
+        """
+        ...
+
+    def prepare(self, texts: Sequence[str]) -> PreparedBatch:
+        """CPU-side work for a batch (tokenisation, padding); safe to run on another thread."""
+        ...
+
+    def embed_prepared(self, batch: PreparedBatch) -> np.ndarray:
+        """Float32 array ``[len(batch), dimension]`` of L2-normalised rows, in input order."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Convenience: ``embed_prepared(prepare(texts))``."""
+        return self.embed_prepared(self.prepare(texts))

@@ -1,0 +1,88 @@
+"""The typed error hierarchy of arrwdb.
+
+Every failure that a caller may see is one of these classes.  The HTTP layer maps them to a status
+code and the API.md error body in exactly one place (``arrwdb.server.errors``); nothing else in the
+code base decides a status code.
+"""
+
+from __future__ import annotations
+
+
+class ArrwdbError(Exception):
+    """Base class: ``type`` is the machine-readable error type, ``status`` its HTTP status."""
+
+    type: str = "internal_error"
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ArrwdbError):
+    """The request is well-formed JSON but its content is not acceptable (422)."""
+
+    type = "invalid_input"
+    status = 422
+
+
+class BadRequest(ArrwdbError):
+    """The request cannot be parsed at all: malformed JSON, a malformed cursor (400)."""
+
+    type = "bad_request"
+    status = 400
+
+
+class Unauthorized(ArrwdbError):
+    type = "unauthorized"
+    status = 401
+
+
+class NotFound(ArrwdbError):
+    type = "not_found"
+    status = 404
+
+
+class Conflict(ArrwdbError):
+    type = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(ArrwdbError):
+    type = "payload_too_large"
+    status = 413
+
+
+class Overloaded(ArrwdbError):
+    """Admission refused: the queue is full.  ``retry_after_s`` becomes the Retry-After header."""
+
+    type = "overloaded"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotReady(ArrwdbError):
+    type = "not_ready"
+    status = 503
+
+
+class DeadlineExceeded(ArrwdbError):
+    type = "deadline_exceeded"
+    status = 504
+
+
+class StorageFailure(ArrwdbError):
+    """The store could not make a write durable (disk full, read-only directory)."""
+
+    type = "storage_failure"
+    status = 507
+
+
+class WorkerFailure(ArrwdbError):
+    """A device batch raised: every request in that batch gets this error."""
+
+    type = "worker_failure"
+    status = 500

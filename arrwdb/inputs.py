@@ -1,0 +1,41 @@
+"""Validated inputs handed from the HTTP layer (or any other caller) to the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from arrwdb.filters import Filter
+from arrwdb.records import Metadata
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    id: str | None
+    title: str | None
+    text: str | None
+    embedding: np.ndarray | None  # float32 [dimension], checked against the library by the engine
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchInput:
+    query: str | None
+    embedding: np.ndarray | None
+    k: int = 10
+    filter: Filter | None = None
+    filter_key: str = ""  # canonical JSON of the filter: groups equal filters inside a batch
+    include_text: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    document_id: str
+    chunk_index: int
+    score: float
+    title: str | None
+    text: str | None
+    metadata: Metadata

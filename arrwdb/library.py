@@ -1,0 +1,104 @@
+"""The in-memory side of one library: its index and what filters need (metadata, rows per document).
+
+Mutated only on the device worker, so searches and index updates never overlap.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+
+from arrwdb.filters import Filter
+from arrwdb.index.base import Index
+from arrwdb.index.flat import FlatIndex
+from arrwdb.records import AppliedWrite, LibraryRecord, Metadata
+
+_FILTER_CACHE_ENTRIES = 64
+
+
+def build_index(record: LibraryRecord, device: torch.device) -> Index:
+    # Every index type is served exactly until its ANN index exists (API.md); the IVF and HNSW
+    # builders plug in here.
+    return FlatIndex(record.dimension, record.metric, device)
+
+
+class LibraryState:
+    def __init__(self, record: LibraryRecord, device: torch.device) -> None:
+        self.record = record
+        self.index = build_index(record, device)
+        self.doc_rows: dict[str, tuple[int, ...]] = {}
+        self.doc_meta: dict[str, Metadata] = {}
+        self.version = 0  # bumped by every applied write: keys the filter cache
+        self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+
+    @property
+    def document_count(self) -> int:
+        return len(self.doc_meta)
+
+    def load(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add(row_ids, vectors)
+
+    def load_document(self, doc_id: str, metadata: Metadata, rows: list[int]) -> None:
+        self.doc_meta[doc_id] = metadata
+        self.doc_rows[doc_id] = tuple(rows)
+
+    def apply(self, write: AppliedWrite) -> None:
+        if write.removed_rows:
+            self.index.remove(np.asarray(write.removed_rows, dtype=np.int64))
+        if write.metadata is None:
+            self.doc_meta.pop(write.doc_id, None)
+            self.doc_rows.pop(write.doc_id, None)
+        else:
+            if write.added_rows and write.added_vectors is not None:
+                self.index.add(np.asarray(write.added_rows, dtype=np.int64), write.added_vectors)
+            self.doc_meta[write.doc_id] = write.metadata
+            self.doc_rows[write.doc_id] = write.added_rows
+        self.version += 1
+
+    def allowed_rows(self, filter_: Filter, filter_key: str) -> np.ndarray:
+        """Row ids of the documents that match ``filter_``, sorted (cached per library version)."""
+        cache_key = (self.version, filter_key)
+        cached = self._allowed_cache.get(cache_key)
+        if cached is not None:
+            self._allowed_cache.move_to_end(cache_key)
+            return cached
+        matches = filter_.matches
+        rows = [
+            row for doc_id, meta in self.doc_meta.items() if matches(meta) for row in self.doc_rows[doc_id]
+        ]
+        allowed = np.asarray(sorted(rows), dtype=np.int64)
+        self._allowed_cache[cache_key] = allowed
+        while len(self._allowed_cache) > _FILTER_CACHE_ENTRIES:
+            self._allowed_cache.popitem(last=False)
+        return allowed
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filter_: Filter | None,
+        filter_key: str,
+        params: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        allowed = None if filter_ is None else self.allowed_rows(filter_, filter_key)
+        if allowed is not None and len(allowed) == 0:
+            empty = np.full((len(queries), k), -1, dtype=np.int64)
+            return np.full((len(queries), k), -np.inf, dtype=np.float32), empty
+        return self.index.search(queries, k, allowed, params)
+
+    def statistics(self) -> dict[str, Any]:
+        index_stats = self.index.statistics()
+        metadata_bytes = sum(len(doc_id) + 64 * (len(meta) + 1) for doc_id, meta in self.doc_meta.items())
+        return {
+            "document_count": self.document_count,
+            "chunk_count": len(self.index),
+            "vector_count": len(self.index),
+            "dimension": self.record.dimension,
+            "index_type": self.record.index_type,
+            "metric": self.record.metric,
+            "index": index_stats,
+            "memory_bytes": int(index_stats.get("memory_bytes", 0)) + metadata_bytes,
+        }

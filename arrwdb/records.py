@@ -1,0 +1,81 @@
+"""Plain records passed between the store, the engine and the HTTP layer (no web or torch imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Metadata = dict[str, Any]
+
+INDEX_TYPES = ("brute_force", "ivf", "hnsw")
+METRICS = ("cosine", "ip", "l2")
+
+
+@dataclass(frozen=True)
+class LibraryRecord:
+    id: str
+    tenant: str
+    name: str
+    dimension: int
+    index_type: str
+    metric: str
+    index_params: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One vector of a document: a span of its text (the whole text for a single-chunk document)."""
+
+    chunk_index: int
+    start: int
+    end: int
+    vector: np.ndarray  # float32 [dimension]
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: str
+    title: str | None
+    text: str | None
+    metadata: Metadata
+    embedding: list[float] | None  # the client's vector, when one was given
+    chunks: tuple[ChunkRecord, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Upsert:
+    document: DocumentRecord
+
+
+@dataclass(frozen=True)
+class Delete:
+    doc_id: str
+
+
+WriteOp = Upsert | Delete
+
+
+@dataclass(frozen=True)
+class AppliedWrite:
+    """What one committed write changed, for the in-memory index to mirror."""
+
+    library_id: str
+    doc_id: str
+    removed_rows: tuple[int, ...]
+    added_rows: tuple[int, ...]
+    added_vectors: np.ndarray | None  # float32 [len(added_rows), dimension]
+    metadata: Metadata | None  # None for a delete
+    seq: int
+
+
+@dataclass(frozen=True)
+class HitRow:
+    row_id: int
+    doc_id: str
+    chunk_index: int
+    title: str | None
+    text: str | None
+    metadata: Metadata

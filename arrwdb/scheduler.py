@@ -1,0 +1,312 @@
+"""The micro-batching scheduler: gathers concurrent requests into batches for the device worker.
+
+Policy (DESIGN.md):
+- a lone request never waits: when the worker is idle, whatever is queued is dispatched at once;
+- while the worker is busy, the next batch fills up to ``max_batch_size`` (or its cost budget) and
+  is closed at the latest ``max_batch_wait_ms`` after its oldest request; it is then staged on the
+  worker (prepared on a helper thread where the queue has a ``prepare`` step) so it starts the moment
+  the running batch ends.  At most one batch runs and one is staged;
+- admission is bounded: beyond ``max_queue`` waiting requests, ``Overloaded`` (429) at once;
+- requests whose deadline passed, or whose caller went away (future cancelled), are dropped before
+  compute and counted;
+- results are delivered once per batch with ``call_soon_threadsafe``; a batch that raises fails every
+  future in it; a dead worker fails everything pending.  Nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, Overloaded, WorkerFailure
+from arrwdb.telemetry import Telemetry
+from arrwdb.worker import DeviceWorker
+
+# Lower runs first: interactive work (searches, query embeddings) goes ahead of bulk ingestion.
+PRIORITY_INTERACTIVE = 0
+PRIORITY_WRITE = 1
+PRIORITY_BULK = 2
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """How one queue's batches are formed and run.
+
+    ``run`` executes on the device worker: it receives the payloads (or what ``prepare`` made of them)
+    and returns one result per payload, in order; a result that is an exception fails only its item.
+    """
+
+    key: Hashable
+    kind: str  # metrics label: "search", "embed", ...
+    priority: int
+    run: Callable[[Any], Sequence[Any]]
+    prepare: Callable[[list[Any]], Any] | None = None
+    max_cost: int | None = None  # e.g. a token budget; None = count items only
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A result plus the timings the HTTP layer reports in X-Queue-Ms / X-Compute-Ms / X-Batch-Size."""
+
+    value: Any
+    queue_ms: float
+    compute_ms: float
+    batch_size: int
+
+
+@dataclass(eq=False)
+class _Pending:
+    payload: Any
+    future: asyncio.Future[Completed]
+    enqueued: float
+    deadline: float
+    cost: int
+
+
+@dataclass(eq=False)
+class _Queue:
+    spec: QueueSpec
+    items: deque[_Pending] = field(default_factory=deque)
+    cost: int = 0
+
+
+class _BatchJob:
+    """One batch on its way through the (optional) prepare thread and the device worker."""
+
+    def __init__(self, scheduler: Scheduler, spec: QueueSpec, items: list[_Pending]) -> None:
+        self.scheduler = scheduler
+        self.spec = spec
+        self.items = items
+        self.prepared: Any = [item.payload for item in items]
+        self.started = 0.0
+
+    def prepare(self) -> None:
+        try:
+            if self.spec.prepare is not None:
+                self.prepared = self.spec.prepare(self.prepared)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.scheduler.worker.submit(self)
+
+    def run(self) -> None:
+        self.started = time.monotonic()
+        t0 = time.perf_counter()
+        results = self.spec.run(self.prepared)
+        compute = time.perf_counter() - t0
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, list(results), None, compute)
+
+    def fail(self, exc: BaseException) -> None:
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, 0.0)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        worker: DeviceWorker,
+        telemetry: Telemetry,
+        *,
+        max_batch_size: int,
+        max_batch_wait_ms: float,
+        max_queue: int,
+    ) -> None:
+        self.worker = worker
+        self.telemetry = telemetry
+        self.max_batch_size = max_batch_size
+        self.max_batch_wait = max_batch_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self.loop = asyncio.get_running_loop()
+        self._queues: dict[Hashable, _Queue] = {}
+        self._waiting = 0
+        self._in_flight = 0  # batches running or staged on the worker
+        self._timer: asyncio.TimerHandle | None = None
+        self._dispatch_scheduled = False
+        self._dead: BaseException | None = None
+        self._jobs_in_flight: set[_BatchJob] = set()
+        self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-prepare")
+        worker.on_death(lambda exc: self.loop.call_soon_threadsafe(self._worker_died, exc))
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def close(self) -> None:
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
+        failure = NotReady("the server is shutting down")
+        for queue in self._queues.values():
+            for item in queue.items:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+        self._queues.clear()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    async def submit(self, spec: QueueSpec, payload: Any, *, deadline: float, cost: int = 1) -> Completed:
+        """Queue one request and wait for its result (or its deadline)."""
+        if self._dead is not None:
+            raise NotReady("the device worker is not running")
+        if self._waiting >= self.max_queue:
+            self.telemetry.dropped.labels("rejected_queue_full").inc()
+            raise Overloaded(f"the server is overloaded ({self._waiting} requests waiting)", retry_after_s=1)
+        now = time.monotonic()
+        if deadline <= now:
+            self.telemetry.dropped.labels("expired").inc()
+            raise DeadlineExceeded("the request's deadline passed before it was queued")
+        queue = self._queues.get(spec.key)
+        if queue is None:
+            queue = self._queues[spec.key] = _Queue(spec)
+        future: asyncio.Future[Completed] = self.loop.create_future()
+        queue.items.append(_Pending(payload, future, now, deadline, cost))
+        queue.cost += cost
+        self._waiting += 1
+        self.telemetry.queue_depth.labels(spec.kind).inc()
+        self._schedule_dispatch()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=deadline - now)
+        except TimeoutError:
+            future.cancel()  # dropped before compute if its batch has not started
+            self.telemetry.dropped.labels("deadline").inc()
+            raise DeadlineExceeded("the request's deadline passed") from None
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        finally:
+            self.telemetry.end_to_end.labels(spec.kind).observe(time.monotonic() - now)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _schedule_dispatch(self) -> None:
+        # Coalesce wake-ups: many submits in one loop iteration cause one dispatch pass.
+        if not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            self.loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._in_flight < 2 and self._dead is None:
+            queue = self._pick()
+            if queue is None:
+                return
+            now = time.monotonic()
+            if self._in_flight == 1 and not self._full(queue):
+                # The worker is busy: let this batch fill until the oldest request has waited enough.
+                close_at = queue.items[0].enqueued + self.max_batch_wait
+                if now < close_at:
+                    self._timer = self.loop.call_at(self._loop_time(close_at, now), self._dispatch)
+                    return
+            items = self._take(queue, now)
+            if items:
+                self._start(queue.spec, items)
+
+    def _loop_time(self, monotonic_deadline: float, now: float) -> float:
+        return self.loop.time() + max(0.0, monotonic_deadline - now)
+
+    def _pick(self) -> _Queue | None:
+        best: _Queue | None = None
+        empty = []
+        for key, queue in self._queues.items():
+            if not queue.items:
+                empty.append(key)
+                continue
+            if best is None or (queue.spec.priority, queue.items[0].enqueued) < (
+                best.spec.priority,
+                best.items[0].enqueued,
+            ):
+                best = queue
+        for key in empty:  # queues of deleted libraries or idle shapes must not pile up
+            del self._queues[key]
+        return best
+
+    def _full(self, queue: _Queue) -> bool:
+        if len(queue.items) >= self.max_batch_size:
+            return True
+        return queue.spec.max_cost is not None and queue.cost >= queue.spec.max_cost
+
+    def _take(self, queue: _Queue, now: float) -> list[_Pending]:
+        taken: list[_Pending] = []
+        cost = 0
+        budget = queue.spec.max_cost
+        while queue.items and len(taken) < self.max_batch_size:
+            item = queue.items[0]
+            if taken and budget is not None and cost + item.cost > budget:
+                break
+            queue.items.popleft()
+            queue.cost -= item.cost
+            self._waiting -= 1
+            self.telemetry.queue_depth.labels(queue.spec.kind).dec()
+            if item.future.done():  # the caller gave up (deadline, disconnect): costs no compute
+                self.telemetry.dropped.labels("cancelled").inc()
+                continue
+            if item.deadline <= now:
+                self.telemetry.dropped.labels("expired").inc()
+                item.future.set_exception(
+                    DeadlineExceeded("the request's deadline passed while it was queued")
+                )
+                continue
+            taken.append(item)
+            cost += item.cost
+        return taken
+
+    def _start(self, spec: QueueSpec, items: list[_Pending]) -> None:
+        self._in_flight += 1
+        job = _BatchJob(self, spec, items)
+        self._jobs_in_flight.add(job)
+        if spec.prepare is not None:
+            self._prepare_pool.submit(job.prepare)
+        else:
+            self.worker.submit(job)
+
+    # -- completion (on the event loop) -------------------------------------------------------
+
+    def _complete(
+        self, job: _BatchJob, results: list[Any] | None, error: BaseException | None, compute: float
+    ) -> None:
+        if job not in self._jobs_in_flight:
+            return  # already failed (worker death)
+        self._jobs_in_flight.discard(job)
+        self._in_flight -= 1
+        kind = job.spec.kind
+        size = len(job.items)
+        self.telemetry.batch_size.labels(kind).observe(size)
+        self.telemetry.compute.labels(kind).observe(compute)
+        self.telemetry.device_busy.set(self.worker.busy_fraction())
+        if results is not None and len(results) != size:
+            error = WorkerFailure(f"a {kind} batch returned {len(results)} results for {size} requests")
+        for index, item in enumerate(job.items):
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(_as_api_error(error))
+                continue
+            result = results[index] if results is not None else None
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+                continue
+            queue_s = max(0.0, job.started - item.enqueued) if job.started else 0.0
+            self.telemetry.queue_wait.labels(kind).observe(queue_s)
+            item.future.set_result(Completed(result, queue_s * 1000.0, compute * 1000.0, size))
+        self._schedule_dispatch()
+
+    def _worker_died(self, exc: BaseException) -> None:
+        self._dead = exc
+        failure = NotReady(f"the device worker died: {exc!r}")
+        for job in list(self._jobs_in_flight):
+            for item in job.items:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+        self._jobs_in_flight.clear()
+        self.close()
+
+
+def _as_api_error(error: BaseException) -> BaseException:
+    if isinstance(error, ArrwdbError):
+        return error
+    return WorkerFailure(f"the device batch failed: {type(error).__name__}: {error}")

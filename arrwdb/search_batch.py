@@ -1,0 +1,58 @@
+"""One search batch on the device worker: group queries that share a filter, search each group with
+one index call, then fetch the hits' document fields with one store query for the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from arrwdb.errors import NotFound
+from arrwdb.inputs import Hit, SearchInput
+from arrwdb.library import LibraryState
+from arrwdb.store import Store
+
+
+@dataclass(frozen=True, eq=False)
+class SearchItem:
+    library_id: str
+    vector: np.ndarray  # float32 [dimension]
+    query: SearchInput
+
+
+def run_search_batch(
+    libraries: dict[str, LibraryState], store: Store, items: list[SearchItem]
+) -> list[list[Hit] | Exception]:
+    state = libraries.get(items[0].library_id)
+    if state is None:
+        return [NotFound(f"library {items[0].library_id!r} not found") for _ in items]
+    # Queries with the same filter and parameters share one index call (one mask, one matmul).
+    groups: dict[tuple[str, bytes], list[int]] = {}
+    for position, item in enumerate(items):
+        key = (item.query.filter_key, orjson.dumps(item.query.params, option=orjson.OPT_SORT_KEYS))
+        groups.setdefault(key, []).append(position)
+    found: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(items)
+    for positions in groups.values():
+        first = items[positions[0]].query
+        k = max(items[p].query.k for p in positions)
+        queries = np.stack([items[p].vector for p in positions])
+        scores, ids = state.search(queries, k, first.filter, first.filter_key, first.params)
+        for row, position in enumerate(positions):
+            wanted = items[position].query.k
+            found[position] = (scores[row, :wanted], ids[row, :wanted])
+    all_ids = sorted({int(i) for _, ids in found for i in ids if i >= 0})
+    include_text = any(item.query.include_text for item in items)
+    rows = store.hit_rows(all_ids, include_text)
+    results: list[list[Hit] | Exception] = []
+    for item, (scores, ids) in zip(items, found, strict=True):
+        hits = []
+        for score, row_id in zip(scores.tolist(), ids.tolist(), strict=True):
+            row = rows.get(row_id) if row_id >= 0 else None
+            if row is None:  # an empty slot, or a row deleted between search and fetch
+                continue
+            text = row.text if item.query.include_text else None
+            hits.append(Hit(row.doc_id, row.chunk_index, score, row.title, text, row.metadata))
+        results.append(hits)
+    return results

@@ -1,0 +1,416 @@
+"""The SQLite store: the source of truth for libraries, documents, chunks and their vectors.
+
+Durability: WAL journal with ``synchronous=FULL``.  In WAL mode ``FULL`` fsyncs the log on every
+commit, so a transaction that returned from COMMIT survives ``kill -9`` and power loss; ``NORMAL``
+would only survive a process crash.  The cost is one fsync per commit, which group commit spreads
+over every write request in the transaction.
+
+One connection writes (guarded by a lock, used by the group-commit thread and the rare library DDL);
+every other thread reads through its own connection, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from arrwdb.errors import ArrwdbError, Conflict, NotFound, StorageFailure
+from arrwdb.records import (
+    AppliedWrite,
+    Delete,
+    DocumentRecord,
+    HitRow,
+    LibraryRecord,
+    Upsert,
+    WriteOp,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS libraries (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    index_type TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    index_params TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    library_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    title TEXT,
+    text TEXT,
+    metadata TEXT NOT NULL,
+    has_embedding INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (library_id, id)
+) WITHOUT ROWID;
+-- row_id is the vector's internal id: AUTOINCREMENT so that an id is never reused after a delete.
+CREATE TABLE IF NOT EXISTS chunks (
+    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (library_id, doc_id);
+CREATE INDEX IF NOT EXISTS chunks_by_library ON chunks (library_id, row_id);
+-- Every write gets a sequence number: snapshots record the last one they contain.
+CREATE TABLE IF NOT EXISTS oplog (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    op TEXT NOT NULL
+);
+"""
+
+WriteResult = list[AppliedWrite] | ArrwdbError
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _library_from_row(row: sqlite3.Row) -> LibraryRecord:
+    return LibraryRecord(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        dimension=row["dimension"],
+        index_type=row["index_type"],
+        metric=row["metric"],
+        index_params=orjson.loads(row["index_params"]),
+        created_at=row["created_at"],
+    )
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _migrate(self) -> None:
+        with self._write_lock:
+            self._writer.executescript(_SCHEMA)
+            row = self._writer.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self._writer.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise StorageFailure(
+                    f"store schema version {row['value']} is newer than this arrwdb ({SCHEMA_VERSION})"
+                )
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database; readers can starve SQLite's automatic checkpoint."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+
+    # -- libraries ---------------------------------------------------------------------------
+
+    def create_library(self, library: LibraryRecord) -> LibraryRecord:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "INSERT INTO libraries (id, tenant, name, dimension, index_type, metric, index_params,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        library.id,
+                        library.tenant,
+                        library.name,
+                        library.dimension,
+                        library.index_type,
+                        library.metric,
+                        orjson.dumps(library.index_params).decode(),
+                        library.created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"a library named {library.name!r} already exists") from exc
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"could not store the library: {exc}") from exc
+        return library
+
+    def delete_library(self, library_id: str) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                for table, column in (("chunks", "library_id"), ("documents", "library_id")):
+                    self._writer.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
+                self._writer.execute("DELETE FROM oplog WHERE library_id = ?", (library_id,))
+                self._writer.execute("DELETE FROM libraries WHERE id = ?", (library_id,))
+                self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageFailure(f"could not delete the library: {exc}") from exc
+
+    def libraries(self, tenant: str | None = None) -> list[LibraryRecord]:
+        if tenant is None:
+            rows = self._reader().execute("SELECT * FROM libraries ORDER BY created_at, id").fetchall()
+        else:
+            rows = (
+                self._reader()
+                .execute("SELECT * FROM libraries WHERE tenant = ? ORDER BY created_at, id", (tenant,))
+                .fetchall()
+            )
+        return [_library_from_row(row) for row in rows]
+
+    # -- writes (group commit) ---------------------------------------------------------------
+
+    def commit_writes(self, requests: Sequence[tuple[str, Sequence[WriteOp]]]) -> list[WriteResult]:
+        """Commit many write requests in ONE transaction (one fsync).
+
+        Each request runs inside its own savepoint, so a request that fails (a delete of a missing
+        document, a library deleted meanwhile) is rolled back alone and its neighbours still commit.
+        A storage error (disk full, read-only file) fails every request: nothing was committed.
+        """
+        results: list[WriteResult] = []
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for library_id, ops in requests:
+                    conn.execute("SAVEPOINT request")
+                    try:
+                        applied = [self._apply(conn, library_id, op) for op in ops]
+                    except ArrwdbError as exc:
+                        conn.execute("ROLLBACK TO request")
+                        results.append(exc)
+                    else:
+                        results.append(applied)
+                    conn.execute("RELEASE request")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                failure = StorageFailure(f"the write could not be made durable: {exc}")
+                return [failure for _ in requests]
+        return results
+
+    def _rollback(self) -> None:
+        try:
+            self._writer.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction was open
+
+    def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite:
+        if conn.execute("SELECT 1 FROM libraries WHERE id = ?", (library_id,)).fetchone() is None:
+            raise NotFound(f"library {library_id!r} not found")
+        doc_id = op.document.id if isinstance(op, Upsert) else op.doc_id
+        removed = tuple(
+            row[0]
+            for row in conn.execute(
+                "SELECT row_id FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY row_id",
+                (library_id, doc_id),
+            )
+        )
+        if isinstance(op, Delete):
+            deleted = conn.execute(
+                "DELETE FROM documents WHERE library_id = ? AND id = ?", (library_id, doc_id)
+            ).rowcount
+            if not deleted:
+                raise NotFound(f"document {doc_id!r} not found")
+            conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, doc_id))
+            seq = self._log(conn, library_id, doc_id, "delete")
+            return AppliedWrite(library_id, doc_id, removed, (), None, None, seq)
+        return self._upsert(conn, library_id, op.document, removed)
+
+    def _upsert(
+        self, conn: sqlite3.Connection, library_id: str, doc: DocumentRecord, removed: tuple[int, ...]
+    ) -> AppliedWrite:
+        if removed:
+            conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, doc.id))
+        seq = self._log(conn, library_id, doc.id, "upsert")
+        conn.execute(
+            "INSERT INTO documents (library_id, id, title, text, metadata, has_embedding, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (library_id, id) DO UPDATE SET title = excluded.title,"
+            " text = excluded.text, metadata = excluded.metadata, has_embedding = excluded.has_embedding,"
+            " seq = excluded.seq",
+            (
+                library_id,
+                doc.id,
+                doc.title,
+                doc.text,
+                orjson.dumps(doc.metadata).decode(),
+                int(doc.embedding is not None),
+                seq,
+            ),
+        )
+        added = []
+        for chunk in doc.chunks:
+            cursor = conn.execute(
+                'INSERT INTO chunks (library_id, doc_id, chunk_index, start, "end", vector)'
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (library_id, doc.id, chunk.chunk_index, chunk.start, chunk.end, chunk.vector.tobytes()),
+            )
+            added.append(int(cursor.lastrowid or 0))
+        vectors = np.stack([chunk.vector for chunk in doc.chunks]).astype(np.float32, copy=False)
+        return AppliedWrite(library_id, doc.id, removed, tuple(added), vectors, doc.metadata, seq)
+
+    @staticmethod
+    def _log(conn: sqlite3.Connection, library_id: str, doc_id: str, op: str) -> int:
+        cursor = conn.execute(
+            "INSERT INTO oplog (library_id, doc_id, op) VALUES (?, ?, ?)", (library_id, doc_id, op)
+        )
+        return int(cursor.lastrowid or 0)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_document(self, library_id: str, doc_id: str, dimension: int) -> dict[str, Any]:
+        row = (
+            self._reader()
+            .execute("SELECT * FROM documents WHERE library_id = ? AND id = ?", (library_id, doc_id))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"document {doc_id!r} not found")
+        return self._document_body(library_id, row, dimension)
+
+    def list_documents(
+        self, library_id: str, limit: int, after: str | None, dimension: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page in document-id order (keyset pagination: stable under concurrent writes)."""
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT * FROM documents WHERE library_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (library_id, after or "", limit + 1),
+            )
+            .fetchall()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        docs = [self._document_body(library_id, row, dimension) for row in rows]
+        return docs, (rows[-1]["id"] if more else None)
+
+    def _document_body(self, library_id: str, row: sqlite3.Row, dimension: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": row["id"],
+            "title": row["title"],
+            "text": row["text"],
+            "metadata": orjson.loads(row["metadata"]),
+        }
+        if row["has_embedding"]:
+            blob = (
+                self._reader()
+                .execute(
+                    "SELECT vector FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY chunk_index LIMIT 1",
+                    (library_id, row["id"]),
+                )
+                .fetchone()
+            )
+            if blob is not None:
+                body["embedding"] = np.frombuffer(blob[0], dtype=np.float32, count=dimension)
+        return body
+
+    def hit_rows(self, row_ids: Sequence[int], include_text: bool) -> dict[int, HitRow]:
+        """The document fields of each vector row; a row deleted meanwhile is simply absent."""
+        if not row_ids:
+            return {}
+        text_column = 'substr(d.text, c.start + 1, c."end" - c.start)' if include_text else "NULL"
+        placeholders = ",".join("?" * len(row_ids))
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT c.row_id, c.doc_id, c.chunk_index, d.title, {text_column} AS text, d.metadata"
+                " FROM chunks c JOIN documents d ON d.library_id = c.library_id AND d.id = c.doc_id"
+                f" WHERE c.row_id IN ({placeholders})",
+                tuple(int(r) for r in row_ids),
+            )
+            .fetchall()
+        )
+        return {
+            row["row_id"]: HitRow(
+                row_id=row["row_id"],
+                doc_id=row["doc_id"],
+                chunk_index=row["chunk_index"],
+                title=row["title"],
+                text=row["text"],
+                metadata=orjson.loads(row["metadata"]),
+            )
+            for row in rows
+        }
+
+    def iter_vectors(
+        self, library_id: str, dimension: int, page: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every vector of a library in row-id order, in pages of (row_ids int64, vectors float32)."""
+        after = -1
+        conn = self._reader()
+        while True:
+            rows = conn.execute(
+                "SELECT row_id, vector FROM chunks WHERE library_id = ? AND row_id > ? ORDER BY row_id LIMIT ?",
+                (library_id, after, page),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(-1, dimension)
+            yield ids, vectors
+            after = int(ids[-1])
+
+    def iter_document_rows(self, library_id: str) -> Iterator[tuple[str, dict[str, Any], list[int]]]:
+        """(doc_id, metadata, its row ids) for every document: what the in-memory filter state needs."""
+        conn = self._reader()
+        rows_by_doc: dict[str, list[int]] = {}
+        for row in conn.execute(
+            "SELECT doc_id, row_id FROM chunks WHERE library_id = ? ORDER BY row_id", (library_id,)
+        ):
+            rows_by_doc.setdefault(row[0], []).append(row[1])
+        for row in conn.execute("SELECT id, metadata FROM documents WHERE library_id = ?", (library_id,)):
+            yield row[0], orjson.loads(row[1]), rows_by_doc.get(row[0], [])
+
+    def last_seq(self) -> int:
+        row = self._reader().execute("SELECT MAX(seq) FROM oplog").fetchone()
+        return int(row[0] or 0)
+
+
+def new_library_record(
+    library_id: str,
+    tenant: str,
+    name: str,
+    dimension: int,
+    index_type: str,
+    metric: str,
+    index_params: dict[str, Any],
+) -> LibraryRecord:
+    return LibraryRecord(library_id, tenant, name, dimension, index_type, metric, index_params, _now())

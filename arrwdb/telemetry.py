@@ -1,0 +1,65 @@
+"""Prometheus metrics of one engine instance (one registry per app: tests run many side by side)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "arrwdb_http_requests",
+            "HTTP requests by route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "arrwdb_http_request_seconds", "HTTP request latency", ["method", "route"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "arrwdb_queue_depth", "Requests waiting, per queue kind", ["queue"], registry=r
+        )
+        self.batch_size = Histogram(
+            "arrwdb_batch_size", "Items per device batch", ["queue"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "arrwdb_queue_wait_seconds", "Time from admission to batch start", ["queue"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.compute = Histogram(
+            "arrwdb_batch_compute_seconds",
+            "Device time of one batch",
+            ["queue"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "arrwdb_request_seconds", "Admission to result, per queue kind", ["queue"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dropped = Counter(
+            "arrwdb_requests_dropped", "Requests refused or dropped, by reason", ["reason"], registry=r
+        )
+        self.device_busy = Gauge(
+            "arrwdb_device_busy_fraction", "Share of time the device worker computed", registry=r
+        )
+        self.commit_size = Histogram(
+            "arrwdb_group_commit_requests",
+            "Write requests per SQLite transaction",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.embed_cache_hits = Counter("arrwdb_embed_cache_hits", "Embedding cache hits", registry=r)
+        self.embed_cache_misses = Counter("arrwdb_embed_cache_misses", "Embedding cache misses", registry=r)
+        self.device_info = Gauge(
+            "arrwdb_device_info", "The device the worker runs on", ["device"], registry=r
+        )
+        self.gpu_memory = Gauge("arrwdb_gpu_memory_bytes", "GPU memory allocated by torch", registry=r)

@@ -1,0 +1,81 @@
+"""Checks on names, ids, vectors and library settings that every caller of the engine shares."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from arrwdb.errors import InvalidInput
+from arrwdb.records import INDEX_TYPES, METRICS
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,256}")
+MAX_DIMENSION = 4096
+MAX_K = 1000
+
+# Index parameters each type accepts, with their allowed ranges.
+_INDEX_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
+    "brute_force": {},
+    "ivf": {"nlist": (1, 65536), "nprobe": (1, 65536)},
+    "hnsw": {"m": (2, 256), "ef_construction": (1, 4096), "ef_search": (1, 4096)},
+}
+_QUERY_PARAMS = {"ef_search": (1, 4096), "nprobe": (1, 65536)}
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or NAME_PATTERN.fullmatch(value) is None:
+        raise InvalidInput(f"{what} must be 1 to 256 characters of [A-Za-z0-9._:-]")
+    return value
+
+
+def check_library_settings(
+    dimension: int, index_type: str, metric: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    if not 1 <= dimension <= MAX_DIMENSION:
+        raise InvalidInput(f"dimension must be between 1 and {MAX_DIMENSION}")
+    if index_type not in INDEX_TYPES:
+        raise InvalidInput(f"index_type must be one of {', '.join(INDEX_TYPES)}")
+    if metric not in METRICS:
+        raise InvalidInput(f"metric must be one of {', '.join(METRICS)}")
+    return _check_int_params(params, _INDEX_PARAMS[index_type], f"index_params for {index_type}")
+
+
+def check_query_params(params: dict[str, Any]) -> dict[str, Any]:
+    return _check_int_params(params, _QUERY_PARAMS, "params")
+
+
+def _check_int_params(
+    params: dict[str, Any], allowed: dict[str, tuple[int, int]], what: str
+) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise InvalidInput(f"unknown {what} key {key!r} (accepted: {known})")
+        low, high = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidInput(f"{what}.{key} must be an integer between {low} and {high}")
+        checked[key] = value
+    return checked
+
+
+def check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInput(f"k must be an integer between 1 and {MAX_K}")
+    return k
+
+
+def check_vector(values: Any, dimension: int, metric: str, what: str) -> np.ndarray:
+    """A float32 vector of the library's dimension: finite (in float32 too), non-zero for cosine."""
+    vector = np.asarray(values, dtype=np.float64)
+    if vector.ndim != 1 or vector.shape[0] != dimension:
+        got = vector.shape[0] if vector.ndim == 1 else "a non-flat value"
+        raise InvalidInput(f"{what} has dimension {got}, the library's is {dimension}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_float32 = vector.astype(np.float32)
+    if not np.isfinite(as_float32).all():
+        raise InvalidInput(f"{what} must contain finite numbers (within float32 range)")
+    if metric == "cosine" and not np.any(as_float32):
+        raise InvalidInput(f"{what} is a zero vector, which has no cosine similarity")
+    return as_float32

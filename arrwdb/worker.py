@@ -1,0 +1,102 @@
+"""The device worker: the one thread that owns the device.
+
+Embedder forward passes, index searches and index updates all run here, one job at a time, in the
+order they were submitted (FAISS GPU indexes and torch modules are not safe to share across threads,
+and batching is our only source of device concurrency).  A job fails its own callers when it raises;
+if the thread itself dies, every queued job is failed and ``alive`` turns False so /ready says 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from arrwdb.errors import NotReady
+
+log = logging.getLogger("arrwdb.worker")
+
+
+class Job(Protocol):
+    def run(self) -> None:
+        """Do the work and deliver the results; must not raise for a per-request failure."""
+
+    def fail(self, exc: BaseException) -> None:
+        """Deliver ``exc`` to every caller of this job."""
+
+
+class DeviceWorker:
+    def __init__(self, setup: Callable[[], None] | None = None, name: str = "arrwdb-device") -> None:
+        self._setup = setup
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._death_callbacks: list[Callable[[BaseException], None]] = []
+        self._lock = threading.Lock()
+        self.alive = False
+        self.busy_seconds = 0.0
+        self.started_at = 0.0
+        self.error: BaseException | None = None
+
+    def on_death(self, callback: Callable[[BaseException], None]) -> None:
+        self._death_callbacks.append(callback)
+
+    def start(self) -> None:
+        self.alive = True
+        self.started_at = time.monotonic()
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(timeout)
+        self.alive = False
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if not self.alive:
+                job.fail(NotReady("the device worker is not running"))
+                return
+            self._jobs.put(job)
+
+    def busy_fraction(self) -> float:
+        elapsed = time.monotonic() - self.started_at
+        return self.busy_seconds / elapsed if elapsed > 0 else 0.0
+
+    def _main(self) -> None:
+        try:
+            if self._setup is not None:
+                self._setup()
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                started = time.perf_counter()
+                try:
+                    job.run()
+                except Exception as exc:  # a bug in a job: fail its callers, keep serving
+                    log.exception("device job failed")
+                    job.fail(exc)
+                finally:
+                    self.busy_seconds += time.perf_counter() - started
+        except BaseException as exc:
+            self._die(exc)
+            raise
+
+    def _die(self, exc: BaseException) -> None:
+        log.critical("the device worker died: %r", exc)
+        with self._lock:
+            self.alive = False
+            self.error = exc
+        failure = NotReady(f"the device worker died: {exc!r}")
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.fail(failure)
+        for callback in self._death_callbacks:
+            callback(exc)

@@ -1,0 +1,166 @@
+"""Exact (brute-force) top-k search over a dense matrix of stored vectors.
+
+Scores are "higher is closer" for every metric so callers never branch on the metric:
+
+* ``"ip"``: inner product ``q . x``.
+* ``"cosine"``: also computed as ``q . x``; the caller must already have L2-normalised both the stored
+  rows and the queries (see :func:`normalize_rows`), which makes the inner product the cosine similarity.
+* ``"l2"``: the NEGATIVE squared Euclidean distance ``-(|q|^2 - 2 q.x + |x|^2)``, clamped to ``<= 0``
+  because cancellation can leave a tiny positive value for near-identical vectors.
+
+The matrix is scanned in blocks of ``block_rows`` rows and a running top-k is merged after each block,
+so temporary memory is bounded by ``q x block_rows`` scores however many rows are stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+METRICS = ("cosine", "ip", "l2")
+
+# Below this fraction of eligible rows the scan gathers the eligible rows instead of scoring every row
+# and masking: gathering reads only the survivors, so very selective filters get proportionally cheaper.
+_GATHER_FRACTION = 0.25
+
+
+def _scores_fp32(queries_mm: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``queries_mm @ rows.T`` as float32 [q, rows], accumulated in fp32 for every storage dtype."""
+    if rows.dtype == torch.float32:
+        return queries_mm @ rows.T
+    if rows.is_cuda:
+        # cuBLAS accumulates half inputs in fp32 anyway; asking for an fp32 output (torch>=2.8) keeps raw,
+        # un-normalised data from overflowing an fp16 result (max 65504) before it is widened.
+        try:
+            return torch.mm(queries_mm, rows.T, out_dtype=torch.float32)
+        except torch.OutOfMemoryError:
+            raise
+        except (TypeError, RuntimeError, NotImplementedError):
+            # No fp32-output GEMM in this torch/device: fp16 results must then stay below 65504.
+            return (queries_mm @ rows.T).float()
+    # CPUs have no fast half GEMM to protect: widen the block so the product itself is fp32.
+    return queries_mm.float() @ rows.float().T
+
+
+def normalize_rows(x: torch.Tensor) -> torch.Tensor:
+    """L2-normalise the last dimension in fp32; all-zero rows stay all-zero instead of becoming NaN."""
+    xf = x.float()
+    norms = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)
+    # Dividing by 1 leaves a zero row at zero; any non-zero norm (even subnormal) is used as is.
+    return xf / torch.where(norms == 0, torch.ones_like(norms), norms)
+
+
+def _blocks(
+    matrix: torch.Tensor,
+    mask: torch.Tensor | None,
+    norms_sq: torch.Tensor | None,
+    block_rows: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | int, torch.Tensor | None]]:
+    """Yield ``(rows, rows_norms_sq, ids, rows_mask)`` per block.
+
+    ``ids`` is either the int offset of a contiguous block or an int64 tensor of row ids (gather path);
+    ``rows_mask`` is only set on the dense path when some rows of the block must be excluded.
+    """
+    n = matrix.shape[0]
+    if mask is not None:
+        eligible = int(mask.sum())  # the one host sync of the call; it picks the cheapest scan
+        if eligible == 0:
+            return
+        if eligible == n:
+            mask = None
+        elif eligible <= _GATHER_FRACTION * n:
+            row_ids = mask.nonzero().squeeze(1)
+            for start in range(0, eligible, block_rows):
+                ids = row_ids[start : start + block_rows]
+                rows = matrix.index_select(0, ids)
+                norms = None if norms_sq is None else norms_sq.index_select(0, ids)
+                yield rows, norms, ids, None
+            return
+    for start in range(0, n, block_rows):
+        end = min(start + block_rows, n)
+        norms = None if norms_sq is None else norms_sq[start:end]
+        yield matrix[start:end], norms, start, None if mask is None else mask[start:end]
+
+
+@torch.inference_mode()
+def search_exact(
+    matrix: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    metric: str,
+    *,
+    mask: torch.Tensor | None = None,
+    norms_sq: torch.Tensor | None = None,
+    block_rows: int = 65536,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k of ``queries`` [q, d] against ``matrix`` [n, d].
+
+    ``matrix`` is float32 (float16/bfloat16 are meant for CUDA); ``mask`` [n] bool marks eligible rows
+    (True) and is applied before top-k, so k eligible rows come back whenever k exist. ``norms_sq`` [n]
+    are the rows' squared L2 norms in fp32 for ``"l2"`` (computed per block when None; ignored otherwise).
+
+    Returns ``(scores [q, k] float32, ids [q, k] int64)`` on ``matrix.device``, best first; ids are row
+    positions in ``matrix``, and slots beyond the number of eligible rows hold id -1 and score -inf.
+    Raises ValueError for a bad metric, k < 1 or mismatched shapes (programming errors, not user input).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    if matrix.dim() != 2 or queries.dim() != 2:
+        raise ValueError(
+            f"matrix and queries must be 2-D, got {tuple(matrix.shape)} and {tuple(queries.shape)}"
+        )
+    n, d = matrix.shape
+    if queries.shape[1] != d:
+        raise ValueError(f"query dim {queries.shape[1]} != matrix dim {d}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    if mask is not None and (mask.shape != (n,) or mask.dtype != torch.bool):
+        raise ValueError(f"mask must be bool [{n}], got {mask.dtype} {tuple(mask.shape)}")
+    if norms_sq is not None and norms_sq.shape != (n,):
+        raise ValueError(f"norms_sq must be [{n}], got {tuple(norms_sq.shape)}")
+
+    device = matrix.device
+    q = queries.shape[0]
+    best_scores = torch.full((q, k), float("-inf"), dtype=torch.float32, device=device)
+    best_ids = torch.full((q, k), -1, dtype=torch.int64, device=device)
+    if n == 0 or q == 0:
+        return best_scores, best_ids
+
+    queries_f32 = queries.to(device=device, dtype=torch.float32)
+    # Half-precision matrices use tensor-core matmuls on CUDA; everything after the matmul is fp32.
+    queries_mm = queries_f32 if matrix.dtype == torch.float32 else queries_f32.to(matrix.dtype)
+    l2 = metric == "l2"
+    if l2:
+        q_norms_sq = torch.linalg.vector_norm(queries_f32, dim=1, keepdim=True).square_()
+        if norms_sq is not None:
+            norms_sq = norms_sq.to(device=device, dtype=torch.float32)
+    if mask is not None:
+        mask = mask.to(device)
+
+    for rows, rows_norms_sq, ids, rows_mask in _blocks(matrix, mask, norms_sq, block_rows):
+        scores = _scores_fp32(queries_mm, rows)  # [q, rows]; one matmul for the whole batch
+        if l2:
+            if rows_norms_sq is None:
+                # dtype=float32 squares and sums in fp32: in fp16, |x|^2 overflows past 65504.
+                rows_norms_sq = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float32).square_()
+            # In place: 2 q.x - |q|^2 - |x|^2 == -(squared distance); avoids extra [q, rows] temporaries.
+            scores.mul_(2).sub_(q_norms_sq).sub_(rows_norms_sq).clamp_max_(0.0)
+        if rows_mask is not None:
+            scores.masked_fill_(~rows_mask, float("-inf"))
+
+        block_k = min(k, scores.shape[1])
+        block_scores, block_pos = torch.topk(scores, block_k, dim=1, sorted=True)
+        block_ids = block_pos + ids if isinstance(ids, int) else ids[block_pos]
+
+        merged_scores = torch.cat((best_scores, block_scores), dim=1)
+        merged_ids = torch.cat((best_ids, block_ids), dim=1)
+        best_scores, pos = torch.topk(merged_scores, k, dim=1, sorted=True)
+        best_ids = merged_ids.gather(1, pos)
+
+    # Masked rows score -inf and may fill slots when fewer than k rows are eligible: report them as
+    # missing so an excluded (tombstoned / filtered) id can never leak out.
+    best_ids.masked_fill_(best_scores == float("-inf"), -1)
+    return best_scores, best_ids

@@ -1,0 +1,101 @@
+"""Routes: /v1/libraries/{library}/documents."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+from arrwdb.server import schemas
+from arrwdb.server.auth import tenant
+from arrwdb.server.body import openapi_body, parse_body
+from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.responses import JSON
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from arrwdb.errors import BadRequest
+from arrwdb.inputs import DocumentInput
+from arrwdb.metadata import validate_metadata
+from arrwdb.validation import check_name
+
+router = APIRouter(prefix="/v1/libraries/{library}/documents", tags=["documents"])
+
+
+def document_input(doc: schemas.Document, where: str) -> DocumentInput:
+    return DocumentInput(
+        id=None if doc.id is None else check_name(doc.id, f"{where}.id"),
+        title=doc.title,
+        text=doc.text,
+        embedding=None if doc.embedding is None else np.asarray(doc.embedding, dtype=np.float64),
+        metadata=validate_metadata(doc.metadata),
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={201: {"model": schemas.DocumentId}},
+    openapi_extra=openapi_body(schemas.Document),
+)
+async def add_document(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
+    body = await parse_body(request, schemas.Document)
+    engine = engine_of(request)
+    ids = await engine.upsert_documents(
+        tenant, library, [document_input(body, "document")], bulk=False, deadline=deadline_of(request)
+    )
+    return JSON({"id": ids[0]}, status_code=201)
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    responses={201: {"model": schemas.DocumentIds}},
+    openapi_extra=openapi_body(schemas.DocumentBatch),
+)
+async def add_documents(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
+    body = await parse_body(request, schemas.DocumentBatch)
+    docs = [document_input(doc, f"documents[{i}]") for i, doc in enumerate(body.documents)]
+    engine = engine_of(request)
+    ids = await engine.upsert_documents(tenant, library, docs, bulk=True, deadline=deadline_of(request))
+    return JSON({"ids": ids}, status_code=201)
+
+
+def encode_cursor(doc_id: str) -> str:
+    return base64.urlsafe_b64encode(doc_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        doc_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return check_name(doc_id, "cursor")
+    except (binascii.Error, UnicodeDecodeError, ValueError, Exception):
+        raise BadRequest("the cursor is malformed: pass back next_cursor as it was returned") from None
+
+
+@router.get("", responses={200: {"model": schemas.DocumentPage}})
+async def list_documents(
+    library: str,
+    request: Request,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+    tenant: str = Depends(tenant),
+) -> Response:
+    after = None if cursor is None else decode_cursor(cursor)
+    docs, last = await engine_of(request).list_documents(tenant, library, limit, after)
+    return JSON({"documents": docs, "next_cursor": None if last is None else encode_cursor(last)})
+
+
+@router.get("/{doc_id}", responses={200: {"model": schemas.Document}})
+async def get_document(
+    library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)
+) -> Response:
+    return JSON(await engine_of(request).get_document(tenant, library, doc_id))
+
+
+@router.delete("/{doc_id}", status_code=204)
+async def delete_document(
+    library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)
+) -> Response:
+    await engine_of(request).delete_document(tenant, library, doc_id)
+    return Response(status_code=204)

@@ -1,0 +1,74 @@
+"""The one place where errors become HTTP responses with the API.md body
+``{"error": {"type": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from arrwdb.server.responses import JSON
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from arrwdb.errors import ArrwdbError, BadRequest, InvalidInput, Overloaded
+
+log = logging.getLogger("arrwdb.server")
+
+_HTTP_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "overloaded",
+}
+
+
+def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSON({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
+
+
+def arrwdb_error_response(exc: ArrwdbError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
+    return error_response(exc.status, exc.type, exc.message, headers)
+
+
+def describe_validation_errors(errors: list[dict]) -> str:  # type: ignore[type-arg]
+    parts = []
+    for error in errors[:3]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+        message = error.get("msg", "invalid value")
+        parts.append(f"{location}: {message}" if location else message)
+    more = len(errors) - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def validation_error(exc: ValidationError) -> ArrwdbError:
+    """Map a pydantic error from parsing a body: malformed JSON is 400, a wrong shape 422."""
+    errors = exc.errors(include_url=False)
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return BadRequest("the body is not valid JSON")
+    return InvalidInput(describe_validation_errors(errors))  # type: ignore[arg-type]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ArrwdbError)
+    async def _arrwdb(request: Request, exc: ArrwdbError) -> Response:
+        return arrwdb_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, "invalid_input", describe_validation_errors(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, type_, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error; see the server log")

@@ -1,0 +1,142 @@
+"""Request and response bodies.  Strict: no "1.5" -> 1.5, no true -> 1, no NaN or 1e999; unknown
+fields are refused so a typo ("filtr") is an error, not a silently unfiltered search."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+Scalar = str | int | float | bool
+MetadataValue = Scalar | list[str]
+
+
+class LibraryCreate(Strict):
+    name: str
+    dimension: int | None = Field(None, description="1 to 4096; defaults to the embedding model's (384).")
+    index_type: Literal["brute_force", "ivf", "hnsw"] = "brute_force"
+    metric: Literal["cosine", "ip", "l2"] = "cosine"
+    index_params: dict[str, Any] | None = Field(
+        None, description="ivf: nlist, nprobe; hnsw: m, ef_construction, ef_search."
+    )
+
+
+class Library(BaseModel):
+    id: str
+    name: str
+    dimension: int
+    index_type: str
+    metric: str
+    index_params: dict[str, Any]
+    document_count: int
+    created_at: str
+
+
+class LibraryList(BaseModel):
+    libraries: list[Library]
+
+
+class Document(Strict):
+    id: str | None = Field(None, description="1 to 256 characters of [A-Za-z0-9._:-]; generated if absent.")
+    title: str | None = None
+    text: str | None = None
+    embedding: list[float] | None = None
+    metadata: dict[str, MetadataValue] | None = None
+
+
+class DocumentBatch(Strict):
+    documents: list[Document] = Field(min_length=1, max_length=1000)
+
+
+class DocumentId(BaseModel):
+    id: str
+
+
+class DocumentIds(BaseModel):
+    ids: list[str]
+
+
+class DocumentPage(BaseModel):
+    documents: list[Document]
+    next_cursor: str | None
+
+
+class QueryParams(Strict):
+    ef_search: int | None = None
+    nprobe: int | None = None
+
+
+class Query(Strict):
+    query: str | None = None
+    embedding: list[float] | None = None
+    k: int = 10
+    filter: dict[str, Any] | None = None
+    include_text: bool = True
+    params: QueryParams | None = None
+
+
+class QueryBatch(Strict):
+    queries: list[Query] = Field(min_length=1, max_length=1000)
+
+
+class Hit(BaseModel):
+    document_id: str
+    chunk_index: int
+    score: float
+    title: str | None
+    text: str | None
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    results: list[Hit]
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[list[Hit]]
+    took_ms: float
+
+
+class EmbedRequest(Strict):
+    texts: list[str] = Field(min_length=1, max_length=1000)
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]]
+    dimension: int
+
+
+class Statistics(BaseModel):
+    document_count: int
+    chunk_count: int
+    vector_count: int
+    dimension: int
+    index_type: str
+    metric: str
+    index: dict[str, Any]
+    memory_bytes: int
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    LibraryCreate,
+    Document,
+    DocumentBatch,
+    Query,
+    QueryBatch,
+    EmbedRequest,
+)

@@ -1,0 +1,105 @@
+"""Routes: search (single and batch) and /v1/embed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+from arrwdb.server import schemas
+from arrwdb.server.auth import tenant
+from arrwdb.server.body import openapi_body, parse_body
+from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.responses import JSON, timing_headers
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from arrwdb.engine import Timings
+from arrwdb.errors import InvalidInput
+from arrwdb.filters import parse_filter
+from arrwdb.inputs import Hit, SearchInput
+
+router = APIRouter(tags=["search"])
+
+
+def search_input(query: schemas.Query, where: str) -> SearchInput:
+    if (query.query is None) == (query.embedding is None):
+        raise InvalidInput(f"{where}: give exactly one of query and embedding")
+    if query.query is not None and not query.query.strip():
+        raise InvalidInput(f"{where}.query must not be empty")
+    filter_ = parse_filter(query.filter)
+    params = {} if query.params is None else query.params.model_dump(exclude_none=True)
+    return SearchInput(
+        query=query.query,
+        embedding=None if query.embedding is None else np.asarray(query.embedding, dtype=np.float64),
+        k=query.k,
+        filter=filter_,
+        filter_key=""
+        if filter_ is None
+        else orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode(),
+        include_text=query.include_text,
+        params=params,
+    )
+
+
+def hit_body(hit: Hit) -> dict[str, Any]:
+    return {
+        "document_id": hit.document_id,
+        "chunk_index": hit.chunk_index,
+        "score": hit.score,
+        "title": hit.title,
+        "text": hit.text,
+        "metadata": hit.metadata,
+    }
+
+
+def _headers(timings: Timings) -> dict[str, str]:
+    return timing_headers(timings.queue_ms, timings.compute_ms, timings.batch_size)
+
+
+@router.post(
+    "/v1/libraries/{library}/search",
+    responses={200: {"model": schemas.SearchResponse}},
+    openapi_extra=openapi_body(schemas.Query),
+)
+async def search(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
+    started = time.perf_counter()
+    body = await parse_body(request, schemas.Query)
+    query = search_input(body, "query")
+    results, timings = await engine_of(request).search(tenant, library, [query], deadline_of(request))
+    took_ms = (time.perf_counter() - started) * 1000.0
+    return JSON({"results": [hit_body(h) for h in results[0]], "took_ms": took_ms}, headers=_headers(timings))
+
+
+@router.post(
+    "/v1/libraries/{library}/search/batch",
+    responses={200: {"model": schemas.BatchSearchResponse}},
+    openapi_extra=openapi_body(schemas.QueryBatch),
+)
+async def search_batch(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
+    started = time.perf_counter()
+    body = await parse_body(request, schemas.QueryBatch)
+    queries = [search_input(q, f"queries[{i}]") for i, q in enumerate(body.queries)]
+    results, timings = await engine_of(request).search(tenant, library, queries, deadline_of(request))
+    took_ms = (time.perf_counter() - started) * 1000.0
+    body_out = {"results": [[hit_body(h) for h in hits] for hits in results], "took_ms": took_ms}
+    return JSON(body_out, headers=_headers(timings))
+
+
+@router.post(
+    "/v1/embed",
+    responses={200: {"model": schemas.EmbedResponse}},
+    openapi_extra=openapi_body(schemas.EmbedRequest),
+)
+async def embed(request: Request, tenant: str = Depends(tenant)) -> Response:
+    body = await parse_body(request, schemas.EmbedRequest)
+    for i, text in enumerate(body.texts):
+        if not text.strip():
+            raise InvalidInput(f"texts[{i}] must not be empty")
+    engine = engine_of(request)
+    engine.check_ready()
+    vectors, timings = await engine.embed(
+        body.texts, engine.embed_priority(len(body.texts)), deadline_of(request)
+    )
+    return JSON({"embeddings": vectors, "dimension": int(vectors.shape[1])}, headers=_headers(timings))

