@@ -378,10 +378,11 @@ class Engine:
         vectors: list[np.ndarray | None] = []
         text_positions: list[int] = []
         for position, query in enumerate(queries):
-            check_k(query.k)
-            check_query_params(query.params)
+            where = f"queries[{position}]" if len(queries) > 1 else "query"
+            check_k(query.k, where)
+            check_query_params(query.params, where)
             if query.embedding is not None:
-                vectors.append(check_vector(query.embedding, record.dimension, record.metric, "embedding"))
+                vectors.append(check_vector(query.embedding, record.dimension, record.metric, f"{where}.embedding"))
                 continue
             if record.dimension != self.model.dimension:
                 raise InvalidInput(

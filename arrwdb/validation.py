@@ -41,8 +41,8 @@ def check_library_settings(
     return _check_int_params(params, _INDEX_PARAMS[index_type], f"index_params for {index_type}")
 
 
-def check_query_params(params: dict[str, Any]) -> dict[str, Any]:
-    return _check_int_params(params, _QUERY_PARAMS, "params")
+def check_query_params(params: dict[str, Any], where: str = "query") -> dict[str, Any]:
+    return _check_int_params(params, _QUERY_PARAMS, f"{where}.params")
 
 
 def _check_int_params(
@@ -60,9 +60,9 @@ def _check_int_params(
     return checked
 
 
-def check_k(k: int) -> int:
+def check_k(k: int, where: str = "query") -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise InvalidInput(f"k must be an integer between 1 and {MAX_K}")
+        raise InvalidInput(f"{where}.k must be an integer between 1 and {MAX_K}")
     return k
 
 

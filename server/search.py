@@ -12,6 +12,7 @@ from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import deadline_of, engine_of
 from arrwdb.server.responses import JSON, timing_headers
+from arrwdb.validation import check_k, check_query_params
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -28,8 +29,13 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         raise InvalidInput(f"{where}: give exactly one of query and embedding")
     if query.query is not None and not query.query.strip():
         raise InvalidInput(f"{where}.query must not be empty")
-    filter_ = parse_filter(query.filter)
+    check_k(query.k, where)
+    try:
+        filter_ = parse_filter(query.filter)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}.{exc.message}") from None
     params = {} if query.params is None else query.params.model_dump(exclude_none=True)
+    check_query_params(params, where)
     return SearchInput(
         query=query.query,
         embedding=None if query.embedding is None else np.asarray(query.embedding, dtype=np.float64),

@@ -46,7 +46,7 @@ class FlatIndex:
         if self._size and int(row_ids[0]) <= int(self._row_ids[self._size - 1]):
             raise RuntimeError("rows must be added in increasing row-id order")
         self._reserve(self._size + count)
-        block = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
+        block = torch.from_numpy(np.require(vectors, dtype=np.float32, requirements=["C", "W"])).to(self.device)
         if self.metric == "cosine":
             block = normalize_rows(block)
         end = self._size + count
