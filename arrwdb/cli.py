@@ -94,9 +94,7 @@ def _ingest(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("ARRWDB_API_KEY") or None
     try:
         with Client(args.url, api_key=api_key, timeout=args.timeout) as client:
-            report = ingest_jsonl(
-                args.file, args.library, client, batch_size=args.batch, progress=not args.no_progress
-            )
+            report = ingest_jsonl(args.file, args.library, client, batch_size=args.batch, progress=not args.no_progress)
     except ApiError as exc:
         return _fail(f"server answered {exc}")
     except httpx.TransportError as exc:

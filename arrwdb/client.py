@@ -234,9 +234,7 @@ def _search(
     params: Json | None = None,
 ) -> Call[Json]:
     """Exactly one of ``query`` / ``embedding`` (a list or numpy array) -> ``{"results", "took_ms"}``."""
-    body = _without_none(
-        query=query, embedding=embedding, k=k, filter=filter, include_text=include_text, params=params
-    )
+    body = _without_none(query=query, embedding=embedding, k=k, filter=filter, include_text=include_text, params=params)
     return Call("POST", f"{_lib(library)}/search", body)
 
 

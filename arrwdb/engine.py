@@ -55,9 +55,7 @@ class Timings:
     def of(done: list[Completed]) -> Timings:
         if not done:
             return Timings()
-        return Timings(
-            max(c.queue_ms for c in done), max(c.compute_ms for c in done), max(c.batch_size for c in done)
-        )
+        return Timings(max(c.queue_ms for c in done), max(c.compute_ms for c in done), max(c.batch_size for c in done))
 
     def __add__(self, other: Timings) -> Timings:
         return Timings(
@@ -282,9 +280,7 @@ class Engine:
     def _checked_embedding(record: LibraryRecord, doc: DocumentInput, position: int) -> DocumentInput:
         if doc.embedding is None:
             return doc
-        vector = check_vector(
-            doc.embedding, record.dimension, record.metric, f"documents[{position}].embedding"
-        )
+        vector = check_vector(doc.embedding, record.dimension, record.metric, f"documents[{position}].embedding")
         return replace(doc, embedding=vector)
 
     def _plan_chunks(
@@ -349,10 +345,7 @@ class Engine:
             return out, Timings()
         spec = self._embed_specs[priority]
         done = await asyncio.gather(
-            *(
-                self.scheduler.submit(spec, texts[i], deadline=deadline, cost=_token_estimate(texts[i]))
-                for i in missing
-            )
+            *(self.scheduler.submit(spec, texts[i], deadline=deadline, cost=_token_estimate(texts[i])) for i in missing)
         )
         for i, completed in zip(missing, done, strict=True):
             out[i] = completed.value
@@ -398,9 +391,7 @@ class Engine:
             )
             for row, position in enumerate(text_positions):
                 vectors[position] = embedded[row]
-        spec = QueueSpec(
-            key=("search", record.id), kind="search", priority=PRIORITY_INTERACTIVE, run=self._run_search
-        )
+        spec = QueueSpec(key=("search", record.id), kind="search", priority=PRIORITY_INTERACTIVE, run=self._run_search)
         done = await asyncio.gather(
             *(
                 self.scheduler.submit(spec, SearchItem(record.id, vector, query), deadline=deadline)

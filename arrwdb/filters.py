@@ -265,9 +265,7 @@ class _Parser:
                 raise InvalidInput(f'{path}: unknown operator "{_label(key)}"')
             else:
                 if len(key) > MAX_FIELD_CHARS:
-                    raise InvalidInput(
-                        f"{path}: field name {_label(key)!r} is over {MAX_FIELD_CHARS} characters"
-                    )
+                    raise InvalidInput(f"{path}: field name {_label(key)!r} is over {MAX_FIELD_CHARS} characters")
                 if not key:
                     raise InvalidInput(f"{path}: field names must not be empty")
                 parts.append(self.field(key, value, sub, depth))
@@ -317,9 +315,7 @@ class _Parser:
             return str(value)
         if isinstance(value, list):
             raise InvalidInput(f'{path}: a list cannot be compared; use "$in" to match any of several values')
-        raise InvalidInput(
-            f"{path}: values must be strings, numbers or booleans, got {json_type_name(value)}"
-        )
+        raise InvalidInput(f"{path}: values must be strings, numbers or booleans, got {json_type_name(value)}")
 
     def scalars(self, value: object, path: str) -> tuple[Scalar, ...]:
         """The list of an ``$in``/``$nin``: a list (maybe empty) of at most MAX_IN_VALUES scalars."""

@@ -66,9 +66,7 @@ class LibraryState:
             self._allowed_cache.move_to_end(cache_key)
             return cached
         matches = filter_.matches
-        rows = [
-            row for doc_id, meta in self.doc_meta.items() if matches(meta) for row in self.doc_rows[doc_id]
-        ]
+        rows = [row for doc_id, meta in self.doc_meta.items() if matches(meta) for row in self.doc_rows[doc_id]]
         allowed = np.asarray(sorted(rows), dtype=np.int64)
         self._allowed_cache[cache_key] = allowed
         while len(self._allowed_cache) > _FILTER_CACHE_ENTRIES:

@@ -62,9 +62,7 @@ def _check_value(value: object, where: str) -> MetadataValue:
         raise InvalidInput(f"{where} must not be null (omit the key instead)")
     if isinstance(value, dict):
         raise InvalidInput(f"{where} must not be an object: metadata is flat")
-    raise InvalidInput(
-        f"{where} must be a string, number, boolean or list of strings, got {json_type_name(value)}"
-    )
+    raise InvalidInput(f"{where} must be a string, number, boolean or list of strings, got {json_type_name(value)}")
 
 
 def json_type_name(value: object) -> str:
@@ -104,9 +102,7 @@ def validate_metadata(obj: object) -> Metadata:
         if not isinstance(key, str):
             raise InvalidInput(f"metadata keys must be strings, got {json_type_name(key)} {key!r}")
         if not 1 <= len(key) <= MAX_KEY_CHARS:
-            raise InvalidInput(
-                f"metadata key {_key_label(key)!r} must be 1 to {MAX_KEY_CHARS} characters long"
-            )
+            raise InvalidInput(f"metadata key {_key_label(key)!r} must be 1 to {MAX_KEY_CHARS} characters long")
         if key.startswith("$"):
             # "$" keys are reserved for filter operators; allowing them would make a filter on such a
             # field ambiguous with an operator.

@@ -247,9 +247,7 @@ class Scheduler:
                 continue
             if item.deadline <= now:
                 self.telemetry.dropped.labels("expired").inc()
-                item.future.set_exception(
-                    DeadlineExceeded("the request's deadline passed while it was queued")
-                )
+                item.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
                 continue
             taken.append(item)
             cost += item.cost
@@ -266,9 +264,7 @@ class Scheduler:
 
     # -- completion (on the event loop) -------------------------------------------------------
 
-    def _complete(
-        self, job: _BatchJob, results: list[Any] | None, error: BaseException | None, compute: float
-    ) -> None:
+    def _complete(self, job: _BatchJob, results: list[Any] | None, error: BaseException | None, compute: float) -> None:
         if job not in self._jobs_in_flight:
             return  # already failed (worker death)
         self._jobs_in_flight.discard(job)

@@ -278,8 +278,7 @@ class Store:
         added = []
         for chunk in doc.chunks:
             cursor = conn.execute(
-                'INSERT INTO chunks (library_id, doc_id, chunk_index, start, "end", vector)'
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                'INSERT INTO chunks (library_id, doc_id, chunk_index, start, "end", vector) VALUES (?, ?, ?, ?, ?, ?)',
                 (library_id, doc.id, chunk.chunk_index, chunk.start, chunk.end, chunk.vector.tobytes()),
             )
             added.append(int(cursor.lastrowid or 0))
@@ -288,9 +287,7 @@ class Store:
 
     @staticmethod
     def _log(conn: sqlite3.Connection, library_id: str, doc_id: str, op: str) -> int:
-        cursor = conn.execute(
-            "INSERT INTO oplog (library_id, doc_id, op) VALUES (?, ?, ?)", (library_id, doc_id, op)
-        )
+        cursor = conn.execute("INSERT INTO oplog (library_id, doc_id, op) VALUES (?, ?, ?)", (library_id, doc_id, op))
         return int(cursor.lastrowid or 0)
 
     # -- reads -------------------------------------------------------------------------------

@@ -24,9 +24,7 @@ class Telemetry:
             "arrwdb_http_request_seconds", "HTTP request latency", ["method", "route"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.queue_depth = Gauge(
-            "arrwdb_queue_depth", "Requests waiting, per queue kind", ["queue"], registry=r
-        )
+        self.queue_depth = Gauge("arrwdb_queue_depth", "Requests waiting, per queue kind", ["queue"], registry=r)
         self.batch_size = Histogram(
             "arrwdb_batch_size", "Items per device batch", ["queue"], buckets=_BATCH_BUCKETS, registry=r
         )
@@ -48,9 +46,7 @@ class Telemetry:
         self.dropped = Counter(
             "arrwdb_requests_dropped", "Requests refused or dropped, by reason", ["reason"], registry=r
         )
-        self.device_busy = Gauge(
-            "arrwdb_device_busy_fraction", "Share of time the device worker computed", registry=r
-        )
+        self.device_busy = Gauge("arrwdb_device_busy_fraction", "Share of time the device worker computed", registry=r)
         self.commit_size = Histogram(
             "arrwdb_group_commit_requests",
             "Write requests per SQLite transaction",
@@ -59,7 +55,5 @@ class Telemetry:
         )
         self.embed_cache_hits = Counter("arrwdb_embed_cache_hits", "Embedding cache hits", registry=r)
         self.embed_cache_misses = Counter("arrwdb_embed_cache_misses", "Embedding cache misses", registry=r)
-        self.device_info = Gauge(
-            "arrwdb_device_info", "The device the worker runs on", ["device"], registry=r
-        )
+        self.device_info = Gauge("arrwdb_device_info", "The device the worker runs on", ["device"], registry=r)
         self.gpu_memory = Gauge("arrwdb_gpu_memory_bytes", "GPU memory allocated by torch", registry=r)

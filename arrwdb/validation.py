@@ -29,9 +29,7 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def check_library_settings(
-    dimension: int, index_type: str, metric: str, params: dict[str, Any]
-) -> dict[str, Any]:
+def check_library_settings(dimension: int, index_type: str, metric: str, params: dict[str, Any]) -> dict[str, Any]:
     if not 1 <= dimension <= MAX_DIMENSION:
         raise InvalidInput(f"dimension must be between 1 and {MAX_DIMENSION}")
     if index_type not in INDEX_TYPES:
@@ -45,9 +43,7 @@ def check_query_params(params: dict[str, Any], where: str = "query") -> dict[str
     return _check_int_params(params, _QUERY_PARAMS, f"{where}.params")
 
 
-def _check_int_params(
-    params: dict[str, Any], allowed: dict[str, tuple[int, int]], what: str
-) -> dict[str, Any]:
+def _check_int_params(params: dict[str, Any], allowed: dict[str, tuple[int, int]], what: str) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, value in params.items():
         if key not in allowed:

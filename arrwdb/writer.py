@@ -50,18 +50,12 @@ class _ApplyJob:
         self.results = results
 
     def run(self) -> None:
-        applied = [
-            write for result in self.results if not isinstance(result, ArrwdbError) for write in result
-        ]
+        applied = [write for result in self.results if not isinstance(result, ArrwdbError) for write in result]
         self.apply(applied)
         self.loop.call_soon_threadsafe(_deliver, self.requests, self.results)
 
     def fail(self, exc: BaseException) -> None:
-        error = (
-            exc
-            if isinstance(exc, ArrwdbError)
-            else NotReady(f"the write was committed but not indexed: {exc!r}")
-        )
+        error = exc if isinstance(exc, ArrwdbError) else NotReady(f"the write was committed but not indexed: {exc!r}")
         self.loop.call_soon_threadsafe(_deliver, self.requests, [error] * len(self.requests))
 
 

@@ -107,9 +107,7 @@ def search_exact(
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
     if matrix.dim() != 2 or queries.dim() != 2:
-        raise ValueError(
-            f"matrix and queries must be 2-D, got {tuple(matrix.shape)} and {tuple(queries.shape)}"
-        )
+        raise ValueError(f"matrix and queries must be 2-D, got {tuple(matrix.shape)} and {tuple(queries.shape)}")
     n, d = matrix.shape
     if queries.shape[1] != d:
         raise ValueError(f"query dim {queries.shape[1]} != matrix dim {d}")
@@ -141,13 +139,18 @@ def search_exact(
         mask = mask.to(device)
 
     for rows, rows_norms_sq, ids, rows_mask in _blocks(matrix, mask, norms_sq, block_rows):
-        scores = _scores_fp32(queries_mm, rows)  # [q, rows]; one matmul for the whole batch
         if l2:
             if rows_norms_sq is None:
                 # dtype=float32 squares and sums in fp32: in fp16, |x|^2 overflows past 65504.
                 rows_norms_sq = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float32).square_()
-            # In place: 2 q.x - |q|^2 - |x|^2 == -(squared distance); avoids extra [q, rows] temporaries.
-            scores.mul_(2).sub_(q_norms_sq).sub_(rows_norms_sq).clamp_max_(0.0)
+            # Rank by 2 q.x - |x|^2: |q|^2 is constant per query, so it is subtracted (and the clamp
+            # applied) on the final [q, k] only, saving passes over the [q, rows] block.
+            if rows.dtype == torch.float32:
+                scores = torch.addmm(rows_norms_sq, queries_mm, rows.T, beta=-1, alpha=2)  # one BLAS call
+            else:
+                scores = _scores_fp32(queries_mm, rows).mul_(2).sub_(rows_norms_sq)
+        else:
+            scores = _scores_fp32(queries_mm, rows)  # [q, rows]; one matmul for the whole batch
         if rows_mask is not None:
             scores.masked_fill_(~rows_mask, float("-inf"))
 
@@ -160,6 +163,10 @@ def search_exact(
         best_scores, pos = torch.topk(merged_scores, k, dim=1, sorted=True)
         best_ids = merged_ids.gather(1, pos)
 
+    if l2:
+        # -(|q|^2 - 2 q.x + |x|^2); fp32 cancellation can leave tiny positives for identical vectors.
+        # Subtracting a per-query constant and clamping are monotone, so the order is unchanged.
+        best_scores = best_scores.sub_(q_norms_sq).clamp_max_(0.0)
     # Masked rows score -inf and may fill slots when fewer than k rows are eligible: report them as
     # missing so an excluded (tombstoned / filtered) id can never leak out.
     best_ids.masked_fill_(best_scores == float("-inf"), -1)

@@ -83,9 +83,7 @@ def serve(settings: Settings) -> None:
             f"refusing to listen on {settings.host} without API keys: set ARRWDB_API_KEYS "
             "(auth may be off only on a loopback address)"
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -87,15 +87,11 @@ async def list_documents(
 
 
 @router.get("/{doc_id}", responses={200: {"model": schemas.Document}})
-async def get_document(
-    library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)
-) -> Response:
+async def get_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     return JSON(await engine_of(request).get_document(tenant, library, doc_id))
 
 
 @router.delete("/{doc_id}", status_code=204)
-async def delete_document(
-    library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)
-) -> Response:
+async def delete_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     await engine_of(request).delete_document(tenant, library, doc_id)
     return Response(status_code=204)

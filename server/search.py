@@ -12,7 +12,6 @@ from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import deadline_of, engine_of
 from arrwdb.server.responses import JSON, timing_headers
-from arrwdb.validation import check_k, check_query_params
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -20,6 +19,7 @@ from arrwdb.engine import Timings
 from arrwdb.errors import InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.inputs import Hit, SearchInput
+from arrwdb.validation import check_k, check_query_params
 
 router = APIRouter(tags=["search"])
 
@@ -41,9 +41,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         embedding=None if query.embedding is None else np.asarray(query.embedding, dtype=np.float64),
         k=query.k,
         filter=filter_,
-        filter_key=""
-        if filter_ is None
-        else orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode(),
+        filter_key="" if filter_ is None else orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode(),
         include_text=query.include_text,
         params=params,
     )
@@ -105,7 +103,5 @@ async def embed(request: Request, tenant: str = Depends(tenant)) -> Response:
             raise InvalidInput(f"texts[{i}] must not be empty")
     engine = engine_of(request)
     engine.check_ready()
-    vectors, timings = await engine.embed(
-        body.texts, engine.embed_priority(len(body.texts)), deadline_of(request)
-    )
+    vectors, timings = await engine.embed(body.texts, engine.embed_priority(len(body.texts)), deadline_of(request))
     return JSON({"embeddings": vectors, "dimension": int(vectors.shape[1])}, headers=_headers(timings))

@@ -65,9 +65,7 @@ class HashEmbedder(Embedder):
         matches = list(_WORD.finditer(text))
         offsets = [m.span() for m in matches]
         # Each word is its own "word" for boundary purposes, so windows never split one.
-        return spans_from_offsets(
-            offsets, range(len(offsets)), len(text), self.max_tokens, self.chunk_overlap
-        )
+        return spans_from_offsets(offsets, range(len(offsets)), len(text), self.max_tokens, self.chunk_overlap)
 
     def prepare(self, texts: Sequence[str]) -> WordBatch:
         # Truncate like the model does, so a too-long text embeds as its first window only.

@@ -20,9 +20,7 @@ _COMPACT_MIN_TOMBSTONES = 4096
 
 
 class FlatIndex:
-    def __init__(
-        self, dimension: int, metric: str, device: torch.device, dtype: torch.dtype = torch.float32
-    ) -> None:
+    def __init__(self, dimension: int, metric: str, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         self.dimension = dimension
         self.metric = metric
         self.device = device

@@ -87,7 +87,7 @@ def test_long_text_is_chunked_with_offsets(client, lib):
         assert hit["text"] in text  # chunk text is a slice of the original, not a re-decoding
     # Chunks together cover the whole text.
     covered = "".join(sorted((h["text"] for h in hits), key=text.index))
-    assert covered.startswith(sentences[0]) and text.endswith(hits[-1]["text"][-20:]) or len(covered) >= len(text)
+    assert (covered.startswith(sentences[0]) and text.endswith(hits[-1]["text"][-20:])) or len(covered) >= len(text)
 
 
 def test_pagination_with_cursor(client, lib):

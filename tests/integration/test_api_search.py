@@ -218,9 +218,13 @@ def test_unknown_route_and_method_use_the_error_shape(server):
 
 
 def test_request_timeout_header(server, corpus):
-    bad = httpx.post(f"{server.url}/v1/libraries/news/search", json={"query": "x"}, headers={"x-request-timeout-ms": "abc"})
+    bad = httpx.post(
+        f"{server.url}/v1/libraries/news/search", json={"query": "x"}, headers={"x-request-timeout-ms": "abc"}
+    )
     assert bad.status_code == 400
-    ok = httpx.post(f"{server.url}/v1/libraries/news/search", json={"query": "x"}, headers={"x-request-timeout-ms": "5000"})
+    ok = httpx.post(
+        f"{server.url}/v1/libraries/news/search", json={"query": "x"}, headers={"x-request-timeout-ms": "5000"}
+    )
     assert ok.status_code == 200
 
 

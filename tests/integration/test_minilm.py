@@ -152,3 +152,11 @@ def test_long_text_chunks_cover_and_fit_window(embedder: MiniLMEmbedder, model_d
             assert any(s <= a and b <= e for s, e in spans), (a, b)
         vecs = embedder.embed([text[s:e] for s, e in spans])
         assert vecs.shape == (len(spans), 384)
+
+
+def test_half_precision_needs_cuda() -> None:
+    import torch
+
+    # Raised before any weights load, so this costs nothing.
+    with pytest.raises(ValueError, match="CUDA"):
+        MiniLMEmbedder("cpu", dtype=torch.float16)

@@ -15,7 +15,9 @@ def test_restart_restores_everything(start_server, tmp_path):
         c.create_library("vecs", dimension=8, metric="l2", index_type="hnsw", index_params={"m": 8})
         c.add_documents("texts", [{"id": f"t{i}", "text": f"note {i} about subject {i % 3}"} for i in range(10)])
         c.add_document("texts", {"id": "long", "text": " ".join(f"word{i}" for i in range(900))})
-        c.add_documents("vecs", [{"id": f"v{i}", "embedding": v.tolist(), "metadata": {"i": i}} for i, v in enumerate(vectors)])
+        c.add_documents(
+            "vecs", [{"id": f"v{i}", "embedding": v.tolist(), "metadata": {"i": i}} for i, v in enumerate(vectors)]
+        )
         c.delete_document("vecs", "v7")
         c.add_document("vecs", {"id": "v8", "embedding": (vectors[8] * 2).tolist(), "metadata": {"i": 800}})
         before_libs = c.list_libraries()

@@ -68,9 +68,7 @@ def test_serve_hands_settings_to_the_server(monkeypatch: pytest.MonkeyPatch) -> 
     assert (received[0].host, received[0].port) == ("127.0.0.2", 0)
 
 
-def test_serve_bad_environment_is_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_serve_bad_environment_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ARRWDB_PORT", "not-a-port")
     assert main(["serve"]) == 1
     err = capsys.readouterr().err
@@ -78,9 +76,7 @@ def test_serve_bad_environment_is_one_line(
     assert err.count("\n") == 1
 
 
-def test_serve_missing_module_is_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_serve_missing_module_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "arrwdb.server.app", None)  # None in sys.modules: import fails
     assert main(["serve"]) == 1
     err = capsys.readouterr().err
@@ -114,9 +110,7 @@ def mock_client_class(handler: Any) -> type[arrwdb.client.Client]:
     return MockClient
 
 
-def test_ingest_end_to_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_ingest_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -144,9 +138,7 @@ def test_ingest_api_error_is_one_line(
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n')
     assert main(["ingest", str(path), "--library", "nope", "--api-key", "k", "--no-progress"]) == 1
-    assert (
-        capsys.readouterr().err == "arrwdb: error: server answered 404 not_found: library 'nope' not found\n"
-    )
+    assert capsys.readouterr().err == "arrwdb: error: server answered 404 not_found: library 'nope' not found\n"
 
 
 def test_ingest_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -165,9 +157,7 @@ def test_ingest_unreachable_server_is_one_line(
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n')
     assert main(["ingest", str(path), "--library", "docs", "--no-progress"]) == 1
-    assert (
-        capsys.readouterr().err == "arrwdb: error: cannot reach http://127.0.0.1:8000: connection refused\n"
-    )
+    assert capsys.readouterr().err == "arrwdb: error: cannot reach http://127.0.0.1:8000: connection refused\n"
 
 
 def test_bench_forwards_remaining_argv(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,15 @@ import threading
 import numpy as np
 import pytest
 
-from arrwdb.embed import Embedder, EmbeddingCache, HashEmbedder, PreparedBatch, chunk_texts, token_windows
+from arrwdb.embed import (
+    Embedder,
+    EmbeddingCache,
+    HashEmbedder,
+    PreparedBatch,
+    chunk_texts,
+    load_embedder,
+    token_windows,
+)
 
 
 def _words(n: int) -> str:
@@ -40,9 +48,7 @@ def test_hash_embedder_deterministic_across_instances_and_batches() -> None:
 
 def test_hash_embedder_stable_across_processes() -> None:
     # hashlib, not hash(): another interpreter (other PYTHONHASHSEED) must give the same vector.
-    code = (
-        "from arrwdb.embed import HashEmbedder; print(HashEmbedder().embed(['stable words'])[0][:4].tolist())"
-    )
+    code = "from arrwdb.embed import HashEmbedder; print(HashEmbedder().embed(['stable words'])[0][:4].tolist())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     here = HashEmbedder().embed(["stable words"])[0][:4].tolist()
@@ -215,3 +221,9 @@ def test_import_does_not_load_torch() -> None:
     code = "import sys, arrwdb.embed; print(any(m in sys.modules for m in ('torch', 'transformers')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_load_embedder_hash_and_unknown() -> None:
+    assert isinstance(load_embedder(model="hash"), HashEmbedder)
+    with pytest.raises(ValueError):
+        load_embedder(model="no-such-model")

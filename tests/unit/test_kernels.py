@@ -170,9 +170,7 @@ def test_block_boundaries(metric: str, block_rows: int) -> None:
     """Block sizes that do not divide n, equal it, exceed it, or are a single row give identical results."""
     matrix, queries = _data(1000, 24, 6, seed=9)
     matrix, queries = _prepare(matrix, queries, metric)
-    scores, ids = search_exact(
-        torch.from_numpy(matrix), torch.from_numpy(queries), 20, metric, block_rows=block_rows
-    )
+    scores, ids = search_exact(torch.from_numpy(matrix), torch.from_numpy(queries), 20, metric, block_rows=block_rows)
     _check(scores, ids, *_reference(matrix, queries, 20, metric))
 
 
