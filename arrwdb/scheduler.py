@@ -75,6 +75,9 @@ class _Queue:
     cost: int = 0
 
 
+_EXPIRED = object()  # result slot of an item dropped at batch start
+
+
 class _BatchJob:
     """One batch on its way through the (optional) prepare thread and the device worker."""
 
@@ -95,11 +98,25 @@ class _BatchJob:
         self.scheduler.worker.submit(self)
 
     def run(self) -> None:
-        self.started = time.monotonic()
+        self.started = now = time.monotonic()
+        # A staged batch may have waited: drop what expired or was abandoned meanwhile, before compute.
+        # (Reading done() from this thread is a plain attribute read; the loop owns every transition.)
+        live = [not item.future.done() and item.deadline > now for item in self.items]
+        if not any(live):
+            results: list[Any] = [_EXPIRED] * len(self.items)
+            self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, 0.0)
+            return
+        payloads = self.prepared
+        if self.spec.prepare is None and not all(live):
+            payloads = [p for p, keep in zip(payloads, live, strict=True) if keep]
         t0 = time.perf_counter()
-        results = self.spec.run(self.prepared)
+        computed = iter(self.spec.run(payloads))
         compute = time.perf_counter() - t0
-        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, list(results), None, compute)
+        if payloads is self.prepared:
+            results = list(computed)
+        else:
+            results = [next(computed) if keep else _EXPIRED for keep in live]
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, compute)
 
     def fail(self, exc: BaseException) -> None:
         self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, 0.0)
@@ -270,12 +287,14 @@ class Scheduler:
         self._jobs_in_flight.discard(job)
         self._in_flight -= 1
         kind = job.spec.kind
-        size = len(job.items)
-        self.telemetry.batch_size.labels(kind).observe(size)
-        self.telemetry.compute.labels(kind).observe(compute)
+        if results is not None and len(results) != len(job.items):
+            error = WorkerFailure(f"a {kind} batch returned {len(results)} results for {len(job.items)} requests")
+        # The batch's size is what was computed: items dropped at batch start do not count.
+        size = len(job.items) if results is None else sum(r is not _EXPIRED for r in results)
+        if size:
+            self.telemetry.batch_size.labels(kind).observe(size)
+            self.telemetry.compute.labels(kind).observe(compute)
         self.telemetry.device_busy.set(self.worker.busy_fraction())
-        if results is not None and len(results) != size:
-            error = WorkerFailure(f"a {kind} batch returned {len(results)} results for {size} requests")
         for index, item in enumerate(job.items):
             if item.future.done():
                 continue
@@ -283,6 +302,10 @@ class Scheduler:
                 item.future.set_exception(_as_api_error(error))
                 continue
             result = results[index] if results is not None else None
+            if result is _EXPIRED:
+                self.telemetry.dropped.labels("expired").inc()
+                item.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
+                continue
             if isinstance(result, BaseException):
                 item.future.set_exception(result)
                 continue

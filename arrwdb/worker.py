@@ -81,9 +81,8 @@ class DeviceWorker:
                     job.fail(exc)
                 finally:
                     self.busy_seconds += time.perf_counter() - started
-        except BaseException as exc:
+        except BaseException as exc:  # the thread ends here: fail everything it still holds
             self._die(exc)
-            raise
 
     def _die(self, exc: BaseException) -> None:
         log.critical("the device worker died: %r", exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from arrwdb.server.disconnect import ClientDisconnected
 from arrwdb.server.responses import JSON
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -67,6 +68,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, type_, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, exc: ClientDisconnected) -> Response:
+        # Nobody reads this answer; 499 (nginx's "client closed request") keeps it out of the 5xx counts.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

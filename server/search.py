@@ -11,6 +11,7 @@ from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -71,7 +72,9 @@ async def search(library: str, request: Request, tenant: str = Depends(tenant)) 
     started = time.perf_counter()
     body = await parse_body(request, schemas.Query)
     query = search_input(body, "query")
-    results, timings = await engine_of(request).search(tenant, library, [query], deadline_of(request))
+    engine = engine_of(request)
+    work = engine.search(tenant, library, [query], deadline_of(request))
+    results, timings = await unless_disconnected(request, work, engine.telemetry)
     took_ms = (time.perf_counter() - started) * 1000.0
     return JSON({"results": [hit_body(h) for h in results[0]], "took_ms": took_ms}, headers=_headers(timings))
 
@@ -85,7 +88,9 @@ async def search_batch(library: str, request: Request, tenant: str = Depends(ten
     started = time.perf_counter()
     body = await parse_body(request, schemas.QueryBatch)
     queries = [search_input(q, f"queries[{i}]") for i, q in enumerate(body.queries)]
-    results, timings = await engine_of(request).search(tenant, library, queries, deadline_of(request))
+    engine = engine_of(request)
+    work = engine.search(tenant, library, queries, deadline_of(request))
+    results, timings = await unless_disconnected(request, work, engine.telemetry)
     took_ms = (time.perf_counter() - started) * 1000.0
     body_out = {"results": [[hit_body(h) for h in hits] for hits in results], "took_ms": took_ms}
     return JSON(body_out, headers=_headers(timings))
@@ -103,5 +108,6 @@ async def embed(request: Request, tenant: str = Depends(tenant)) -> Response:
             raise InvalidInput(f"texts[{i}] must not be empty")
     engine = engine_of(request)
     engine.check_ready()
-    vectors, timings = await engine.embed(body.texts, engine.embed_priority(len(body.texts)), deadline_of(request))
+    work = engine.embed(body.texts, engine.embed_priority(len(body.texts)), deadline_of(request))
+    vectors, timings = await unless_disconnected(request, work, engine.telemetry)
     return JSON({"embeddings": vectors, "dimension": int(vectors.shape[1])}, headers=_headers(timings))

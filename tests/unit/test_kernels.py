@@ -140,6 +140,27 @@ def test_mask_with_fewer_than_k_eligible(metric: str, eligible_rows: list[int]) 
 
 
 @pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("block_rows", [4, 10])
+def test_dense_mask_with_fewer_than_k_eligible(metric: str, block_rows: int) -> None:
+    """30% eligible is scored then masked: masked rows reach the top-k as -inf and must come back as -1."""
+    matrix, queries = _data(10, 8, 4, seed=17)
+    matrix, queries = _prepare(matrix, queries, metric)
+    mask = np.zeros(10, dtype=bool)
+    mask[[1, 4, 8]] = True
+    scores, ids = search_exact(
+        torch.from_numpy(matrix),
+        torch.from_numpy(queries),
+        6,
+        metric,
+        mask=torch.from_numpy(mask),
+        block_rows=block_rows,
+    )
+    _check(scores, ids, *_reference(matrix, queries, 6, metric, mask))
+    assert torch.all(ids[:, 3:] == -1)
+    assert torch.all(scores[:, 3:] == float("-inf"))
+
+
+@pytest.mark.parametrize("metric", METRICS)
 def test_k_larger_than_n(metric: str) -> None:
     matrix, queries = _data(6, 8, 3, seed=8)
     matrix, queries = _prepare(matrix, queries, metric)

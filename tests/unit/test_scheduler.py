@@ -1,0 +1,321 @@
+"""The scheduler's policy, with a fake device worker whose jobs run only when the test says so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from arrwdb.errors import DeadlineExceeded, NotReady, Overloaded, WorkerFailure
+from arrwdb.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, QueueSpec, Scheduler
+from arrwdb.telemetry import Telemetry
+
+
+class FakeWorker:
+    """Holds submitted jobs; ``run_next`` runs one on the calling thread, like the device thread would."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Any] = []
+        self.death: list[Callable[[BaseException], None]] = []
+
+    def submit(self, job: Any) -> None:
+        self.jobs.append(job)
+
+    def on_death(self, callback: Callable[[BaseException], None]) -> None:
+        self.death.append(callback)
+
+    def busy_fraction(self) -> float:
+        return 0.0
+
+    async def run_next(self) -> None:
+        job = self.jobs.pop(0)
+        try:
+            job.run()
+        except Exception as exc:
+            job.fail(exc)
+        await settle()
+
+    def die(self, exc: BaseException) -> None:
+        for callback in self.death:
+            callback(exc)
+
+
+async def settle(rounds: int = 5) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+def make(max_batch_size: int = 8, max_batch_wait_ms: float = 5.0, max_queue: int = 100) -> tuple[Scheduler, FakeWorker]:
+    worker = FakeWorker()
+    scheduler = Scheduler(
+        worker,  # type: ignore[arg-type]
+        Telemetry(),
+        max_batch_size=max_batch_size,
+        max_batch_wait_ms=max_batch_wait_ms,
+        max_queue=max_queue,
+    )
+    return scheduler, worker
+
+
+def recording_spec(batches: list[list[Any]], key: str = "q", priority: int = PRIORITY_INTERACTIVE) -> QueueSpec:
+    def run_batch(payloads: list[Any]) -> list[Any]:
+        batches.append(list(payloads))
+        return [p * 10 for p in payloads]
+
+    return QueueSpec(key=key, kind="test", priority=priority, run=run_batch)
+
+
+def far() -> float:
+    return time.monotonic() + 60
+
+
+def test_idle_worker_takes_a_lone_request_at_once():
+    async def body() -> None:
+        scheduler, worker = make()
+        batches: list[list[Any]] = []
+        task = asyncio.create_task(scheduler.submit(recording_spec(batches), 1, deadline=far()))
+        await settle()
+        assert len(worker.jobs) == 1  # dispatched without waiting for company
+        await worker.run_next()
+        done = await task
+        assert done.value == 10
+        assert done.batch_size == 1
+        assert batches == [[1]]
+
+    run(body)
+
+
+def test_busy_worker_fills_the_next_batch():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=8, max_batch_wait_ms=1000)
+        batches: list[list[Any]] = []
+        spec = recording_spec(batches)
+        first = asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()
+        rest = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(1, 20)]
+        await settle()
+        # One batch runs; the next is full (8) and staged; 11 wait for the worker.
+        assert [len(job.items) for job in worker.jobs] == [1, 8]
+        await worker.run_next()
+        assert [len(job.items) for job in worker.jobs] == [8, 8]
+        await worker.run_next()
+        await worker.run_next()
+        await worker.run_next()
+        results = [t.result().value for t in [first, *rest]]
+        assert results == [i * 10 for i in range(20)]
+        assert [len(b) for b in batches] == [1, 8, 8, 3]
+
+    run(body)
+
+
+def test_partial_batch_closes_after_max_wait_from_the_oldest():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=64, max_batch_wait_ms=20)
+        spec = recording_spec([])
+        asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()
+        assert len(worker.jobs) == 1  # running
+        asyncio.create_task(scheduler.submit(spec, 1, deadline=far()))
+        asyncio.create_task(scheduler.submit(spec, 2, deadline=far()))
+        await settle()
+        assert len(worker.jobs) == 1  # the next batch is still filling
+        await asyncio.sleep(0.06)
+        assert len(worker.jobs) == 2  # closed by the timer, staged behind the running batch
+        assert len(worker.jobs[1].items) == 2
+
+    run(body)
+
+
+def test_batch_size_one_turns_batching_off():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=1)
+        batches: list[list[Any]] = []
+        spec = recording_spec(batches)
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(5)]
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        await asyncio.gather(*tasks)
+        assert batches == [[0], [1], [2], [3], [4]]
+
+    run(body)
+
+
+def test_cost_budget_splits_batches():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=100, max_batch_wait_ms=1000)
+        batches: list[list[Any]] = []
+        spec = QueueSpec(key="e", kind="embed", priority=PRIORITY_BULK, run=lambda p: list(p), max_cost=100)
+        blocker = asyncio.create_task(scheduler.submit(spec, "first", deadline=far(), cost=1))
+        await settle()
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far(), cost=30)) for i in range(7)]
+        await settle()
+        while worker.jobs:
+            batches.append(list(worker.jobs[0].prepared))
+            await worker.run_next()
+        await asyncio.gather(blocker, *tasks)
+        assert [len(b) for b in batches] == [1, 3, 3, 1]
+
+    run(body)
+
+
+def test_queue_full_is_overloaded_at_once():
+    async def body() -> None:
+        scheduler, _worker = make(max_queue=3, max_batch_wait_ms=1000)
+        spec = recording_spec([])
+        asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()  # dispatched: not waiting any more
+        waiting = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(3)]
+        await settle()
+        assert scheduler.waiting == 3  # the next batch is filling: not full, not yet due
+        started = time.perf_counter()
+        with pytest.raises(Overloaded) as err:
+            await scheduler.submit(spec, 99, deadline=far())
+        assert time.perf_counter() - started < 0.5
+        assert err.value.retry_after_s >= 1
+        for task in waiting:
+            task.cancel()
+
+    run(body)
+
+
+def test_expired_requests_are_dropped_before_compute():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=8, max_batch_wait_ms=0)
+        batches: list[list[Any]] = []
+        spec = recording_spec(batches)
+        asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()
+        short = asyncio.create_task(scheduler.submit(spec, 1, deadline=time.monotonic() + 0.02))
+        long = asyncio.create_task(scheduler.submit(spec, 2, deadline=far()))
+        await asyncio.sleep(0.05)
+        with pytest.raises(DeadlineExceeded):
+            await short
+        while worker.jobs:
+            await worker.run_next()
+        assert (await long).value == 20
+        assert [1] not in batches and all(1 not in b for b in batches)
+
+    run(body)
+
+
+def test_cancelled_requests_cost_no_compute():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=8, max_batch_wait_ms=1000)
+        batches: list[list[Any]] = []
+        spec = recording_spec(batches)
+        asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()
+        gone = asyncio.create_task(scheduler.submit(spec, 1, deadline=far()))
+        stays = asyncio.create_task(scheduler.submit(spec, 2, deadline=far()))
+        await settle()
+        gone.cancel()  # the client went away
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        await asyncio.sleep(0)
+        assert (await stays).value == 20
+        assert all(1 not in b for b in batches)
+
+    run(body)
+
+
+def test_a_failing_batch_fails_every_future():
+    async def body() -> None:
+        scheduler, worker = make()
+
+        def explode(payloads: list[Any]) -> list[Any]:
+            raise RuntimeError("device on fire")
+
+        spec = QueueSpec(key="x", kind="test", priority=0, run=explode)
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(4)]
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        for task in tasks:
+            with pytest.raises(WorkerFailure, match="device on fire"):
+                await task
+
+    run(body)
+
+
+def test_a_per_item_error_fails_only_that_item():
+    async def body() -> None:
+        scheduler, worker = make()
+        spec = QueueSpec(
+            key="x", kind="test", priority=0, run=lambda p: [ValueError("bad") if x == 1 else x for x in p]
+        )
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(3)]
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        assert (await tasks[0]).value == 0
+        with pytest.raises(ValueError):
+            await tasks[1]
+        assert (await tasks[2]).value == 2
+
+    run(body)
+
+
+def test_dead_worker_fails_everything_pending_and_refuses_new_work():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_wait_ms=1000)
+        spec = recording_spec([])
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(5)]
+        await settle()
+        worker.die(SystemError("gone"))
+        await settle()
+        for task in tasks:
+            with pytest.raises(NotReady):
+                await task
+        with pytest.raises(NotReady):
+            await scheduler.submit(spec, 9, deadline=far())
+
+    run(body)
+
+
+def test_interactive_work_goes_before_bulk():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=4, max_batch_wait_ms=0)
+        order: list[str] = []
+        bulk = QueueSpec(key="bulk", kind="embed", priority=PRIORITY_BULK, run=lambda p: order.append("bulk") or p)
+        search = QueueSpec(
+            key="search", kind="search", priority=PRIORITY_INTERACTIVE, run=lambda p: order.append("search") or p
+        )
+        first = asyncio.create_task(scheduler.submit(bulk, 0, deadline=far()))
+        await settle()
+        bulk_tasks = [asyncio.create_task(scheduler.submit(bulk, i, deadline=far())) for i in range(12)]
+        await settle()
+        search_task = asyncio.create_task(scheduler.submit(search, 1, deadline=far()))
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        await asyncio.gather(first, search_task, *bulk_tasks)
+        # The search arrived after 12 bulk items, yet runs right after the batches already staged.
+        assert order.index("search") <= 2
+        assert order.count("bulk") == 4
+
+    run(body)
+
+
+def test_timings_are_reported():
+    async def body() -> None:
+        scheduler, worker = make()
+        spec = recording_spec([])
+        task = asyncio.create_task(scheduler.submit(spec, 1, deadline=far()))
+        await settle()
+        await asyncio.sleep(0.01)
+        await worker.run_next()
+        done = await task
+        assert done.queue_ms >= 5
+        assert done.compute_ms >= 0
+        assert done.batch_size == 1
+
+    run(body)
