@@ -127,7 +127,9 @@ class Engine:
             max_batch_wait_ms=s.max_batch_wait_ms,
             max_queue=s.max_queue,
         )
-        self.committer = GroupCommitter(self.store, self.worker, self._apply_writes, self.telemetry)
+        self.committer = GroupCommitter(
+            self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
+        )
         self._embed_specs = {
             priority: QueueSpec(
                 key=("embed", priority),

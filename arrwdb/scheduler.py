@@ -181,19 +181,21 @@ class Scheduler:
         queue.items.append(_Pending(payload, future, now, deadline, cost))
         queue.cost += cost
         self._waiting += 1
-        self.telemetry.queue_depth.labels(spec.kind).inc()
+        self.telemetry.queue(spec.kind).depth.inc()
         self._schedule_dispatch()
+        # A timer, not wait_for: no extra task per request.  Cancelling the caller cancels the future,
+        # which the batch former then skips.
+        timer = self.loop.call_at(self.loop.time() + (deadline - now), self._expire, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout=deadline - now)
-        except TimeoutError:
-            future.cancel()  # dropped before compute if its batch has not started
-            self.telemetry.dropped.labels("deadline").inc()
-            raise DeadlineExceeded("the request's deadline passed") from None
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
+            return await future
         finally:
-            self.telemetry.end_to_end.labels(spec.kind).observe(time.monotonic() - now)
+            timer.cancel()
+            self.telemetry.queue(spec.kind).end_to_end.observe(time.monotonic() - now)
+
+    def _expire(self, future: asyncio.Future[Completed]) -> None:
+        if not future.done():
+            self.telemetry.dropped.labels("deadline").inc()
+            future.set_exception(DeadlineExceeded("the request's deadline passed"))
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -258,7 +260,7 @@ class Scheduler:
             queue.items.popleft()
             queue.cost -= item.cost
             self._waiting -= 1
-            self.telemetry.queue_depth.labels(queue.spec.kind).dec()
+            self.telemetry.queue(queue.spec.kind).depth.dec()
             if item.future.done():  # the caller gave up (deadline, disconnect): costs no compute
                 self.telemetry.dropped.labels("cancelled").inc()
                 continue
@@ -292,8 +294,8 @@ class Scheduler:
         # The batch's size is what was computed: items dropped at batch start do not count.
         size = len(job.items) if results is None else sum(r is not _EXPIRED for r in results)
         if size:
-            self.telemetry.batch_size.labels(kind).observe(size)
-            self.telemetry.compute.labels(kind).observe(compute)
+            self.telemetry.queue(kind).batch_size.observe(size)
+            self.telemetry.queue(kind).compute.observe(compute)
         self.telemetry.device_busy.set(self.worker.busy_fraction())
         for index, item in enumerate(job.items):
             if item.future.done():
@@ -310,7 +312,7 @@ class Scheduler:
                 item.future.set_exception(result)
                 continue
             queue_s = max(0.0, job.started - item.enqueued) if job.started else 0.0
-            self.telemetry.queue_wait.labels(kind).observe(queue_s)
+            self.telemetry.queue(kind).queue_wait.observe(queue_s)
             item.future.set_result(Completed(result, queue_s * 1000.0, compute * 1000.0, size))
         self._schedule_dispatch()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
@@ -10,8 +13,21 @@ _LATENCY_BUCKETS = (
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+@dataclass(frozen=True)
+class QueueMetrics:
+    """The labelled children of one queue kind, resolved once (``labels()`` costs microseconds)."""
+
+    depth: Any
+    batch_size: Any
+    queue_wait: Any
+    compute: Any
+    end_to_end: Any
+
+
 class Telemetry:
     def __init__(self) -> None:
+        self._queues: dict[str, QueueMetrics] = {}
+        self._http: dict[tuple[str, str, str], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_requests = Counter(
@@ -57,3 +73,26 @@ class Telemetry:
         self.embed_cache_misses = Counter("arrwdb_embed_cache_misses", "Embedding cache misses", registry=r)
         self.device_info = Gauge("arrwdb_device_info", "The device the worker runs on", ["device"], registry=r)
         self.gpu_memory = Gauge("arrwdb_gpu_memory_bytes", "GPU memory allocated by torch", registry=r)
+
+    def queue(self, kind: str) -> QueueMetrics:
+        metrics = self._queues.get(kind)
+        if metrics is None:
+            metrics = self._queues[kind] = QueueMetrics(
+                self.queue_depth.labels(kind),
+                self.batch_size.labels(kind),
+                self.queue_wait.labels(kind),
+                self.compute.labels(kind),
+                self.end_to_end.labels(kind),
+            )
+        return metrics
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        children = self._http.get(key)
+        if children is None:
+            children = self._http[key] = (
+                self.http_requests.labels(method, route, key[2]),
+                self.http_latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)

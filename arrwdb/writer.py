@@ -24,8 +24,6 @@ from arrwdb.worker import DeviceWorker
 
 log = logging.getLogger("arrwdb.writer")
 
-_MAX_REQUESTS_PER_COMMIT = 512
-
 
 @dataclass(eq=False)
 class _WriteRequest:
@@ -76,8 +74,11 @@ class GroupCommitter:
         worker: DeviceWorker,
         apply: Callable[[list[AppliedWrite]], None],
         telemetry: Telemetry,
+        max_requests_per_commit: int = 512,
     ) -> None:
         self.store = store
+        # ARRWDB_MAX_BATCH_SIZE=1 turns group commit off too: one request, one fsync (the baseline).
+        self.max_requests_per_commit = max_requests_per_commit
         self.worker = worker
         self.apply = apply
         self.telemetry = telemetry
@@ -108,7 +109,7 @@ class GroupCommitter:
                 return
             batch = [first]
             stop = False
-            while len(batch) < _MAX_REQUESTS_PER_COMMIT:
+            while len(batch) < self.max_requests_per_commit:
                 try:
                     item = self._requests.get_nowait()
                 except queue.Empty:

@@ -55,7 +55,7 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def tenant(request: Request) -> str:
-    """FastAPI dependency: the caller's tenant."""
+async def tenant(request: Request) -> str:
+    """FastAPI dependency: the caller's tenant (async: a plain def would cost a thread-pool hop)."""
     keyring: KeyRing = request.app.state.keyring
     return keyring.tenant_of(presented_key(request))

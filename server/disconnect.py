@@ -18,22 +18,27 @@ class ClientDisconnected(Exception):
     """The client closed the connection before its answer was ready."""
 
 
-async def _disconnected(request: Request) -> None:
-    while True:  # the body is read already: the next message is the disconnect
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 async def unless_disconnected(request: Request, work: Awaitable[T], telemetry: Telemetry) -> T:
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    """Await ``work``; if the client disconnects first, cancel it (a queued request is then dropped
+    before compute) and raise ClientDisconnected.  One watcher task per request, nothing more."""
+    current = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass  # the body was read already: the next message is the disconnect
+        gone = True
+        if current is not None:
+            current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        telemetry.dropped.labels("disconnected").inc()
+        raise ClientDisconnected from None
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    telemetry.dropped.labels("disconnected").inc()
-    raise ClientDisconnected

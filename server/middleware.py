@@ -83,5 +83,4 @@ class HttpMetrics:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.telemetry.http_requests.labels(method, template, str(status)).inc()
-            self.telemetry.http_latency.labels(method, template).observe(time.perf_counter() - started)
+            self.telemetry.observe_http(method, template, status, time.perf_counter() - started)

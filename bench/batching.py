@@ -1,0 +1,179 @@
+"""`arrwdb bench batching`: what micro-batching does to throughput and tail latency.
+
+For batching off (ARRWDB_MAX_BATCH_SIZE=1) and on, one server process each, N closed-loop clients
+(1, 8, 64, 256 by default) run: (a) vector queries on a 100k x 384 brute-force library, (b) text
+queries (embed + search; the embedding cache is off so every text costs a forward pass), (c)
+concurrent single-document inserts of new texts.  Results: JSON, a PNG, and a table of ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from arrwdb.bench.datasets import build_vector_store, random_vectors, sentences
+from arrwdb.bench.loadgen import LoadResult, closed_loop, encode_post
+from arrwdb.bench.machine import machine_info
+from arrwdb.bench.plots import throughput_and_p99
+from arrwdb.bench.serverproc import ServerProcess
+
+SETTINGS = {"off": 1, "on": 256}
+LIBRARY = "vectors"
+
+
+def _vector_requests(count: int, dimension: int) -> list[bytes]:
+    queries = random_vectors(count, dimension, seed=99)
+    path = f"/v1/libraries/{LIBRARY}/search"
+    return [
+        encode_post("127.0.0.1", path, orjson.dumps({"embedding": q, "k": 10}, option=orjson.OPT_SERIALIZE_NUMPY))
+        for q in queries
+    ]
+
+
+def _text_requests(count: int, seed: int) -> list[bytes]:
+    path = f"/v1/libraries/{LIBRARY}/search"
+    return [encode_post("127.0.0.1", path, orjson.dumps({"query": t, "k": 10})) for t in sentences(count, seed)]
+
+
+def _insert_requests(library: str, count: int, seed: int) -> list[bytes]:
+    path = f"/v1/libraries/{library}/documents"
+    return [encode_post("127.0.0.1", path, orjson.dumps({"text": t})) for t in sentences(count, seed)]
+
+
+def in_process_rate(vectors: np.ndarray, batch: int, repeats: int) -> dict[str, float]:
+    """The same exact index the server uses, searched in process: the ceiling HTTP is measured against."""
+    import torch
+
+    from arrwdb.index.flat import FlatIndex
+
+    index = FlatIndex(vectors.shape[1], "cosine", torch.device("cpu"))
+    index.add(np.arange(1, len(vectors) + 1, dtype=np.int64), vectors)
+    queries = random_vectors(batch * repeats, vectors.shape[1], seed=5)
+    index.search(queries[:batch], 10)  # warm-up
+    started = time.perf_counter()
+    for i in range(repeats):
+        index.search(queries[i * batch : (i + 1) * batch], 10)
+    seconds = time.perf_counter() - started
+    return {"batch": batch, "qps": batch * repeats / seconds, "ms_per_batch": seconds / repeats * 1000}
+
+
+def _run(host_port: tuple[str, int], requests: list[bytes], clients: int, seconds: float, warmup: float) -> LoadResult:
+    return asyncio.run(closed_loop(host_port[0], host_port[1], requests, clients, seconds, warmup))
+
+
+def run_batching(
+    output: Path,
+    cache_dir: Path,
+    concurrencies: tuple[int, ...] = (1, 8, 64, 256),
+    seconds: float = 6.0,
+    warmup: float = 1.5,
+    rows: int = 100_000,
+    scenarios: tuple[str, ...] = ("vector", "text", "insert"),
+    progress: bool = True,
+) -> dict[str, Any]:
+    dimension = 384
+    vectors = random_vectors(rows, dimension, seed=1)
+    data_dir = cache_dir / f"vectors-{rows}x{dimension}"
+    build_vector_store(data_dir, LIBRARY, vectors)
+    requests = {
+        "vector": _vector_requests(2000, dimension),
+        "text": _text_requests(20_000, seed=7),
+    }
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in scenarios}
+    memory: dict[str, int] = {}
+    from tqdm import tqdm
+
+    total = len(SETTINGS) * len(scenarios) * len(concurrencies)
+    bar = tqdm(total=total, desc="batching", disable=not progress)
+    for setting, batch_size in SETTINGS.items():
+        env = {"ARRWDB_MAX_BATCH_SIZE": str(batch_size), "ARRWDB_EMBED_CACHE_BYTES": "0"}
+        with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+            target = ("127.0.0.1", server.port)
+            for scenario in scenarios:
+                points = results[scenario].setdefault(setting, [])
+                for clients in concurrencies:
+                    if scenario == "insert":
+                        library = f"inserts-{setting}-{clients}-{int(time.time())}"
+                        _create_library(server.url, library)
+                        load = _insert_requests(library, 20_000, seed=clients)
+                    else:
+                        load = requests[scenario]
+                    outcome = _run(target, load, clients, seconds, warmup)
+                    points.append(outcome.summary())
+                    bar.set_postfix_str(f"{scenario} {setting} c={clients} qps={points[-1]['qps']:.0f}")
+                    bar.update()
+            memory[setting] = server.rss_bytes()
+    bar.close()
+    report: dict[str, Any] = {
+        "benchmark": "batching",
+        "machine": machine_info(),
+        "settings": {
+            "rows": rows,
+            "dimension": dimension,
+            "concurrencies": list(concurrencies),
+            "seconds": seconds,
+            "warmup": warmup,
+            "batch_size": SETTINGS,
+        },
+        "results": results,
+        "server_rss_bytes": memory,
+        "in_process": [in_process_rate(vectors, batch, repeats) for batch, repeats in ((1, 50), (64, 10), (256, 4))],
+    }
+    report["ratios"] = ratios(report)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    throughput_and_p99(results, output.with_suffix(".png"), f"arrwdb batching ({report['machine']['cpu']})")
+    return report
+
+
+def _create_library(url: str, name: str) -> None:
+    import httpx
+
+    httpx.post(f"{url}/v1/libraries", json={"name": name}, timeout=30).raise_for_status()
+
+
+def _at(points: list[dict[str, Any]], clients: int) -> dict[str, Any] | None:
+    return next((p for p in points if p["clients"] == clients), None)
+
+
+def ratios(report: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    results = report["results"]
+    for scenario, settings in results.items():
+        for clients in (1, 8, 64, 256):
+            on, off = _at(settings.get("on", []), clients), _at(settings.get("off", []), clients)
+            if on and off and off["qps"] > 0:
+                out[f"{scenario}.qps_on_over_off@{clients}"] = on["qps"] / off["qps"]
+                out[f"{scenario}.p99_on_over_off@{clients}"] = on["p99_ms"] / max(off["p99_ms"], 1e-9)
+        on1, off1 = _at(settings.get("on", []), 1), _at(settings.get("off", []), 1)
+        if on1 and off1:
+            out[f"{scenario}.p50_added_ms@1"] = on1["p50_ms"] - off1["p50_ms"]
+    on64 = _at(results.get("vector", {}).get("on", []), 64)
+    in_process = {p["batch"]: p for p in report.get("in_process", [])}
+    if on64 and 64 in in_process:
+        out["vector.server_on@64_over_in_process_batch64"] = on64["qps"] / in_process[64]["qps"]
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = ["scenario  setting  clients      qps    p50_ms    p95_ms    p99_ms  batch  statuses"]
+    for scenario, settings in report["results"].items():
+        for setting, points in settings.items():
+            for p in points:
+                lines.append(
+                    f"{scenario:<9} {setting:<7} {p['clients']:>7} {p['qps']:>8.1f} {p['p50_ms']:>9.2f} "
+                    f"{p['p95_ms']:>9.2f} {p['p99_ms']:>9.2f} {p['mean_batch_size']:>6.1f}  {p['statuses']}"
+                )
+    lines.append("")
+    for p in report.get("in_process", []):
+        lines.append(
+            f"in-process exact search, batch {p['batch']:>3}: {p['qps']:8.1f} qps ({p['ms_per_batch']:.2f} ms/batch)"
+        )
+    lines.append("")
+    for key, value in report["ratios"].items():
+        lines.append(f"{key:<48} {value:8.2f}")
+    return "\n".join(lines)
