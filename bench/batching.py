@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from arrwdb.bench.datasets import build_vector_store, random_vectors, sentences
 from arrwdb.bench.loadgen import LoadResult, closed_loop, encode_post
 from arrwdb.bench.machine import machine_info

@@ -8,10 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from arrwdb.server import documents, libraries, schemas, search, system
-from arrwdb.server.auth import KeyRing
-from arrwdb.server.errors import install_error_handlers
-from arrwdb.server.middleware import BodyLimit, HttpMetrics
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -19,6 +15,11 @@ from arrwdb import __version__
 from arrwdb.config import Settings
 from arrwdb.engine import EmbedderFactory, Engine
 from arrwdb.errors import InvalidInput
+from arrwdb.server import documents, libraries, schemas, search, system
+from arrwdb.server.auth import KeyRing
+from arrwdb.server.errors import install_error_handlers
+from arrwdb.server.fastpath import install_fast_routes
+from arrwdb.server.middleware import BodyLimit, HttpMetrics
 
 log = logging.getLogger("arrwdb.server")
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings, embedder_factory: EmbedderFactory | None = No
     install_error_handlers(app)
     for module in (system, libraries, documents, search):
         app.include_router(module.router)
+    install_fast_routes(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(HttpMetrics, telemetry=engine.telemetry)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
-from arrwdb.server.errors import validation_error
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+
+from arrwdb.server.errors import validation_error
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -6,17 +6,17 @@ import base64
 import binascii
 
 import numpy as np
-from arrwdb.server import schemas
-from arrwdb.server.auth import tenant
-from arrwdb.server.body import openapi_body, parse_body
-from arrwdb.server.deps import deadline_of, engine_of
-from arrwdb.server.responses import JSON
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from arrwdb.errors import BadRequest
 from arrwdb.inputs import DocumentInput
 from arrwdb.metadata import validate_metadata
+from arrwdb.server import schemas
+from arrwdb.server.auth import tenant
+from arrwdb.server.body import openapi_body, parse_body
+from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.responses import JSON
 from arrwdb.validation import check_name
 
 router = APIRouter(prefix="/v1/libraries/{library}/documents", tags=["documents"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from arrwdb.server.disconnect import ClientDisconnected
-from arrwdb.server.responses import JSON
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -14,6 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from arrwdb.errors import ArrwdbError, BadRequest, InvalidInput, Overloaded
+from arrwdb.server.disconnect import ClientDisconnected
+from arrwdb.server.responses import JSON
 
 log = logging.getLogger("arrwdb.server")
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from arrwdb.library import LibraryState
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import engine_of
 from arrwdb.server.responses import JSON
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
-
-from arrwdb.library import LibraryState
 
 router = APIRouter(prefix="/v1/libraries", tags=["libraries"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from arrwdb.server.errors import arrwdb_error_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arrwdb.errors import PayloadTooLarge
+from arrwdb.server.errors import arrwdb_error_response
 from arrwdb.telemetry import Telemetry
 
 

@@ -7,12 +7,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from arrwdb.server import schemas
-from arrwdb.server.auth import tenant
-from arrwdb.server.body import openapi_body, parse_body
-from arrwdb.server.deps import deadline_of, engine_of
-from arrwdb.server.disconnect import unless_disconnected
-from arrwdb.server.responses import JSON, timing_headers
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -20,6 +14,12 @@ from arrwdb.engine import Timings
 from arrwdb.errors import InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.inputs import Hit, SearchInput
+from arrwdb.server import schemas
+from arrwdb.server.auth import tenant
+from arrwdb.server.body import openapi_body, parse_body
+from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.disconnect import unless_disconnected
+from arrwdb.server.responses import JSON, timing_headers
 from arrwdb.validation import check_k, check_query_params
 
 router = APIRouter(tags=["search"])

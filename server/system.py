@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from arrwdb.server.deps import engine_of
-from arrwdb.server.errors import arrwdb_error_response
-from arrwdb.server.responses import JSON
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
+
+from arrwdb.server.deps import engine_of
+from arrwdb.server.errors import arrwdb_error_response
+from arrwdb.server.responses import JSON
 
 router = APIRouter(tags=["system"])
 

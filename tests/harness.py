@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from arrwdb.server.app import create_app
 
 from arrwdb.client import Client
 from arrwdb.config import Settings
 from arrwdb.embed.protocol import Embedder
+from arrwdb.server.app import create_app
 
 
 class ServerThread:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from arrwdb.server.app import is_loopback
 
 from arrwdb.client import ApiError
+from arrwdb.server.app import is_loopback
 
 KEY_A, KEY_B = "key-of-tenant-a", "key-of-tenant-b"
 

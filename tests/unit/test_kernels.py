@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from arrwdb.kernels import normalize_rows, search_exact
 
 METRICS = ["cosine", "ip", "l2"]
