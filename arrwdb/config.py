@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Threads.  None = let torch decide (all cores).
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker.")
 
+    build_threads: int = Field(
+        1, ge=1, description="FAISS threads of the background index builder (the rest serve queries)."
+    )
+
     log_level: str = Field("info", description="Python logging level.")
 
     def api_key_list(self) -> list[str]:

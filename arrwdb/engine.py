@@ -20,6 +20,7 @@ from arrwdb.device import resolve_device
 from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.protocol import Embedder
 from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
+from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
@@ -115,6 +116,7 @@ class Engine:
 
     async def start(self) -> None:
         """Start the worker and begin loading; ``ready`` turns True when the model and indexes serve."""
+        from arrwdb.builder import IndexBuilder
         from arrwdb.writer import GroupCommitter
 
         self.loop = asyncio.get_running_loop()
@@ -127,6 +129,7 @@ class Engine:
             max_batch_wait_ms=s.max_batch_wait_ms,
             max_queue=s.max_queue,
         )
+        self.builder = IndexBuilder(self.worker, self.libraries, s.data_dir / "indexes", threads=s.build_threads)
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
         )
@@ -161,6 +164,8 @@ class Engine:
         self.ready = False
         if hasattr(self, "committer"):
             await asyncio.to_thread(self.committer.stop)
+        if hasattr(self, "builder"):
+            await asyncio.to_thread(self.builder.stop)
         if hasattr(self, "scheduler"):
             self.scheduler.close()
         await asyncio.to_thread(self.worker.stop)
@@ -180,6 +185,14 @@ class Engine:
         for doc_id, metadata, rows in self.store.iter_document_rows(record.id):
             state.load_document(doc_id, metadata, rows)
         self.libraries[record.id] = state
+        self._attach_builder(state, load_snapshot=True)
+
+    def _attach_builder(self, state: LibraryState, load_snapshot: bool) -> None:
+        if isinstance(state.index, AnnIndex):
+            library_id = state.record.id
+            state.index.set_build_requester(lambda: self.builder.request_build(library_id))
+            if load_snapshot:
+                self.builder.request_load(library_id)
 
     async def on_worker(self, fn: Callable[[], Any]) -> Any:
         job = _CallJob(self.loop, fn)
@@ -238,6 +251,7 @@ class Engine:
             raise Conflict(f"a library named {name!r} already exists")
         await asyncio.to_thread(self.store.create_library, record)
         state = LibraryState(record, self.device)
+        self._attach_builder(state, load_snapshot=False)
         self.libraries[record.id] = state
         return state
 
@@ -246,6 +260,7 @@ class Engine:
         state = self.library(tenant, key)
         await asyncio.to_thread(self.store.delete_library, state.record.id)
         self.libraries.pop(state.record.id, None)
+        self.builder.forget(state.record.id)
 
     # -- documents ---------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Mutated only on the device worker, so searches and index updates never overlap.
 
 from __future__ import annotations
 
+import importlib.util
 from collections import OrderedDict
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from arrwdb.filters import Filter
+from arrwdb.index.ann import AnnIndex
 from arrwdb.index.base import Index
 from arrwdb.index.flat import FlatIndex
 from arrwdb.records import AppliedWrite, LibraryRecord, Metadata
@@ -19,9 +21,15 @@ from arrwdb.records import AppliedWrite, LibraryRecord, Metadata
 _FILTER_CACHE_ENTRIES = 64
 
 
+def faiss_available() -> bool:
+    return importlib.util.find_spec("faiss") is not None
+
+
 def build_index(record: LibraryRecord, device: torch.device) -> Index:
-    # Every index type is served exactly until its ANN index exists (API.md); the IVF and HNSW
-    # builders plug in here.
+    # Every index type is served exactly until its ANN index exists (API.md).  Without FAISS
+    # installed, ivf and hnsw libraries stay exact (their statistics say so).
+    if record.index_type in ("ivf", "hnsw") and faiss_available():
+        return AnnIndex(record, device)
     return FlatIndex(record.dimension, record.metric, device)
 
 

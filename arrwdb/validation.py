@@ -8,19 +8,12 @@ from typing import Any
 import numpy as np
 
 from arrwdb.errors import InvalidInput
+from arrwdb.index.params import INDEX_PARAM_RULES, QUERY_PARAM_RULES, check_params
 from arrwdb.records import INDEX_TYPES, METRICS
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,256}")
 MAX_DIMENSION = 4096
 MAX_K = 1000
-
-# Index parameters each type accepts, with their allowed ranges.
-_INDEX_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
-    "brute_force": {},
-    "ivf": {"nlist": (1, 65536), "nprobe": (1, 65536)},
-    "hnsw": {"m": (2, 256), "ef_construction": (1, 4096), "ef_search": (1, 4096)},
-}
-_QUERY_PARAMS = {"ef_search": (1, 4096), "nprobe": (1, 65536)}
 
 
 def check_name(value: str, what: str) -> str:
@@ -36,24 +29,14 @@ def check_library_settings(dimension: int, index_type: str, metric: str, params:
         raise InvalidInput(f"index_type must be one of {', '.join(INDEX_TYPES)}")
     if metric not in METRICS:
         raise InvalidInput(f"metric must be one of {', '.join(METRICS)}")
-    return _check_int_params(params, _INDEX_PARAMS[index_type], f"index_params for {index_type}")
+    checked = check_params(params, INDEX_PARAM_RULES[index_type], f"index_params for {index_type}")
+    if index_type == "ivf" and checked.get("encoding") == "pq" and dimension % 8:
+        raise InvalidInput("index_params.encoding pq needs a dimension divisible by 8")
+    return checked
 
 
 def check_query_params(params: dict[str, Any], where: str = "query") -> dict[str, Any]:
-    return _check_int_params(params, _QUERY_PARAMS, f"{where}.params")
-
-
-def _check_int_params(params: dict[str, Any], allowed: dict[str, tuple[int, int]], what: str) -> dict[str, Any]:
-    checked: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise InvalidInput(f"unknown {what} key {key!r} (accepted: {known})")
-        low, high = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise InvalidInput(f"{what}.{key} must be an integer between {low} and {high}")
-        checked[key] = value
-    return checked
+    return check_params(params, QUERY_PARAM_RULES, f"{where}.params")
 
 
 def check_k(k: int, where: str = "query") -> int:

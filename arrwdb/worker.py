@@ -13,11 +13,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from arrwdb.errors import NotReady
 
 log = logging.getLogger("arrwdb.worker")
+
+T = TypeVar("T")
 
 
 class Job(Protocol):
@@ -99,3 +101,32 @@ class DeviceWorker:
                 job.fail(failure)
         for callback in self._death_callbacks:
             callback(exc)
+
+
+class _SyncCall:
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except Exception as exc:
+            self.error = exc
+        self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.done.set()
+
+
+def call_on_worker(worker: DeviceWorker, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on the device worker and wait for it, from another plain thread (the builder)."""
+    call = _SyncCall(fn)
+    worker.submit(call)
+    call.done.wait()
+    if call.error is not None:
+        raise call.error
+    return call.result  # type: ignore[return-value]

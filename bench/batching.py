@@ -77,6 +77,7 @@ def run_batching(
     progress: bool = True,
 ) -> dict[str, Any]:
     dimension = 384
+    output.parent.mkdir(parents=True, exist_ok=True)
     vectors = random_vectors(rows, dimension, seed=1)
     data_dir = cache_dir / f"vectors-{rows}x{dimension}"
     build_vector_store(data_dir, LIBRARY, vectors)

@@ -142,6 +142,45 @@ class FlatIndex:
             mask[torch.from_numpy(positions).to(self.device)] = True
         return mask & self._alive[: self._size]
 
+    # -- views for the ANN builder and re-scoring -------------------------------------------------
+
+    def live_rows(self, after: int = -1) -> np.ndarray:
+        """Sorted row ids of the live rows with id > ``after``."""
+        start = int(np.searchsorted(self._row_ids[: self._size], after, side="right"))
+        alive = self._alive[start : self._size].cpu().numpy()
+        return self._row_ids[start : self._size][alive]
+
+    def copy_rows(self, after: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, float32 vectors) of the live rows with id > ``after``, copied off the device.
+        Cosine rows come back normalised, as they are stored."""
+        start = int(np.searchsorted(self._row_ids[: self._size], after, side="right"))
+        alive = self._alive[start : self._size]
+        vectors = self._matrix[start : self._size][alive].float().cpu().numpy()
+        return self._row_ids[start : self._size][alive.cpu().numpy()].copy(), vectors
+
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Exact scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a
+        compressed index (SQ8, PQ) proposed.  Missing or deleted candidates score -inf."""
+        flat_ids = candidates.reshape(-1)
+        positions = np.searchsorted(self._row_ids[: self._size], flat_ids)
+        positions = np.minimum(positions, max(self._size - 1, 0))
+        present = (flat_ids >= 0) & (self._size > 0)
+        if self._size:
+            present &= self._row_ids[positions] == flat_ids
+            present &= self._alive[torch.from_numpy(positions).to(self.device)].cpu().numpy()
+        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
+        if self.metric == "cosine":
+            query_tensor = normalize_rows(query_tensor)
+        rows = self._matrix[torch.from_numpy(positions).to(self.device)].float()
+        rows = rows.reshape(candidates.shape[0], candidates.shape[1], self.dimension)
+        dots = torch.einsum("qd,qcd->qc", query_tensor, rows)
+        if self.metric == "l2":
+            norms = self._norms_sq[torch.from_numpy(positions).to(self.device)].reshape(candidates.shape)
+            dots = -(query_tensor.pow(2).sum(dim=1, keepdim=True) - 2 * dots + norms).clamp(min=0)
+        scores = dots.cpu().numpy().astype(np.float32)
+        scores[~present.reshape(candidates.shape)] = -np.inf
+        return scores
+
     # -- figures -----------------------------------------------------------------------------
 
     def memory_bytes(self) -> int:

@@ -1,0 +1,177 @@
+"""The index builder: one background thread that trains, builds, extends, saves and loads ANN
+indexes, so that none of it runs on the request path or blocks the device worker.
+
+A build reads a copy of the rows (taken on the device worker), works on a private FAISS object, and
+publishes it with one short job on the device worker.  Searches keep being answered throughout: by
+exact search until a first index exists, then by the previous index plus the exact fresh segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from arrwdb.index import faiss_ops
+from arrwdb.index.ann import AnnIndex
+from arrwdb.library import LibraryState
+from arrwdb.worker import DeviceWorker, call_on_worker
+
+log = logging.getLogger("arrwdb.builder")
+
+
+class IndexBuilder:
+    def __init__(
+        self,
+        worker: DeviceWorker,
+        libraries: dict[str, LibraryState],
+        snapshot_dir: Path,
+        threads: int = 1,
+    ) -> None:
+        self.worker = worker
+        self.libraries = libraries
+        self.snapshot_dir = snapshot_dir
+        self.threads = threads
+        self._tasks: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self._pending: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._main, name="arrwdb-builder", daemon=True)
+        self._thread.start()
+
+    def snapshot_path(self, library_id: str) -> Path:
+        return self.snapshot_dir / f"{library_id}.index"
+
+    # -- requests (any thread) -------------------------------------------------------------------
+
+    def request_build(self, library_id: str) -> None:
+        self._submit("build", library_id)
+
+    def request_load(self, library_id: str) -> None:
+        self._submit("load", library_id)
+
+    def forget(self, library_id: str) -> None:
+        self._submit("forget", library_id)
+
+    def _submit(self, task: str, library_id: str) -> None:
+        with self._lock:
+            if (task, library_id) in self._pending:
+                return
+            self._pending.add((task, library_id))
+            self._idle.clear()
+        self._tasks.put((task, library_id))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """For tests and benchmarks: wait until no task is queued or running."""
+        return self._idle.wait(timeout)
+
+    def stop(self) -> None:
+        self._tasks.put(None)
+        self._thread.join(timeout=5)  # a long build keeps running as a daemon; the process exits anyway
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(self.threads)  # per thread: leaves the other cores to serving
+        except ImportError:
+            log.warning("FAISS is not installed: ivf and hnsw libraries are served exactly")
+            return
+        while True:
+            item = self._tasks.get()
+            if item is None:
+                return
+            with self._lock:
+                self._pending.discard(item)
+            task, library_id = item
+            try:
+                {"build": self._build, "load": self._load, "forget": self._forget}[task](library_id)
+            except Exception:
+                log.exception("index %s failed for library %s", task, library_id)
+            with self._lock:
+                if not self._pending:
+                    self._idle.set()
+
+    def _ann_of(self, library_id: str) -> tuple[LibraryState, AnnIndex] | None:
+        state = self.libraries.get(library_id)
+        if state is None or not isinstance(state.index, AnnIndex):
+            return None
+        return state, state.index
+
+    def _still_current(self, library_id: str, state: LibraryState) -> bool:
+        return self.libraries.get(library_id) is state
+
+    def _build(self, library_id: str) -> None:
+        found = self._ann_of(library_id)
+        if found is None:
+            return
+        state, index = found
+        plan = call_on_worker(self.worker, index.plan)
+        if plan is None:
+            call_on_worker(self.worker, index.abort)
+            return
+        job = call_on_worker(self.worker, lambda: index.begin(plan))
+        started = time.perf_counter()
+        try:
+            if job.kind == "build":
+                ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors)
+            else:
+                ann = faiss_ops.extend(job.base, job.rows, job.vectors)
+        except Exception:
+            call_on_worker(self.worker, index.abort)
+            raise
+        seconds = time.perf_counter() - started
+        if not self._still_current(library_id, state):
+            return
+        call_on_worker(self.worker, lambda: index.finish(job, ann, seconds))
+        log.info("library %s: %s of %d rows in %.1f s", library_id, job.kind, len(job.rows), seconds)
+        self._save(library_id, state, index, ann)
+
+    def _save(self, library_id: str, state: LibraryState, index: AnnIndex, ann: object) -> None:
+        rows, trained = call_on_worker(self.worker, lambda: (index.ann_rows, index.trained_rows))
+        if index.ann is not ann or not self._still_current(library_id, state):
+            return  # superseded meanwhile: the next build saves
+        meta = {**_expected(state), "trained_rows": trained}
+        faiss_ops.save(ann, rows, meta, self.snapshot_path(library_id))
+
+    def _load(self, library_id: str) -> None:
+        found = self._ann_of(library_id)
+        if found is None:
+            return
+        state, index = found
+        path = self.snapshot_path(library_id)
+        if path.with_suffix(".json").exists():
+            try:
+                ann, rows, meta = faiss_ops.load(path, _expected(state))
+            except faiss_ops.SnapshotError as exc:
+                log.warning("library %s: discarding snapshot (%s); rebuilding from the store", library_id, exc)
+                faiss_ops.remove_snapshot(path)
+            else:
+                if self._still_current(library_id, state):
+                    call_on_worker(self.worker, lambda: index.install(ann, rows, int(meta.get("trained_rows", 0))))
+                    log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
+                return
+        self._build(library_id)
+
+    def _forget(self, library_id: str) -> None:
+        faiss_ops.remove_snapshot(self.snapshot_path(library_id))
+
+
+def _expected(state: LibraryState) -> dict[str, object]:
+    r = state.record
+    return {
+        "library_id": r.id,
+        "index_type": r.index_type,
+        "metric": r.metric,
+        "dimension": r.dimension,
+        "index_params": r.index_params,
+    }
+
+
+BuildRequester = Callable[[str], None]

@@ -1,0 +1,277 @@
+"""An ANN library index (IVF or HNSW on FAISS) that never gives up exactness guarantees.
+
+Layout:
+- ``flat``: every live vector in the exact torch index.  It serves the library until the first ANN
+  index is built (or loaded), answers selective filters exactly, and holds the "fresh" rows.
+- ``ann``: a FAISS index over the rows up to ``built_upto``, built or extended on the builder thread
+  on a private copy and then published here; a published FAISS object is never mutated again.
+- fresh rows (ids above ``built_upto``) are searched exactly beside the ANN index and merged, so a
+  write is searchable the moment it is acknowledged, however slow HNSW insertion is.
+- deletes and replaced rows become tombstones, excluded INSIDE the FAISS search by an ID selector;
+  past 20% tombstones the index is rebuilt in the background.
+
+Mutated only on the device worker; the builder reaches it through worker jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from arrwdb.index import faiss_ops
+from arrwdb.index.flat import FlatIndex
+from arrwdb.index.params import HNSWParams, IVFParams
+from arrwdb.records import LibraryRecord
+
+# Filters that match at most this many rows, or this share of the library, are searched exactly:
+# a graph or list search restricted to few ids misses matches (HNSW: 5 allowed -> 1 found).
+EXACT_FILTER_ROWS = 4096
+EXACT_FILTER_FRACTION = 0.2
+REBUILD_TOMBSTONE_FRACTION = 0.2
+IVF_RETRAIN_GROWTH = 4.0
+RESCORE_FACTOR = 4  # SQ8/PQ propose k * 4 candidates, re-scored exactly
+
+
+@dataclass
+class BuildInput:
+    kind: str  # "build" (from scratch) or "extend" (add the fresh rows to a copy)
+    rows: np.ndarray
+    vectors: np.ndarray
+    base: Any
+
+
+class AnnIndex:
+    def __init__(
+        self, record: LibraryRecord, device: torch.device, on_needs_build: Callable[[], None] | None = None
+    ) -> None:
+        self.dimension = record.dimension
+        self.metric = record.metric
+        self.index_type = record.index_type
+        self.params = dict(record.index_params)
+        self.flat = FlatIndex(record.dimension, record.metric, device)
+        self.ann: Any = None
+        self.ann_rows = np.empty(0, dtype=np.int64)  # sorted row ids inside ``ann``
+        self.built_upto = -1
+        self.trained_rows = 0
+        self.tombstones: set[int] = set()
+        self.building = False
+        self.build_requested = False
+        self.removed_during_build: list[int] = []
+        self.builds = 0
+        self.last_build_seconds = 0.0
+        self.min_rows = faiss_ops.min_rows_to_build(self.index_type, self.params)
+        # None while the library loads from the store: the builder is asked once, after loading.
+        self._on_needs_build = on_needs_build
+        self._tombstone_version = 0
+        self._selector_cache: tuple[object, faiss_ops.Selector] | None = None
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    # -- mutation (device worker) --------------------------------------------------------------
+
+    def add(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.flat.add(row_ids, vectors)
+        self._maybe_request_build()
+
+    def remove(self, row_ids: np.ndarray) -> None:
+        self.flat.remove(row_ids)
+        removed = [int(r) for r in row_ids]
+        if self.building:
+            self.removed_during_build.extend(removed)
+        self.tombstones.update(r for r in removed if r <= self.built_upto)
+        self._tombstone_version += 1
+        self._maybe_request_build()
+
+    def set_build_requester(self, on_needs_build: Callable[[], None]) -> None:
+        self._on_needs_build = on_needs_build
+
+    def _maybe_request_build(self) -> None:
+        if self._on_needs_build is None or self.building or self.build_requested:
+            return
+        if self.plan() is not None:
+            self.build_requested = True
+            self._on_needs_build()
+
+    def fresh_count(self) -> int:
+        return len(self.flat.live_rows(after=self.built_upto)) if self.ann is not None else len(self.flat)
+
+    def plan(self) -> str | None:
+        """What the builder should do next, if anything."""
+        live = len(self.flat)
+        if self.ann is None:
+            return "build" if live >= self.min_rows else None
+        if len(self.tombstones) > REBUILD_TOMBSTONE_FRACTION * max(len(self.ann_rows), 1):
+            return "build"
+        if self.index_type == "ivf" and live >= IVF_RETRAIN_GROWTH * max(self.trained_rows, 1):
+            return "build"
+        if self.fresh_count() >= max(2048, 0.05 * len(self.ann_rows)):
+            return "extend"
+        return None
+
+    # -- the builder's side (each called on the device worker) ----------------------------------
+
+    def begin(self, kind: str) -> BuildInput:
+        self.building = True
+        self.removed_during_build = []
+        after = -1 if kind == "build" else self.built_upto
+        rows, vectors = self.flat.copy_rows(after=after)
+        return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None)
+
+    def finish(self, job: BuildInput, ann: Any, seconds: float) -> None:
+        if len(job.rows):
+            new_upto = max(self.built_upto, int(job.rows[-1]))
+            removed = {r for r in self.removed_during_build if r <= new_upto}
+            if job.kind == "build":
+                self.ann_rows = job.rows
+                self.tombstones = removed
+                self.trained_rows = len(job.rows)
+            else:
+                self.ann_rows = np.concatenate([self.ann_rows, job.rows])
+                self.tombstones |= removed
+            self.ann = ann
+            self.built_upto = new_upto
+            self.builds += 1
+            self.last_build_seconds = seconds
+            self._tombstone_version += 1
+        self._end_build()
+
+    def abort(self) -> None:
+        self._end_build()
+
+    def _end_build(self) -> None:
+        self.building = False
+        self.build_requested = False
+        self.removed_during_build = []
+        self._maybe_request_build()
+
+    def install(self, ann: Any, rows: np.ndarray, trained_rows: int) -> None:
+        """Publish an index loaded from a snapshot: rows deleted since it was saved become tombstones,
+        rows added since are fresh (they are in ``flat``, loaded from the store)."""
+        live = self.flat.live_rows()
+        upto = int(rows[-1]) if len(rows) else -1
+        self.ann, self.ann_rows, self.built_upto, self.trained_rows = ann, rows, upto, trained_rows
+        self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
+        self._tombstone_version += 1
+        self._maybe_request_build()
+
+    # -- search (device worker) ----------------------------------------------------------------
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, params: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        params = params or {}
+        live = len(self.flat)
+        eligible = live if allowed is None else len(allowed)
+        exact_filter = allowed is not None and eligible <= max(EXACT_FILTER_ROWS, EXACT_FILTER_FRACTION * live)
+        if self.ann is None or exact_filter or eligible == 0:
+            return self.flat.search(queries, k, allowed)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.metric == "cosine":
+            norms = np.linalg.norm(queries, axis=1, keepdims=True)
+            queries = queries / np.where(norms == 0, 1, norms)
+        scores, ids = self._search_ann(queries, k, allowed, params, eligible / max(live, 1))
+        fresh = self.flat.live_rows(after=self.built_upto) if allowed is None else allowed[allowed > self.built_upto]
+        if len(fresh):
+            fresh_scores, fresh_ids = self.flat.search(queries, k, fresh)
+            scores, ids = _merge(scores, ids, fresh_scores, fresh_ids, k)
+        # Never fewer than k hits when k are eligible: a query the ANN index under-served goes exact.
+        short = np.flatnonzero((ids >= 0).sum(axis=1) < min(k, eligible))
+        if len(short):
+            exact_scores, exact_ids = self.flat.search(queries[short], k, allowed)
+            scores[short], ids[short] = exact_scores, exact_ids
+        return scores, ids
+
+    def _search_ann(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, params: dict[str, Any], selectivity: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # A filter thins out what a fixed search effort finds: widen the search in proportion.
+        boost = 1.0 if allowed is None else min(1.0 / max(selectivity, 1e-3), 8.0)
+        ef_search = nprobe = None
+        if self.index_type == "hnsw":
+            base = params.get("ef_search") or HNSWParams.from_dict(self.params).ef_search
+            ef_search = min(4096, math.ceil(base * boost))
+        else:
+            nlist = faiss_ops.ivf_nlist(self.ann) or 1
+            base = params.get("nprobe") or IVFParams.from_dict(self.params).nprobe_for(nlist)
+            nprobe = min(nlist, math.ceil(base * boost))
+        rescore = self.params.get("encoding") in ("sq8", "pq")
+        fetch = min(k * RESCORE_FACTOR, 4096) if rescore else k
+        selector = self._selector(allowed)
+        scores, ids = faiss_ops.search(
+            self.ann,
+            self.index_type,
+            self.metric,
+            queries,
+            fetch,
+            ef_search=ef_search,
+            nprobe=nprobe,
+            selector=selector,
+        )
+        if rescore:
+            scores = self.flat.rescore(queries, ids)
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+            ids = np.where(np.isfinite(scores), ids, -1)
+        return scores, ids
+
+    def _selector(self, allowed: np.ndarray | None) -> faiss_ops.Selector | None:
+        if allowed is None and not self.tombstones:
+            return None
+        key: object = allowed if allowed is not None else ("live", self._tombstone_version)
+        cached = self._selector_cache
+        if cached is not None and (cached[0] is key or cached[0] == key):
+            return cached[1]
+        wanted = allowed if allowed is not None else self.flat.live_rows()
+        selector = faiss_ops.bitmap_selector(wanted, self.built_upto)
+        self._selector_cache = (key, selector)
+        return selector
+
+    # -- figures -------------------------------------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        ann = faiss_ops.memory_bytes(self.ann) if self.ann is not None else 0
+        return self.flat.memory_bytes() + ann + self.ann_rows.nbytes
+
+    def statistics(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "type": self.index_type,
+            "state": "building" if self.building else ("ann" if self.ann is not None else "exact"),
+            "trained": self.ann is not None,
+            "exact_until_rows": self.min_rows,
+            "ntotal": len(self.flat),
+            "ann_rows": len(self.ann_rows),
+            "fresh_rows": self.fresh_count(),
+            "tombstones": len(self.tombstones),
+            "builds": self.builds,
+            "last_build_seconds": round(self.last_build_seconds, 3),
+            "device": str(self.flat.device),
+            "memory_bytes": self.memory_bytes(),
+        }
+        if self.index_type == "hnsw":
+            p = HNSWParams.from_dict(self.params)
+            stats.update(m=p.m, ef_construction=p.ef_construction, ef_search=p.ef_search)
+        else:
+            p_ivf = IVFParams.from_dict(self.params)
+            nlist = faiss_ops.ivf_nlist(self.ann) if self.ann is not None else None
+            stats.update(
+                nlist=nlist,
+                nprobe=p_ivf.nprobe_for(nlist) if nlist else p_ivf.nprobe,
+                encoding=p_ivf.encoding,
+                trained_rows=self.trained_rows,
+            )
+        return stats
+
+
+def _merge(
+    scores_a: np.ndarray, ids_a: np.ndarray, scores_b: np.ndarray, ids_b: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.concatenate([scores_a, scores_b], axis=1)
+    ids = np.concatenate([ids_a, ids_b], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)

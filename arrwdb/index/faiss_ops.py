@@ -1,0 +1,208 @@
+"""FAISS index construction, search and persistence for the ANN index types (IVF and HNSW).
+
+Every function here runs either on the builder thread (build, extend, save, load) on an index object
+nobody else can see yet, or on the device worker (search) on an index that is never mutated again
+once published: FAISS indexes are not safe to add to and search at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arrwdb.index.params import HNSWParams, IVFParams
+
+_TRAIN_POINTS_PER_LIST = 64
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def faiss_metric(metric: str) -> int:
+    faiss = _faiss()
+    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+def min_rows_to_build(index_type: str, params: dict[str, Any]) -> int:
+    """Below this many vectors a library is served exactly: exact is fast there, and IVF needs
+    enough points per list to train (FAISS wants at least 39 per centroid)."""
+    if index_type == "ivf":
+        nlist = IVFParams.from_dict(params).nlist
+        return max(2048, 39 * (nlist or 0))
+    return 2048
+
+
+def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndarray, vectors: np.ndarray) -> Any:
+    faiss = _faiss()
+    dimension = vectors.shape[1]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(row_ids, dtype=np.int64)
+    if index_type == "hnsw":
+        p = HNSWParams.from_dict(params)
+        graph = faiss.IndexHNSWFlat(dimension, p.m, faiss_metric(metric))
+        graph.hnsw.efConstruction = p.ef_construction
+        index = faiss.IndexIDMap2(graph)
+        index.add_with_ids(vectors, ids)
+        return index
+    p = IVFParams.from_dict(params)
+    nlist = min(p.nlist_for(len(vectors)), max(1, len(vectors) // 39))
+    quantizer = faiss.IndexFlat(dimension, faiss_metric(metric))
+    if p.encoding == "sq8":
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit, faiss_metric(metric)
+        )
+    elif p.encoding == "pq":
+        index = faiss.IndexIVFPQ(quantizer, dimension, nlist, dimension // 8, 8, faiss_metric(metric))
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss_metric(metric))
+    rng = np.random.default_rng(0)
+    sample_size = min(len(vectors), nlist * _TRAIN_POINTS_PER_LIST)
+    sample = vectors[np.sort(rng.choice(len(vectors), sample_size, replace=False))]
+    index.train(sample)
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray) -> Any:
+    """A copy of ``index`` with more vectors; the published index stays untouched."""
+    faiss = _faiss()
+    grown = faiss.clone_index(index)
+    grown.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(row_ids, dtype=np.int64))
+    return grown
+
+
+@dataclass
+class Selector:
+    """A FAISS ID selector with the bitmap it points into (which must outlive it)."""
+
+    selector: Any
+    bitmap: np.ndarray
+
+
+def bitmap_selector(allowed: np.ndarray, upto: int) -> Selector:
+    """Select exactly the row ids in ``allowed`` (sorted, int64) among ids 0..upto."""
+    faiss = _faiss()
+    bits = np.zeros(upto + 1, dtype=bool)
+    bits[allowed[allowed <= upto]] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    return Selector(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bitmap)), bitmap)
+
+
+def search(
+    index: Any,
+    index_type: str,
+    metric: str,
+    queries: np.ndarray,
+    k: int,
+    *,
+    ef_search: int | None,
+    nprobe: int | None,
+    selector: Selector | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) with higher = closer: FAISS's L2 distances are negated."""
+    faiss = _faiss()
+    sel = None if selector is None else selector.selector
+    if index_type == "hnsw":
+        params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
+    else:
+        params = faiss.SearchParametersIVF(nprobe=nprobe or 1, sel=sel)
+    # FAISS is fastest single-threaded for one query, and uses both cores for a batch.
+    faiss.omp_set_num_threads(1 if len(queries) == 1 else max(1, os.cpu_count() or 1))
+    distances, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+    scores = -distances if metric == "l2" else distances
+    scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+    return scores, ids
+
+
+def ivf_nlist(index: Any) -> int | None:
+    faiss = _faiss()
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return None
+
+
+def memory_bytes(index: Any) -> int:
+    faiss = _faiss()
+    try:
+        return int(faiss.serialize_index(index).nbytes) if index.ntotal < 200_000 else _estimate(index)
+    except RuntimeError:
+        return _estimate(index)
+
+
+def _estimate(index: Any) -> int:
+    return int(index.ntotal * index.d * 4 * 1.5)
+
+
+# -- persistence -------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(index: Any, rows: np.ndarray, meta: dict[str, Any], path: Path) -> None:
+    """Write index + its row ids + meta so that a crash at any moment leaves either the old complete
+    snapshot or the new complete one: temp files, fsync, rename, fsync of the directory."""
+    faiss = _faiss()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = faiss.serialize_index(index).tobytes()
+    rows_blob = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
+    body = {**meta, "index_bytes": len(blob), "index_crc32": zlib.crc32(blob), "rows_crc32": zlib.crc32(rows_blob)}
+    for suffix, data in ((".faiss", blob), (".rows", rows_blob), (".json", json.dumps(body).encode())):
+        tmp = path.with_suffix(suffix + ".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    # The meta file is renamed last: it is what makes a snapshot count.
+    for suffix in (".faiss", ".rows", ".json"):
+        os.replace(path.with_suffix(suffix + ".tmp"), path.with_suffix(suffix))
+    _fsync_dir(path.parent)
+
+
+class SnapshotError(Exception):
+    """A snapshot that is missing, truncated, corrupt or made for other settings."""
+
+
+def load(path: Path, expected: dict[str, Any]) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    faiss = _faiss()
+    try:
+        meta = json.loads(path.with_suffix(".json").read_bytes())
+        blob = path.with_suffix(".faiss").read_bytes()
+        rows_blob = path.with_suffix(".rows").read_bytes()
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"unreadable snapshot: {exc}") from exc
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise SnapshotError(f"snapshot made for {key}={meta.get(key)!r}, not {value!r}")
+    if len(blob) != meta.get("index_bytes") or zlib.crc32(blob) != meta.get("index_crc32"):
+        raise SnapshotError("snapshot index file is truncated or corrupt")
+    if zlib.crc32(rows_blob) != meta.get("rows_crc32"):
+        raise SnapshotError("snapshot rows file is corrupt")
+    try:
+        index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+    except RuntimeError as exc:
+        raise SnapshotError(f"FAISS could not read the snapshot: {exc}") from exc
+    rows = np.frombuffer(rows_blob, dtype=np.int64).copy()
+    if index.ntotal != len(rows):
+        raise SnapshotError("snapshot index and rows disagree")
+    return index, rows, meta
+
+
+def remove_snapshot(path: Path) -> None:
+    for suffix in (".json", ".faiss", ".rows"):
+        path.with_suffix(suffix).unlink(missing_ok=True)

@@ -1,0 +1,73 @@
+"""Per-index parameters as frozen dataclasses, with the defaults and ranges users may set.
+
+Defaults were calibrated on real MiniLM embeddings and on GloVe (see docs/PERFORMANCE.md and
+`arrwdb bench ann`): FAISS's own defaults (efSearch 16, nprobe 1) give poor recall on real text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from arrwdb.errors import InvalidInput
+
+ENCODINGS = ("flat", "sq8", "pq")
+
+
+@dataclass(frozen=True)
+class HNSWParams:
+    m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 96
+
+    @staticmethod
+    def from_dict(params: dict[str, Any]) -> HNSWParams:
+        return HNSWParams(**{k: v for k, v in params.items() if k in ("m", "ef_construction", "ef_search")})
+
+
+@dataclass(frozen=True)
+class IVFParams:
+    nlist: int | None = None  # None: about 4 * sqrt(n) at training time
+    nprobe: int | None = None  # None: nlist / 8, at least 8
+    encoding: str = "flat"  # "sq8" and "pq" store codes and re-score the candidates exactly
+
+    @staticmethod
+    def from_dict(params: dict[str, Any]) -> IVFParams:
+        return IVFParams(**{k: v for k, v in params.items() if k in ("nlist", "nprobe", "encoding")})
+
+    def nlist_for(self, rows: int) -> int:
+        if self.nlist is not None:
+            return self.nlist
+        return int(min(65536, max(16, 4 * math.sqrt(max(rows, 1)))))
+
+    def nprobe_for(self, nlist: int) -> int:
+        if self.nprobe is not None:
+            return min(self.nprobe, nlist)
+        return min(nlist, max(8, nlist // 8))
+
+
+# What each index type accepts in index_params: name -> (low, high) for integers, or allowed strings.
+INDEX_PARAM_RULES: dict[str, dict[str, tuple[int, int] | tuple[str, ...]]] = {
+    "brute_force": {},
+    "ivf": {"nlist": (1, 65536), "nprobe": (1, 65536), "encoding": ENCODINGS},
+    "hnsw": {"m": (2, 256), "ef_construction": (1, 4096), "ef_search": (1, 4096)},
+}
+QUERY_PARAM_RULES: dict[str, tuple[int, int]] = {"ef_search": (1, 4096), "nprobe": (1, 65536)}
+
+
+def check_params(params: dict[str, Any], rules: dict[str, Any], what: str) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        rule = rules.get(key)
+        if rule is None:
+            raise InvalidInput(f"unknown {what} key {key!r} (accepted: {', '.join(rules) or 'none'})")
+        if isinstance(rule[0], str):
+            if value not in rule:
+                raise InvalidInput(f"{what}.{key} must be one of {', '.join(rule)}")
+        else:
+            low, high = rule
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidInput(f"{what}.{key} must be an integer between {low} and {high}")
+        checked[key] = value
+    return checked
