@@ -121,6 +121,9 @@ class AnnIndex:
         self.removed_during_build = []
         after = -1 if kind == "build" else self.built_upto
         rows, vectors = self.flat.copy_rows(after=after)
+        if kind == "extend" and not faiss_ops.can_extend(self.ann, vectors):
+            kind = "build"
+            rows, vectors = self.flat.copy_rows()
         return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None)
 
     def finish(self, job: BuildInput, ann: Any, seconds: float) -> None:

@@ -41,6 +41,25 @@ def min_rows_to_build(index_type: str, params: dict[str, Any]) -> int:
     return 2048
 
 
+@dataclass
+class MipsGraph:
+    """HNSW for inner product on vectors of any norm, through the classic reduction to L2: store
+    ``[x, sqrt(M^2 - |x|^2)]`` and search ``[q, 0]``; then ``|q' - x'|^2 = |q|^2 + M^2 - 2 q.x``, so the
+    L2 order is the inner-product order.  A proximity graph built directly on inner products (not a
+    metric) loses a lot of recall."""
+
+    index: Any
+    max_norm: float
+
+    def augment(self, vectors: np.ndarray) -> np.ndarray:
+        norms_sq = np.einsum("ij,ij->i", vectors, vectors)
+        extra = np.sqrt(np.maximum(self.max_norm**2 - norms_sq, 0.0)).astype(np.float32)
+        return np.ascontiguousarray(np.hstack([vectors, extra[:, None]]), dtype=np.float32)
+
+    def fits(self, vectors: np.ndarray) -> bool:
+        return bool(len(vectors) == 0 or np.linalg.norm(vectors, axis=1).max() <= self.max_norm)
+
+
 def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndarray, vectors: np.ndarray) -> Any:
     faiss = _faiss()
     dimension = vectors.shape[1]
@@ -48,11 +67,17 @@ def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndar
     ids = np.ascontiguousarray(row_ids, dtype=np.int64)
     if index_type == "hnsw":
         p = HNSWParams.from_dict(params)
-        graph = faiss.IndexHNSWFlat(dimension, p.m, faiss_metric(metric))
+        mips = metric == "ip"
+        graph = faiss.IndexHNSWFlat(dimension + int(mips), p.m, faiss_metric("l2" if mips else metric))
         graph.hnsw.efConstruction = p.ef_construction
         index = faiss.IndexIDMap2(graph)
-        index.add_with_ids(vectors, ids)
-        return index
+        if not mips:
+            index.add_with_ids(vectors, ids)
+            return index
+        # The smallest bound keeps distances discriminative; a longer new row forces a rebuild.
+        wrapped = MipsGraph(index, float(np.linalg.norm(vectors, axis=1).max()) * 1.0001 + 1e-6)
+        index.add_with_ids(wrapped.augment(vectors), ids)
+        return wrapped
     p = IVFParams.from_dict(params)
     nlist = min(p.nlist_for(len(vectors)), max(1, len(vectors) // 39))
     quantizer = faiss.IndexFlat(dimension, faiss_metric(metric))
@@ -75,9 +100,21 @@ def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndar
 def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray) -> Any:
     """A copy of ``index`` with more vectors; the published index stays untouched."""
     faiss = _faiss()
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(row_ids, dtype=np.int64)
+    if isinstance(index, MipsGraph):
+        grown = MipsGraph(faiss.clone_index(index.index), index.max_norm)
+        grown.index.add_with_ids(grown.augment(vectors), ids)
+        return grown
     grown = faiss.clone_index(index)
-    grown.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(row_ids, dtype=np.int64))
+    grown.add_with_ids(vectors, ids)
     return grown
+
+
+def can_extend(index: Any, vectors: np.ndarray) -> bool:
+    """False when new rows do not fit the index's assumptions (a longer vector than a MIPS graph's
+    headroom): the builder then rebuilds instead."""
+    return not isinstance(index, MipsGraph) or index.fits(vectors)
 
 
 @dataclass
@@ -111,13 +148,22 @@ def search(
     """(scores, ids) with higher = closer: FAISS's L2 distances are negated."""
     faiss = _faiss()
     sel = None if selector is None else selector.selector
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if isinstance(index, MipsGraph):
+        augmented = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))
+        params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
+        faiss.omp_set_num_threads(1 if len(queries) == 1 else max(1, os.cpu_count() or 1))
+        distances, ids = index.index.search(augmented, k, params=params)
+        norms_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
+        scores = (norms_sq + index.max_norm**2 - distances) / 2
+        return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
     if index_type == "hnsw":
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
     else:
         params = faiss.SearchParametersIVF(nprobe=nprobe or 1, sel=sel)
     # FAISS is fastest single-threaded for one query, and uses both cores for a batch.
     faiss.omp_set_num_threads(1 if len(queries) == 1 else max(1, os.cpu_count() or 1))
-    distances, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+    distances, ids = index.search(queries, k, params=params)
     scores = -distances if metric == "l2" else distances
     scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
     return scores, ids
@@ -133,6 +179,7 @@ def ivf_nlist(index: Any) -> int | None:
 
 def memory_bytes(index: Any) -> int:
     faiss = _faiss()
+    index = index.index if isinstance(index, MipsGraph) else index
     try:
         return int(faiss.serialize_index(index).nbytes) if index.ntotal < 200_000 else _estimate(index)
     except RuntimeError:
@@ -159,6 +206,9 @@ def save(index: Any, rows: np.ndarray, meta: dict[str, Any], path: Path) -> None
     snapshot or the new complete one: temp files, fsync, rename, fsync of the directory."""
     faiss = _faiss()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(index, MipsGraph):
+        meta = {**meta, "mips_max_norm": index.max_norm}
+        index = index.index
     blob = faiss.serialize_index(index).tobytes()
     rows_blob = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
     body = {**meta, "index_bytes": len(blob), "index_crc32": zlib.crc32(blob), "rows_crc32": zlib.crc32(rows_blob)}
@@ -200,6 +250,8 @@ def load(path: Path, expected: dict[str, Any]) -> tuple[Any, np.ndarray, dict[st
     rows = np.frombuffer(rows_blob, dtype=np.int64).copy()
     if index.ntotal != len(rows):
         raise SnapshotError("snapshot index and rows disagree")
+    if "mips_max_norm" in meta:
+        return MipsGraph(index, float(meta["mips_max_norm"])), rows, meta
     return index, rows, meta
 
 

@@ -18,8 +18,8 @@ ENCODINGS = ("flat", "sq8", "pq")
 @dataclass(frozen=True)
 class HNSWParams:
     m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 96
+    ef_construction: int = 200
+    ef_search: int = 200
 
     @staticmethod
     def from_dict(params: dict[str, Any]) -> HNSWParams:
