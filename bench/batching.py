@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from arrwdb.bench.datasets import build_vector_store, random_vectors, sentences
-from arrwdb.bench.loadgen import LoadResult, closed_loop, encode_post
+from arrwdb.bench.loadgen import LoadResult, closed_loop, encode_post, open_loop
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.plots import throughput_and_p99
 from arrwdb.bench.serverproc import ServerProcess
@@ -110,6 +110,7 @@ def run_batching(
                     bar.update()
             memory[setting] = server.rss_bytes()
     bar.close()
+    overload_report = overload(data_dir, requests["vector"], seconds, warmup, output) if "vector" in scenarios else None
     report: dict[str, Any] = {
         "benchmark": "batching",
         "machine": machine_info(),
@@ -123,6 +124,7 @@ def run_batching(
         },
         "results": results,
         "server_rss_bytes": memory,
+        "overload": overload_report,
         "in_process": [in_process_rate(vectors, batch, repeats) for batch, repeats in ((1, 50), (64, 10), (256, 4))],
     }
     report["ratios"] = ratios(report)
@@ -130,6 +132,33 @@ def run_batching(
     output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     throughput_and_p99(results, output.with_suffix(".png"), f"arrwdb batching ({report['machine']['cpu']})")
     return report
+
+
+def overload(
+    data_dir: Path, requests: list[bytes], seconds: float, warmup: float, output: Path, saturating: int = 64
+) -> dict[str, Any]:
+    """Measure the saturated batched server (``saturating`` closed-loop clients), then offer twice its
+    throughput open-loop against an admission queue sized to that load: admitted requests should keep
+    their latency, the excess should get 429 at once, and memory should stay flat."""
+    env = {"ARRWDB_MAX_BATCH_SIZE": "256", "ARRWDB_MAX_QUEUE": str(saturating), "ARRWDB_EMBED_CACHE_BYTES": "0"}
+    with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+        saturated = _run(("127.0.0.1", server.port), requests, saturating, seconds, warmup).summary()
+        rss_before = server.rss_bytes()
+        rate = 2 * float(saturated["qps"])
+        doubled = asyncio.run(open_loop("127.0.0.1", server.port, requests, rate, seconds, warmup)).summary()
+        rss_during = server.rss_bytes()
+        recovered = _run(("127.0.0.1", server.port), requests, saturating, seconds, warmup).summary()
+        rss_after = server.rss_bytes()
+    return {
+        "max_queue": saturating,
+        "offered_rate": rate,
+        "saturated": saturated,
+        "doubled": doubled,
+        "recovered": recovered,
+        "rss_bytes": {"saturated": rss_before, "doubled": rss_during, "recovered": rss_after},
+        "admitted_p99_over_saturated_p99": doubled["p99_ms"] / max(float(saturated["p99_ms"]), 1e-9),
+        "rejected_p99_ms": doubled["rejected_p99_ms"],
+    }
 
 
 def _create_library(url: str, name: str) -> None:
@@ -174,6 +203,15 @@ def format_table(report: dict[str, Any]) -> str:
     for p in report.get("in_process", []):
         lines.append(
             f"in-process exact search, batch {p['batch']:>3}: {p['qps']:8.1f} qps ({p['ms_per_batch']:.2f} ms/batch)"
+        )
+    if report.get("overload"):
+        o = report["overload"]
+        lines.append(
+            f"overload (max_queue {o['max_queue']}): saturated {o['saturated']['qps']:.0f} qps p99 "
+            f"{o['saturated']['p99_ms']:.0f} ms; doubled: admitted p99 {o['doubled']['p99_ms']:.0f} ms "
+            f"({o['admitted_p99_over_saturated_p99']:.2f}x), 429 p99 {o['rejected_p99_ms']:.1f} ms, "
+            f"statuses {o['doubled']['statuses']}; recovered {o['recovered']['qps']:.0f} qps; "
+            f"RSS MiB {[round(v / 2**20) for v in o['rss_bytes'].values()]}"
         )
     lines.append("")
     for key, value in report["ratios"].items():

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from arrwdb.bench import toolkit_cli
+
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part)
@@ -23,11 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--rows", type=int, default=100_000)
     batching.add_argument("--scenarios", default="vector,text,insert")
     batching.add_argument("--no-progress", action="store_true")
+    ann = sub.add_parser("ann", help="recall@10 vs QPS for hnsw and ivf: raw FAISS, in process, server")
+    ann.add_argument("--output", type=Path, default=Path("bench/results/ann.json"))
+    ann.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
+    ann.add_argument("--datasets", default="glove,bible", help="glove, bible, synthetic")
+    ann.add_argument("--index-types", default="hnsw,ivf")
+    ann.add_argument("--clients", type=int, default=64)
+    ann.add_argument("--seconds", type=float, default=4.0)
+    ann.add_argument("--recall-queries", type=int, default=2000)
+    toolkit_cli.add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.benchmark in toolkit_cli.COMMANDS:
+        return toolkit_cli.run(args)
     if args.benchmark == "batching":
         from arrwdb.bench.batching import format_table, run_batching
 
@@ -43,6 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_table(report))
         print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}", file=sys.stderr)
+    if args.benchmark == "ann":
+        from arrwdb.bench.ann import format_report, run_ann
+
+        report = run_ann(
+            args.output,
+            args.cache_dir,
+            datasets=tuple(d for d in args.datasets.split(",") if d),
+            index_types=tuple(t for t in args.index_types.split(",") if t),
+            clients=args.clients,
+            seconds=args.seconds,
+            recall_queries=args.recall_queries,
+        )
+        print(format_report(report))
     return 0
 
 

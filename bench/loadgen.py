@@ -21,7 +21,8 @@ import numpy as np
 class LoadResult:
     clients: int
     seconds: float
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # of successful (2xx) requests
+    rejected_ms: list[float] = field(default_factory=list)  # of 429 answers
     statuses: Counter[int] = field(default_factory=Counter)
     batch_sizes: list[int] = field(default_factory=list)
     queue_ms: list[float] = field(default_factory=list)
@@ -33,7 +34,10 @@ class LoadResult:
 
     def summary(self) -> dict[str, float | int | dict[str, int]]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        rejected = np.asarray(self.rejected_ms) if self.rejected_ms else np.zeros(1)
         return {
+            "rejected_p50_ms": float(np.percentile(rejected, 50)),
+            "rejected_p99_ms": float(np.percentile(rejected, 99)),
             "clients": self.clients,
             "requests": int(sum(self.statuses.values())),
             "ok": self.ok,
@@ -108,7 +112,10 @@ async def closed_loop(
                 # Throughput counts what completed inside the window (also requests sent during the
                 # warm-up: at 256 clients unbatched, one request can outlast the whole window).
                 if measure_from <= done <= stop_at:
-                    result.latencies_ms.append((done - sent) * 1000.0)
+                    if 200 <= status < 300:
+                        result.latencies_ms.append((done - sent) * 1000.0)
+                    elif status == 429:
+                        result.rejected_ms.append((done - sent) * 1000.0)
                     result.statuses[status] += 1
                     if b"x-batch-size" in headers:
                         result.batch_sizes.append(int(headers[b"x-batch-size"]))
@@ -121,4 +128,59 @@ async def closed_loop(
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     result.seconds = min(seconds, max(1e-9, time.perf_counter() - measure_from))
+    return result
+
+
+async def open_loop(
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    rate: float,
+    seconds: float,
+    warmup: float = 1.0,
+    max_connections: int = 1024,
+) -> LoadResult:
+    """Requests arrive at ``rate`` per second whatever the server does (an overload is offered load,
+    not a closed loop that slows down with the server); bounded by rate x (warmup + seconds)."""
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError("load is only ever sent to a loopback address")
+    result = LoadResult(clients=0, seconds=seconds)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened = 0
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(index: int) -> None:
+        nonlocal opened
+        if idle:
+            reader, writer = idle.pop()
+        elif opened < max_connections:
+            opened += 1
+            reader, writer = await asyncio.open_connection(host, port)
+        else:
+            result.statuses[0] += 1  # the generator itself ran out of connections: counted, not sent
+            return
+        sent = time.perf_counter()
+        writer.write(requests[index % len(requests)])
+        status, _ = await _read_response(reader)
+        done = time.perf_counter()
+        idle.append((reader, writer))
+        if measure_from <= sent <= stop_at:
+            if 200 <= status < 300:
+                result.latencies_ms.append((done - sent) * 1000.0)
+            elif status == 429:
+                result.rejected_ms.append((done - sent) * 1000.0)
+            result.statuses[status] += 1
+
+    total = int(rate * (warmup + seconds))
+    for index in range(total):
+        delay = start + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index)))
+    await asyncio.gather(*tasks)
+    result.clients = opened
+    for _, writer in idle:
+        writer.close()
     return result

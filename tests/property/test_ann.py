@@ -227,3 +227,18 @@ def test_snapshot_round_trip_and_corruption(tmp_path, data):
         faiss_ops.load(path, meta)
     with pytest.raises(faiss_ops.SnapshotError):
         faiss_ops.load(path, {"index_type": "ivf"})
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_built_index_results_do_not_depend_on_batch_composition(data, index_type):
+    ids = np.arange(1, len(data) + 1, dtype=np.int64)
+    index = AnnIndex(record(index_type), torch.device("cpu"))
+    index.add(ids, data)
+    build_now(index)
+    index.add(np.arange(20_000, 20_050, dtype=np.int64), data[:50] * 1.5)  # a fresh segment too
+    queries = clustered(256, seed=13)
+    batch_scores, batch_ids = index.search(queries, 10)
+    for i in range(0, 256, 17):
+        alone_scores, alone_ids = index.search(queries[i : i + 1], 10)
+        assert np.array_equal(alone_ids[0], batch_ids[i])
+        assert np.allclose(alone_scores[0], batch_scores[i], atol=1e-5)
