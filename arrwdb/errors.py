@@ -48,6 +48,13 @@ class Conflict(ArrwdbError):
     status = 409
 
 
+class RequestTimeout(ArrwdbError):
+    """The request's body did not arrive within its deadline (a stalled or trickling upload)."""
+
+    type = "request_timeout"
+    status = 408
+
+
 class PayloadTooLarge(ArrwdbError):
     type = "payload_too_large"
     status = 413
@@ -62,6 +69,12 @@ class Overloaded(ArrwdbError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(Overloaded):
+    """The caller's key spent its rate limit (429 with Retry-After, like any overload)."""
+
+    type = "rate_limited"
 
 
 class NotReady(ArrwdbError):

@@ -21,6 +21,10 @@ MAX_KEYS = 256
 MAX_KEY_CHARS = 256
 MAX_STRING_CHARS = 65536
 MAX_LIST_ITEMS = 1024
+# Integers are 64-bit signed, as in SQLite and every JSON library that keeps integers exact; a larger
+# one cannot be stored (orjson refuses it) and would fail the whole commit it was part of.
+MIN_INT = -(2**63)
+MAX_INT = 2**63 - 1
 
 
 def _key_label(key: str) -> str:
@@ -42,7 +46,7 @@ def _check_value(value: object, where: str) -> MetadataValue:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int(value)
+        return check_int(int(value), where)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(f"{where} must be a finite number, got {value!r}")
@@ -63,6 +67,12 @@ def _check_value(value: object, where: str) -> MetadataValue:
     if isinstance(value, dict):
         raise InvalidInput(f"{where} must not be an object: metadata is flat")
     raise InvalidInput(f"{where} must be a string, number, boolean or list of strings, got {json_type_name(value)}")
+
+
+def check_int(value: int, where: str) -> int:
+    if not MIN_INT <= value <= MAX_INT:
+        raise InvalidInput(f"{where} must be an integer between {MIN_INT} and {MAX_INT} (64-bit)")
+    return value
 
 
 def json_type_name(value: object) -> str:

@@ -1,5 +1,6 @@
 """One search batch on the device worker: group queries that share a filter, search each group with
 one index call, then fetch the hits' document fields with one store query for the whole batch.
+A group that runs out of GPU memory is searched in halves instead (arrwdb.device.split_on_oom).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from arrwdb.device import split_on_oom
 from arrwdb.errors import NotFound
 from arrwdb.inputs import Hit, SearchInput
 from arrwdb.library import LibraryState
@@ -38,7 +40,14 @@ def run_search_batch(
         first = items[positions[0]].query
         k = max(items[p].query.k for p in positions)
         queries = np.stack([items[p].vector for p in positions])
-        scores, ids = state.search(queries, k, first.filter, first.filter_key, first.params)
+        scores, ids = split_on_oom(
+            lambda start, stop, queries=queries, k=k, first=first: state.search(
+                queries[start:stop], k, first.filter, first.filter_key, first.params
+            ),
+            len(queries),
+            _stack,
+            "search batch",
+        )
         for row, position in enumerate(positions):
             wanted = items[position].query.k
             found[position] = (scores[row, :wanted], ids[row, :wanted])
@@ -56,3 +65,7 @@ def run_search_batch(
             hits.append(Hit(row.doc_id, row.chunk_index, score, row.title, text, row.metadata))
         results.append(hits)
     return results
+
+
+def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

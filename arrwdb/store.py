@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from arrwdb.records import (
     WriteOp,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,7 +79,39 @@ CREATE TABLE IF NOT EXISTS oplog (
 );
 """
 
+# Migrations from version N-1 to N, each run in one transaction.  _SCHEMA above is version 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: API keys minted through the admin endpoints.  Only the SHA-256 digest of a key is stored;
+    # the key itself is shown once, when it is created.  Revoked keys stay listed (revoked_at set).
+    2: (
+        """CREATE TABLE IF NOT EXISTS api_keys (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            name TEXT NOT NULL,
+            digest TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at)",
+    ),
+}
+
 WriteResult = list[AppliedWrite] | ArrwdbError
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A minted API key, without the key: ``digest`` is its SHA-256 (hex), ``prefix`` its first
+    characters (enough for a person to tell keys apart, far too few to guess the rest)."""
+
+    id: str
+    tenant: str
+    name: str
+    digest: str
+    prefix: str
+    created_at: str
+    revoked_at: str | None = None
 
 
 def _now() -> str:
@@ -128,14 +161,31 @@ class Store:
         with self._write_lock:
             self._writer.executescript(_SCHEMA)
             row = self._writer.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                self._writer.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row["value"]) > SCHEMA_VERSION:
-                raise StorageFailure(
-                    f"store schema version {row['value']} is newer than this arrwdb ({SCHEMA_VERSION})"
-                )
+            if row is None:  # a new store: _SCHEMA is version 1, the migrations bring it up to date
+                self._writer.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+                version = 1
+            else:
+                version = int(row["value"])
+            if version > SCHEMA_VERSION:
+                raise StorageFailure(f"store schema version {version} is newer than this arrwdb ({SCHEMA_VERSION})")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                self._run_migration(target)
+
+    def _run_migration(self, target: int) -> None:
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _MIGRATIONS[target]:
+                conn.execute(statement)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageFailure(f"could not migrate the store to schema version {target}: {exc}") from exc
+
+    def schema_version(self) -> int:
+        row = self._reader().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database; readers can starve SQLite's automatic checkpoint."""
@@ -195,6 +245,41 @@ class Store:
             )
         return [_library_from_row(row) for row in rows]
 
+    # -- API keys ----------------------------------------------------------------------------
+
+    def create_api_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "INSERT INTO api_keys (id, tenant, name, digest, prefix, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.id, key.tenant, key.name, key.digest, key.prefix, key.created_at),
+                )
+            except sqlite3.Error as exc:  # a digest collision is impossible for random keys: storage
+                raise StorageFailure(f"could not store the API key: {exc}") from exc
+        return key
+
+    def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
+        """Mark a key revoked (idempotent: a revoked key keeps its first revocation time)."""
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (_now(), key_id)
+                )
+                row = self._writer.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"could not revoke the API key: {exc}") from exc
+        if row is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        return _api_key_from_row(row)
+
+    def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+        """Every minted key (revoked ones too), oldest first; only ``tenant``'s when given."""
+        sql, args = "SELECT * FROM api_keys", ()
+        if tenant is not None:
+            sql, args = sql + " WHERE tenant = ?", (tenant,)
+        rows = self._reader().execute(sql + " ORDER BY created_at, id", args).fetchall()
+        return [_api_key_from_row(row) for row in rows]
+
     # -- writes (group commit) ---------------------------------------------------------------
 
     def commit_writes(self, requests: Sequence[tuple[str, Sequence[WriteOp]]]) -> list[WriteResult]:
@@ -224,6 +309,9 @@ class Store:
                 self._rollback()
                 failure = StorageFailure(f"the write could not be made durable: {exc}")
                 return [failure for _ in requests]
+            except BaseException:
+                self._rollback()  # a bug must not leave the writer inside a transaction for the next commit
+                raise
         return results
 
     def _rollback(self) -> None:
@@ -343,12 +431,19 @@ class Store:
         """The document fields of each vector row; a row deleted meanwhile is simply absent."""
         if not row_ids:
             return {}
-        text_column = 'substr(d.text, c.start + 1, c."end" - c.start)' if include_text else "NULL"
+        # SQLite's substr() stops at a NUL character: a text holding one is fetched whole and cut here.
+        has_nul = "instr(CAST(d.text AS BLOB), x'00') > 0"
+        text_column = (
+            f'CASE WHEN {has_nul} THEN NULL ELSE substr(d.text, c.start + 1, c."end" - c.start) END AS text,'
+            f" CASE WHEN {has_nul} THEN d.text END AS whole_text"
+            if include_text
+            else "NULL AS text, NULL AS whole_text"
+        )
         placeholders = ",".join("?" * len(row_ids))
         rows = (
             self._reader()
             .execute(
-                f"SELECT c.row_id, c.doc_id, c.chunk_index, d.title, {text_column} AS text, d.metadata"
+                f'SELECT c.row_id, c.doc_id, c.chunk_index, c.start, c."end", d.title, {text_column}, d.metadata'
                 " FROM chunks c JOIN documents d ON d.library_id = c.library_id AND d.id = c.doc_id"
                 f" WHERE c.row_id IN ({placeholders})",
                 tuple(int(r) for r in row_ids),
@@ -361,17 +456,17 @@ class Store:
                 doc_id=row["doc_id"],
                 chunk_index=row["chunk_index"],
                 title=row["title"],
-                text=row["text"],
+                text=row["text"] if row["whole_text"] is None else row["whole_text"][row["start"] : row["end"]],
                 metadata=orjson.loads(row["metadata"]),
             )
             for row in rows
         }
 
     def iter_vectors(
-        self, library_id: str, dimension: int, page: int = 50_000
+        self, library_id: str, dimension: int, after: int = -1, page: int = 50_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every vector of a library in row-id order, in pages of (row_ids int64, vectors float32)."""
-        after = -1
+        """The vectors of a library with row id > ``after``, in row-id order, in pages of
+        (row_ids int64, vectors float32)."""
         conn = self._reader()
         while True:
             rows = conn.execute(
@@ -385,20 +480,51 @@ class Store:
             yield ids, vectors
             after = int(ids[-1])
 
+    def live_row_ids(self, library_id: str) -> np.ndarray:
+        """Sorted row ids of every vector the library holds (index-only scan)."""
+        cursor = self._reader().execute("SELECT row_id FROM chunks WHERE library_id = ? ORDER BY row_id", (library_id,))
+        return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+
     def iter_document_rows(self, library_id: str) -> Iterator[tuple[str, dict[str, Any], list[int]]]:
-        """(doc_id, metadata, its row ids) for every document: what the in-memory filter state needs."""
-        conn = self._reader()
-        rows_by_doc: dict[str, list[int]] = {}
-        for row in conn.execute(
-            "SELECT doc_id, row_id FROM chunks WHERE library_id = ? ORDER BY row_id", (library_id,)
-        ):
-            rows_by_doc.setdefault(row[0], []).append(row[1])
-        for row in conn.execute("SELECT id, metadata FROM documents WHERE library_id = ?", (library_id,)):
-            yield row[0], orjson.loads(row[1]), rows_by_doc.get(row[0], [])
+        """(doc_id, metadata, its row ids) for every document: what the in-memory filter state needs.
+        One ordered join, so a million documents load in one pass."""
+        cursor = self._reader().execute(
+            "SELECT d.id, d.metadata, c.row_id FROM documents d LEFT JOIN chunks c"
+            " ON c.library_id = d.library_id AND c.doc_id = d.id WHERE d.library_id = ? ORDER BY d.id, c.row_id",
+            (library_id,),
+        )
+        current: str | None = None
+        metadata = ""
+        rows: list[int] = []
+        for doc_id, meta, row_id in cursor:
+            if doc_id != current:
+                if current is not None:
+                    yield current, orjson.loads(metadata), rows
+                current, metadata, rows = doc_id, meta, []
+            if row_id is not None:
+                rows.append(row_id)
+        if current is not None:
+            yield current, orjson.loads(metadata), rows
 
     def last_seq(self) -> int:
         row = self._reader().execute("SELECT MAX(seq) FROM oplog").fetchone()
         return int(row[0] or 0)
+
+
+def _api_key_from_row(row: sqlite3.Row) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        digest=row["digest"],
+        prefix=row["prefix"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def new_api_key_record(key_id: str, tenant: str, name: str, digest: str, prefix: str) -> ApiKeyRecord:
+    return ApiKeyRecord(key_id, tenant, name, digest, prefix, _now())
 
 
 def new_library_record(

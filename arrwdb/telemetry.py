@@ -71,6 +71,11 @@ class Telemetry:
         )
         self.embed_cache_hits = Counter("arrwdb_embed_cache_hits", "Embedding cache hits", registry=r)
         self.embed_cache_misses = Counter("arrwdb_embed_cache_misses", "Embedding cache misses", registry=r)
+        self.result_cache_hits = Counter("arrwdb_result_cache_hits", "Search-result cache hits", registry=r)
+        self.result_cache_misses = Counter("arrwdb_result_cache_misses", "Search-result cache misses", registry=r)
+        self.result_cache_bytes = Gauge(
+            "arrwdb_result_cache_bytes", "Estimated bytes held by the search-result cache", registry=r
+        )
         self.device_info = Gauge("arrwdb_device_info", "The device the worker runs on", ["device"], registry=r)
         self.gpu_memory = Gauge("arrwdb_gpu_memory_bytes", "GPU memory allocated by torch", registry=r)
 

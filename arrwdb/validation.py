@@ -14,6 +14,11 @@ from arrwdb.records import INDEX_TYPES, METRICS
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,256}")
 MAX_DIMENSION = 4096
 MAX_K = 1000
+# Bounds on a vector's L2 norm.  Above MAX_NORM, float32 scores overflow (an inner product or squared
+# distance of two such vectors passes 3.4e38) and come back as inf/NaN, which JSON cannot carry.  Below
+# MIN_COSINE_NORM, the float32 norm of a cosine vector underflows, so it cannot be normalised.
+MAX_NORM = 1e18
+MIN_COSINE_NORM = 1e-15
 
 
 def check_name(value: str, what: str) -> str:
@@ -57,4 +62,9 @@ def check_vector(values: Any, dimension: int, metric: str, what: str) -> np.ndar
         raise InvalidInput(f"{what} must contain finite numbers (within float32 range)")
     if metric == "cosine" and not np.any(as_float32):
         raise InvalidInput(f"{what} is a zero vector, which has no cosine similarity")
+    norm = float(np.linalg.norm(as_float32.astype(np.float64)))
+    if norm > MAX_NORM:
+        raise InvalidInput(f"{what} is too large: its norm must be at most {MAX_NORM:g}")
+    if metric == "cosine" and norm < MIN_COSINE_NORM:
+        raise InvalidInput(f"{what} is too close to zero for cosine similarity (norm below {MIN_COSINE_NORM:g})")
     return as_float32

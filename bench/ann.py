@@ -112,7 +112,7 @@ def _prepare_server_dir(data: AnnDataset, index_type: str, ann: Any, rows: np.nd
         "index_params": {},
         "trained_rows": len(rows),
     }
-    faiss_ops.save(ann, rows, meta, data_dir / "indexes" / f"bench-{LIBRARY}.index")
+    faiss_ops.save(ann, rows, meta, data_dir / "indexes" / f"bench-{LIBRARY}.ann")
 
 
 def _wait_ann(url: str, timeout: float = 600) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def run_dataset(
             curves["arrwdb"].append({param: value, "batch": batch, "qps": qps, "recall": _recall(found, truth)})
         data_dir = cache_dir / f"ann-{data.name}-{index_type}"
         _prepare_server_dir(data, index_type, ann, rows, data_dir)
-        with ServerProcess(data_dir, env={"ARRWDB_EMBED_CACHE_BYTES": "0"}) as server:
+        with ServerProcess(data_dir, env={"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_RESULT_CACHE_BYTES": "0"}) as server:
             _wait_ann(server.url)
             for value in values:
                 params = {param: value}

@@ -92,7 +92,11 @@ def run_batching(
     total = len(SETTINGS) * len(scenarios) * len(concurrencies)
     bar = tqdm(total=total, desc="batching", disable=not progress)
     for setting, batch_size in SETTINGS.items():
-        env = {"ARRWDB_MAX_BATCH_SIZE": str(batch_size), "ARRWDB_EMBED_CACHE_BYTES": "0"}
+        env = {
+            "ARRWDB_MAX_BATCH_SIZE": str(batch_size),
+            "ARRWDB_EMBED_CACHE_BYTES": "0",
+            "ARRWDB_RESULT_CACHE_BYTES": "0",
+        }
         with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
             target = ("127.0.0.1", server.port)
             for scenario in scenarios:
@@ -140,7 +144,12 @@ def overload(
     """Measure the saturated batched server (``saturating`` closed-loop clients), then offer twice its
     throughput open-loop against an admission queue sized to that load: admitted requests should keep
     their latency, the excess should get 429 at once, and memory should stay flat."""
-    env = {"ARRWDB_MAX_BATCH_SIZE": "256", "ARRWDB_MAX_QUEUE": str(saturating), "ARRWDB_EMBED_CACHE_BYTES": "0"}
+    env = {
+        "ARRWDB_MAX_BATCH_SIZE": "256",
+        "ARRWDB_MAX_QUEUE": str(saturating),
+        "ARRWDB_EMBED_CACHE_BYTES": "0",
+        "ARRWDB_RESULT_CACHE_BYTES": "0",
+    }
     with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
         saturated = _run(("127.0.0.1", server.port), requests, saturating, seconds, warmup).summary()
         rss_before = server.rss_bytes()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from arrwdb.bench import toolkit_cli
+from arrwdb.bench import gpu_cli, toolkit_cli
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--rows", type=int, default=100_000)
     batching.add_argument("--scenarios", default="vector,text,insert")
     batching.add_argument("--no-progress", action="store_true")
+    embed = sub.add_parser("embed", help="texts/s of the packaged model by batch size, in process")
+    embed.add_argument("--batches", type=_ints, default=(1, 8, 64, 256))
+    embed.add_argument("--seconds", type=float, default=3.0)
+    embed.add_argument("--device", default="cpu")
+    cold = sub.add_parser("coldstart", help="time from process start to exact and to ANN answers")
+    cold.add_argument("data_dir", type=Path)
+    cold.add_argument("--library", required=True)
     ann = sub.add_parser("ann", help="recall@10 vs QPS for hnsw and ivf: raw FAISS, in process, server")
     ann.add_argument("--output", type=Path, default=Path("bench/results/ann.json"))
     ann.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
@@ -34,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--seconds", type=float, default=4.0)
     ann.add_argument("--recall-queries", type=int, default=2000)
     toolkit_cli.add_parsers(sub)
+    gpu_cli.add_parsers(sub)
     return parser
 
 
@@ -41,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.benchmark in toolkit_cli.COMMANDS:
         return toolkit_cli.run(args)
+    if args.benchmark in gpu_cli.COMMANDS:
+        return gpu_cli.run(args)
     if args.benchmark == "batching":
         from arrwdb.bench.batching import format_table, run_batching
 
@@ -56,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_table(report))
         print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}", file=sys.stderr)
+    if args.benchmark == "embed":
+        from arrwdb.bench.embed import format_embed, run_embed
+
+        print(format_embed(run_embed(args.batches, args.seconds, args.device)))
+    if args.benchmark == "coldstart":
+        import orjson
+
+        from arrwdb.bench.coldstart import run_coldstart
+
+        print(orjson.dumps(run_coldstart(args.data_dir, args.library), option=orjson.OPT_INDENT_2).decode())
     if args.benchmark == "ann":
         from arrwdb.bench.ann import format_report, run_ann
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
@@ -15,11 +16,14 @@ from arrwdb import __version__
 from arrwdb.config import Settings
 from arrwdb.engine import EmbedderFactory, Engine
 from arrwdb.errors import InvalidInput
-from arrwdb.server import documents, libraries, schemas, search, system
+from arrwdb.server import admin, documents, libraries, schemas, search, system
 from arrwdb.server.auth import KeyRing
 from arrwdb.server.errors import install_error_handlers
 from arrwdb.server.fastpath import install_fast_routes
+from arrwdb.server.memdebug import install_memory_debug
 from arrwdb.server.middleware import BodyLimit, HttpMetrics
+from arrwdb.server.protocol import guarded_protocol
+from arrwdb.server.ratelimit import RateLimiter
 
 log = logging.getLogger("arrwdb.server")
 
@@ -30,6 +34,9 @@ def create_app(settings: Settings, embedder_factory: EmbedderFactory | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        # Read on a worker thread: a store connection opened on the caller's thread would stay open
+        # for that thread's life, and SQLite then keeps every closed connection's file open too.
+        admin.load_minted_keys(app.state.keyring, await asyncio.to_thread(engine.store.api_keys))
         try:
             yield
         finally:
@@ -42,15 +49,38 @@ def create_app(settings: Settings, embedder_factory: EmbedderFactory | None = No
         lifespan=lifespan,
     )
     app.state.engine = engine
-    app.state.keyring = KeyRing(settings.api_key_list())
+    app.state.keyring = KeyRing(settings.api_key_list(), settings.admin_key.strip(), settings.auth_enabled())
+    app.state.rate_limiter = (
+        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s > 0 else None
+    )
     install_error_handlers(app)
-    for module in (system, libraries, documents, search):
+    for module in (system, libraries, documents, search, admin):
         app.include_router(module.router)
+    if settings.tracemalloc:  # debug only: off by default (see memdebug.py)
+        install_memory_debug(app, settings.tracemalloc)
     install_fast_routes(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(HttpMetrics, telemetry=engine.telemetry)
+    _install_cors(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _install_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS only when origins are configured: without it browsers keep other sites off the API."""
+    origins = settings.cors_origin_list()
+    if not origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-Timeout-Ms"],
+        expose_headers=["Retry-After", "X-Queue-Ms", "X-Compute-Ms", "X-Batch-Size"],
+        max_age=600,
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -59,7 +89,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in schemas.REQUEST_MODELS:
+    for model in (*schemas.REQUEST_MODELS, *admin.REQUEST_MODELS):
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in model_schema.pop("$defs", {}).items():
             components.setdefault(name, definition)
@@ -80,18 +110,23 @@ def is_loopback(host: str) -> bool:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    if not settings.api_key_list() and not is_loopback(settings.host):
+    if not settings.auth_enabled() and not is_loopback(settings.host):
         raise InvalidInput(
-            f"refusing to listen on {settings.host} without API keys: set ARRWDB_API_KEYS "
+            f"refusing to listen on {settings.host} without API keys: set ARRWDB_API_KEYS or ARRWDB_ADMIN_KEY "
             "(auth may be off only on a loopback address)"
         )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=False,  # about 16% of a small request's cost; /metrics counts requests instead
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn (shared with tests that run the app in-process)."""
+    return {
+        "access_log": False,  # about 16% of a small request's cost; /metrics counts requests instead
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": settings.keep_alive_s,
+        # A deadline for request headers: idle or slowloris connections do not hold sockets forever.
+        "http": guarded_protocol(settings.header_timeout_s),
+    }

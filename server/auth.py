@@ -1,47 +1,87 @@
-"""API keys and tenants.
+"""API keys, tenants and the admin key.
 
-Keys are kept only as SHA-256 digests and compared with ``hmac.compare_digest`` (constant time).
-Each configured key is a tenant of its own; with no keys configured, everyone is the tenant
-"default" (allowed only on a loopback host: ``arrwdb serve`` refuses otherwise).
+Keys are kept only as SHA-256 digests, never as the keys themselves: the configured ones
+(``ARRWDB_API_KEYS``) in memory, the ones minted through the admin endpoints in SQLite as well.  A
+presented key is hashed and its digest looked up; the final match is made with
+``hmac.compare_digest`` (constant time).  The lookup is keyed by the digest, which an attacker cannot
+steer toward a stored one without the key itself, so its timing says nothing about the stored keys.
+
+Each configured key is a tenant of its own (``key-<first 16 hex digits of its digest>``); a minted key
+names its tenant.  With no key configured at all (neither tenant keys nor an admin key), everyone is
+the tenant "default" (allowed only on a loopback host: ``arrwdb serve`` refuses otherwise).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 from fastapi import Request
 
 from arrwdb.errors import Unauthorized
+from arrwdb.server.ratelimit import RateLimiter
 
 DEFAULT_TENANT = "default"
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+def digest(key: str) -> bytes:
+    # surrogatepass: any str hashes (one holding a lone surrogate matches nothing) instead of raising.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def configured_tenant(key: str) -> str:
+    return "key-" + digest(key).hex()[:16]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: the tenant, and which key (its digest) so limits can be per key."""
+
+    tenant: str
+    key_digest: bytes | None
 
 
 class KeyRing:
-    def __init__(self, keys: list[str]) -> None:
-        self._digests = [(_digest(key), "key-" + _digest(key).hex()[:16]) for key in keys]
+    def __init__(self, keys: list[str], admin_key: str = "", enabled: bool | None = None) -> None:
+        # digest -> (digest, tenant): the stored digest is what the presented one is compared with.
+        self._entries: dict[bytes, tuple[bytes, str]] = {digest(k): (digest(k), configured_tenant(k)) for k in keys}
+        self._minted: dict[str, bytes] = {}  # key id -> digest, to revoke by id
+        self._admin = digest(admin_key) if admin_key else None
+        self.enabled = bool(keys or admin_key) if enabled is None else enabled
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._digests)
+    # -- minted keys (changed on the event loop, after the store committed) -----------------------
 
-    def tenant_of(self, key: str | None) -> str:
-        if not self._digests:
-            return DEFAULT_TENANT
+    def add_minted(self, key_id: str, key_digest: bytes, tenant: str) -> None:
+        self._entries[key_digest] = (key_digest, tenant)
+        self._minted[key_id] = key_digest
+
+    def revoke_minted(self, key_id: str) -> None:
+        key_digest = self._minted.pop(key_id, None)
+        if key_digest is not None:
+            self._entries.pop(key_digest, None)
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def identify(self, key: str | None) -> Identity:
+        if not self.enabled:
+            return Identity(DEFAULT_TENANT, None)
         if not key:
             raise Unauthorized("an API key is required (X-API-Key or Authorization: Bearer)")
-        presented = _digest(key)
-        tenant = None
-        for digest, name in self._digests:  # check every key: the time taken does not reveal which
-            if hmac.compare_digest(presented, digest):
-                tenant = name
-        if tenant is None:
+        presented = digest(key)
+        entry = self._entries.get(presented)
+        if entry is None or not hmac.compare_digest(presented, entry[0]):
             raise Unauthorized("the API key is not valid")
-        return tenant
+        return Identity(entry[1], presented)
+
+    def tenant_of(self, key: str | None) -> str:
+        return self.identify(key).tenant
+
+    def check_admin(self, key: str | None) -> None:
+        if self._admin is None:
+            raise Unauthorized("the admin endpoints are off: set ARRWDB_ADMIN_KEY to use them")
+        if not key or not hmac.compare_digest(digest(key), self._admin):
+            raise Unauthorized("the admin key is missing or not valid")
 
 
 def presented_key(request: Request) -> str | None:
@@ -56,6 +96,20 @@ def presented_key(request: Request) -> str | None:
 
 
 async def tenant(request: Request) -> str:
-    """FastAPI dependency: the caller's tenant (async: a plain def would cost a thread-pool hop)."""
-    keyring: KeyRing = request.app.state.keyring
-    return keyring.tenant_of(presented_key(request))
+    """FastAPI dependency: the caller's tenant (async: a plain def would cost a thread-pool hop).
+
+    Applies the per-key rate limit too, so every tenant route (the fast paths included) is covered.
+    """
+    state = request.app.state
+    keyring: KeyRing = state.keyring
+    identity = keyring.identify(presented_key(request))
+    limiter: RateLimiter | None = state.rate_limiter
+    if limiter is not None:
+        client = request.client.host if request.client else ""
+        limiter.take(identity.key_digest or client.encode())
+    return identity.tenant
+
+
+async def admin(request: Request) -> None:
+    """FastAPI dependency of the admin routes: the admin key, and nothing else, opens them."""
+    request.app.state.keyring.check_admin(presented_key(request))

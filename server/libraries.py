@@ -67,4 +67,8 @@ async def delete_library(library: str, request: Request, tenant: str = Depends(t
 
 @router.get("/{library}/statistics", responses={200: {"model": schemas.Statistics}})
 async def statistics(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
-    return JSON(engine_of(request).statistics(tenant, library))
+    engine = engine_of(request)
+    engine.check_ready()
+    # On the device worker: the index is mutated there, and read from here it can be caught halfway
+    # through an update (the crash harness saw an IndexError, a 500, under concurrent writes).
+    return JSON(await engine.on_worker(lambda: engine.statistics(tenant, library)))

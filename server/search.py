@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from arrwdb.engine import Timings
-from arrwdb.errors import InvalidInput
+from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.inputs import Hit, SearchInput
 from arrwdb.server import schemas
@@ -20,6 +21,7 @@ from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import deadline_of, engine_of
 from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
+from arrwdb.server.slowlog import log_slow_search
 from arrwdb.validation import check_k, check_query_params
 
 router = APIRouter(tags=["search"])
@@ -42,10 +44,19 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         embedding=None if query.embedding is None else np.asarray(query.embedding, dtype=np.float64),
         k=query.k,
         filter=filter_,
-        filter_key="" if filter_ is None else orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode(),
+        filter_key="" if filter_ is None else filter_key(query.filter),
         include_text=query.include_text,
         params=params,
     )
+
+
+def filter_key(raw: dict[str, Any]) -> str:
+    """Canonical JSON of a filter (equal filters share one mask in a batch, and one cache key).
+    orjson refuses integers beyond 64 bits, which a filter may hold: those take the slower json."""
+    try:
+        return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
 
 def hit_body(hit: Hit) -> dict[str, Any]:
@@ -63,6 +74,26 @@ def _headers(timings: Timings) -> dict[str, str]:
     return timing_headers(timings.queue_ms, timings.compute_ms, timings.batch_size)
 
 
+async def _run_search(
+    request: Request, route: str, tenant: str, library: str, queries: list[SearchInput], started: float
+) -> tuple[list[list[Hit]], Timings]:
+    """Run the search, and log it on the slow-query log when it took too long (failed ones too)."""
+    engine = engine_of(request)
+    threshold_ms = engine.settings.slow_query_ms
+    work = engine.search(tenant, library, queries, deadline_of(request))
+    try:
+        results, timings = await unless_disconnected(request, work, engine.telemetry)
+    except ArrwdbError as exc:
+        total_ms = (time.perf_counter() - started) * 1000.0
+        log_slow_search(
+            threshold_ms, route=route, library=library, queries=queries, timings=None, total_ms=total_ms, error=exc.type
+        )
+        raise
+    total_ms = (time.perf_counter() - started) * 1000.0
+    log_slow_search(threshold_ms, route=route, library=library, queries=queries, timings=timings, total_ms=total_ms)
+    return results, timings
+
+
 @router.post(
     "/v1/libraries/{library}/search",
     responses={200: {"model": schemas.SearchResponse}},
@@ -72,9 +103,7 @@ async def search(library: str, request: Request, tenant: str = Depends(tenant)) 
     started = time.perf_counter()
     body = await parse_body(request, schemas.Query)
     query = search_input(body, "query")
-    engine = engine_of(request)
-    work = engine.search(tenant, library, [query], deadline_of(request))
-    results, timings = await unless_disconnected(request, work, engine.telemetry)
+    results, timings = await _run_search(request, "search", tenant, library, [query], started)
     took_ms = (time.perf_counter() - started) * 1000.0
     return JSON({"results": [hit_body(h) for h in results[0]], "took_ms": took_ms}, headers=_headers(timings))
 
@@ -88,9 +117,7 @@ async def search_batch(library: str, request: Request, tenant: str = Depends(ten
     started = time.perf_counter()
     body = await parse_body(request, schemas.QueryBatch)
     queries = [search_input(q, f"queries[{i}]") for i, q in enumerate(body.queries)]
-    engine = engine_of(request)
-    work = engine.search(tenant, library, queries, deadline_of(request))
-    results, timings = await unless_disconnected(request, work, engine.telemetry)
+    results, timings = await _run_search(request, "search_batch", tenant, library, queries, started)
     took_ms = (time.perf_counter() - started) * 1000.0
     body_out = {"results": [[hit_body(h) for h in hits] for hits in results], "took_ms": took_ms}
     return JSON(body_out, headers=_headers(timings))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from arrwdb.device import split_on_oom
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
 from arrwdb.embed.protocol import Embedder
 
@@ -37,12 +38,15 @@ class TokenBatch:
 
     ``order[k]`` is the input index of the k-th text in sorted order; ``groups`` hold
     ``(input_ids, attention_mask, padded)`` in that order: int64 tensors [b, longest in the
-    sub-batch], and whether any row is padded at all.
+    sub-batch], and whether any row is padded at all.  On CUDA the tensors are already on the
+    device, copied on a side stream while the previous batch computed; ``ready`` is the event that
+    copy recorded, which the forward pass waits for.
     """
 
     n: int
     order: np.ndarray
     groups: list[tuple[torch.Tensor, torch.Tensor, bool]]
+    ready: torch.cuda.Event | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -104,6 +108,9 @@ class MiniLMEmbedder(Embedder):
         self._model = model.to(device=self.device, dtype=self.dtype).eval()
         self.dimension = int(model.config.hidden_size)
         self._pin = self.device.type == "cuda" and torch.cuda.is_available()
+        # prepare() runs on the scheduler's prepare thread: copying on a stream of its own lets the
+        # next batch's tokens reach the GPU while the current batch's forward pass runs.
+        self._copy_stream = torch.cuda.Stream(self.device) if self._pin else None
 
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         enc = self._chunk_tokenizer.encode(text, add_special_tokens=False)
@@ -127,25 +134,57 @@ class MiniLMEmbedder(Embedder):
             if self._pin:  # page-locked memory lets the copy to the device run asynchronously
                 ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
             groups.append((ids_t, mask_t, bool(lengths[idx].min() < width)))
-        return TokenBatch(len(encodings), order, groups)
+        return self._to_device(TokenBatch(len(encodings), order, groups))
+
+    def _to_device(self, batch: TokenBatch) -> TokenBatch:
+        """Start the host-to-device copies on the copy stream (non-blocking, from pinned memory)."""
+        if self._copy_stream is None:
+            return batch
+        with torch.cuda.stream(self._copy_stream):
+            batch.groups = [
+                (ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True), padded)
+                for ids, mask, padded in batch.groups
+            ]
+            batch.ready = torch.cuda.Event()
+            batch.ready.record(self._copy_stream)
+        return batch
 
     def embed_prepared(self, batch: TokenBatch) -> np.ndarray:  # type: ignore[override]
         if batch.n == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         pooled: list[torch.Tensor] = []
+        if batch.ready is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(batch.ready)
+            for ids, mask, _ in batch.groups:  # made on the copy stream, used (and freed) on this one
+                ids.record_stream(stream)
+                mask.record_stream(stream)
         with torch.inference_mode():
             for ids, mask, padded in batch.groups:
                 ids = ids.to(self.device, non_blocking=True)
                 mask = mask.to(self.device, non_blocking=True)
-                # A sub-batch without padding (always so for one text) needs no attention mask:
-                # the result is the same and the mask expansion costs ~5% of a small CPU forward.
-                hidden = self._model(input_ids=ids, attention_mask=mask if padded else None).last_hidden_state
-                pooled.append(_mean_pool(hidden, mask))
+                # Out of GPU memory on a large sub-batch: its halves are embedded instead.
+                pooled.append(
+                    split_on_oom(
+                        lambda start, stop, ids=ids, mask=mask, padded=padded: self._forward(
+                            ids[start:stop], mask[start:stop], padded
+                        ),
+                        len(ids),
+                        torch.cat,
+                        "embedding batch",
+                    )
+                )
             # One device-to-host copy (and synchronisation) for the whole batch.
             vectors = torch.cat(pooled).cpu().numpy()
         out = np.empty((batch.n, self.dimension), dtype=np.float32)
         out[batch.order] = vectors
         return out
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> torch.Tensor:
+        # A sub-batch without padding (always so for one text) needs no attention mask:
+        # the result is the same and the mask expansion costs ~5% of a small CPU forward.
+        hidden = self._model(input_ids=ids, attention_mask=mask if padded else None).last_hidden_state
+        return _mean_pool(hidden, mask)
 
 
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ class AnnIndex:
         self._on_needs_build = on_needs_build
         self._tombstone_version = 0
         self._selector_cache: tuple[object, faiss_ops.Selector] | None = None
+        self.served: Any = None  # what searches use: ``ann`` or its GPU copy (faiss_ops.serve)
 
     def __len__(self) -> int:
         return len(self.flat)
@@ -138,6 +139,7 @@ class AnnIndex:
                 self.ann_rows = np.concatenate([self.ann_rows, job.rows])
                 self.tombstones |= removed
             self.ann = ann
+            self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
             self.built_upto = new_upto
             self.builds += 1
             self.last_build_seconds = seconds
@@ -159,6 +161,7 @@ class AnnIndex:
         live = self.flat.live_rows()
         upto = int(rows[-1]) if len(rows) else -1
         self.ann, self.ann_rows, self.built_upto, self.trained_rows = ann, rows, upto, trained_rows
+        self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
         self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
         self._tombstone_version += 1
         self._maybe_request_build()
@@ -206,8 +209,8 @@ class AnnIndex:
         rescore = self.params.get("encoding") in ("sq8", "pq")
         fetch = min(k * RESCORE_FACTOR, 4096) if rescore else k
         selector = self._selector(allowed)
-        scores, ids = faiss_ops.search(
-            self.ann,
+        scores, ids = faiss_ops.search_served(
+            self.served,
             self.index_type,
             self.metric,
             queries,
@@ -228,7 +231,11 @@ class AnnIndex:
             return None
         key: object = allowed if allowed is not None else ("live", self._tombstone_version)
         cached = self._selector_cache
-        if cached is not None and (cached[0] is key or cached[0] == key):
+        # A filter's allowed rows are cached per library version by LibraryState: the same array object
+        # means the same filter.  Tombstone selectors are keyed by a tuple; never compare arrays by value.
+        if cached is not None and (
+            cached[0] is key or (isinstance(key, tuple) and isinstance(cached[0], tuple) and cached[0] == key)
+        ):
             return cached[1]
         wanted = allowed if allowed is not None else self.flat.live_rows()
         selector = faiss_ops.bitmap_selector(wanted, self.built_upto)
@@ -254,6 +261,8 @@ class AnnIndex:
             "builds": self.builds,
             "last_build_seconds": round(self.last_build_seconds, 3),
             "device": str(self.flat.device),
+            "gpu_memory_bytes": self.flat.gpu_memory_bytes() + (self.served.gpu_bytes if self.served else 0),
+            **faiss_ops.served_statistics(self.served),
             "memory_bytes": self.memory_bytes(),
         }
         if self.index_type == "hnsw":

@@ -7,16 +7,18 @@ once published: FAISS indexes are not safe to add to and search at once.
 
 from __future__ import annotations
 
-import json
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from arrwdb.index import snapshot
 from arrwdb.index.params import HNSWParams, IVFParams
+from arrwdb.index.snapshot import SnapshotError
+
+__all__ = ["SnapshotError"]
 
 _TRAIN_POINTS_PER_LIST = 64
 
@@ -190,64 +192,26 @@ def _estimate(index: Any) -> int:
     return int(index.ntotal * index.d * 4 * 1.5)
 
 
-# -- persistence -------------------------------------------------------------------------------
+# -- persistence (through arrwdb.index.snapshot: temp files, fsync, rename, CRC checks) -------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save(index: Any, rows: np.ndarray, meta: dict[str, Any], path: Path) -> None:
-    """Write index + its row ids + meta so that a crash at any moment leaves either the old complete
-    snapshot or the new complete one: temp files, fsync, rename, fsync of the directory."""
+def save(index: Any, rows: np.ndarray, meta: dict[str, Any], base: Path) -> None:
     faiss = _faiss()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(index, MipsGraph):
         meta = {**meta, "mips_max_norm": index.max_norm}
         index = index.index
-    blob = faiss.serialize_index(index).tobytes()
-    rows_blob = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
-    body = {**meta, "index_bytes": len(blob), "index_crc32": zlib.crc32(blob), "rows_crc32": zlib.crc32(rows_blob)}
-    for suffix, data in ((".faiss", blob), (".rows", rows_blob), (".json", json.dumps(body).encode())):
-        tmp = path.with_suffix(suffix + ".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    # The meta file is renamed last: it is what makes a snapshot count.
-    for suffix in (".faiss", ".rows", ".json"):
-        os.replace(path.with_suffix(suffix + ".tmp"), path.with_suffix(suffix))
-    _fsync_dir(path.parent)
+    blob = faiss.serialize_index(index)
+    snapshot.write(base, {".faiss": memoryview(blob), ".rows": memoryview(np.ascontiguousarray(rows, np.int64))}, meta)
 
 
-class SnapshotError(Exception):
-    """A snapshot that is missing, truncated, corrupt or made for other settings."""
-
-
-def load(path: Path, expected: dict[str, Any]) -> tuple[Any, np.ndarray, dict[str, Any]]:
+def load(base: Path, expected: dict[str, Any]) -> tuple[Any, np.ndarray, dict[str, Any]]:
     faiss = _faiss()
+    meta, parts = snapshot.read(base, expected)
     try:
-        meta = json.loads(path.with_suffix(".json").read_bytes())
-        blob = path.with_suffix(".faiss").read_bytes()
-        rows_blob = path.with_suffix(".rows").read_bytes()
-    except (OSError, ValueError) as exc:
-        raise SnapshotError(f"unreadable snapshot: {exc}") from exc
-    for key, value in expected.items():
-        if meta.get(key) != value:
-            raise SnapshotError(f"snapshot made for {key}={meta.get(key)!r}, not {value!r}")
-    if len(blob) != meta.get("index_bytes") or zlib.crc32(blob) != meta.get("index_crc32"):
-        raise SnapshotError("snapshot index file is truncated or corrupt")
-    if zlib.crc32(rows_blob) != meta.get("rows_crc32"):
-        raise SnapshotError("snapshot rows file is corrupt")
-    try:
-        index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+        index = faiss.deserialize_index(np.frombuffer(parts[".faiss"], dtype=np.uint8))
     except RuntimeError as exc:
         raise SnapshotError(f"FAISS could not read the snapshot: {exc}") from exc
-    rows = np.frombuffer(rows_blob, dtype=np.int64).copy()
+    rows = np.frombuffer(parts[".rows"], dtype=np.int64).copy()
     if index.ntotal != len(rows):
         raise SnapshotError("snapshot index and rows disagree")
     if "mips_max_norm" in meta:
@@ -255,6 +219,71 @@ def load(path: Path, expected: dict[str, Any]) -> tuple[Any, np.ndarray, dict[st
     return index, rows, meta
 
 
-def remove_snapshot(path: Path) -> None:
-    for suffix in (".json", ".faiss", ".rows"):
-        path.with_suffix(suffix).unlink(missing_ok=True)
+def remove_snapshot(base: Path) -> None:
+    snapshot.remove(base)
+
+
+# -- serving from a GPU (the FAISS GPU specifics live in arrwdb.index.faiss_gpu) ----------------------
+# AnnIndex publishes a built or loaded index through serve() (on the device worker) and searches what
+# it returns through search_served(); the published CPU index itself is what save/extend/ivf_nlist see.
+
+
+def gpu_support() -> Any:
+    """faiss_gpu.GpuSupport: GPUs FAISS can use here, whether it has cuVS, and why not when it cannot."""
+    from arrwdb.index import faiss_gpu
+
+    return faiss_gpu.gpu_support()
+
+
+def serve(index: Any, index_type: str, metric: str, device: Any, fits: Any = None) -> Any:
+    """faiss_gpu.Served for a newly published ``index`` on ``device`` (a torch.device): its FAISS GPU
+    copy (IVF) or CAGRA graph (HNSW) where FAISS can serve it there, else the CPU index, with a note.
+    ``fits(nbytes)`` says whether an allocation fits on the GPU (default: the driver's free memory)."""
+    from arrwdb.index import faiss_gpu
+
+    if getattr(device, "type", "cpu") != "cuda":
+        return faiss_gpu.on_cpu(index, index_type)
+    from arrwdb.device import GpuBudget
+
+    inner = index.index if isinstance(index, MipsGraph) else index
+    radius = index.max_norm if isinstance(index, MipsGraph) else None
+    ivf_bytes = memory_bytes(index) if index_type == "ivf" else 0
+    fits = fits or GpuBudget.for_device(device).fits
+    return faiss_gpu.serve(index, inner, index_type, metric, device.index or 0, fits, ivf_bytes, radius)
+
+
+def search_served(
+    served: Any,
+    index_type: str,
+    metric: str,
+    queries: np.ndarray,
+    k: int,
+    *,
+    ef_search: int | None,
+    nprobe: int | None,
+    selector: Selector | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """search() on what serve() returned: the GPU copy when there is one and it can take this search."""
+    from arrwdb.index import faiss_gpu
+
+    if served.gpu is not None:
+        bitmap = None if selector is None else selector.bitmap
+        allowed = 0 if bitmap is None else faiss_gpu.count_bits(bitmap)
+        try:
+            return faiss_gpu.search(
+                served, metric, queries, k, ef_search=ef_search, nprobe=nprobe, bitmap=bitmap, allowed=allowed
+            )
+        except faiss_gpu.GpuCannotServe:
+            pass
+        except RuntimeError as exc:  # a FAISS GPU error: the CPU index answers from now on
+            faiss_gpu.log.warning("GPU search failed, the CPU index serves from now on: %s", exc)
+            served.gpu, served.resources, served.gpu_bytes = None, None, 0
+            served.backend, served.note = f"faiss-cpu-{index_type}", f"GPU search failed: {exc}"
+    return search(served.cpu, index_type, metric, queries, k, ef_search=ef_search, nprobe=nprobe, selector=selector)
+
+
+def served_statistics(served: Any) -> dict[str, Any]:
+    """backend (faiss-gpu-ivf, cagra, faiss-cpu-ivf, faiss-cpu-hnsw), why not the GPU, GPU bytes."""
+    from arrwdb.index import faiss_gpu
+
+    return faiss_gpu.statistics(served)

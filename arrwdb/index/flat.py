@@ -4,33 +4,69 @@ Rows are appended in row-id order (the store hands out increasing ids and the en
 in order), so a row id maps to its position by binary search and no per-row dictionary is needed.
 Deletes are tombstones in a mask that the kernel applies before top-k; the matrix is compacted once
 tombstones pass half of it.
+
+Storage follows the device (``arrwdb.device.storage_dtype``): float32 on a CPU; fp16 on CUDA (bf16 once
+a stored value exceeds fp16's range), scanned with fp32 accumulation.  A half-precision index keeps an
+fp32 copy of its rows and re-scores the scan's top candidates from it (``rerank.py``), so half storage
+changes no result beyond ties.  The copy stays on the GPU while it fits there (a re-rank then gathers a
+few MB in device memory) and moves to host memory when it does not: re-ranks get slower, but the fp16
+matrix that every query scans keeps its place.  When even that matrix does not fit, the whole index
+falls back to float32 on the CPU, with a log line and a statistic; it never crashes on GPU memory.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import torch
 
+from arrwdb.device import FP16_MAX, GpuBudget, plan_placement, release_cached_memory, storage_dtype
+from arrwdb.index import rerank
 from arrwdb.kernels import normalize_rows, search_exact
+
+log = logging.getLogger("arrwdb.index.flat")
 
 _MIN_CAPACITY = 1024
 _COMPACT_MIN_TOMBSTONES = 4096
+_SCORE_BLOCK_BYTES = 512 << 20  # the kernel's [queries x block] fp32 scores on a GPU: fewer, larger blocks
+_BLOCK_ROWS = 65536
+_CPU = torch.device("cpu")
 
 
 class FlatIndex:
-    def __init__(self, dimension: int, metric: str, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        dimension: int,
+        metric: str,
+        device: torch.device,
+        dtype: torch.dtype | None = None,
+        *,
+        budget: GpuBudget | None = None,
+    ) -> None:
+        """``dtype`` None follows the device; ``budget`` decides what fits on the device (by default
+        the CUDA driver's free memory on CUDA, no limit elsewhere; tests hand in a fake one)."""
         self.dimension = dimension
         self.metric = metric
+        self.requested_device = device
         self.device = device
-        self.dtype = dtype
+        self.dtype = dtype or storage_dtype(device)
+        if budget is None and device.type == "cuda":
+            budget = GpuBudget.for_device(device)
+        self._budget = budget
+        self.placement_note = ""  # why the index (or its fp32 copy) is not on the device asked for
+        self.widened_queries = 0  # queries whose re-rank had to fetch more candidates
         self._size = 0  # rows used, tombstones included
         self._tombstones = 0
-        self._matrix = torch.zeros((_MIN_CAPACITY, dimension), dtype=dtype, device=device)
-        self._norms_sq = torch.zeros(_MIN_CAPACITY, dtype=torch.float32, device=device)
-        self._alive = torch.zeros(_MIN_CAPACITY, dtype=torch.bool, device=device)
-        self._row_ids = np.zeros(_MIN_CAPACITY, dtype=np.int64)
+        self._max_norm = 0.0  # of every row ever added: bounds the half-precision error (rerank.py)
+        self._matrix = torch.empty((0, dimension), dtype=self.dtype, device=device)
+        self._norms_sq = torch.empty(0, dtype=torch.float32, device=device)
+        self._alive = torch.empty(0, dtype=torch.bool, device=device)
+        half = self.dtype != torch.float32
+        self._exact = torch.empty((0, dimension), dtype=torch.float32, device=device) if half else None
+        self._row_ids = np.zeros(0, dtype=np.int64)
+        self._reserve(_MIN_CAPACITY)
 
     def __len__(self) -> int:
         return self._size - self._tombstones
@@ -43,15 +79,23 @@ class FlatIndex:
             return
         if self._size and int(row_ids[0]) <= int(self._row_ids[self._size - 1]):
             raise RuntimeError("rows must be added in increasing row-id order")
-        self._reserve(self._size + count)
+        self._reserve(self._size + count)  # first: it may move the index to the CPU
         block = torch.from_numpy(np.require(vectors, dtype=np.float32, requirements=["C", "W"])).to(self.device)
         if self.metric == "cosine":
             block = normalize_rows(block)
+        norms_sq = (block * block).sum(dim=1)
+        largest, max_norm_sq = torch.stack((block.abs().amax(), norms_sq.amax())).tolist()  # one sync
+        if self.dtype == torch.float16 and largest > FP16_MAX:
+            self._widen_to_bf16(largest)
+            block = block.to(self.device)
         end = self._size + count
         self._matrix[self._size : end] = block.to(self.dtype)
-        self._norms_sq[self._size : end] = (block * block).sum(dim=1)
+        self._norms_sq[self._size : end] = norms_sq.to(self.device)
+        if self._exact is not None:
+            self._exact[self._size : end] = block.to(self._exact.device)
         self._alive[self._size : end] = True
         self._row_ids[self._size : end] = row_ids
+        self._max_norm = max(self._max_norm, max_norm_sq**0.5)
         self._size = end
 
     def remove(self, row_ids: np.ndarray) -> None:
@@ -75,37 +119,95 @@ class FlatIndex:
         positions = np.minimum(positions, self._size - 1)
         return positions[known[positions] == wanted]
 
+    # -- placement -----------------------------------------------------------------------------
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [self._matrix, self._norms_sq, self._alive] + ([] if self._exact is None else [self._exact])
+
     def _reserve(self, rows: int) -> None:
         capacity = self._matrix.shape[0]
         if rows <= capacity:
             return
-        new_capacity = max(rows, capacity * 2)
-        self._matrix = self._grown(self._matrix, new_capacity)
-        self._norms_sq = self._grown(self._norms_sq, new_capacity)
-        self._alive = self._grown(self._alive, new_capacity)
-        grown_ids = np.zeros(new_capacity, dtype=np.int64)
-        grown_ids[: self._size] = self._row_ids[: self._size]
-        self._row_ids = grown_ids
+        new_capacity = max(rows, capacity * 2, _MIN_CAPACITY)
+        if self._budget is not None:
+            copy_on_device = self._exact is not None and self._exact.device == self.device
+            plan = plan_placement(new_capacity, self.dimension, self.dtype, self._budget, copy_on_device)
+            if not plan.matrix_on_device:
+                self._fall_back_to_cpu(plan.note)
+            elif copy_on_device and not plan.copy_on_device:
+                self._move_copy_to_host(plan.note)
+        try:
+            self._grow(new_capacity)
+        except torch.OutOfMemoryError:
+            if self._budget is None:
+                raise
+            release_cached_memory()
+            self._fall_back_to_cpu(f"ran out of GPU memory growing to {new_capacity} rows")
+            self._grow(new_capacity)
 
-    def _grown(self, tensor: torch.Tensor, capacity: int) -> torch.Tensor:
-        grown = torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-        grown[: self._size] = tensor[: self._size]
-        return grown
+    def _grow(self, capacity: int) -> None:
+        size = self._size
+        grown = []
+        for tensor in self._buffers():  # every new buffer first: a failed allocation leaves all as they were
+            fresh = (torch.zeros if tensor.dim() == 1 else torch.empty)(
+                (capacity, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device
+            )
+            fresh[:size] = tensor[:size]
+            grown.append(fresh)
+        self._matrix, self._norms_sq, self._alive = grown[:3]
+        if self._exact is not None:
+            self._exact = grown[3]
+        row_ids = np.zeros(capacity, dtype=np.int64)
+        row_ids[:size] = self._row_ids[:size]
+        self._row_ids = row_ids
+
+    def _fall_back_to_cpu(self, note: str) -> None:
+        """Serve from float32 in host memory from now on (it never moves back: no flapping)."""
+        rows = self._exact if self._exact is not None else self._matrix
+        self._matrix = rows.to(_CPU, torch.float32)
+        self._norms_sq, self._alive = self._norms_sq.to(_CPU), self._alive.to(_CPU)
+        self._exact = None
+        self.device, self.dtype, self._budget = _CPU, torch.float32, None
+        self.placement_note = f"on the CPU: {note}"
+        release_cached_memory()
+        log.warning("an exact index of %d x %d stays on the CPU: %s", self._size, self.dimension, note)
+
+    def _move_copy_to_host(self, note: str) -> None:
+        if self._exact is not None:
+            self._exact = self._exact.to(_CPU)
+        self.placement_note = note
+        release_cached_memory()
+        log.warning("an exact index of %d x %d keeps its %s", self._size, self.dimension, note)
+
+    def _widen_to_bf16(self, largest: float) -> None:
+        """fp16 would store inf: bf16 has fp32's range (and, after the fp32 re-rank, the same results)."""
+        log.info("a stored value of %.3g exceeds fp16's range: the index switches to bf16", largest)
+        try:
+            self._matrix = self._matrix.to(torch.bfloat16)
+            self.dtype = torch.bfloat16
+        except torch.OutOfMemoryError:
+            release_cached_memory()
+            self._fall_back_to_cpu("ran out of GPU memory switching to bf16")
 
     def _compact(self) -> None:
         keep = self._alive[: self._size]
         keep_np = keep.cpu().numpy()
         live = int(keep_np.sum())
         capacity = max(_MIN_CAPACITY, live * 2)
-        matrix = torch.zeros((capacity, self.dimension), dtype=self.dtype, device=self.device)
-        matrix[:live] = self._matrix[: self._size][keep]
-        norms = torch.zeros(capacity, dtype=torch.float32, device=self.device)
-        norms[:live] = self._norms_sq[: self._size][keep]
+
+        def packed(tensor: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+            out[:live] = tensor[: self._size][keep.to(tensor.device)]
+            return out
+
+        self._matrix, self._norms_sq = packed(self._matrix), packed(self._norms_sq)
+        if self._exact is not None:
+            self._exact = packed(self._exact)
         alive = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         alive[:live] = True
         row_ids = np.zeros(capacity, dtype=np.int64)
         row_ids[:live] = self._row_ids[: self._size][keep_np]
-        self._matrix, self._norms_sq, self._alive, self._row_ids = matrix, norms, alive, row_ids
+        self._alive, self._row_ids = alive, row_ids
         self._size, self._tombstones = live, 0
 
     # -- search ------------------------------------------------------------------------------
@@ -117,21 +219,97 @@ class FlatIndex:
         allowed: np.ndarray | None = None,
         params: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
-        if self.metric == "cosine":
-            query_tensor = normalize_rows(query_tensor)
+        query_tensor = self._queries(queries)
         mask = self._mask(allowed)
-        scores, positions = search_exact(
-            self._matrix[: self._size],
-            query_tensor,
-            k,
-            "ip" if self.metric == "cosine" else self.metric,
-            mask=mask,
-            norms_sq=self._norms_sq[: self._size] if self.metric == "l2" else None,
-        )
+        if self._exact is None:
+            scores, positions = self._scan(self._matrix, query_tensor, k, mask)
+        else:
+            scores, positions = self._search_half(query_tensor, k, mask)
         positions_np = positions.cpu().numpy()
         ids = np.where(positions_np >= 0, self._row_ids[np.maximum(positions_np, 0)], -1)
         return scores.cpu().numpy(), ids
+
+    def _queries(self, queries: np.ndarray) -> torch.Tensor:
+        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
+        return normalize_rows(query_tensor) if self.metric == "cosine" else query_tensor
+
+    def _scan(
+        self, matrix: torch.Tensor, queries: torch.Tensor, k: int, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel over ``matrix`` (the stored matrix, or the fp32 copy wherever it lives)."""
+        where = matrix.device
+        rows = max(len(queries), 1)
+        block = _BLOCK_ROWS if where.type == "cpu" else max(_BLOCK_ROWS, min(1 << 21, _SCORE_BLOCK_BYTES // (4 * rows)))
+        scores, positions = search_exact(
+            matrix[: self._size],
+            queries.to(where),
+            k,
+            "ip" if self.metric == "cosine" else self.metric,
+            mask=None if mask is None else mask.to(where),
+            norms_sq=self._norms_sq[: self._size].to(where) if self.metric == "l2" else None,
+            block_rows=block,
+        )
+        return scores.to(self.device), positions.to(self.device)
+
+    def _search_half(
+        self, queries: torch.Tensor, k: int, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scan the half-precision matrix for candidates, re-rank them in fp32, widen where unproven."""
+        n, count = self._size, len(queries)
+        scores = torch.full((count, k), float("-inf"), dtype=torch.float32, device=self.device)
+        positions = torch.full((count, k), -1, dtype=torch.int64, device=self.device)
+        if n == 0 or count == 0:
+            return scores, positions
+        norms = torch.linalg.vector_norm(queries, dim=1)
+        bound = rerank.error_bound(norms, self._max_norm, self.dimension, self.dtype, self.metric)
+        # A query value beyond fp16's range would turn into inf in the scan: scan such queries in fp32.
+        too_big = queries.abs().amax(dim=1) > (FP16_MAX if self.dtype == torch.float16 else float("inf"))
+        todo = torch.arange(count, device=self.device)
+        if bool(too_big.any()):
+            todo = todo[~too_big]
+            exact_rows = too_big.nonzero().squeeze(1)
+            scores[exact_rows], positions[exact_rows] = self._scan(self._exact, queries[exact_rows], k, mask)
+        fetch = rerank.first_fetch(k, n)
+        while len(todo):
+            approx, candidates = self._scan(self._matrix, queries[todo], fetch, mask)
+            found_scores, found = self._rerank(queries[todo], candidates, k)
+            wider = rerank.next_fetch(fetch, k, n)
+            done = rerank.certified(found_scores[:, k - 1], approx[:, -1], bound[todo])
+            if wider == fetch or bool(done.all()):
+                scores[todo], positions[todo] = found_scores, found
+                break
+            scores[todo[done]], positions[todo[done]] = found_scores[done], found[done]
+            todo = todo[~done]
+            self.widened_queries += len(todo)
+            fetch = wider
+        return scores, positions
+
+    def _rerank(self, queries: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        exact = self._exact_scores(queries, candidates)
+        top_scores, order = torch.topk(exact, k, dim=1, sorted=True)  # fetch >= k always
+        top = candidates.gather(1, order)
+        return top_scores, top.masked_fill_(top_scores == float("-inf"), -1)
+
+    def _exact_scores(self, queries: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """fp32 scores [q, c] of the rows at ``positions`` [q, c] (-1: none, scored -inf), computed
+        where the fp32 rows live, in chunks that bound the gathered rows to rerank.GATHER_BYTES."""
+        source = self._exact if self._exact is not None else self._matrix
+        where = source.device
+        valid = positions >= 0
+        safe = positions.clamp(min=0)
+        rows_sq = self._norms_sq[safe].to(where) if self.metric == "l2" else None
+        safe, queries = safe.to(where), queries.to(where)
+        out = torch.empty(positions.shape, dtype=torch.float32, device=where)
+        chunk = max(1, rerank.GATHER_BYTES // max(1, positions.shape[1] * self.dimension * 4))
+        for start in range(0, len(queries), chunk):
+            stop = start + chunk
+            rows = source[safe[start:stop]].float()  # [c, candidates, d]
+            dots = torch.bmm(rows, queries[start:stop].unsqueeze(2)).squeeze(2)
+            if rows_sq is not None:
+                q_sq = queries[start:stop].pow(2).sum(dim=1, keepdim=True)
+                dots = (2 * dots - q_sq - rows_sq[start:stop]).clamp(max=0)
+            out[start:stop] = dots
+        return out.to(self.device).masked_fill_(~valid, float("-inf"))
 
     def _mask(self, allowed: np.ndarray | None) -> torch.Tensor | None:
         if allowed is None:
@@ -152,14 +330,15 @@ class FlatIndex:
 
     def copy_rows(self, after: int = -1) -> tuple[np.ndarray, np.ndarray]:
         """(row ids, float32 vectors) of the live rows with id > ``after``, copied off the device.
-        Cosine rows come back normalised, as they are stored."""
+        Cosine rows come back normalised, as they are stored; half-precision indexes give their fp32 copy."""
         start = int(np.searchsorted(self._row_ids[: self._size], after, side="right"))
-        alive = self._alive[start : self._size]
-        vectors = self._matrix[start : self._size][alive].float().cpu().numpy()
-        return self._row_ids[start : self._size][alive.cpu().numpy()].copy(), vectors
+        alive = self._alive[start : self._size].cpu()
+        source = self._exact if self._exact is not None else self._matrix
+        vectors = source[start : self._size].to(_CPU)[alive].float().numpy()
+        return self._row_ids[start : self._size][alive.numpy()].copy(), vectors
 
     def rescore(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Exact scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a
+        """Exact fp32 scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a
         compressed index (SQ8, PQ) proposed.  Missing or deleted candidates score -inf."""
         flat_ids = candidates.reshape(-1)
         positions = np.searchsorted(self._row_ids[: self._size], flat_ids)
@@ -168,33 +347,33 @@ class FlatIndex:
         if self._size:
             present &= self._row_ids[positions] == flat_ids
             present &= self._alive[torch.from_numpy(positions).to(self.device)].cpu().numpy()
-        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
-        if self.metric == "cosine":
-            query_tensor = normalize_rows(query_tensor)
-        rows = self._matrix[torch.from_numpy(positions).to(self.device)].float()
-        rows = rows.reshape(candidates.shape[0], candidates.shape[1], self.dimension)
-        dots = torch.einsum("qd,qcd->qc", query_tensor, rows)
-        if self.metric == "l2":
-            norms = self._norms_sq[torch.from_numpy(positions).to(self.device)].reshape(candidates.shape)
-            dots = -(query_tensor.pow(2).sum(dim=1, keepdim=True) - 2 * dots + norms).clamp(min=0)
-        scores = dots.cpu().numpy().astype(np.float32)
-        scores[~present.reshape(candidates.shape)] = -np.inf
-        return scores
+        positions = np.where(present, positions, -1).reshape(candidates.shape)
+        scores = self._exact_scores(self._queries(queries), torch.from_numpy(positions).to(self.device))
+        return scores.cpu().numpy().astype(np.float32)
 
     # -- figures -----------------------------------------------------------------------------
 
     def memory_bytes(self) -> int:
-        tensors = (self._matrix, self._norms_sq, self._alive)
-        return sum(t.element_size() * t.nelement() for t in tensors) + self._row_ids.nbytes
+        return sum(t.element_size() * t.nelement() for t in self._buffers()) + self._row_ids.nbytes
+
+    def gpu_memory_bytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in self._buffers() if t.is_cuda)
 
     def statistics(self) -> dict[str, Any]:
-        return {
+        stats: dict[str, Any] = {
             "type": "brute_force",
             "exact": True,
+            "backend": f"torch-{self.device.type}",
             "ntotal": len(self),
             "tombstones": self._tombstones,
             "capacity": int(self._matrix.shape[0]),
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "memory_bytes": self.memory_bytes(),
+            "gpu_memory_bytes": self.gpu_memory_bytes(),
         }
+        if self._exact is not None:
+            stats["rerank"] = {"fp32_copy": str(self._exact.device), "widened_queries": self.widened_queries}
+        if self.placement_note:
+            stats["placement"] = self.placement_note
+        return stats

@@ -70,12 +70,14 @@ def test_corrupt_snapshot_is_rebuilt_from_the_store(start_server, tmp_path):
             )
         assert wait_built(server, c, "h")["state"] == "ann"
     server.stop()
-    snapshot = data_dir / "indexes" / f"{lib['id']}.faiss"
-    blob = snapshot.read_bytes()
-    snapshot.write_bytes(blob[: len(blob) // 3])
+    for name in (f"{lib['id']}.ann.faiss", f"{lib['id']}.vectors.f32"):
+        snapshot = data_dir / "indexes" / name
+        blob = snapshot.read_bytes()
+        snapshot.write_bytes(blob[: len(blob) // 3])
     again = start_server(data_dir)
     with again.client() as c:
         stats = wait_built(again, c, "h")
         assert stats["state"] == "ann"
         assert stats["builds"] == 1  # rebuilt, not served from the broken file
         assert c.search("h", embedding=vectors[42].tolist(), k=1)["results"][0]["document_id"] == "d42"
+        assert c.statistics("h")["vector_count"] == 3000  # every vector back, from the store

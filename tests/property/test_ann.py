@@ -216,13 +216,14 @@ def test_snapshot_round_trip_and_corruption(tmp_path, data):
     keep = ~np.isin(before, [17]).any(axis=1)
     assert np.array_equal(before[keep], after[keep])
     # Truncation and bit flips are detected, never served.
-    blob = path.with_suffix(".faiss").read_bytes()
-    path.with_suffix(".faiss").write_bytes(blob[: len(blob) // 2])
+    index_file = tmp_path / "lib.index.faiss"
+    blob = index_file.read_bytes()
+    index_file.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(faiss_ops.SnapshotError):
         faiss_ops.load(path, meta)
     flipped = bytearray(blob)
     flipped[len(flipped) // 2] ^= 0xFF
-    path.with_suffix(".faiss").write_bytes(bytes(flipped))
+    index_file.write_bytes(bytes(flipped))
     with pytest.raises(faiss_ops.SnapshotError):
         faiss_ops.load(path, meta)
     with pytest.raises(faiss_ops.SnapshotError):
@@ -242,3 +243,16 @@ def test_built_index_results_do_not_depend_on_batch_composition(data, index_type
         alone_scores, alone_ids = index.search(queries[i : i + 1], 10)
         assert np.array_equal(alone_ids[0], batch_ids[i])
         assert np.allclose(alone_scores[0], batch_scores[i], atol=1e-5)
+
+
+def test_consecutive_broad_filters_use_their_own_selectors(data):
+    ids = np.arange(1, len(data) + 1, dtype=np.int64)
+    index = AnnIndex(record("hnsw"), torch.device("cpu"))
+    index.add(ids, data)
+    build_now(index)
+    queries = clustered(20, seed=17)
+    for remainder in (0, 1, 2):  # each filter matches 80% of the rows: served by the ANN index
+        allowed = ids[ids % 5 != remainder]
+        _, found = index.search(queries, 10, allowed)
+        assert not np.isin(found[found >= 0] % 5, [remainder]).any()
+        assert ((found >= 0).sum(axis=1) == 10).all()

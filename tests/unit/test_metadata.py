@@ -57,8 +57,15 @@ def test_result_is_a_copy() -> None:
 
 
 def test_large_and_negative_numbers_are_fine() -> None:
-    out = validate_metadata({"big": 2**70, "neg": -5, "tiny": -1e-300, "max": 1.7976931348623157e308})
-    assert out["big"] == 2**70 and out["neg"] == -5 and out["max"] == 1.7976931348623157e308
+    out = validate_metadata({"big": 2**63 - 1, "neg": -(2**63), "tiny": -1e-300, "max": 1.7976931348623157e308})
+    assert out["big"] == 2**63 - 1 and out["neg"] == -(2**63) and out["max"] == 1.7976931348623157e308
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 2**70])
+def test_integers_beyond_64_bits_are_rejected(value: int) -> None:
+    # The store (and every JSON library that keeps integers exact) holds 64-bit integers; a larger one
+    # used to fail the whole group commit it was part of.
+    reject({"n": value}, "metadata.n must be an integer between")
 
 
 @pytest.mark.parametrize("obj", [[], [("a", 1)], "a=1", 1, True, 1.5])
@@ -136,7 +143,7 @@ def test_long_key_is_cut_in_messages() -> None:
 
 _scalar = st.one_of(
     st.text(max_size=20),
-    st.integers(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
     st.lists(st.text(max_size=5), max_size=5),

@@ -1,0 +1,52 @@
+"""`arrwdb bench coldstart DATA_DIR`: how long a restarted server takes to answer exactly (/ready) and
+then from its ANN index (the library's snapshot loaded), for an existing data dir."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from arrwdb.bench.machine import machine_info
+from arrwdb.bench.serverproc import ServerProcess
+
+
+def run_coldstart(data_dir: Path, library: str, timeout: float = 600.0) -> dict[str, Any]:
+    server = ServerProcess(data_dir, env={"ARRWDB_RESULT_CACHE_BYTES": "0"})
+    started = time.perf_counter()
+    server.start(timeout=timeout)  # returns when /ready answers 200: exact search serves
+    ready_s = time.perf_counter() - started
+    try:
+        stats = httpx.get(f"{server.url}/v1/libraries/{library}/statistics", timeout=60).json()
+        query = np.random.default_rng(0).standard_normal(stats["dimension"]).tolist()
+        first = httpx.post(
+            f"{server.url}/v1/libraries/{library}/search", json={"embedding": query, "k": 10}, timeout=60
+        )
+        first_exact_s = time.perf_counter() - started
+        while time.perf_counter() - started < timeout:
+            stats = httpx.get(f"{server.url}/v1/libraries/{library}/statistics", timeout=60).json()
+            if stats["index"].get("state") == "ann":
+                break
+            time.sleep(0.05)
+        ann_search = httpx.post(
+            f"{server.url}/v1/libraries/{library}/search", json={"embedding": query, "k": 10}, timeout=60
+        )
+        first_ann_s = time.perf_counter() - started
+        return {
+            "benchmark": "coldstart",
+            "machine": machine_info(),
+            "vectors": stats["vector_count"],
+            "dimension": stats["dimension"],
+            "index": stats["index"],
+            "ready_s": ready_s,
+            "first_exact_query_s": first_exact_s,
+            "first_exact_status": first.status_code,
+            "first_ann_query_s": first_ann_s,
+            "first_ann_status": ann_search.status_code,
+            "rss_bytes": server.rss_bytes(),
+        }
+    finally:
+        server.stop()

@@ -1,0 +1,93 @@
+"""The short table `arrwdb bench gpu` prints (the JSON file holds everything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _gb(nbytes: float | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 1e9:.2f} GB"
+
+
+def _problem(result: dict[str, Any]) -> str | None:
+    if "error" in result:
+        return f"ERROR {result['error']}"
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    return None
+
+
+def format_table(report: dict[str, Any]) -> str:
+    results = report["results"]
+    config = report["config"]
+    machine = report["machine"]
+    lines = [f"arrwdb GPU check on {machine.get('gpu') or machine['cpu']} ({config['device']}), {report['total_s']} s"]
+    lines.append(f"{'step':<34} {'figure':>14}  notes")
+
+    def row(step: str, figure: str, notes: str = "") -> None:
+        lines.append(f"{step:<34} {figure:>14}  {notes}")
+
+    for name in config["steps"]:
+        result = results.get(name)
+        if result is None:
+            continue
+        problem = _problem(result)
+        if problem:
+            row(name, "-", problem)
+            continue
+        if name == "bandwidth":
+            row("memory bandwidth (copy)", f"{result['gb_per_s']:.0f} GB/s", "the floor a scan is held to")
+        elif name == "brute_force":
+            label = f"brute force {result['rows'] // 1000}k x {result['dimension']} {result['dtype']}"
+            notes = f"fp32 copy on {result['fp32_copy']}; {_gb(result['gpu_memory_bytes'])} on the GPU"
+            if result.get("floor_ms"):
+                notes += f"; floor {result['floor_ms']:.2f} ms"
+            row(label, "", notes)
+            for p in result["points"]:
+                floor = f", {p['over_bandwidth_floor']:.1f}x floor" if "over_bandwidth_floor" in p else ""
+                row(f"  batch {p['batch']}", f"{p['qps']:,.0f} q/s", f"{p['ms']:.2f} ms/batch{floor}")
+            row("  raw kernel, batch 256", f"{result['raw_kernel_ms_batch256']:.2f} ms", "no re-rank, no host copies")
+        elif name == "ivf":
+            row(
+                f"IVF {result['rows'] // 1000}k ({result['backend']})",
+                f"{result['qps_batch256']:,.0f} q/s",
+                f"batch 256; batch 1 {result['ms_batch1']:.2f} ms; recall@10 {result['recall_at_10']:.3f}; "
+                f"build {result['build_s']:.1f} s, publish {result['publish_s']:.1f} s {result['backend_note']}",
+            )
+        elif name == "embedding":
+            for label in ("short", "long"):
+                r = result[label]
+                row(
+                    f"embedding {label} texts ({result['dtype']})",
+                    f"{r['overlapped_per_s']:,.0f} t/s",
+                    f"prepare overlapped; inline {r['inline_per_s']:,.0f} t/s; weights {result['weights']}",
+                )
+        elif name == "server":
+            _server_rows(result, row)
+    return "\n".join(lines)
+
+
+def _server_rows(result: dict[str, Any], row: Any) -> None:
+    row(
+        f"server {result['rows'] // 1000}k x {result['dimension']}",
+        "",
+        f"in process (batch 256) {result['in_process']['qps']:,.0f} q/s; "
+        f"store built in {result['store_build_s']:.0f} s",
+    )
+    for run in result["runs"]:
+        search = run["search"]
+        busy = search.get("device_busy")
+        row(
+            f"  {run['device']}, batching {run['batching']}, {search['clients']} clients",
+            f"{search['qps']:,.0f} q/s",
+            f"p50 {search['p50_ms']:.1f} ms, p99 {search['p99_ms']:.1f} ms, batch {search['mean_batch_size']:.0f}"
+            + (f", device busy {busy:.0%}" if busy is not None else "")
+            + f", library on {run['library_device']}",
+        )
+        if "search_batch" in run:
+            batch = run["search_batch"]
+            row("    /search/batch, 256 a request", f"{batch['qps']:,.0f} q/s", f"p50 {batch['p50_ms']:.1f} ms")
+    for skipped in result.get("skipped_runs", []):
+        row(f"  {skipped.split(':')[0]}", "-", "skipped: past the time budget")
+    for key, value in result.get("ratios", {}).items():
+        row(f"  {key}", f"{value:.2f}x")

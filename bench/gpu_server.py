@@ -1,0 +1,142 @@
+"""The server end to end for `arrwdb bench gpu`: one store of N x D vectors, served by `arrwdb serve`
+on the GPU with batching off (max batch 1) and on (256), and on the CPU, each under the same closed
+loop of 256 clients; plus /search/batch with 256 queries a request, and the in-process batched rate
+on the same data, which is the ceiling HTTP is measured against.
+
+The device's busy fraction (from /metrics) tells where a run is capped: a device busy most of the time
+is the limit itself; a device mostly idle while throughput stops growing is the single Python HTTP
+process (parsing, JSON, the event loop), which more server processes in front of one device would lift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import torch
+
+from arrwdb.bench.datasets import build_vector_store
+from arrwdb.bench.gpu import GpuBenchConfig, random_rows, timed
+from arrwdb.bench.loadgen import closed_loop, encode_post
+from arrwdb.bench.serverproc import ServerProcess
+
+LIBRARY = "vectors"
+BATCH_QUERIES = 256
+
+
+def _vectors(config: GpuBenchConfig) -> np.ndarray:
+    out = np.empty((config.server_rows, config.server_dimension), dtype=np.float32)
+    for start, block in random_rows(config.server_rows, config.server_dimension, config.device, seed=5):
+        out[start : start + len(block)] = block
+    return out
+
+
+def _search_requests(count: int, dimension: int, per_request: int = 1) -> list[bytes]:
+    queries = np.random.default_rng(6).standard_normal((count * per_request, dimension), dtype=np.float32)
+    if per_request == 1:
+        path = f"/v1/libraries/{LIBRARY}/search"
+        bodies = [{"embedding": q, "k": 10, "include_text": False} for q in queries]
+    else:
+        path = f"/v1/libraries/{LIBRARY}/search/batch"
+        bodies = [
+            {"queries": [{"embedding": q, "k": 10, "include_text": False} for q in queries[i : i + per_request]]}
+            for i in range(0, len(queries), per_request)
+        ]
+    return [encode_post("127.0.0.1", path, orjson.dumps(b, option=orjson.OPT_SERIALIZE_NUMPY)) for b in bodies]
+
+
+def _in_process(vectors: np.ndarray, config: GpuBenchConfig) -> dict[str, Any]:
+    from arrwdb.index.flat import FlatIndex
+
+    device = torch.device(config.device)
+    index = FlatIndex(vectors.shape[1], "cosine", device, torch.float16 if config.simulate_half else None)
+    for start in range(0, len(vectors), 100_000):
+        stop = min(start + 100_000, len(vectors))
+        index.add(np.arange(start, stop, dtype=np.int64), vectors[start:stop])
+    queries = np.random.default_rng(7).standard_normal((BATCH_QUERIES, vectors.shape[1]), dtype=np.float32)
+    seconds = timed(lambda: index.search(queries, 10), config.device)
+    return {"batch": BATCH_QUERIES, "qps": BATCH_QUERIES / seconds, "ms": seconds * 1000}
+
+
+def _load(server: ServerProcess, requests: list[bytes], clients: int, config: GpuBenchConfig) -> dict[str, Any]:
+    result = asyncio.run(closed_loop("127.0.0.1", server.port, requests, clients, config.seconds, config.warmup))
+    summary = result.summary()
+    if result.batch_sizes:
+        # Device seconds per second: each request carries its batch's compute time (X-Compute-Ms) and
+        # size (X-Batch-Size), so compute / size summed over requests is the device time spent.
+        per_request = np.asarray(result.compute_ms) / np.maximum(np.asarray(result.batch_sizes), 1)
+        summary["device_busy"] = float(per_request.sum() / 1000.0 / result.seconds)
+    return summary
+
+
+def server_end_to_end(config: GpuBenchConfig, log_path: Path, deadline: float = float("inf")) -> dict[str, Any]:
+    """Runs that would start after ``deadline`` (time.monotonic) are skipped and listed as such."""
+    vectors = _vectors(config)
+    data_dir = config.cache_dir / f"gpu-{config.server_rows}x{config.server_dimension}"
+    t0 = time.perf_counter()
+    build_vector_store(data_dir, LIBRARY, vectors)
+    out: dict[str, Any] = {
+        "rows": config.server_rows,
+        "dimension": config.server_dimension,
+        "store_build_s": time.perf_counter() - t0,
+        "in_process": _in_process(vectors, config),
+    }
+    del vectors
+    if config.device == "cuda":
+        torch.cuda.empty_cache()  # the in-process index is gone: the servers started next need the memory
+    singles = _search_requests(2000, config.server_dimension)
+    batches = _search_requests(8, config.server_dimension, per_request=BATCH_QUERIES)
+    runs = [(config.device, "off", 1), (config.device, "on", 256)]
+    if config.device == "cuda":
+        runs.append(("cpu", "on", 256))  # the same data on the CPU: what the GPU buys
+    out["runs"], out["skipped_runs"] = [], []
+    for device, setting, max_batch in runs:
+        if time.monotonic() > deadline:
+            out["skipped_runs"].append(f"{device}, batching {setting}: past the time budget")
+            continue
+        env = {
+            "ARRWDB_DEVICE": device,
+            "ARRWDB_MAX_BATCH_SIZE": str(max_batch),
+            "ARRWDB_EMBED_CACHE_BYTES": "0",
+            "ARRWDB_RESULT_CACHE_BYTES": "0",  # repeated queries must reach the device
+            "ARRWDB_API_KEYS": "",
+        }
+        started = time.perf_counter()
+        server = ServerProcess(data_dir, env=env, log_path=log_path)
+        server.start(timeout=300)  # loads the library into memory (and onto the GPU) and warms up
+        try:
+            entry: dict[str, Any] = {"device": device, "batching": setting, "start_s": time.perf_counter() - started}
+            stats = httpx.get(f"{server.url}/v1/libraries/{LIBRARY}/statistics", timeout=30).json()
+            entry.update(library_device=stats.get("device"), gpu_memory_bytes=stats.get("gpu_memory_bytes"))
+            entry["search"] = _load(server, singles, config.clients, config)
+            if setting == "on":
+                batch = _load(server, batches, 2, config)
+                batch["qps"] = batch["qps"] * BATCH_QUERIES  # queries, not requests
+                entry["search_batch"] = batch
+            out["runs"].append(entry)
+        finally:
+            server.stop()
+    out["ratios"] = ratios(out)
+    return out
+
+
+def _run(out: dict[str, Any], device: str, setting: str) -> dict[str, Any] | None:
+    return next((r for r in out.get("runs", []) if r["device"] == device and r["batching"] == setting), None)
+
+
+def ratios(out: dict[str, Any]) -> dict[str, float]:
+    device = out["runs"][0]["device"] if out.get("runs") else "cpu"
+    on, off, cpu = _run(out, device, "on"), _run(out, device, "off"), _run(out, "cpu", "on")
+    ratios: dict[str, float] = {}
+    if on and off and off["search"]["qps"]:
+        ratios["batched_over_unbatched"] = on["search"]["qps"] / off["search"]["qps"]
+    if on and "search_batch" in on:
+        ratios["search_batch_over_in_process"] = on["search_batch"]["qps"] / out["in_process"]["qps"]
+    if on and cpu and device == "cuda" and cpu["search"]["qps"]:
+        ratios["gpu_over_cpu_server"] = on["search"]["qps"] / cpu["search"]["qps"]
+    return ratios

@@ -1,0 +1,1 @@
+"""Scripts run by a peer's own venv python (never imported by arrwdb)."""

@@ -1,0 +1,57 @@
+"""The slow-query log: one JSON line on logger ``arrwdb.slow`` per search slower than
+``ARRWDB_SLOW_QUERY_MS`` (0 turns it off).
+
+Structured so a log pipeline can chart it without parsing prose: the fields are also attached to the
+record as ``record.slow_query`` for handlers that emit JSON themselves.  Only searches over the
+threshold pay for building the line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from arrwdb.engine import Timings
+from arrwdb.inputs import SearchInput
+
+log = logging.getLogger("arrwdb.slow")
+
+_MAX_FILTER_CHARS = 1000  # a huge $in list would otherwise make one log line megabytes long
+
+
+def log_slow_search(
+    threshold_ms: float,
+    *,
+    route: str,
+    library: str,
+    queries: list[SearchInput],
+    timings: Timings | None,
+    total_ms: float,
+    error: str | None = None,
+) -> None:
+    """Log the search if it took longer than ``threshold_ms``; ``timings`` is None when it failed.
+
+    For a batch, ``k`` is the largest and ``filter`` the first query's; a search answered from the
+    result cache reports batch size 0 and compute 0 (it never reached the device).
+    """
+    if threshold_ms <= 0 or total_ms <= threshold_ms:
+        return
+    filter_key = next((q.filter_key for q in queries if q.filter_key), "")
+    fields: dict[str, Any] = {
+        "event": "slow_query",
+        "route": route,
+        "library": library,
+        "queries": len(queries),
+        "k": max((q.k for q in queries), default=0),
+        "filter": filter_key[:_MAX_FILTER_CHARS] or None,
+        "batch_size": None if timings is None else timings.batch_size,
+        "queue_ms": None if timings is None else round(timings.queue_ms, 3),
+        "compute_ms": None if timings is None else round(timings.compute_ms, 3),
+        "total_ms": round(total_ms, 3),
+        "threshold_ms": threshold_ms,
+    }
+    if error is not None:
+        fields["error"] = error
+    log.warning(orjson.dumps(fields).decode(), extra={"slow_query": fields})

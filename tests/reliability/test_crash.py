@@ -1,0 +1,18 @@
+"""The crash harness, short: two SIGKILLs of a real ``arrwdb serve`` under concurrent writers (one
+during an HNSW build, one aimed at a snapshot write), each followed by a restart and a full check of
+every acknowledged write.  The long run is ``python -m tests.reliability.crash --rounds 50``."""
+
+from __future__ import annotations
+
+from tests.reliability.crash import run
+
+
+def test_acknowledged_writes_survive_sigkill(tmp_path):
+    report = run(rounds=2, writers=3, seed=7, work_dir=tmp_path, modes=("build", "snapshot"))
+    assert report.failures == []
+    assert report.kills == 2 and report.rounds == 2
+    assert report.kills_during_build >= 1
+    assert report.acknowledged_docs > 0 and report.docs_verified >= report.acknowledged_docs
+    assert report.searches_verified > 0
+    assert report.integrity_checks == 3
+    assert report.error_answers == {}
