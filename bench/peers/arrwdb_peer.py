@@ -73,13 +73,13 @@ class ArrwdbPeer:
         for request in inserts:
             conn.ok(request)
         insert_s = time.perf_counter() - started
-        ready_s = 0.0
+        ready_s, fresh_rows = 0.0, None
         if index_type != "brute_force":
             progress.set_postfix_str(f"arrwdb {index_type}: waiting for the index build")
             ann = library.wait_ann(len(data.vectors), settings.ready_timeout_s)
             if ann["timed_out"]:
                 raise RuntimeError(f"the {index_type} index was not built within {settings.ready_timeout_s:.0f} s")
-            ready_s = ann["ready_s"]
+            ready_s, fresh_rows = ann["ready_s"], ann["fresh_rows"]
         progress.set_postfix_str(f"arrwdb {index_type}: recall")
         requests = library.search_requests(data.queries, data.k)
         found = [_found(conn.ok(request)) for request in requests]
@@ -88,6 +88,8 @@ class ArrwdbPeer:
             "params": {"index_type": index_type, **params},
             "insert": {"docs_per_s": len(data.vectors) / insert_s, "seconds": insert_s},
             "ready_s": ready_s,
+            # rows not yet folded into the graph (arrwdb searches them exactly beside it, by design)
+            "fresh_rows": fresh_rows,
             "insert_and_index_docs_per_s": len(data.vectors) / (insert_s + ready_s),
             f"recall_at_{data.k}": recall(found, data.truth),
         }

@@ -3,8 +3,8 @@
 A ratio of two measurements taken seconds apart on the same machine cancels out how fast (or how
 busy) the machine is; only a LARGE change in what batching or the embedding cache buys fails.  The
 thresholds sit far below what this machine measures (see docs/PERFORMANCE.md, "Regression gate"):
-    batched / unbatched search QPS, 30k x 384 exact, 64 clients   measured 3.9-11x here   fails below 1.5x
-    cached / uncached /v1/embed QPS, 8 clients                    measured 26-94x here    fails below 3x
+    batched / unbatched search QPS, 30k x 384 exact, 64 clients   measured 3.4-4.5x here  fails below 1.5x
+    cached / uncached /v1/embed QPS, 8 clients                    measured 35-45x here    fails below 3x
 Each side is measured twice, interleaved, and the better run kept, so a burst of other load on a
 shared machine lowers one sample rather than the ratio.
 """
