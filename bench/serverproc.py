@@ -14,6 +14,17 @@ from types import TracebackType
 import httpx
 
 
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc), 0 when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,15 +70,7 @@ class ServerProcess:
         raise RuntimeError("arrwdb serve did not become ready")
 
     def rss_bytes(self) -> int:
-        if self.process is None:
-            return 0
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        return 0 if self.process is None else process_rss_bytes(self.process.pid)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from arrwdb.bench.loadgen import closed_loop
+from arrwdb.bench.serverproc import process_rss_bytes
 
 # One HNSW configuration for every system (hnswlib in Chroma, FAISS in Milvus Lite and arrwdb), so
 # QPS compares the serving stacks at the same graph quality; ef_search is chosen so that all of them
@@ -130,15 +131,7 @@ class PeerProcess:
         raise RuntimeError(f"`{' '.join(self.command)}` not ready after {timeout:.0f} s; see {self.log_path}")
 
     def rss_bytes(self) -> int:
-        if self.process is None:
-            return 0
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        return 0 if self.process is None else process_rss_bytes(self.process.pid)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
