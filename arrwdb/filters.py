@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -42,16 +43,16 @@ _NUMBER: Final = (int, float)
 _MISSING: Final = object()  # what a missing field looks like to a test: of no type, so every test is false
 
 
-class Filter:
+class Filter(ABC):
     """Base of every filter node: ``matches`` decides one document, ``fields`` lists the keys read."""
 
     __slots__ = ()
 
-    def matches(self, metadata: Mapping[str, object]) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def matches(self, metadata: Mapping[str, object]) -> bool: ...
 
-    def fields(self) -> frozenset[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def fields(self) -> frozenset[str]: ...
 
 
 def _negation(test: Callable[[object], bool]) -> Callable[[object], bool]:
