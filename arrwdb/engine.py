@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from arrwdb.chunk_plan import checked_embedding, plan_chunks
 from arrwdb.config import Settings
-from arrwdb.device import model_dtype, resolve_device
+from arrwdb.device import model_dtype, resolve_device, worker_threads
 from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.protocol import Embedder
 from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
@@ -30,77 +29,21 @@ from arrwdb.scheduler import (
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
     PRIORITY_WRITE,
-    Completed,
     QueueSpec,
     Scheduler,
+    Timings,
 )
 from arrwdb.search_batch import SearchItem, run_search_batch
+from arrwdb.startup import load_library
 from arrwdb.store import Store, new_library_record
 from arrwdb.telemetry import Telemetry
 from arrwdb.validation import check_k, check_library_settings, check_name, check_query_params, check_vector
-from arrwdb.worker import DeviceWorker
+from arrwdb.worker import DeviceWorker, await_on_worker
 
 log = logging.getLogger("arrwdb.engine")
 
 EmbedderFactory = Callable[[torch.device], Embedder]
 _BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
-
-
-@dataclass(frozen=True)
-class Timings:
-    """What the response headers report: the slowest stage of the request's items."""
-
-    queue_ms: float = 0.0
-    compute_ms: float = 0.0
-    batch_size: int = 0
-
-    @staticmethod
-    def of(done: list[Completed]) -> Timings:
-        if not done:
-            return Timings()
-        return Timings(max(c.queue_ms for c in done), max(c.compute_ms for c in done), max(c.batch_size for c in done))
-
-    def __add__(self, other: Timings) -> Timings:
-        return Timings(
-            self.queue_ms + other.queue_ms,
-            self.compute_ms + other.compute_ms,
-            max(self.batch_size, other.batch_size),
-        )
-
-
-class _CallJob:
-    """A one-off function run on the device worker (loading, library set-up)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
-        self.loop = loop
-        self.fn = fn
-        self.future: asyncio.Future[Any] = loop.create_future()
-
-    def run(self) -> None:
-        result = self.fn()
-        self.loop.call_soon_threadsafe(_settle, self.future, result, None)
-
-    def fail(self, exc: BaseException) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.future, None, exc)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
-def worker_threads(configured: int | None, device: torch.device) -> int:
-    """Intra-op threads of the device worker.  On the CPU the default leaves one core to the event
-    loop: OpenMP threads that share every core with the HTTP path spin against it, and measured here a
-    busy 2-core server embedded 2.6x faster with 1 thread than with 2."""
-    if configured:
-        return configured
-    cores = os.cpu_count() or 1
-    return cores if device.type == "cuda" else max(1, cores - 1)
 
 
 def _default_embedder(device: torch.device) -> Embedder:
@@ -195,20 +138,8 @@ class Engine:
     def _load_embedder(self) -> None:
         self.embedder = self._embedder_factory(self.device)
 
-    def _warm_up(self) -> None:
-        from arrwdb import warmup
-
-        warmup.report_faiss(self.device)
-        dimensions = {s.record.dimension for s in self.libraries.values()} | {self.model.dimension}
-        warmup.warm_up(self.device, self.embedder, dimensions, self.settings.max_batch_size)
-
     def _load_library(self, record: LibraryRecord) -> None:
-        state = LibraryState(record, self.device)
-        after = self._load_vector_snapshot(state)
-        for row_ids, vectors in self.store.iter_vectors(record.id, record.dimension, after=after):
-            state.load(row_ids, vectors)
-        for doc_id, metadata, rows in self.store.iter_document_rows(record.id):
-            state.load_document(doc_id, metadata, rows)
+        state = load_library(record, self.device, self.store, self.builder.vectors_path(record.id))
         self.libraries[record.id] = state
         self._attach_builder(state, load_snapshot=True)
         if self.device.type == "cuda":
@@ -216,26 +147,12 @@ class Engine:
 
             report_placement(record.name, state.index)
 
-    def _load_vector_snapshot(self, state: LibraryState) -> int:
-        """Load the vectors saved with the last index build (the rows still in the store); returns the
-        last row id it covered, so only newer rows are read from SQLite.  -1 when there is none."""
-        from arrwdb.builder import expected_meta
-        from arrwdb.index import snapshot
+    def _warm_up(self) -> None:
+        from arrwdb import warmup
 
-        base = self.builder.vectors_path(state.record.id)
-        if not isinstance(state.index, AnnIndex) or not snapshot.exists(base):
-            return -1
-        try:
-            rows, vectors = snapshot.load_vectors(base, expected_meta(state), state.record.dimension)
-        except snapshot.SnapshotError as exc:
-            log.warning("library %s: ignoring its vector snapshot (%s)", state.record.id, exc)
-            snapshot.remove(base)
-            return -1
-        if not len(rows):
-            return -1
-        live = np.isin(rows, self.store.live_row_ids(state.record.id), assume_unique=True)
-        state.load(rows[live], vectors[live])
-        return int(rows[-1])
+        warmup.report_faiss(self.device)
+        dimensions = {s.record.dimension for s in self.libraries.values()} | {self.model.dimension}
+        warmup.warm_up(self.device, self.embedder, dimensions, self.settings.max_batch_size)
 
     def _attach_builder(self, state: LibraryState, load_snapshot: bool) -> None:
         if isinstance(state.index, AnnIndex):
@@ -245,9 +162,7 @@ class Engine:
                 self.builder.request_load(library_id)
 
     async def on_worker(self, fn: Callable[[], Any]) -> Any:
-        job = _CallJob(self.loop, fn)
-        self.worker.submit(job)
-        return await job.future
+        return await await_on_worker(self.worker, self.loop, fn)
 
     @property
     def model(self) -> Embedder:
@@ -321,8 +236,8 @@ class Engine:
         state = self.library(tenant, key)
         record = state.record
         ids = [doc.id or uuid.uuid4().hex for doc in docs]
-        docs = [self._checked_embedding(record, doc, i) for i, doc in enumerate(docs)]
-        planned = [self._plan_chunks(record, doc, index) for index, doc in enumerate(docs)]
+        docs = [checked_embedding(record, doc, i) for i, doc in enumerate(docs)]
+        planned = [plan_chunks(record, doc, index, self.model) for index, doc in enumerate(docs)]
         texts = [text for plan in planned if plan[1] is not None for text in plan[1]]
         vectors, _ = await self.embed(texts, PRIORITY_BULK if bulk else PRIORITY_WRITE, deadline)
         records, cursor = [], 0
@@ -342,31 +257,6 @@ class Engine:
             raise DeadlineExceeded("the request's deadline passed before its commit")
         await self.committer.write(record.id, [Upsert(r) for r in records])
         return ids
-
-    @staticmethod
-    def _checked_embedding(record: LibraryRecord, doc: DocumentInput, position: int) -> DocumentInput:
-        if doc.embedding is None:
-            return doc
-        vector = check_vector(doc.embedding, record.dimension, record.metric, f"documents[{position}].embedding")
-        return replace(doc, embedding=vector)
-
-    def _plan_chunks(
-        self, record: LibraryRecord, doc: DocumentInput, position: int
-    ) -> tuple[list[tuple[int, int]], list[str] | None]:
-        """Chunk spans of a document, and the texts to embed (None when the client gave a vector)."""
-        where = f"documents[{position}]"
-        if doc.embedding is not None:
-            return [(0, len(doc.text or ""))], None
-        if doc.text is None or not doc.text.strip():
-            raise InvalidInput(f"{where} needs a non-empty text or an embedding")
-        embedder = self.model
-        if record.dimension != embedder.dimension:
-            raise InvalidInput(
-                f"{where}: library {record.name!r} has dimension {record.dimension}, not the model's "
-                f"{embedder.dimension}: give an embedding"
-            )
-        spans = embedder.chunk_spans(doc.text)
-        return spans, [doc.text[start:end] for start, end in spans]
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:
         self.check_ready()

@@ -59,6 +59,28 @@ class Completed:
     batch_size: int
 
 
+@dataclass(frozen=True)
+class Timings:
+    """What the response headers report: the slowest stage of the request's items."""
+
+    queue_ms: float = 0.0
+    compute_ms: float = 0.0
+    batch_size: int = 0
+
+    @staticmethod
+    def of(done: list[Completed]) -> Timings:
+        if not done:
+            return Timings()
+        return Timings(max(c.queue_ms for c in done), max(c.compute_ms for c in done), max(c.batch_size for c in done))
+
+    def __add__(self, other: Timings) -> Timings:
+        return Timings(
+            self.queue_ms + other.queue_ms,
+            self.compute_ms + other.compute_ms,
+            max(self.batch_size, other.batch_size),
+        )
+
+
 @dataclass(eq=False)
 class _Pending:
     payload: Any

@@ -8,12 +8,13 @@ if the thread itself dies, every queued job is failed and ``alive`` turns False 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from arrwdb.errors import NotReady
 
@@ -130,3 +131,35 @@ def call_on_worker(worker: DeviceWorker, fn: Callable[[], T]) -> T:
     if call.error is not None:
         raise call.error
     return call.result  # type: ignore[return-value]
+
+
+class _AsyncCall:
+    """A one-off function run on the device worker (loading, library set-up)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
+        self.loop = loop
+        self.fn = fn
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def run(self) -> None:
+        result = self.fn()
+        self.loop.call_soon_threadsafe(_settle, self.future, result, None)
+
+    def fail(self, exc: BaseException) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, None, exc)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+async def await_on_worker(worker: DeviceWorker, loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on the device worker and await its result from the event loop."""
+    call = _AsyncCall(loop, fn)
+    worker.submit(call)
+    return await call.future  # type: ignore[no-any-return]

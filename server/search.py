@@ -11,10 +11,10 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from arrwdb.engine import Timings
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.inputs import Hit, SearchInput
+from arrwdb.scheduler import Timings
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body

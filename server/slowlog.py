@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from arrwdb.engine import Timings
 from arrwdb.inputs import SearchInput
+from arrwdb.scheduler import Timings
 
 log = logging.getLogger("arrwdb.slow")
 

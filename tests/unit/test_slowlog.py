@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from arrwdb.engine import Timings
 from arrwdb.inputs import SearchInput
+from arrwdb.scheduler import Timings
 from arrwdb.server.slowlog import log_slow_search
 
 
