@@ -28,6 +28,13 @@ class LoadResult:
     queue_ms: list[float] = field(default_factory=list)
     compute_ms: list[float] = field(default_factory=list)
 
+    def record(self, status: int, latency_ms: float) -> None:
+        if 200 <= status < 300:
+            self.latencies_ms.append(latency_ms)
+        elif status == 429:
+            self.rejected_ms.append(latency_ms)
+        self.statuses[status] += 1
+
     @property
     def ok(self) -> int:
         return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
@@ -51,6 +58,11 @@ class LoadResult:
             "mean_queue_ms": float(np.mean(self.queue_ms)) if self.queue_ms else 0.0,
             "mean_compute_ms": float(np.mean(self.compute_ms)) if self.compute_ms else 0.0,
         }
+
+
+def _check_loopback(host: str) -> None:
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError("load is only ever sent to a loopback address")
 
 
 def encode_post(host: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
@@ -87,8 +99,7 @@ async def closed_loop(
     max_requests: int = 1_000_000,
 ) -> LoadResult:
     """``clients`` connections, each sending the next request as soon as its previous answer came."""
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        raise ValueError("load is only ever sent to a loopback address")
+    _check_loopback(host)
     result = LoadResult(clients=clients, seconds=seconds)
     start = time.perf_counter()
     measure_from = start + warmup
@@ -112,11 +123,7 @@ async def closed_loop(
                 # Throughput counts what completed inside the window (also requests sent during the
                 # warm-up: at 256 clients unbatched, one request can outlast the whole window).
                 if measure_from <= done <= stop_at:
-                    if 200 <= status < 300:
-                        result.latencies_ms.append((done - sent) * 1000.0)
-                    elif status == 429:
-                        result.rejected_ms.append((done - sent) * 1000.0)
-                    result.statuses[status] += 1
+                    result.record(status, (done - sent) * 1000.0)
                     if b"x-batch-size" in headers:
                         result.batch_sizes.append(int(headers[b"x-batch-size"]))
                         result.queue_ms.append(float(headers[b"x-queue-ms"]))
@@ -142,8 +149,7 @@ async def open_loop(
 ) -> LoadResult:
     """Requests arrive at ``rate`` per second whatever the server does (an overload is offered load,
     not a closed loop that slows down with the server); bounded by rate x (warmup + seconds)."""
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        raise ValueError("load is only ever sent to a loopback address")
+    _check_loopback(host)
     result = LoadResult(clients=0, seconds=seconds)
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     opened = 0
@@ -167,11 +173,7 @@ async def open_loop(
         done = time.perf_counter()
         idle.append((reader, writer))
         if measure_from <= sent <= stop_at:
-            if 200 <= status < 300:
-                result.latencies_ms.append((done - sent) * 1000.0)
-            elif status == 429:
-                result.rejected_ms.append((done - sent) * 1000.0)
-            result.statuses[status] += 1
+            result.record(status, (done - sent) * 1000.0)
 
     total = int(rate * (warmup + seconds))
     for index in range(total):
