@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         2048, ge=256, description="Most tokens in one embed batch, so bulk work yields the worker often."
     )
 
+    embed_precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="The model's dtype. auto: float16 on CUDA, bfloat16 on CPUs with AMX, float32 elsewhere.",
+    )
+
     # Threads.  None = all cores but one on the CPU (the event loop keeps a core), all on CUDA.
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker.")
 

@@ -24,7 +24,7 @@ from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
-from arrwdb.result_cache import CacheKey, ResultCache, library_generation, query_key
+from arrwdb.result_cache import ResultCache
 from arrwdb.scheduler import (
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
@@ -34,7 +34,7 @@ from arrwdb.scheduler import (
     Timings,
 )
 from arrwdb.search_batch import SearchItem, run_search_batch
-from arrwdb.startup import load_library
+from arrwdb.startup import DocumentLoader, load_library
 from arrwdb.store import Store, new_library_record
 from arrwdb.telemetry import Telemetry
 from arrwdb.validation import check_k, check_library_settings, check_name, check_query_params, check_vector
@@ -46,10 +46,10 @@ EmbedderFactory = Callable[[torch.device], Embedder]
 _BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
 
 
-def _default_embedder(device: torch.device) -> Embedder:
+def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
     from arrwdb.embed.loader import load_embedder
 
-    return load_embedder(device, dtype=model_dtype(device))  # fp16 on CUDA
+    return load_embedder(device, dtype=model_dtype(device, precision))  # fp16 on CUDA, bf16 with AMX
 
 
 class Engine:
@@ -64,7 +64,8 @@ class Engine:
         self.embedder: Embedder | None = None
         self.ready = False
         self.load_error: BaseException | None = None
-        self._embedder_factory = embedder_factory or _default_embedder
+        precision = settings.embed_precision
+        self._embedder_factory = embedder_factory or (lambda device: _default_embedder(device, precision))
         self.worker = DeviceWorker(setup=self._setup_worker)
         self.telemetry.device_info.labels(str(self.device)).set(1)
         self.telemetry.result_cache_bytes.set_function(lambda: self.result_cache.nbytes)
@@ -101,6 +102,7 @@ class Engine:
             )
             for priority in (PRIORITY_INTERACTIVE, PRIORITY_WRITE, PRIORITY_BULK)
         }
+        self.documents = DocumentLoader(self.store, self.worker, self.loop)
         self._loading = asyncio.create_task(self._load())
 
     async def wait_ready(self) -> None:
@@ -108,14 +110,20 @@ class Engine:
 
     async def _load(self) -> None:
         try:
-            await self.on_worker(self._load_embedder)
-            records = self.store.libraries()
-            for record in records:
-                self.builder.prefetch(record)  # index snapshots are read while the vectors load
-            for record in records:
-                await self.on_worker(lambda record=record: self._load_library(record))
+            # The model loads on a thread of its own while the worker loads the libraries and the
+            # builder reads their index snapshots: a cold start overlaps all three.
+            model = asyncio.ensure_future(asyncio.to_thread(self._embedder_factory, self.device))
+            try:
+                records = self.store.libraries()
+                for record in records:
+                    self.builder.prefetch(record)
+                for record in records:
+                    await self.on_worker(lambda record=record: self._load_library(record))
+            finally:
+                self.embedder = await model
             await self.on_worker(self._warm_up)
             self.ready = True
+            self.documents.start(list(self.libraries.values()))
             log.info("ready: %d libraries on %s", len(self.libraries), self.device)
         except BaseException as exc:
             self.load_error = exc
@@ -134,9 +142,6 @@ class Engine:
 
     def _setup_worker(self) -> None:
         torch.set_num_threads(worker_threads(self.settings.torch_threads, self.device))
-
-    def _load_embedder(self) -> None:
-        self.embedder = self._embedder_factory(self.device)
 
     def _load_library(self, record: LibraryRecord) -> None:
         state = load_library(record, self.device, self.store, self.builder.vectors_path(record.id))
@@ -342,7 +347,13 @@ class Engine:
                     "search it with an embedding"
                 )
             vectors.append(None)
-        keys, results = self._cached_results(state, queries)
+        if not state.documents_loaded and any(query.filter is not None for query in queries):
+            await self.documents.wait(record.id, deadline)  # right after a restart
+        keys, results = self.result_cache.lookup(state, queries)
+        if self.result_cache.enabled:
+            hits = sum(found is not None for found in results)
+            self.telemetry.result_cache_hits.inc(hits)
+            self.telemetry.result_cache_misses.inc(len(queries) - hits)
         pending = [i for i, hits in enumerate(results) if hits is None]
         text_positions = [i for i in pending if vectors[i] is None]
         timings = Timings()
@@ -365,24 +376,6 @@ class Engine:
             if cache_key is not None:
                 self.result_cache.put(cache_key, completed.value)
         return [hits or [] for hits in results], timings + Timings.of(list(done))
-
-    def _cached_results(
-        self, state: LibraryState, queries: list[SearchInput]
-    ) -> tuple[list[CacheKey | None], list[list[Hit] | None]]:
-        """Each query's cache key and cached hits (None on a miss, or with the cache off).
-
-        The library's generation is read here, before anything is submitted: see result_cache.py for
-        why that ordering makes a stored result safe to serve to every later lookup of its key.
-        """
-        if not self.result_cache.enabled:
-            return [None] * len(queries), [None] * len(queries)
-        generation = library_generation(state)
-        keys: list[CacheKey | None] = [query_key(state.record.id, generation, query) for query in queries]
-        results = [self.result_cache.get(cache_key) for cache_key in keys if cache_key is not None]
-        hits = sum(found is not None for found in results)
-        self.telemetry.result_cache_hits.inc(hits)
-        self.telemetry.result_cache_misses.inc(len(queries) - hits)
-        return keys, results
 
     def _run_search(self, items: list[SearchItem]) -> list[list[Hit] | Exception]:
         return run_search_batch(self.libraries, self.store, items)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,30 +42,60 @@ class LibraryState:
         self.doc_meta: dict[str, Metadata] = {}
         self.version = 0  # bumped by every applied write: keys the filter cache
         self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+        # While the documents' metadata loads in the background after a restart: the writes applied
+        # meanwhile, and where the document count comes from until then.
+        self._writes_while_loading: list[AppliedWrite] | None = None
+        self._count_documents: Callable[[], int] | None = None
 
     @property
     def document_count(self) -> int:
+        if self._count_documents is not None:
+            return self._count_documents()
         return len(self.doc_meta)
+
+    @property
+    def documents_loaded(self) -> bool:
+        """False while the filter state (metadata and rows per document) is still loading: filtered
+        searches must wait for it; everything else is served meanwhile."""
+        return self._writes_while_loading is None
+
+    def begin_document_load(self, count_documents: Callable[[], int]) -> None:
+        """Start-up, on the worker, before the background read of the documents begins."""
+        self._writes_while_loading = []
+        self._count_documents = count_documents
+
+    def finish_document_load(self, doc_meta: dict[str, Metadata], doc_rows: dict[str, tuple[int, ...]]) -> None:
+        """On the worker: install what the background read found, then replay the writes applied since
+        it began.  Each write sets or removes a whole document, so replaying one the read already saw
+        changes nothing, and replaying them in commit order leaves the state the store holds."""
+        pending = self._writes_while_loading or []
+        self.doc_meta, self.doc_rows = doc_meta, doc_rows
+        for write in pending:
+            self._apply_document(write)
+        self._writes_while_loading = None
+        self._count_documents = None
+        self.version += 1
 
     def load(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
         self.index.add(row_ids, vectors)
 
-    def load_document(self, doc_id: str, metadata: Metadata, rows: list[int]) -> None:
-        self.doc_meta[doc_id] = metadata
-        self.doc_rows[doc_id] = tuple(rows)
-
     def apply(self, write: AppliedWrite) -> None:
         if write.removed_rows:
             self.index.remove(np.asarray(write.removed_rows, dtype=np.int64))
+        if write.metadata is not None and write.added_rows and write.added_vectors is not None:
+            self.index.add(np.asarray(write.added_rows, dtype=np.int64), write.added_vectors)
+        self._apply_document(write)
+        if self._writes_while_loading is not None:
+            self._writes_while_loading.append(write)
+        self.version += 1
+
+    def _apply_document(self, write: AppliedWrite) -> None:
         if write.metadata is None:
             self.doc_meta.pop(write.doc_id, None)
             self.doc_rows.pop(write.doc_id, None)
         else:
-            if write.added_rows and write.added_vectors is not None:
-                self.index.add(np.asarray(write.added_rows, dtype=np.int64), write.added_vectors)
             self.doc_meta[write.doc_id] = write.metadata
             self.doc_rows[write.doc_id] = write.added_rows
-        self.version += 1
 
     def allowed_rows(self, filter_: Filter, filter_key: str) -> np.ndarray:
         """Row ids of the documents that match ``filter_``, sorted (cached per library version)."""

@@ -77,6 +77,20 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
 
+    def lookup(
+        self, state: LibraryState, queries: Sequence[SearchInput]
+    ) -> tuple[list[CacheKey | None], list[list[Hit] | None]]:
+        """Each query's cache key and cached hits (None on a miss, or with the cache off).
+
+        The library's generation is read here, before anything is submitted: see above for why that
+        ordering makes a stored result safe to serve to every later lookup of its key.
+        """
+        if not self.enabled:
+            return [None] * len(queries), [None] * len(queries)
+        generation = library_generation(state)
+        keys: list[CacheKey | None] = [query_key(state.record.id, generation, query) for query in queries]
+        return keys, [self.get(key) for key in keys if key is not None]
+
     @property
     def enabled(self) -> bool:
         return self.max_bytes > 0

@@ -51,7 +51,8 @@ def run_search_batch(
         for row, position in enumerate(positions):
             wanted = items[position].query.k
             found[position] = (scores[row, :wanted], ids[row, :wanted])
-    all_ids = sorted({int(i) for _, ids in found for i in ids if i >= 0})
+    every_id = np.concatenate([ids for _, ids in found])
+    all_ids = np.unique(every_id[every_id >= 0]).tolist()  # sorted, distinct, Python ints
     include_text = any(item.query.include_text for item in items)
     rows = store.hit_rows(all_ids, include_text)
     results: list[list[Hit] | Exception] = []

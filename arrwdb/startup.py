@@ -1,32 +1,105 @@
-"""Loading one library at start: its vectors (from the snapshot saved with the last index build, then
-the newer rows from SQLite) and what filters need (metadata and rows per document).  Runs on the device
-worker."""
+"""Loading the libraries at start: their vectors (from the snapshot saved with the last index build,
+then the newer rows from SQLite) on the device worker before /ready, and what filters need (metadata
+and rows per document) in the background after it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from arrwdb.errors import DeadlineExceeded, NotReady
 from arrwdb.index import snapshot
 from arrwdb.index.ann import AnnIndex
 from arrwdb.library import LibraryState
-from arrwdb.records import LibraryRecord
+from arrwdb.records import LibraryRecord, Metadata
 from arrwdb.store import Store
+from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.startup")
 
 
 def load_library(record: LibraryRecord, device: torch.device, store: Store, vectors_path: Path) -> LibraryState:
+    """The library's vectors, on the worker.  Its documents' metadata (what filters need) is read later
+    by ``DocumentLoader``: a million documents take seconds of Python work that need not delay /ready."""
+    started = time.perf_counter()
     state = LibraryState(record, device)
     after = _load_vector_snapshot(state, store, vectors_path)
     for row_ids, vectors in store.iter_vectors(record.id, record.dimension, after=after):
         state.load(row_ids, vectors)
-    for doc_id, metadata, rows in store.iter_document_rows(record.id):
-        state.load_document(doc_id, metadata, rows)
+    state.begin_document_load(lambda: store.count_documents(record.id))
+    log.info("library %s: %d vectors loaded in %.1f s", record.id, len(state.index), time.perf_counter() - started)
     return state
+
+
+class DocumentLoader:
+    """Reads the documents' metadata of the libraries loaded at start on a thread of its own, one library
+    after the other, and installs each on the device worker (``LibraryState.finish_document_load``).
+    Filtered searches of a library wait for ``wait(library_id)``; nothing else does."""
+
+    def __init__(self, store: Store, worker: DeviceWorker, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = store
+        self._worker = worker
+        self._loop = loop
+        self._done: dict[str, asyncio.Future[None]] = {}
+
+    def start(self, states: list[LibraryState]) -> None:
+        waiting = [state for state in states if not state.documents_loaded]
+        for state in waiting:
+            self._done[state.record.id] = self._loop.create_future()
+        if waiting:
+            threading.Thread(target=self._run, args=(waiting,), name="arrwdb-load-docs", daemon=True).start()
+
+    async def wait(self, library_id: str, deadline: float) -> None:
+        """Until the library's filter state is installed, or ``deadline`` (time.monotonic) passes."""
+        done = self._done.get(library_id)
+        if done is None:
+            return
+        try:  # shielded: one caller's timeout must not cancel it for the others
+            await asyncio.wait_for(asyncio.shield(done), timeout=deadline - time.monotonic())
+        except TimeoutError:
+            raise DeadlineExceeded("the library's filter state was still loading when the deadline passed") from None
+
+    async def wait_all(self) -> None:
+        """Until every library's filter state is installed or has failed."""
+        await asyncio.gather(*(asyncio.shield(done) for done in self._done.values()), return_exceptions=True)
+
+    def _run(self, states: list[LibraryState]) -> None:
+        for state in states:
+            outcome: BaseException | None = None
+            try:
+                doc_meta, doc_rows = _read_documents(self._store, state.record.id)
+                call_on_worker(self._worker, lambda s=state, m=doc_meta, r=doc_rows: s.finish_document_load(m, r))
+                log.info("library %s: filter state of %d documents loaded", state.record.id, len(doc_meta))
+            except BaseException as exc:  # reported to every filtered search of the library
+                log.exception("library %s: loading its documents failed", state.record.id)
+                outcome = exc
+            try:
+                self._loop.call_soon_threadsafe(self._settle, state.record.id, outcome)
+            except RuntimeError:  # the server stopped meanwhile: its loop is closed
+                return
+
+    def _settle(self, library_id: str, outcome: BaseException | None) -> None:
+        done = self._done[library_id]
+        if outcome is None:
+            done.set_result(None)
+            return
+        done.set_exception(NotReady(f"the filter state of this library could not be loaded: {outcome}"))
+        done.exception()  # marked as seen: a library never searched with a filter must not log it again
+
+
+def _read_documents(store: Store, library_id: str) -> tuple[dict[str, Metadata], dict[str, tuple[int, ...]]]:
+    doc_meta: dict[str, Metadata] = {}
+    doc_rows: dict[str, tuple[int, ...]] = {}
+    for doc_id, metadata, rows in store.iter_document_rows(library_id):
+        doc_meta[doc_id] = metadata
+        doc_rows[doc_id] = tuple(rows)
+    return doc_meta, doc_rows
 
 
 def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:
@@ -37,13 +110,22 @@ def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:
     if not isinstance(state.index, AnnIndex) or not snapshot.exists(base):
         return -1
     try:
-        rows, vectors = snapshot.load_vectors(base, expected_meta(state), state.record.dimension)
+        # Room to grow by an eighth before the first write after a restart has to copy the matrix.
+        rows, buffer = snapshot.load_vectors(base, expected_meta(state), state.record.dimension, spare_fraction=0.125)
     except snapshot.SnapshotError as exc:
         log.warning("library %s: ignoring its vector snapshot (%s)", state.record.id, exc)
         snapshot.remove(base)
         return -1
     if not len(rows):
         return -1
-    live = np.isin(rows, store.live_row_ids(state.record.id), assume_unique=True)
-    state.load(rows[live], vectors[live])
-    return int(rows[-1])
+    last = int(rows[-1])
+    # Row ids only grow, so every live row up to the snapshot's last one is in the snapshot: when their
+    # count matches, none was deleted since, and the buffer is used as it is.
+    if store.count_rows_upto(state.record.id, last) != len(rows):
+        keep = np.isin(rows, store.live_row_ids(state.record.id), assume_unique=True)
+        count = int(keep.sum())
+        buffer[:count] = buffer[: len(rows)][keep]
+        rows = rows[keep]
+    if not state.index.adopt(rows, buffer):
+        state.load(rows, buffer[: len(rows)])
+    return last

@@ -3,14 +3,17 @@ and nprobe (IVF), three ways on the same built index:
 
 - raw FAISS in process (the ceiling: the bare index object, no id map, no selector, no Python around it);
 - arrwdb's index in process (AnnIndex: what the device worker calls);
-- through the server with N concurrent clients (HTTP, batching, JSON), loading the same index from a
-  snapshot so that every curve measures one and the same graph or list structure.
+- through the server with N concurrent closed-loop clients (HTTP, batching, JSON), loading the same
+  index from a snapshot so that every curve measures one and the same graph or list structure: once
+  with one query per POST /search request ("server"), once with ``request_batch`` queries per POST
+  /search/batch request ("server_batch"; its ``qps`` is queries/s = requests/s x request_batch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import numpy as np
 import orjson
 
 from arrwdb.bench.ann_data import AnnDataset, bible, glove, ground_truth, normalised, synthetic
+from arrwdb.bench.ann_report import plot, server_targets, summary_table
 from arrwdb.bench.datasets import DEFAULT_TENANT
 from arrwdb.bench.loadgen import closed_loop, encode_post
 from arrwdb.bench.machine import machine_info
@@ -29,6 +33,13 @@ SWEEPS: dict[str, tuple[str, list[int]]] = {
     "ivf": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
 }
 LIBRARY = "ann"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    clients: int
+    seconds: float
+    request_batch: int
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -125,19 +136,16 @@ def _wait_ann(url: str, timeout: float = 600) -> dict[str, Any]:
     raise RuntimeError("the server never loaded its ANN index")
 
 
-def _server_recall(url: str, queries: np.ndarray, truth: np.ndarray, params: dict[str, int]) -> float:
+def _server_recall(
+    url: str, queries: np.ndarray, truth: np.ndarray, params: dict[str, int], per_request: int = 100
+) -> float:
+    """Recall@10 of the server's answers, fetched through /search/batch ``per_request`` queries at a time."""
     found = []
     with httpx.Client(base_url=url, timeout=120) as client:
-        for start in range(0, len(queries), 100):
-            body = {
-                "queries": [
-                    {"embedding": q, "k": 10, "include_text": False, "params": params}
-                    for q in queries[start : start + 100]
-                ]
-            }
+        for start in range(0, len(queries), per_request):
             response = client.post(
                 f"/v1/libraries/{LIBRARY}/search/batch",
-                content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                content=_batch_body(queries[start : start + per_request], params),
                 headers={"content-type": "application/json"},
             )
             response.raise_for_status()
@@ -145,6 +153,66 @@ def _server_recall(url: str, queries: np.ndarray, truth: np.ndarray, params: dic
                 ids = [int(h["document_id"][1:]) + 1 for h in hits]
                 found.append(ids + [-1] * (10 - len(ids)))
     return _recall(np.asarray(found), truth)
+
+
+def _query(q: np.ndarray, params: dict[str, int]) -> dict[str, Any]:
+    return {"embedding": q, "k": 10, "include_text": False, "params": params}
+
+
+def _batch_body(queries: np.ndarray, params: dict[str, int]) -> bytes:
+    return orjson.dumps({"queries": [_query(q, params) for q in queries]}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _single_bodies(queries: np.ndarray, params: dict[str, int]) -> list[bytes]:
+    """One query per POST /search request."""
+    path = f"/v1/libraries/{LIBRARY}/search"
+    return [
+        encode_post("127.0.0.1", path, orjson.dumps(_query(q, params), option=orjson.OPT_SERIALIZE_NUMPY))
+        for q in queries
+    ]
+
+
+def _batch_bodies(queries: np.ndarray, params: dict[str, int], request_batch: int) -> list[bytes]:
+    """POST /search/batch requests of exactly ``request_batch`` queries each, cycling through the pool
+    (the last one wraps around to its start) so that every request carries the same load."""
+    path = f"/v1/libraries/{LIBRARY}/search/batch"
+    count = -(-len(queries) // request_batch)
+    return [
+        encode_post(
+            "127.0.0.1",
+            path,
+            _batch_body(queries[np.arange(i * request_batch, (i + 1) * request_batch) % len(queries)], params),
+        )
+        for i in range(count)
+    ]
+
+
+def _server_legs(
+    url: str, port: int, param: str, value: int, queries: np.ndarray, truth: np.ndarray, load: LoadSettings
+) -> dict[str, dict[str, Any]]:
+    """One sweep point through the server: ``load.clients`` closed-loop clients sending one query per
+    /search request ("server"), then ``load.request_batch`` queries per /search/batch request
+    ("server_batch"; skipped when 0).  ``qps`` is queries per second in both (requests/s x batch)."""
+    params = {param: value}
+    legs: dict[str, dict[str, Any]] = {}
+    runs = [("server", 1, _single_bodies(queries, params))]
+    if load.request_batch:
+        runs.append(("server_batch", load.request_batch, _batch_bodies(queries, params, load.request_batch)))
+    for leg, per_request, bodies in runs:
+        recall = _server_recall(url, queries, truth, params, per_request=per_request if per_request > 1 else 100)
+        result = asyncio.run(
+            closed_loop(
+                "127.0.0.1", port, bodies, load.clients, load.seconds, warmup=1.0, items=[per_request] * len(bodies)
+            )
+        )
+        summary = result.summary()
+        point = {param: value, "clients": load.clients, "qps": summary["items_per_s"], "recall": recall,
+                 "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
+                 "mean_batch_size": summary["mean_batch_size"], "statuses": summary["statuses"]}  # fmt: skip
+        if leg == "server_batch":
+            point.update({"request_batch": per_request, "requests_per_s": summary["qps"]})
+        legs[leg] = point
+    return legs
 
 
 def run_dataset(
@@ -155,11 +223,13 @@ def run_dataset(
     seconds: float,
     recall_queries: int,
     batch: int,
+    request_batch: int = 64,
 ) -> dict[str, Any]:
     print(f"{data.name}: base {data.base.shape}, {len(data.queries)} queries", flush=True)
     truth = ground_truth(data, 10) + 1  # row ids start at 1
     queries = normalised(data).queries[:recall_queries]
     truth = truth[:recall_queries]
+    load = LoadSettings(clients, seconds, request_batch)
     out: dict[str, Any] = {"base": list(data.base.shape), "queries": len(data.queries), "curves": {}}
     if data.answers is not None:
         top1 = truth[: len(data.answers), 0] - 1
@@ -169,6 +239,8 @@ def run_dataset(
         ann, rows = _build(data, index_type)
         index = _arrwdb_index(data, index_type, ann, rows)
         curves: dict[str, list[dict[str, Any]]] = {"faiss": [], "faiss_b1": [], "arrwdb": [], "server": []}
+        if request_batch:
+            curves["server_batch"] = []
         for value in values:
             raw = _raw_search(ann, index_type, param, value)
             found, qps = _timed_batches(raw, queries, batch, 1.0)
@@ -182,64 +254,13 @@ def run_dataset(
         with ServerProcess(data_dir, env={"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_RESULT_CACHE_BYTES": "0"}) as server:
             _wait_ann(server.url)
             for value in values:
-                params = {param: value}
-                recall = _server_recall(server.url, queries[:1000], truth[:1000], params)
-                bodies = [
-                    encode_post(
-                        "127.0.0.1",
-                        f"/v1/libraries/{LIBRARY}/search",
-                        orjson.dumps(
-                            {"embedding": q, "k": 10, "include_text": False, "params": params},
-                            option=orjson.OPT_SERIALIZE_NUMPY,
-                        ),
-                    )
-                    for q in queries[:1000]
-                ]
-                load = asyncio.run(closed_loop("127.0.0.1", server.port, bodies, clients, seconds, warmup=1.0))
-                summary = load.summary()
-                curves["server"].append(
-                    {param: value, "clients": clients, "qps": summary["qps"], "recall": recall,
-                     "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
-                     "mean_batch_size": summary["mean_batch_size"], "statuses": summary["statuses"]}
-                )  # fmt: skip
-                print(
-                    f"  {index_type} {param}={value}: server {summary['qps']:.0f} qps recall {recall:.3f}", flush=True
-                )
+                legs = _server_legs(server.url, server.port, param, value, queries[:1000], truth[:1000], load)
+                for leg, point in legs.items():
+                    curves[leg].append(point)
+                line = " ".join(f"{leg} {p['qps']:.0f} qps recall {p['recall']:.3f}" for leg, p in legs.items())
+                print(f"  {index_type} {param}={value}: {line}", flush=True)
         out["curves"][index_type] = curves
     return out
-
-
-def best_qps_at(curve: list[dict[str, Any]], recall: float) -> float | None:
-    eligible = [p["qps"] for p in curve if p["recall"] >= recall]
-    return max(eligible) if eligible else None
-
-
-def summary_table(report: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for dataset, result in report["datasets"].items():
-        for index_type, curves in result["curves"].items():
-            for target in (0.9, 0.95, 0.99):
-                row: dict[str, Any] = {"dataset": dataset, "index": index_type, "recall": target}
-                for name, curve in curves.items():
-                    row[name] = best_qps_at(curve, target)
-                rows.append(row)
-    return rows
-
-
-def server_vs_faiss(report: dict[str, Any], dataset_prefix: str = "glove", target: float = 0.95) -> dict[str, Any]:
-    """The issue's target: server HNSW QPS at 64 clients vs raw FAISS at the same ef_search and batch,
-    at the smallest ef_search whose server recall reaches ``target``."""
-    for dataset, result in report["datasets"].items():
-        if not dataset.startswith(dataset_prefix) or "hnsw" not in result["curves"]:
-            continue
-        curves = result["curves"]["hnsw"]
-        for server_point in curves["server"]:
-            if server_point["recall"] >= target:
-                ef = server_point["ef_search"]
-                raw = next(p for p in curves["faiss"] if p["ef_search"] == ef)
-                return {"dataset": dataset, "ef_search": ef, "server_qps": server_point["qps"], "faiss_qps": raw["qps"],
-                        "ratio": server_point["qps"] / raw["qps"], "server_recall": server_point["recall"]}  # fmt: skip
-    return {}
 
 
 def run_ann(
@@ -251,64 +272,26 @@ def run_ann(
     seconds: float = 4.0,
     recall_queries: int = 2000,
     batch: int = 64,
+    request_batch: int = 64,
 ) -> dict[str, Any]:
+    if not 0 <= request_batch <= 1000:
+        raise ValueError("request_batch is 0 (no batch-request leg) or 1 to 1000 queries per request")
     output.parent.mkdir(parents=True, exist_ok=True)
     loaders = {"glove": glove, "bible": lambda: bible(cache_dir), "synthetic": synthetic}
     report: dict[str, Any] = {
         "benchmark": "ann",
         "machine": machine_info(),
         "settings": {"clients": clients, "seconds": seconds, "recall_queries": recall_queries, "batch": batch, "k": 10,
-                     "sweeps": SWEEPS},
+                     "request_batch": request_batch, "sweeps": SWEEPS},
         "datasets": {},
     }  # fmt: skip
     for name in datasets:
         data = loaders[name]()
         report["datasets"][data.name] = run_dataset(
-            data, index_types, cache_dir, clients, seconds, recall_queries, batch
+            data, index_types, cache_dir, clients, seconds, recall_queries, batch, request_batch
         )
     report["table"] = summary_table(report)
-    report["target"] = server_vs_faiss(report)
+    report["targets"] = server_targets(report)
     output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     plot(report, output.with_suffix(".png"))
     return report
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(d, t) for d, r in report["datasets"].items() for t in r["curves"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (dataset, index_type) in zip(axes[0], panels, strict=True):
-        curves = report["datasets"][dataset]["curves"][index_type]
-        for name, style in (("faiss", "k--"), ("arrwdb", "b-"), ("server", "r-o"), ("faiss_b1", "g:")):
-            curve = curves.get(name, [])
-            ax.plot([p["recall"] for p in curve], [p["qps"] for p in curve], style, label=name, markersize=3)
-        ax.set_yscale("log")
-        ax.set_xlabel("recall@10")
-        ax.set_ylabel("queries/s")
-        ax.set_title(f"{dataset} {index_type}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def format_report(report: dict[str, Any]) -> str:
-    lines = ["dataset              index  recall  faiss(b64)  arrwdb(b64)  server(64c)  faiss(b1)"]
-    fmt = lambda v: f"{v:11.0f}" if v else "          -"  # noqa: E731
-    for row in report["table"]:
-        lines.append(
-            f"{row['dataset']:<20} {row['index']:<6} {row['recall']:>6} {fmt(row['faiss'])} {fmt(row['arrwdb'])}  "
-            f"{fmt(row['server'])} {fmt(row['faiss_b1'])}"
-        )
-    if report.get("target"):
-        t = report["target"]
-        lines.append(
-            f"\ntarget: {t['dataset']} hnsw ef_search={t['ef_search']}: server {t['server_qps']:.0f} qps vs raw FAISS "
-            f"{t['faiss_qps']:.0f} qps (batch {report['settings']['batch']}) = {t['ratio']:.2f}"
-        )
-    return "\n".join(lines)

@@ -13,6 +13,13 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part)
 
 
+def _request_batch(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError("0 (off) or 1 to 1000 queries per request")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arrwdb bench", description="arrwdb benchmarks (loopback only)")
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -29,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--batches", type=_ints, default=(1, 8, 64, 256))
     embed.add_argument("--seconds", type=float, default=3.0)
     embed.add_argument("--device", default="cpu")
+    embed.add_argument("--precision", default="auto", help="auto (the server's choice), float32, bfloat16, float16")
     cold = sub.add_parser("coldstart", help="time from process start to exact and to ANN answers")
     cold.add_argument("data_dir", type=Path)
     cold.add_argument("--library", required=True)
@@ -40,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--clients", type=int, default=64)
     ann.add_argument("--seconds", type=float, default=4.0)
     ann.add_argument("--recall-queries", type=int, default=2000)
+    ann.add_argument(
+        "--request-batch",
+        type=_request_batch,
+        default=64,
+        help="queries per POST /search/batch request in the batch-request server leg (0 = no such leg)",
+    )
     toolkit_cli.add_parsers(sub)
     gpu_cli.add_parsers(sub)
     return parser
@@ -69,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.benchmark == "embed":
         from arrwdb.bench.embed import format_embed, run_embed
 
-        print(format_embed(run_embed(args.batches, args.seconds, args.device)))
+        print(format_embed(run_embed(args.batches, args.seconds, args.device, args.precision)))
     if args.benchmark == "coldstart":
         import orjson
 
@@ -77,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(orjson.dumps(run_coldstart(args.data_dir, args.library), option=orjson.OPT_INDENT_2).decode())
     if args.benchmark == "ann":
-        from arrwdb.bench.ann import format_report, run_ann
+        from arrwdb.bench.ann import run_ann
+        from arrwdb.bench.ann_report import format_report
 
         report = run_ann(
             args.output,
@@ -87,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             clients=args.clients,
             seconds=args.seconds,
             recall_queries=args.recall_queries,
+            request_batch=args.request_batch,
         )
         print(format_report(report))
     return 0

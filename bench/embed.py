@@ -9,10 +9,16 @@ from arrwdb.bench.datasets import sentences
 from arrwdb.bench.machine import machine_info
 
 
-def run_embed(batches: tuple[int, ...] = (1, 8, 64, 256), seconds: float = 3.0, device: str = "cpu") -> dict[str, Any]:
+def run_embed(
+    batches: tuple[int, ...] = (1, 8, 64, 256), seconds: float = 3.0, device: str = "cpu", precision: str = "auto"
+) -> dict[str, Any]:
+    import torch
+
+    from arrwdb.device import model_dtype
     from arrwdb.embed.minilm import MiniLMEmbedder
 
-    model = MiniLMEmbedder(device)
+    dtype = model_dtype(torch.device(device), precision)  # what the server would run
+    model = MiniLMEmbedder(device, dtype=dtype)
     texts = sentences(20_000, seed=3)  # distinct ~12-word sentences
     model.embed(texts[:64])  # warm-up
     figures = []
@@ -27,11 +33,18 @@ def run_embed(batches: tuple[int, ...] = (1, 8, 64, 256), seconds: float = 3.0, 
             done += batch
         elapsed = time.perf_counter() - started
         figures.append({"batch": batch, "texts_per_s": done / elapsed, "ms_per_batch": elapsed / (done / batch) * 1000})
-    return {"benchmark": "embed", "machine": machine_info(), "device": device, "model": model.name, "figures": figures}
+    return {
+        "benchmark": "embed",
+        "machine": machine_info(),
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "model": model.name,
+        "figures": figures,
+    }
 
 
 def format_embed(report: dict[str, Any]) -> str:
-    lines = [f"{report['model']} on {report['device']}:"]
+    lines = [f"{report['model']} on {report['device']} ({report.get('dtype', 'float32')}):"]
     for f in report["figures"]:
         lines.append(f"  batch {f['batch']:>4}: {f['texts_per_s']:8.1f} texts/s ({f['ms_per_batch']:.1f} ms per batch)")
     return "\n".join(lines)

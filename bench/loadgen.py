@@ -27,10 +27,12 @@ class LoadResult:
     batch_sizes: list[int] = field(default_factory=list)
     queue_ms: list[float] = field(default_factory=list)
     compute_ms: list[float] = field(default_factory=list)
+    items_ok: int = 0  # queries (or texts) carried by the successful requests: one each unless told
 
-    def record(self, status: int, latency_ms: float) -> None:
+    def record(self, status: int, latency_ms: float, items: int = 1) -> None:
         if 200 <= status < 300:
             self.latencies_ms.append(latency_ms)
+            self.items_ok += items
         elif status == 429:
             self.rejected_ms.append(latency_ms)
         self.statuses[status] += 1
@@ -49,7 +51,9 @@ class LoadResult:
             "requests": int(sum(self.statuses.values())),
             "ok": self.ok,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "qps": self.ok / self.seconds if self.seconds else 0.0,
+            "qps": self.ok / self.seconds if self.seconds else 0.0,  # requests per second
+            "items": self.items_ok,
+            "items_per_s": self.items_ok / self.seconds if self.seconds else 0.0,  # qps x items per request
             "mean_ms": float(lat.mean()),
             "p50_ms": float(np.percentile(lat, 50)),
             "p95_ms": float(np.percentile(lat, 95)),
@@ -97,9 +101,14 @@ async def closed_loop(
     seconds: float,
     warmup: float = 1.0,
     max_requests: int = 1_000_000,
+    items: Sequence[int] | None = None,
 ) -> LoadResult:
-    """``clients`` connections, each sending the next request as soon as its previous answer came."""
+    """``clients`` connections, each sending the next request as soon as its previous answer came.
+    ``items[i]`` is how many queries (or texts) ``requests[i]`` carries (one each when None): the
+    summary's ``items_per_s`` counts those, its ``qps`` counts requests."""
     _check_loopback(host)
+    if items is not None and len(items) != len(requests):
+        raise ValueError("items must give one count per request")
     result = LoadResult(clients=clients, seconds=seconds)
     start = time.perf_counter()
     measure_from = start + warmup
@@ -115,7 +124,8 @@ async def closed_loop(
                 sent = time.perf_counter()
                 if sent >= stop_at:
                     return
-                writer.write(requests[index % len(requests)])
+                slot = index % len(requests)
+                writer.write(requests[slot])
                 index += clients
                 counter += 1
                 status, headers = await _read_response(reader)
@@ -123,7 +133,7 @@ async def closed_loop(
                 # Throughput counts what completed inside the window (also requests sent during the
                 # warm-up: at 256 clients unbatched, one request can outlast the whole window).
                 if measure_from <= done <= stop_at:
-                    result.record(status, (done - sent) * 1000.0)
+                    result.record(status, (done - sent) * 1000.0, 1 if items is None else items[slot])
                     if b"x-batch-size" in headers:
                         result.batch_sizes.append(int(headers[b"x-batch-size"]))
                         result.queue_ms.append(float(headers[b"x-queue-ms"]))

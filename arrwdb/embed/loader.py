@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arrwdb.embed.protocol import Embedder
+
+log = logging.getLogger("arrwdb.embed")
 
 if TYPE_CHECKING:
     import torch
@@ -40,4 +44,7 @@ def load_embedder(
         if not isinstance(resolved, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}")
         dtype = resolved
-    return MiniLMEmbedder(device=device, model_dir=model_dir, dtype=dtype)
+    started = time.perf_counter()
+    embedder = MiniLMEmbedder(device=device, model_dir=model_dir, dtype=dtype)
+    log.info("embedding model %s loaded in %.1f s", embedder.name, time.perf_counter() - started)
+    return embedder

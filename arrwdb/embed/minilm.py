@@ -80,8 +80,8 @@ class MiniLMEmbedder(Embedder):
 
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
-        if self.dtype != torch.float32 and self.device.type != "cuda":
-            raise ValueError(f"dtype {self.dtype} is only supported on CUDA, not on {self.device}")
+        if self.dtype == torch.float16 and self.device.type != "cuda":
+            raise ValueError(f"dtype {self.dtype} is only supported on CUDA, not on {self.device} (bf16 is)")
         if forward_batch < 1:
             raise ValueError(f"forward_batch must be at least 1, got {forward_batch}")
         check_window(WINDOW - SPECIAL_TOKENS, chunk_overlap)

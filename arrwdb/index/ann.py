@@ -80,6 +80,10 @@ class AnnIndex:
         self.flat.add(row_ids, vectors)
         self._maybe_request_build()
 
+    def adopt(self, row_ids: np.ndarray, buffer: np.ndarray) -> bool:
+        """Start-up only: the exact rows from a vector snapshot, without a copy (FlatIndex.adopt)."""
+        return self.flat.adopt(row_ids, buffer)
+
     def remove(self, row_ids: np.ndarray) -> None:
         self.flat.remove(row_ids)
         removed = [int(r) for r in row_ids]

@@ -8,6 +8,7 @@ once published: FAISS indexes are not safe to add to and search at once.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,12 +213,19 @@ def save(index: Any, rows: np.ndarray, meta: dict[str, Any], base: Path) -> None
 
 def load(base: Path, expected: dict[str, Any]) -> tuple[Any, np.ndarray, dict[str, Any]]:
     faiss = _faiss()
-    meta, parts = snapshot.read(base, expected)
-    try:
-        index = faiss.deserialize_index(np.frombuffer(parts[".faiss"], dtype=np.uint8))
-    except RuntimeError as exc:
-        raise SnapshotError(f"FAISS could not read the snapshot: {exc}") from exc
-    rows = np.frombuffer(parts[".rows"], dtype=np.int64).copy()
+    # FAISS reads the file while a second thread checks its CRCs: both stream the same pages, so a cold
+    # start reads the disk once, and no multi-GB Python copy is made.  The index is used only once the
+    # check has passed.  Only the builder thread reads and writes snapshots: no file changes meanwhile.
+    snapshot.read_meta(base, expected)  # made for other settings: refused before reading gigabytes
+    with ThreadPoolExecutor(1, thread_name_prefix="arrwdb-verify") as pool:
+        checked = pool.submit(snapshot.verify, base, expected)
+        try:
+            index = faiss.read_index(str(snapshot.part(base, ".faiss")))
+            rows = np.fromfile(snapshot.part(base, ".rows"), dtype=np.int64)
+        except (RuntimeError, OSError) as exc:
+            checked.result()  # a damaged file is reported as such
+            raise SnapshotError(f"FAISS could not read the snapshot: {exc}") from exc
+        meta = checked.result()
     if index.ntotal != len(rows):
         raise SnapshotError("snapshot index and rows disagree")
     if "mips_max_norm" in meta:

@@ -98,6 +98,27 @@ class FlatIndex:
         self._max_norm = max(self._max_norm, max_norm_sq**0.5)
         self._size = end
 
+    def adopt(self, row_ids: np.ndarray, buffer: np.ndarray) -> bool:
+        """Make ``buffer`` (writable float32 [capacity, dimension], first rows = ``row_ids`` as stored here:
+        normalised for cosine) the matrix of this empty CPU float32 index, without a copy: a cold start
+        touches a million vectors once, not five times.  False (nothing done) where that cannot be."""
+        count = len(row_ids)
+        index_fits = self._size == 0 and self.device.type == "cpu" and self.dtype == torch.float32
+        shape_fits = buffer.ndim == 2 and buffer.shape[1] == self.dimension and buffer.shape[0] >= max(count, 1)
+        layout_fits = buffer.dtype == np.float32 and buffer.flags.c_contiguous and buffer.flags.writeable
+        if not (index_fits and shape_fits and layout_fits and bool(np.all(row_ids[1:] > row_ids[:-1]))):
+            return False
+        matrix = torch.from_numpy(buffer)
+        capacity = matrix.shape[0]
+        norms_sq = torch.zeros(capacity, dtype=torch.float32)
+        norms_sq[:count] = torch.linalg.vector_norm(matrix[:count], dim=1).square_()
+        alive = torch.arange(capacity) < count
+        ids = np.concatenate((np.asarray(row_ids, dtype=np.int64), np.zeros(capacity - count, dtype=np.int64)))
+        self._matrix, self._norms_sq, self._alive, self._row_ids = matrix, norms_sq, alive, ids
+        self._max_norm = float(norms_sq.max()) ** 0.5
+        self._size = count
+        return True
+
     def remove(self, row_ids: np.ndarray) -> None:
         positions = self._positions(row_ids)
         if len(positions) == 0:

@@ -9,13 +9,17 @@ new complete one; a truncated or corrupt file fails its check and is never serve
 from __future__ import annotations
 
 import json
+import math
 import os
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+_CHUNK = 64 << 20  # bytes read (and CRC-checked) at a time
 
 
 class SnapshotError(Exception):
@@ -50,21 +54,86 @@ def write(base: Path, parts: Mapping[str, bytes | memoryview], meta: dict[str, A
     _fsync_dir(base.parent)
 
 
+def verify(base: Path, expected: Mapping[str, Any]) -> dict[str, Any]:
+    """The meta of a complete snapshot whose every part has its recorded size and CRC, made for the
+    ``expected`` meta values.  Nothing is kept in memory; the files' pages stay in the page cache for
+    the reader that follows."""
+    meta = read_meta(base, expected)
+    for suffix, check in meta["parts"].items():
+        try:
+            with open(part(base, suffix), "rb", buffering=0) as handle:
+                size = os.fstat(handle.fileno()).st_size
+                crc = _crc_of_file(handle, size) if size == check["bytes"] else None
+        except OSError as exc:
+            raise SnapshotError(f"unreadable snapshot {base.name}{suffix}: {exc}") from exc
+        if crc != check["crc32"]:
+            raise SnapshotError(f"snapshot file {base.name}{suffix} is truncated or corrupt")
+    return meta
+
+
 def read(base: Path, expected: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The meta and every part, verified (sizes, CRCs, and the ``expected`` meta values)."""
+    """The meta and every part as bytes, verified (for small snapshots; large parts use read_into)."""
+    meta = read_meta(base, expected)
+    parts = {}
+    for suffix, check in meta["parts"].items():
+        data = bytearray(check["bytes"])
+        read_into(base, suffix, check, memoryview(data))
+        parts[suffix] = bytes(data)
+    return meta, parts
+
+
+def read_into(base: Path, suffix: str, check: Mapping[str, int], out: memoryview) -> None:
+    """Read one part into ``out`` (exactly its recorded size), checking its CRC as it arrives, chunk by
+    chunk: no Python bytes object and no second read of the file."""
+    out = out.cast("B")
+    if len(out) != check["bytes"]:
+        raise SnapshotError(f"snapshot file {base.name}{suffix} does not fit its buffer")
+    done = 0
+    # zlib releases the GIL: chunk i is checked on a helper thread while chunk i+1 is read, so a cold
+    # start pays for the disk, not for the disk plus the CRC.
+    with ThreadPoolExecutor(1, thread_name_prefix="arrwdb-crc") as pool:
+        crc: Future[int] = pool.submit(zlib.crc32, b"")
+        try:
+            with open(part(base, suffix), "rb", buffering=0) as handle:
+                if os.fstat(handle.fileno()).st_size != check["bytes"]:
+                    raise SnapshotError(f"snapshot file {base.name}{suffix} is truncated or corrupt")
+                while done < len(out):
+                    got = handle.readinto(out[done : done + _CHUNK])
+                    if not got:
+                        break
+                    crc = pool.submit(zlib.crc32, out[done : done + got], crc.result())
+                    done += got
+        except OSError as exc:
+            raise SnapshotError(f"unreadable snapshot {base.name}{suffix}: {exc}") from exc
+        final = crc.result()
+    if done != len(out) or final != check["crc32"]:
+        raise SnapshotError(f"snapshot file {base.name}{suffix} is truncated or corrupt")
+
+
+def read_meta(base: Path, expected: Mapping[str, Any]) -> dict[str, Any]:
     try:
         meta = json.loads(part(base, ".json").read_bytes())
-        parts = {suffix: part(base, suffix).read_bytes() for suffix in meta["parts"]}
+        parts = meta["parts"]
+        if not isinstance(parts, dict):
+            raise TypeError("parts is not an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"unreadable snapshot {base.name}: {exc}") from exc
     for key, value in expected.items():
         if meta.get(key) != value:
             raise SnapshotError(f"snapshot {base.name} was made for {key}={meta.get(key)!r}, not {value!r}")
-    for suffix, check in meta["parts"].items():
-        data = parts[suffix]
-        if len(data) != check["bytes"] or zlib.crc32(data) != check["crc32"]:
-            raise SnapshotError(f"snapshot file {base.name}{suffix} is truncated or corrupt")
-    return meta, parts
+    return meta
+
+
+def _crc_of_file(handle: BinaryIO, size: int) -> int:
+    """Sequential reads through one reused buffer: the kernel's read-ahead streams a cold file several
+    times faster than page faults on a mapping would."""
+    buffer = memoryview(bytearray(min(size, _CHUNK)))
+    crc = zlib.crc32(b"")
+    while True:
+        got = handle.readinto(buffer)
+        if not got:
+            return crc
+        crc = zlib.crc32(buffer[:got], crc)
 
 
 def exists(base: Path) -> bool:
@@ -91,10 +160,21 @@ def save_vectors(base: Path, rows: np.ndarray, vectors: np.ndarray, meta: dict[s
     write(base, {".ids": memoryview(rows), ".f32": memoryview(vectors)}, {**meta, "count": len(rows)})
 
 
-def load_vectors(base: Path, expected: Mapping[str, Any], dimension: int) -> tuple[np.ndarray, np.ndarray]:
-    meta, parts = read(base, expected)
-    rows = np.frombuffer(parts[".ids"], dtype=np.int64)
-    vectors = np.frombuffer(parts[".f32"], dtype=np.float32)
-    if len(rows) != meta.get("count") or vectors.size != len(rows) * dimension:
-        raise SnapshotError(f"snapshot {base.name} has inconsistent sizes")
-    return rows, vectors.reshape(len(rows), dimension)
+def load_vectors(
+    base: Path, expected: Mapping[str, Any], dimension: int, spare_fraction: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, a writable float32 buffer [rows * (1 + spare_fraction), dimension]) whose first rows
+    hold the saved vectors, read straight into place: the exact index can adopt the buffer as it is."""
+    meta = read_meta(base, expected)
+    checks = meta["parts"]
+    try:
+        count = int(meta["count"])
+        if checks[".ids"]["bytes"] != count * 8 or checks[".f32"]["bytes"] != count * dimension * 4:
+            raise SnapshotError(f"snapshot {base.name} has inconsistent sizes")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"snapshot {base.name} has an unreadable meta: {exc}") from exc
+    rows = np.empty(count, dtype=np.int64)
+    read_into(base, ".ids", checks[".ids"], memoryview(rows))
+    vectors = np.empty((count + math.ceil(count * spare_fraction), dimension), dtype=np.float32)
+    read_into(base, ".f32", checks[".f32"], memoryview(vectors[:count].reshape(-1)))
+    return rows, vectors

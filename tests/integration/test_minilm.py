@@ -160,3 +160,12 @@ def test_half_precision_needs_cuda() -> None:
     # Raised before any weights load, so this costs nothing.
     with pytest.raises(ValueError, match="CUDA"):
         MiniLMEmbedder("cpu", dtype=torch.float16)
+
+
+def test_bfloat16_on_the_cpu_agrees_with_float32(embedder) -> None:
+    import torch
+
+    bf16 = MiniLMEmbedder("cpu", dtype=torch.bfloat16)
+    texts = VARIED[:6]
+    cosines = np.sum(bf16.embed(texts) * embedder.embed(texts), axis=1)
+    assert cosines.min() > 0.9995, cosines

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import arrwdb.device as device_module
 from arrwdb.device import (
     GpuBudget,
     model_dtype,
@@ -39,7 +40,7 @@ def test_half_precision_only_on_cuda() -> None:
     assert storage_dtype(CUDA) == torch.float16
     assert model_dtype(CUDA) == torch.float16
     assert storage_dtype(CPU) == torch.float32
-    assert model_dtype(CPU) == torch.float32
+    assert model_dtype(CPU, "float32") == torch.float32
     index = FlatIndex(8, "cosine", CPU)
     assert index.dtype == torch.float32
     stats = index.statistics()
@@ -162,3 +163,21 @@ def test_start_up_reports_a_library_left_on_the_cpu(caplog: pytest.LogCaptureFix
     lines = [r.getMessage() for r in caplog.records if r.name == "arrwdb.warmup"]
     assert len(lines) == 1 and "'big-library' (100 vectors): on the CPU: does not fit" in lines[0]
     warm_up(CPU, None, [16], 256)  # nothing to warm on a CPU: returns at once
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_model_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, amx: bool) -> None:
+    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: amx)
+    assert model_dtype(CPU) == (torch.bfloat16 if amx else torch.float32)
+    assert model_dtype(CUDA) == torch.float16
+    assert model_dtype(CPU, "bfloat16") == torch.bfloat16  # asked for: allowed on any CPU
+    with pytest.raises(InvalidInput, match="CUDA"):
+        model_dtype(CPU, "float16")
+    with pytest.raises(InvalidInput, match="unknown embedding precision"):
+        model_dtype(CPU, "int4")
+
+
+def test_fast_bf16_is_read_from_the_cpu_flags() -> None:
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    assert device_module.cpu_has_fast_bf16() == ("amx_bf16" in flags.split())
