@@ -1,27 +1,21 @@
-"""The SQLite store: the source of truth for libraries, documents, chunks and their vectors.
+"""The store: libraries, documents, chunks and their vectors, the source of truth for every index.
 
-Durability: WAL journal with ``synchronous=FULL``.  In WAL mode ``FULL`` fsyncs the log on every
-commit, so a transaction that returned from COMMIT survives ``kill -9`` and power loss; ``NORMAL``
-would only survive a process crash.  The cost is one fsync per commit, which group commit spreads
-over every write request in the transaction.
-
-One connection writes (guarded by a lock, used by the group-commit thread and the rare library DDL);
-every other thread reads through its own connection, which WAL lets run beside the writer.
+Writes are group-committed: many write requests in one transaction, one fsync.  The file, its
+schema and its connections are :mod:`arrwdb.store_db`'s; the API-key table is
+:mod:`arrwdb.api_key_store`'s, reached through the same Store.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from arrwdb.api_key_store import ApiKeyRecord, ApiKeyStore
 from arrwdb.errors import ArrwdbError, Conflict, NotFound, StorageFailure
 from arrwdb.records import (
     AppliedWrite,
@@ -32,92 +26,10 @@ from arrwdb.records import (
     Upsert,
     WriteOp,
 )
-
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS libraries (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    dimension INTEGER NOT NULL,
-    index_type TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    index_params TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS documents (
-    library_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    title TEXT,
-    text TEXT,
-    metadata TEXT NOT NULL,
-    has_embedding INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (library_id, id)
-) WITHOUT ROWID;
--- row_id is the vector's internal id: AUTOINCREMENT so that an id is never reused after a delete.
-CREATE TABLE IF NOT EXISTS chunks (
-    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    library_id TEXT NOT NULL,
-    doc_id TEXT NOT NULL,
-    chunk_index INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (library_id, doc_id);
--- Only the key: counting a library's documents must not read their texts (a cold start counts a million).
-CREATE INDEX IF NOT EXISTS documents_by_library ON documents (library_id);
-CREATE INDEX IF NOT EXISTS chunks_by_library ON chunks (library_id, row_id);
--- Every write gets a sequence number: snapshots record the last one they contain.
-CREATE TABLE IF NOT EXISTS oplog (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    library_id TEXT NOT NULL,
-    doc_id TEXT NOT NULL,
-    op TEXT NOT NULL
-);
-"""
-
-# Migrations from version N-1 to N, each run in one transaction.  _SCHEMA above is version 1.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # 2: API keys minted through the admin endpoints.  Only the SHA-256 digest of a key is stored;
-    # the key itself is shown once, when it is created.  Revoked keys stay listed (revoked_at set).
-    2: (
-        """CREATE TABLE IF NOT EXISTS api_keys (
-            id TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            name TEXT NOT NULL,
-            digest TEXT NOT NULL UNIQUE,
-            prefix TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            revoked_at TEXT
-        )""",
-        "CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at)",
-    ),
-}
+from arrwdb.store_db import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: arrwdb.store's public constant
+from arrwdb.store_db import Database, now
 
 WriteResult = list[AppliedWrite] | ArrwdbError
-
-
-@dataclass(frozen=True)
-class ApiKeyRecord:
-    """A minted API key, without the key: ``digest`` is its SHA-256 (hex), ``prefix`` its first
-    characters (enough for a person to tell keys apart, far too few to guess the rest)."""
-
-    id: str
-    tenant: str
-    name: str
-    digest: str
-    prefix: str
-    created_at: str
-    revoked_at: str | None = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _library_from_row(row: sqlite3.Row) -> LibraryRecord:
@@ -135,75 +47,26 @@ def _library_from_row(row: sqlite3.Row) -> LibraryRecord:
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        self._writer = self._connect()
-        self._migrate()
-
-    # -- connections -------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
-
-    def _migrate(self) -> None:
-        with self._write_lock:
-            self._writer.executescript(_SCHEMA)
-            row = self._writer.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:  # a new store: _SCHEMA is version 1, the migrations bring it up to date
-                self._writer.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
-                version = 1
-            else:
-                version = int(row["value"])
-            if version > SCHEMA_VERSION:
-                raise StorageFailure(f"store schema version {version} is newer than this arrwdb ({SCHEMA_VERSION})")
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                self._run_migration(target)
-
-    def _run_migration(self, target: int) -> None:
-        conn = self._writer
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _MIGRATIONS[target]:
-                conn.execute(statement)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StorageFailure(f"could not migrate the store to schema version {target}: {exc}") from exc
+        self._db = Database(path)
+        self._keys = ApiKeyStore(self._db)
 
     def schema_version(self) -> int:
-        row = self._reader().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0])
+        return self._db.schema_version()
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database; readers can starve SQLite's automatic checkpoint."""
-        with self._write_lock:
-            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.checkpoint()
 
     def close(self) -> None:
-        with self._write_lock:
-            self._writer.close()
+        self._db.close()
 
     # -- libraries ---------------------------------------------------------------------------
 
     def create_library(self, library: LibraryRecord) -> LibraryRecord:
-        with self._write_lock:
+        with self._db.write_lock:
             try:
-                self._writer.execute(
+                self._db.writer.execute(
                     "INSERT INTO libraries (id, tenant, name, dimension, index_type, metric, index_params,"
                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -224,63 +87,39 @@ class Store:
         return library
 
     def delete_library(self, library_id: str) -> None:
-        with self._write_lock:
+        with self._db.write_lock:
             try:
-                self._writer.execute("BEGIN IMMEDIATE")
+                self._db.writer.execute("BEGIN IMMEDIATE")
                 for table, column in (("chunks", "library_id"), ("documents", "library_id")):
-                    self._writer.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
-                self._writer.execute("DELETE FROM oplog WHERE library_id = ?", (library_id,))
-                self._writer.execute("DELETE FROM libraries WHERE id = ?", (library_id,))
-                self._writer.execute("COMMIT")
+                    self._db.writer.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
+                self._db.writer.execute("DELETE FROM oplog WHERE library_id = ?", (library_id,))
+                self._db.writer.execute("DELETE FROM libraries WHERE id = ?", (library_id,))
+                self._db.writer.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback()
+                self._db.rollback()
                 raise StorageFailure(f"could not delete the library: {exc}") from exc
 
     def libraries(self, tenant: str | None = None) -> list[LibraryRecord]:
         if tenant is None:
-            rows = self._reader().execute("SELECT * FROM libraries ORDER BY created_at, id").fetchall()
+            rows = self._db.reader().execute("SELECT * FROM libraries ORDER BY created_at, id").fetchall()
         else:
             rows = (
-                self._reader()
+                self._db.reader()
                 .execute("SELECT * FROM libraries WHERE tenant = ? ORDER BY created_at, id", (tenant,))
                 .fetchall()
             )
         return [_library_from_row(row) for row in rows]
 
-    # -- API keys ----------------------------------------------------------------------------
+    # -- API keys: ApiKeyStore's, kept on the Store because the server reaches every table through it
 
     def create_api_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
-        with self._write_lock:
-            try:
-                self._writer.execute(
-                    "INSERT INTO api_keys (id, tenant, name, digest, prefix, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.id, key.tenant, key.name, key.digest, key.prefix, key.created_at),
-                )
-            except sqlite3.Error as exc:  # a digest collision is impossible for random keys: storage
-                raise StorageFailure(f"could not store the API key: {exc}") from exc
-        return key
+        return self._keys.create_api_key(key)
 
     def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
-        """Mark a key revoked (idempotent: a revoked key keeps its first revocation time)."""
-        with self._write_lock:
-            try:
-                self._writer.execute(
-                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (_now(), key_id)
-                )
-                row = self._writer.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-            except sqlite3.Error as exc:
-                raise StorageFailure(f"could not revoke the API key: {exc}") from exc
-        if row is None:
-            raise NotFound(f"API key {key_id!r} not found")
-        return _api_key_from_row(row)
+        return self._keys.revoke_api_key(key_id)
 
     def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
-        """Every minted key (revoked ones too), oldest first; only ``tenant``'s when given."""
-        sql, args = "SELECT * FROM api_keys", ()
-        if tenant is not None:
-            sql, args = sql + " WHERE tenant = ?", (tenant,)
-        rows = self._reader().execute(sql + " ORDER BY created_at, id", args).fetchall()
-        return [_api_key_from_row(row) for row in rows]
+        return self._keys.api_keys(tenant)
 
     # -- writes (group commit) ---------------------------------------------------------------
 
@@ -292,8 +131,8 @@ class Store:
         A storage error (disk full, read-only file) fails every request: nothing was committed.
         """
         results: list[WriteResult] = []
-        with self._write_lock:
-            conn = self._writer
+        with self._db.write_lock:
+            conn = self._db.writer
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for library_id, ops in requests:
@@ -308,19 +147,13 @@ class Store:
                     conn.execute("RELEASE request")
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback()
+                self._db.rollback()
                 failure = StorageFailure(f"the write could not be made durable: {exc}")
                 return [failure for _ in requests]
             except BaseException:
-                self._rollback()  # a bug must not leave the writer inside a transaction for the next commit
+                self._db.rollback()  # a bug must not leave the writer inside a transaction for the next commit
                 raise
         return results
-
-    def _rollback(self) -> None:
-        try:
-            self._writer.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # no transaction was open
 
     def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite:
         if conn.execute("SELECT 1 FROM libraries WHERE id = ?", (library_id,)).fetchone() is None:
@@ -384,7 +217,7 @@ class Store:
 
     def get_document(self, library_id: str, doc_id: str, dimension: int) -> dict[str, Any]:
         row = (
-            self._reader()
+            self._db.reader()
             .execute("SELECT * FROM documents WHERE library_id = ? AND id = ?", (library_id, doc_id))
             .fetchone()
         )
@@ -397,7 +230,7 @@ class Store:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page in document-id order (keyset pagination: stable under concurrent writes)."""
         rows = (
-            self._reader()
+            self._db.reader()
             .execute(
                 "SELECT * FROM documents WHERE library_id = ? AND id > ? ORDER BY id LIMIT ?",
                 (library_id, after or "", limit + 1),
@@ -418,7 +251,7 @@ class Store:
         }
         if row["has_embedding"]:
             blob = (
-                self._reader()
+                self._db.reader()
                 .execute(
                     "SELECT vector FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY chunk_index LIMIT 1",
                     (library_id, row["id"]),
@@ -444,7 +277,7 @@ class Store:
         placeholders = ",".join("?" * len(row_ids))
         # Plain tuples, not sqlite3.Row: a search batch fetches thousands of rows, and building a Row
         # and looking its columns up by name cost about as much as the query itself.
-        cursor = self._reader().cursor()
+        cursor = self._db.reader().cursor()
         cursor.row_factory = None
         rows = cursor.execute(
             f'SELECT c.row_id, c.doc_id, c.chunk_index, c.start, c."end", d.title, {text_column}, d.metadata'
@@ -463,7 +296,7 @@ class Store:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The vectors of a library with row id > ``after``, in row-id order, in pages of
         (row_ids int64, vectors float32)."""
-        conn = self._reader()
+        conn = self._db.reader()
         while True:
             rows = conn.execute(
                 "SELECT row_id, vector FROM chunks WHERE library_id = ? AND row_id > ? ORDER BY row_id LIMIT ?",
@@ -478,17 +311,19 @@ class Store:
 
     def live_row_ids(self, library_id: str) -> np.ndarray:
         """Sorted row ids of every vector the library holds (index-only scan)."""
-        cursor = self._reader().execute("SELECT row_id FROM chunks WHERE library_id = ? ORDER BY row_id", (library_id,))
+        cursor = self._db.reader().execute(
+            "SELECT row_id FROM chunks WHERE library_id = ? ORDER BY row_id", (library_id,)
+        )
         return np.fromiter((row[0] for row in cursor), dtype=np.int64)
 
     def count_documents(self, library_id: str) -> int:
-        row = self._reader().execute("SELECT COUNT(*) FROM documents WHERE library_id = ?", (library_id,)).fetchone()
+        row = self._db.reader().execute("SELECT COUNT(*) FROM documents WHERE library_id = ?", (library_id,)).fetchone()
         return int(row[0])
 
     def count_rows_upto(self, library_id: str, last_row: int) -> int:
         """How many vectors the library holds with a row id <= ``last_row`` (counted inside SQLite)."""
         row = (
-            self._reader()
+            self._db.reader()
             .execute("SELECT COUNT(*) FROM chunks WHERE library_id = ? AND row_id <= ?", (library_id, last_row))
             .fetchone()
         )
@@ -498,7 +333,7 @@ class Store:
         """(doc_id, metadata, its row ids) for every document: what the in-memory filter state needs.
         Two scans (the chunks through their covering index), not a join: a join sorts a million rows in
         a temporary B-tree first, which made this three times slower on a cold start."""
-        reader = self._reader()
+        reader = self._db.reader()
         rows_by_doc: dict[str, list[int]] = {}
         cursor = reader.execute(
             "SELECT doc_id, row_id FROM chunks WHERE library_id = ? ORDER BY doc_id, row_id", (library_id,)
@@ -514,24 +349,8 @@ class Store:
             yield doc_id, orjson.loads(metadata), rows_by_doc.pop(doc_id, [])
 
     def last_seq(self) -> int:
-        row = self._reader().execute("SELECT MAX(seq) FROM oplog").fetchone()
+        row = self._db.reader().execute("SELECT MAX(seq) FROM oplog").fetchone()
         return int(row[0] or 0)
-
-
-def _api_key_from_row(row: sqlite3.Row) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row["id"],
-        tenant=row["tenant"],
-        name=row["name"],
-        digest=row["digest"],
-        prefix=row["prefix"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def new_api_key_record(key_id: str, tenant: str, name: str, digest: str, prefix: str) -> ApiKeyRecord:
-    return ApiKeyRecord(key_id, tenant, name, digest, prefix, _now())
 
 
 def new_library_record(
@@ -543,4 +362,4 @@ def new_library_record(
     metric: str,
     index_params: dict[str, Any],
 ) -> LibraryRecord:
-    return LibraryRecord(library_id, tenant, name, dimension, index_type, metric, index_params, _now())
+    return LibraryRecord(library_id, tenant, name, dimension, index_type, metric, index_params, now())

@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from arrwdb.api_key_store import ApiKeyRecord, new_api_key_record
 from arrwdb.server.auth import KeyRing, admin, digest
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import engine_of
 from arrwdb.server.responses import JSON
 from arrwdb.server.schemas import Strict
-from arrwdb.store import ApiKeyRecord, new_api_key_record
 from arrwdb.validation import check_name
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin)])
