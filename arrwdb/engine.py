@@ -99,6 +99,8 @@ class Engine:
                 run=self._run_embed,
                 prepare=self._prepare_embed,
                 max_cost=s.embed_token_budget,
+                # Single inserts ride along in query batches; bulk work never delays an interactive one.
+                top_up=None if priority == PRIORITY_BULK else "embed",
             )
             for priority in (PRIORITY_INTERACTIVE, PRIORITY_WRITE, PRIORITY_BULK)
         }

@@ -47,6 +47,9 @@ class QueueSpec:
     run: Callable[[Any], Sequence[Any]]
     prepare: Callable[[list[Any]], Any] | None = None
     max_cost: int | None = None  # e.g. a token budget; None = count items only
+    # Queues with the same ``top_up`` key run the same function: room left in a batch of the more urgent
+    # one is filled from the others (query embeddings take insert texts along, sparing a forward pass).
+    top_up: Hashable | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ class Scheduler:
                     return
             items = self._take(queue, now)
             if items:
+                self._top_up(queue, items, now)
                 self._start(queue.spec, items)
 
     def _loop_time(self, monotonic_deadline: float, now: float) -> float:
@@ -271,13 +275,25 @@ class Scheduler:
             return True
         return queue.spec.max_cost is not None and queue.cost >= queue.spec.max_cost
 
-    def _take(self, queue: _Queue, now: float) -> list[_Pending]:
+    def _top_up(self, picked: _Queue, items: list[_Pending], now: float) -> None:
+        """Fill the room left in ``items`` from the less urgent queues that share its ``top_up`` key,
+        most urgent first.  Nothing more urgent waits: ``picked`` was the most urgent queue."""
+        key = picked.spec.top_up
+        if key is None or len(items) >= self.max_batch_size:
+            return
+        others = [q for q in self._queues.values() if q is not picked and q.items and q.spec.top_up == key]
+        for queue in sorted(others, key=lambda q: q.spec.priority):
+            cost = sum(item.cost for item in items)
+            items.extend(self._take(queue, now, room=self.max_batch_size - len(items), spent=cost))
+
+    def _take(self, queue: _Queue, now: float, room: int | None = None, spent: int = 0) -> list[_Pending]:
         taken: list[_Pending] = []
-        cost = 0
+        cost = spent
         budget = queue.spec.max_cost
-        while queue.items and len(taken) < self.max_batch_size:
+        limit = self.max_batch_size if room is None else room
+        while queue.items and len(taken) < limit:
             item = queue.items[0]
-            if taken and budget is not None and cost + item.cost > budget:
+            if (taken or spent) and budget is not None and cost + item.cost > budget:
                 break
             queue.items.popleft()
             queue.cost -= item.cost

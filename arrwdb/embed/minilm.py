@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from arrwdb.device import split_on_oom
+from arrwdb.embed.bert import LeanBert
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
 from arrwdb.embed.protocol import Embedder
 
@@ -106,6 +107,7 @@ class MiniLMEmbedder(Embedder):
         hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in server logs
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
         self._model = model.to(device=self.device, dtype=self.dtype).eval()
+        self._lean = LeanBert(self._model)  # the same weights, without BertModel's per-call overhead
         self.dimension = int(model.config.hidden_size)
         self._pin = self.device.type == "cuda" and torch.cuda.is_available()
         # prepare() runs on the scheduler's prepare thread: copying on a stream of its own lets the
@@ -183,7 +185,7 @@ class MiniLMEmbedder(Embedder):
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> torch.Tensor:
         # A sub-batch without padding (always so for one text) needs no attention mask:
         # the result is the same and the mask expansion costs ~5% of a small CPU forward.
-        hidden = self._model(input_ids=ids, attention_mask=mask if padded else None).last_hidden_state
+        hidden = self._lean.forward(ids, mask if padded else None)
         return _mean_pool(hidden, mask)
 
 

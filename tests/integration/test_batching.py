@@ -164,7 +164,10 @@ def test_overload_answers_429_at_once_and_recovers(start_server):
         assert all(o[2] is not None and int(o[2]) >= 1 for o in rejected)
         assert all(o[1] < 0.5 for o in rejected)  # refused at once, not after the worker freed
         assert client.search("o", embedding=[1, 2, 3, 4], k=1)["results"][0]["document_id"] == "a"
-        assert metric(client.metrics(), "arrwdb_requests_dropped_total", 'reason="rejected_queue_full"') >= 6
+        # Every 429 above is counted (how many there were varies with the batches formed meanwhile).
+        assert metric(client.metrics(), "arrwdb_requests_dropped_total", 'reason="rejected_queue_full"') == len(
+            rejected
+        )
 
 
 def test_deadline_passes_with_504_and_costs_no_compute(server, client):

@@ -169,3 +169,16 @@ def test_bfloat16_on_the_cpu_agrees_with_float32(embedder) -> None:
     texts = VARIED[:6]
     cosines = np.sum(bf16.embed(texts) * embedder.embed(texts), axis=1)
     assert cosines.min() > 0.9995, cosines
+
+
+def test_lean_forward_matches_transformers_bert_model(embedder) -> None:
+    import torch
+
+    batch = embedder.prepare(VARIED)  # mixed lengths: padded sub-batches
+    assert any(padded for _, _, padded in batch.groups)
+    with torch.inference_mode():
+        for ids, mask, _ in batch.groups:
+            reference = embedder._model(input_ids=ids, attention_mask=mask).last_hidden_state
+            lean = embedder._lean.forward(ids, mask)
+            real = mask.bool()  # padding positions' states are never pooled
+            assert torch.allclose(lean[real], reference[real], atol=1e-4), float((lean - reference)[real].abs().max())

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from arrwdb.errors import DeadlineExceeded, NotReady, Overloaded, WorkerFailure
-from arrwdb.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, QueueSpec, Scheduler
+from arrwdb.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_WRITE, QueueSpec, Scheduler
 from arrwdb.telemetry import Telemetry
 
 
@@ -317,5 +317,38 @@ def test_timings_are_reported():
         assert done.queue_ms >= 5
         assert done.compute_ms >= 0
         assert done.batch_size == 1
+
+    run(body)
+
+
+def test_room_in_an_urgent_batch_is_topped_up_from_queues_that_share_its_function():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=4, max_batch_wait_ms=0)
+        batches: list[list[Any]] = []
+
+        def run_batch(payloads: list[Any]) -> list[Any]:
+            batches.append(list(payloads))
+            return [p * 10 for p in payloads]
+
+        def spec(key: str, priority: int, top_up: str | None) -> QueueSpec:
+            return QueueSpec(key=key, kind="embed", priority=priority, run=run_batch, max_cost=10, top_up=top_up)
+
+        query = spec("query", PRIORITY_INTERACTIVE, "embed")
+        insert = spec("insert", PRIORITY_WRITE, "embed")
+        bulk = spec("bulk", PRIORITY_BULK, None)
+        blocker = asyncio.create_task(scheduler.submit(spec("other", PRIORITY_BULK, None), 0, deadline=far()))
+        await settle()  # the worker is busy: the next batches form while it runs
+        tasks = [asyncio.create_task(scheduler.submit(bulk, 100 + i, deadline=far())) for i in range(2)]
+        tasks += [asyncio.create_task(scheduler.submit(insert, 10 + i, deadline=far(), cost=3)) for i in range(3)]
+        tasks.append(asyncio.create_task(scheduler.submit(query, 1, deadline=far(), cost=3)))
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        results = await asyncio.gather(blocker, *tasks)
+        assert [done.value for done in results] == [0, 1000, 1010, 100, 110, 120, 10]
+        # The query's batch took two inserts along (the token budget of 10 held the third back) and
+        # no bulk item: bulk work never lengthens an interactive batch.
+        assert batches[1] == [1, 10, 11]
+        assert batches[2:] == [[12], [100, 101]]
 
     run(body)
