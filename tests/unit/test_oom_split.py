@@ -85,18 +85,17 @@ def test_search_runner_splits_a_batch_that_runs_out_of_memory() -> None:
 
 
 class _FussyModel:
-    """Stands in for BertModel: last_hidden_state from the ids, OOM above ``limit`` texts."""
+    """Stands in for the model's forward (LeanBert): hidden states from the ids, OOM above ``limit`` texts."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.sizes: list[int] = []
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Any:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         self.sizes.append(len(input_ids))
         if len(input_ids) > self.limit:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        hidden = torch.stack([input_ids.float(), input_ids.float().sin(), input_ids.float().cos()], dim=-1)
-        return SimpleNamespace(last_hidden_state=hidden)
+        return torch.stack([input_ids.float(), input_ids.float().sin(), input_ids.float().cos()], dim=-1)
 
 
 def _embedder(model: _FussyModel) -> MiniLMEmbedder:
@@ -104,7 +103,7 @@ def _embedder(model: _FussyModel) -> MiniLMEmbedder:
     embedder = object.__new__(MiniLMEmbedder)
     embedder.device = torch.device("cpu")
     embedder.dimension = 3
-    embedder._model = model  # type: ignore[assignment]
+    embedder._lean = model  # type: ignore[assignment]
     return embedder
 
 
