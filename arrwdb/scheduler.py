@@ -188,13 +188,18 @@ class Scheduler:
 
     # -- admission ---------------------------------------------------------------------------
 
+    def admit(self) -> None:
+        """Raise Overloaded (429) while the queues are full.  The HTTP layer asks before it reads a
+        request's body, so that refusing costs next to nothing when the event loop is busiest."""
+        if self._waiting >= self.max_queue:
+            self.telemetry.dropped.labels("rejected_queue_full").inc()
+            raise Overloaded(f"the server is overloaded ({self._waiting} requests waiting)", retry_after_s=1)
+
     async def submit(self, spec: QueueSpec, payload: Any, *, deadline: float, cost: int = 1) -> Completed:
         """Queue one request and wait for its result (or its deadline)."""
         if self._dead is not None:
             raise NotReady("the device worker is not running")
-        if self._waiting >= self.max_queue:
-            self.telemetry.dropped.labels("rejected_queue_full").inc()
-            raise Overloaded(f"the server is overloaded ({self._waiting} requests waiting)", retry_after_s=1)
+        self.admit()
         now = time.monotonic()
         if deadline <= now:
             self.telemetry.dropped.labels("expired").inc()

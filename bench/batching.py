@@ -139,11 +139,13 @@ def run_batching(
 
 
 def overload(
-    data_dir: Path, requests: list[bytes], seconds: float, warmup: float, output: Path, saturating: int = 64
+    data_dir: Path, requests: list[bytes], seconds: float, warmup: float, output: Path, saturating: int = 256
 ) -> dict[str, Any]:
     """Measure the saturated batched server (``saturating`` closed-loop clients), then offer twice its
     throughput open-loop against an admission queue sized to that load: admitted requests should keep
-    their latency, the excess should get 429 at once, and memory should stay flat."""
+    their latency, the excess should get 429 at once, and memory should stay flat.  256 clients, not
+    64: on 2 cores the server still gains throughput from 64 to 256 clients
+    (larger batches), so twice the 64-client rate was mostly served, not an overload."""
     env = {
         "ARRWDB_MAX_BATCH_SIZE": "256",
         "ARRWDB_MAX_QUEUE": str(saturating),

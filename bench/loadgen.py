@@ -169,17 +169,30 @@ async def open_loop(
 
     async def one(index: int) -> None:
         nonlocal opened
-        if idle:
-            reader, writer = idle.pop()
-        elif opened < max_connections:
-            opened += 1
-            reader, writer = await asyncio.open_connection(host, port)
-        else:
-            result.statuses[0] += 1  # the generator itself ran out of connections: counted, not sent
-            return
         sent = time.perf_counter()
-        writer.write(requests[index % len(requests)])
-        status, _ = await _read_response(reader)
+        for attempt in range(2):
+            reused = bool(idle)
+            if reused:
+                reader, writer = idle.pop()
+            elif opened < max_connections:
+                opened += 1
+                reader, writer = await asyncio.open_connection(host, port)
+            else:
+                result.statuses[0] += 1  # the generator itself ran out of connections: counted, not sent
+                return
+            try:
+                writer.write(requests[index % len(requests)])
+                status, _ = await _read_response(reader)
+                break
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                opened -= 1
+                # The server closes keep-alive connections idle past its timeout: that request never
+                # reached it, so it is sent again on a new connection (its latency keeps the first try).
+                if reused and attempt == 0:
+                    continue
+                result.statuses[0] += 1  # a connection error, counted as such
+                return
         done = time.perf_counter()
         idle.append((reader, writer))
         if measure_from <= sent <= stop_at:
