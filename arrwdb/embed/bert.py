@@ -36,9 +36,9 @@ class LeanBert:
 
     def __init__(self, model: torch.nn.Module) -> None:
         config = model.config
-        if getattr(config, "hidden_act", "gelu") != "gelu" or getattr(
-            config, "position_embedding_type", "absolute"
-        ) != ("absolute"):
+        activation = getattr(config, "hidden_act", "gelu")
+        positions = getattr(config, "position_embedding_type", "absolute")
+        if activation != "gelu" or positions != "absolute":
             raise ValueError("LeanBert supports erf-GELU BERT encoders with absolute positions only")
         self.heads = int(config.num_attention_heads)
         self.eps = float(config.layer_norm_eps)
