@@ -35,7 +35,7 @@ def run_search_batch(
     for position, item in enumerate(items):
         key = (item.query.filter_key, orjson.dumps(item.query.params, option=orjson.OPT_SORT_KEYS))
         groups.setdefault(key, []).append(position)
-    found: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(items)
+    found: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.float32), np.empty(0, np.int64))] * len(items)
     for positions in groups.values():
         first = items[positions[0]].query
         k = max(items[p].query.k for p in positions)
