@@ -5,6 +5,7 @@ device worker.  No web imports: the HTTP layer validates JSON and calls these co
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -283,11 +284,11 @@ class Engine:
         return await asyncio.to_thread(self.store.list_documents, record.id, limit, after, record.dimension)
 
     def _apply_writes(self, writes: list[AppliedWrite]) -> None:
-        """Runs on the device worker, in commit order."""
-        for write in writes:
-            state = self.libraries.get(write.library_id)
+        """Runs on the device worker, in commit order: each run of writes to one library at once."""
+        for library_id, run in itertools.groupby(writes, key=lambda write: write.library_id):
+            state = self.libraries.get(library_id)
             if state is not None:
-                state.apply(write)
+                state.apply(list(run))
 
     # -- embedding ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,14 +79,24 @@ class LibraryState:
     def load(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
         self.index.add(row_ids, vectors)
 
-    def apply(self, write: AppliedWrite) -> None:
-        if write.removed_rows:
-            self.index.remove(np.asarray(write.removed_rows, dtype=np.int64))
-        if write.metadata is not None and write.added_rows and write.added_vectors is not None:
-            self.index.add(np.asarray(write.added_rows, dtype=np.int64), write.added_vectors)
-        self._apply_document(write)
+    def apply(self, writes: Sequence[AppliedWrite]) -> None:
+        """Mirror committed writes of this library, in commit order, with one index add and one remove
+        for all of them (a group commit of single-document inserts used to pay the index's per-call
+        cost once per document).  Adding every new row first and then removing every replaced or
+        deleted one leaves what applying them one by one would: row ids only grow and are never
+        reused, so a row removed by a later write of the group is already there to be removed."""
+        added = [(w.added_rows, w.added_vectors) for w in writes if w.metadata is not None and w.added_rows]
+        vectors = [block for _, block in added if block is not None]
+        if vectors:
+            rows = np.fromiter((row for ids, block in added if block is not None for row in ids), dtype=np.int64)
+            self.index.add(rows, np.concatenate(vectors))
+        removed = [row for w in writes for row in w.removed_rows]
+        if removed:
+            self.index.remove(np.asarray(removed, dtype=np.int64))
+        for write in writes:
+            self._apply_document(write)
         if self._writes_while_loading is not None:
-            self._writes_while_loading.append(write)
+            self._writes_while_loading.extend(writes)
         self.version += 1
 
     def _apply_document(self, write: AppliedWrite) -> None:

@@ -36,9 +36,8 @@ def test_writes_applied_while_loading_are_replayed_over_what_the_read_found():
     assert not state.documents_loaded
     assert state.document_count == 3  # from the store until the state is installed
     # Applied while the read runs: a new document, a replaced one and a deleted one.
-    state.apply(upsert("d4", 4, group=1))
-    state.apply(upsert("d2", 5, group=1, removed=(2,)))
-    state.apply(AppliedWrite("lib", "d3", (3,), (), None, None, seq=6))
+    state.apply([upsert("d4", 4, group=1)])
+    state.apply([upsert("d2", 5, group=1, removed=(2,)), AppliedWrite("lib", "d3", (3,), (), None, None, seq=6)])
     # The read saw the store before all three writes, except the new document.
     read_meta = {"d1": {"g": 0}, "d2": {"g": 0}, "d3": {"g": 1}, "d4": {"g": 1}}
     read_rows = {"d1": (1,), "d2": (2,), "d3": (3,), "d4": (4,)}
@@ -57,7 +56,7 @@ def test_writes_applied_while_loading_are_replayed_over_what_the_read_found():
 def test_a_library_that_never_loaded_in_the_background_counts_its_own_documents():
     state = library()
     assert state.documents_loaded
-    state.apply(upsert("d9", 9, group=2))
+    state.apply([upsert("d9", 9, group=2)])
     assert state.document_count == 1
 
 
@@ -78,3 +77,24 @@ def test_a_filtered_search_waits_for_the_loader_within_its_deadline():
         await loader.wait("never-loading", time.monotonic() + 5)  # libraries created after start
 
     asyncio.run(scenario())
+
+
+def test_a_group_of_writes_leaves_what_applying_them_one_by_one_leaves():
+    group = [
+        upsert("d4", 4, group=1),
+        upsert("d4", 5, group=2, removed=(4,)),  # replaces a row the same group added
+        upsert("d1", 6, group=3, removed=(1,)),
+        AppliedWrite("lib", "d2", (2,), (), None, None, seq=7),
+        upsert("d7", 8, group=1),
+    ]
+    together, one_by_one = library(), library()
+    for state in (together, one_by_one):
+        state.doc_meta = {"d1": {"g": 0}, "d2": {"g": 0}, "d3": {"g": 0}}
+        state.doc_rows = {"d1": (1,), "d2": (2,), "d3": (3,)}
+    together.apply(group)
+    for write in group:
+        one_by_one.apply([write])
+    assert together.doc_meta == one_by_one.doc_meta and together.doc_rows == one_by_one.doc_rows
+    assert together.index.live_rows().tolist() == one_by_one.index.live_rows().tolist() == [3, 5, 6, 8]
+    queries = np.random.default_rng(0).standard_normal((5, DIM)).astype(np.float32)
+    assert np.array_equal(together.index.search(queries, 3)[1], one_by_one.index.search(queries, 3)[1])
