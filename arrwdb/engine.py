@@ -17,8 +17,9 @@ import torch
 
 from arrwdb.chunk_plan import checked_embedding, plan_chunks
 from arrwdb.config import Settings
-from arrwdb.device import model_dtype, resolve_device, worker_threads
+from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
+from arrwdb.embed.chunking import token_estimate
 from arrwdb.embed.protocol import Embedder
 from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
 from arrwdb.index.ann import AnnIndex
@@ -45,6 +46,7 @@ log = logging.getLogger("arrwdb.engine")
 
 EmbedderFactory = Callable[[torch.device], Embedder]
 _BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
+_LARGE_BATCH = 8  # queries or texts from which a CPU batch uses every core (device.WorkerThreads)
 
 
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
@@ -67,6 +69,7 @@ class Engine:
         self.load_error: BaseException | None = None
         precision = settings.embed_precision
         self._embedder_factory = embedder_factory or (lambda device: _default_embedder(device, precision))
+        self._threads = WorkerThreads(settings.torch_threads, self.device)
         self.worker = DeviceWorker(setup=self._setup_worker)
         self.telemetry.device_info.labels(str(self.device)).set(1)
         self.telemetry.result_cache_bytes.set_function(lambda: self.result_cache.nbytes)
@@ -144,7 +147,7 @@ class Engine:
         self.store.close()
 
     def _setup_worker(self) -> None:
-        torch.set_num_threads(worker_threads(self.settings.torch_threads, self.device))
+        self._threads.fit(0, large_from=1)  # small work until a batch says otherwise
 
     def _load_library(self, record: LibraryRecord) -> None:
         state = load_library(record, self.device, self.store, self.builder.vectors_path(record.id))
@@ -310,7 +313,7 @@ class Engine:
             return out, Timings()
         spec = self._embed_specs[priority]
         done = await asyncio.gather(
-            *(self.scheduler.submit(spec, texts[i], deadline=deadline, cost=_token_estimate(texts[i])) for i in missing)
+            *(self.scheduler.submit(spec, texts[i], deadline=deadline, cost=token_estimate(texts[i])) for i in missing)
         )
         for i, completed in zip(missing, done, strict=True):
             out[i] = completed.value
@@ -324,6 +327,7 @@ class Engine:
         return self.model.prepare(texts)
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
+        self._threads.fit(len(prepared), _LARGE_BATCH)
         return list(self.model.embed_prepared(prepared))
 
     # -- search ------------------------------------------------------------------------------
@@ -381,6 +385,7 @@ class Engine:
         return [hits or [] for hits in results], timings + Timings.of(list(done))
 
     def _run_search(self, items: list[SearchItem]) -> list[list[Hit] | Exception]:
+        self._threads.fit(len(items), _LARGE_BATCH)
         return run_search_batch(self.libraries, self.store, items)
 
     # -- figures -----------------------------------------------------------------------------
@@ -392,8 +397,3 @@ class Engine:
         stats["device"] = stats["index"].get("device", str(self.device))
         stats["gpu_memory_bytes"] = int(stats["index"].get("gpu_memory_bytes", 0))
         return stats
-
-
-def _token_estimate(text: str) -> int:
-    # Word pieces run about 4 characters; the model reads at most 256 tokens.
-    return min(256, 2 + len(text) // 4)

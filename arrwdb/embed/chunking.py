@@ -84,3 +84,9 @@ def spans_from_offsets(
 def chunk_texts(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
     """The chunk strings of ``spans``: slices of the original text."""
     return [text[s:e] for s, e in spans]
+
+
+def token_estimate(text: str) -> int:
+    """Roughly how many tokens the model reads for ``text``, to budget a batch before tokenising:
+    word pieces run about 4 characters, plus [CLS] and [SEP]; the model reads at most 256."""
+    return min(256, 2 + len(text) // 4)
