@@ -65,8 +65,9 @@ class Settings(BaseSettings):
         description="The model's dtype. auto: float16 on CUDA, bfloat16 on CPUs with AMX, float32 elsewhere.",
     )
 
-    # Threads.  None = all cores but one on the CPU (the event loop keeps a core), all on CUDA.
-    torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker.")
+    # Threads.  None = on a CPU, all cores but one for small work (the event loop keeps a core) and all
+    # cores for batches of 8 or more (device.WorkerThreads); all cores on CUDA.
+    torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker (fixed).")
 
     build_threads: int = Field(
         1, ge=1, description="FAISS threads of the background index builder (the rest serve queries)."

@@ -228,9 +228,9 @@ class WorkerThreads:
 
 
 def worker_threads(configured: int | None, device: torch.device) -> int:
-    """Intra-op threads of the device worker.  On the CPU the default leaves one core to the event
-    loop: OpenMP threads that share every core with the HTTP path spin against it, and measured here a
-    busy 2-core server embedded 2.6x faster with 1 thread than with 2."""
+    """Intra-op threads of the device worker for small work (``WorkerThreads``).  On the CPU the default
+    leaves one core to the event loop: OpenMP threads that share every core with the HTTP path spin
+    against it (a busy, shared 2-core server once embedded single texts 2.6x faster with 1 than 2)."""
     if configured:
         return configured
     cores = os.cpu_count() or 1
