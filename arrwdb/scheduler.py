@@ -2,10 +2,11 @@
 
 Policy (DESIGN.md):
 - a lone request never waits: when the worker is idle, whatever is queued is dispatched at once;
-- while the worker is busy, the next batch fills up to ``max_batch_size`` (or its cost budget) and
-  is closed at the latest ``max_batch_wait_ms`` after its oldest request; it is then staged on the
-  worker (prepared on a helper thread where the queue has a ``prepare`` step) so it starts the moment
-  the running batch ends.  At most one batch runs and one is staged;
+- while the worker is busy, the next batch fills up to ``max_batch_size`` (or its cost budget).  Where
+  the queue has a ``prepare`` step (tokenising), the batch closes at the latest ``max_batch_wait_ms``
+  after its oldest request and is prepared on a helper thread and staged, so it starts the moment the
+  running batch ends; without one it keeps filling until the worker frees, since staging it earlier
+  would not start it sooner.  At most one batch runs and one is staged;
 - admission is bounded: beyond ``max_queue`` waiting requests, ``Overloaded`` (429) at once;
 - requests whose deadline passed, or whose caller went away (future cancelled), are dropped before
   compute and counted;
@@ -246,7 +247,14 @@ class Scheduler:
                 return
             now = time.monotonic()
             if self._in_flight == 1 and not self._full(queue):
-                # The worker is busy: let this batch fill until the oldest request has waited enough.
+                if queue.spec.prepare is None:
+                    # Nothing to prepare ahead: a batch staged now would start no sooner than one taken
+                    # when the worker frees (_complete dispatches again), and would hold fewer requests.
+                    # Staging early let a closed loop of clients split into two half-size batches that
+                    # leapfrog, each one's HTTP work overlapping the other's matmul.
+                    return
+                # The worker is busy: let this batch fill (and be prepared) until the oldest request
+                # has waited enough.
                 close_at = queue.items[0].enqueued + self.max_batch_wait
                 if now < close_at:
                     self._timer = self.loop.call_at(self._loop_time(close_at, now), self._dispatch)

@@ -118,7 +118,8 @@ def test_busy_worker_fills_the_next_batch():
 def test_partial_batch_closes_after_max_wait_from_the_oldest():
     async def body() -> None:
         scheduler, worker = make(max_batch_size=64, max_batch_wait_ms=20)
-        spec = recording_spec([])
+        # A queue with a prepare step (as embedding has): its next batch is staged, prepared ahead.
+        spec = QueueSpec(key="p", kind="test", priority=PRIORITY_INTERACTIVE, run=list, prepare=list)
         asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
         await settle()
         assert len(worker.jobs) == 1  # running
@@ -350,5 +351,27 @@ def test_room_in_an_urgent_batch_is_topped_up_from_queues_that_share_its_functio
         # no bulk item: bulk work never lengthens an interactive batch.
         assert batches[1] == [1, 10, 11]
         assert batches[2:] == [[12], [100, 101]]
+
+    run(body)
+
+
+def test_without_a_prepare_step_the_next_batch_fills_until_the_worker_frees():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=64, max_batch_wait_ms=1)
+        batches: list[list[Any]] = []
+        spec = recording_spec(batches)
+        first = asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()
+        early = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(1, 4)]
+        await asyncio.sleep(0.02)  # far past the batch wait
+        late = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(4, 7)]
+        await settle()
+        assert len(worker.jobs) == 1  # nothing staged: it would start no sooner, with fewer requests
+        await worker.run_next()
+        await settle()
+        assert [len(job.items) for job in worker.jobs] == [6]  # everything that came meanwhile
+        await worker.run_next()
+        await asyncio.gather(first, *early, *late)
+        assert batches == [[0], [1, 2, 3, 4, 5, 6]]
 
     run(body)
