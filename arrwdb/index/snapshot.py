@@ -71,17 +71,6 @@ def verify(base: Path, expected: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def read(base: Path, expected: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The meta and every part as bytes, verified (for small snapshots; large parts use read_into)."""
-    meta = read_meta(base, expected)
-    parts = {}
-    for suffix, check in meta["parts"].items():
-        data = bytearray(check["bytes"])
-        read_into(base, suffix, check, memoryview(data))
-        parts[suffix] = bytes(data)
-    return meta, parts
-
-
 def read_into(base: Path, suffix: str, check: Mapping[str, int], out: memoryview) -> None:
     """Read one part into ``out`` (exactly its recorded size), checking its CRC as it arrives, chunk by
     chunk: no Python bytes object and no second read of the file."""

@@ -59,10 +59,9 @@ def test_a_snapshot_made_for_other_settings_is_refused(tmp_path):
     with pytest.raises(snapshot.SnapshotError, match="dimension"):
         snapshot.load_vectors(base, {**META, "dimension": DIM + 1}, DIM + 1)
     with pytest.raises(snapshot.SnapshotError):
-        snapshot.read(base, {"index_type": "ivf"})
-    meta, parts = snapshot.read(base, META)
-    assert meta["count"] == 3
-    assert np.frombuffer(parts[".ids"], dtype=np.int64).tolist() == [1, 2, 3]
+        snapshot.verify(base, {"index_type": "ivf"})
+    rows, _ = snapshot.load_vectors(base, META, DIM)
+    assert rows.tolist() == [1, 2, 3]
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
