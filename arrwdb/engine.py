@@ -371,12 +371,8 @@ class Engine:
             for row, position in enumerate(text_positions):
                 vectors[position] = embedded[row]
         spec = QueueSpec(key=("search", record.id), kind="search", priority=PRIORITY_INTERACTIVE, run=self._run_search)
-        done = await asyncio.gather(
-            *(
-                self.scheduler.submit(spec, SearchItem(record.id, vectors[i], queries[i]), deadline=deadline)
-                for i in pending
-            )
-        )
+        items = [SearchItem(record.id, vectors[i], queries[i]) for i in pending]
+        done = await self.scheduler.submit_many(spec, items, deadline=deadline) if items else []
         for position, completed in zip(pending, done, strict=True):
             results[position] = completed.value
             cache_key = keys[position]

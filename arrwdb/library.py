@@ -1,4 +1,6 @@
-"""The in-memory side of one library: its index and what filters need (metadata, rows per document).
+"""The in-memory side of one library: its index, what filters need (metadata, rows per document) and
+what hits are made of (each row's document, the documents' titles), so that a search that returns no
+text reads nothing from SQLite.
 
 Mutated only on the device worker, so searches and index updates never overlap.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -17,9 +19,20 @@ from arrwdb.filters import Filter
 from arrwdb.index.ann import AnnIndex
 from arrwdb.index.base import Index
 from arrwdb.index.flat import FlatIndex
+from arrwdb.inputs import Hit
 from arrwdb.records import AppliedWrite, LibraryRecord, Metadata
 
 _FILTER_CACHE_ENTRIES = 64
+# Estimated resident bytes per entry of the row -> document map (dict slot, hash, int key), for statistics.
+_ROW_ENTRY_BYTES = 100
+
+
+class DocumentTables(NamedTuple):
+    """A library's documents as read from the store after a restart."""
+
+    doc_meta: dict[str, Metadata]
+    doc_rows: dict[str, tuple[int, ...]]  # row ids in chunk order
+    doc_titles: dict[str, str]  # documents without a title are absent
 
 
 def faiss_available() -> bool:
@@ -38,8 +51,10 @@ class LibraryState:
     def __init__(self, record: LibraryRecord, device: torch.device) -> None:
         self.record = record
         self.index = build_index(record, device)
-        self.doc_rows: dict[str, tuple[int, ...]] = {}
+        self.doc_rows: dict[str, tuple[int, ...]] = {}  # row ids in chunk order (rows are numbered in it)
         self.doc_meta: dict[str, Metadata] = {}
+        self.doc_titles: dict[str, str] = {}
+        self.row_doc: dict[int, str] = {}
         self.version = 0  # bumped by every applied write: keys the filter cache
         self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
         # While the documents' metadata loads in the background after a restart: the writes applied
@@ -64,12 +79,13 @@ class LibraryState:
         self._writes_while_loading = []
         self._count_documents = count_documents
 
-    def finish_document_load(self, doc_meta: dict[str, Metadata], doc_rows: dict[str, tuple[int, ...]]) -> None:
+    def finish_document_load(self, tables: DocumentTables) -> None:
         """On the worker: install what the background read found, then replay the writes applied since
         it began.  Each write sets or removes a whole document, so replaying one the read already saw
         changes nothing, and replaying them in commit order leaves the state the store holds."""
         pending = self._writes_while_loading or []
-        self.doc_meta, self.doc_rows = doc_meta, doc_rows
+        self.doc_meta, self.doc_rows, self.doc_titles = tables
+        self.row_doc = {row: doc_id for doc_id, rows in tables.doc_rows.items() for row in rows}
         for write in pending:
             self._apply_document(write)
         self._writes_while_loading = None
@@ -100,12 +116,37 @@ class LibraryState:
         self.version += 1
 
     def _apply_document(self, write: AppliedWrite) -> None:
+        doc_id = write.doc_id
+        for row in write.removed_rows:
+            self.row_doc.pop(row, None)
         if write.metadata is None:
-            self.doc_meta.pop(write.doc_id, None)
-            self.doc_rows.pop(write.doc_id, None)
+            self.doc_meta.pop(doc_id, None)
+            self.doc_rows.pop(doc_id, None)
+            self.doc_titles.pop(doc_id, None)
+            return
+        self.doc_meta[doc_id] = write.metadata
+        self.doc_rows[doc_id] = write.added_rows
+        for row in write.added_rows:
+            self.row_doc[row] = doc_id
+        if write.title is None:
+            self.doc_titles.pop(doc_id, None)
         else:
-            self.doc_meta[write.doc_id] = write.metadata
-            self.doc_rows[write.doc_id] = write.added_rows
+            self.doc_titles[doc_id] = write.title
+
+    def hits_without_text(self, scores: list[float], row_ids: list[int]) -> list[Hit]:
+        """One query's hits, their document fields from memory (rows no longer live, and empty slots,
+        are left out).  Only once ``documents_loaded``: until then the store must answer.  A chunk's
+        index is its row's place among its document's rows, which are numbered in chunk order."""
+        row_doc, doc_rows, titles, metadata = self.row_doc, self.doc_rows, self.doc_titles, self.doc_meta
+        hits = []
+        for score, row_id in zip(scores, row_ids, strict=True):
+            doc_id = row_doc.get(row_id)
+            if doc_id is None:
+                continue
+            rows = doc_rows[doc_id]
+            chunk_index = 0 if len(rows) == 1 else rows.index(row_id)
+            hits.append(Hit(doc_id, chunk_index, score, titles.get(doc_id), None, metadata[doc_id]))
+        return hits
 
     def allowed_rows(self, filter_: Filter, filter_key: str) -> np.ndarray:
         """Row ids of the documents that match ``filter_``, sorted (cached per library version)."""
@@ -139,6 +180,7 @@ class LibraryState:
     def statistics(self) -> dict[str, Any]:
         index_stats = self.index.statistics()
         metadata_bytes = sum(len(doc_id) + 64 * (len(meta) + 1) for doc_id, meta in self.doc_meta.items())
+        metadata_bytes += len(self.row_doc) * _ROW_ENTRY_BYTES + sum(64 + len(t) for t in self.doc_titles.values())
         return {
             "document_count": self.document_count,
             "chunk_count": len(self.index),

@@ -69,6 +69,7 @@ class AppliedWrite:
     added_vectors: np.ndarray | None  # float32 [len(added_rows), dimension]
     metadata: Metadata | None  # None for a delete
     seq: int
+    title: str | None = None
 
 
 class HitRow(NamedTuple):

@@ -198,6 +198,14 @@ class Scheduler:
 
     async def submit(self, spec: QueueSpec, payload: Any, *, deadline: float, cost: int = 1) -> Completed:
         """Queue one request and wait for its result (or its deadline)."""
+        return (await self.submit_many(spec, [payload], deadline=deadline, costs=[cost]))[0]
+
+    async def submit_many(
+        self, spec: QueueSpec, payloads: Sequence[Any], *, deadline: float, costs: Sequence[int] | None = None
+    ) -> list[Completed]:
+        """Queue the items of one request (the queries of a batch search) together and wait for all of
+        their results: one admission check, one deadline timer and one wait for the lot, not a task per
+        item.  Items may still land in different batches; the first failure fails the request."""
         if self._dead is not None:
             raise NotReady("the device worker is not running")
         self.admit()
@@ -208,20 +216,37 @@ class Scheduler:
         queue = self._queues.get(spec.key)
         if queue is None:
             queue = self._queues[spec.key] = _Queue(spec)
-        future: asyncio.Future[Completed] = self.loop.create_future()
-        queue.items.append(_Pending(payload, future, now, deadline, cost))
-        queue.cost += cost
-        self._waiting += 1
-        self.telemetry.queue(spec.kind).depth.inc()
+        futures: list[asyncio.Future[Completed]] = []
+        for position, payload in enumerate(payloads):
+            cost = 1 if costs is None else costs[position]
+            future: asyncio.Future[Completed] = self.loop.create_future()
+            queue.items.append(_Pending(payload, future, now, deadline, cost))
+            queue.cost += cost
+            futures.append(future)
+        self._waiting += len(futures)
+        self.telemetry.queue(spec.kind).depth.inc(len(futures))
         self._schedule_dispatch()
-        # A timer, not wait_for: no extra task per request.  Cancelling the caller cancels the future,
+        # A timer, not wait_for: no extra task per request.  Cancelling the caller cancels the futures,
         # which the batch former then skips.
-        timer = self.loop.call_at(self.loop.time() + (deadline - now), self._expire, future)
+        timer = self.loop.call_at(self.loop.time() + (deadline - now), self._expire_all, futures)
         try:
-            return await future
+            if len(futures) == 1:
+                return [await futures[0]]
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            for future in futures:  # a failed item fails the request: the rest need no compute
+                future.cancel()
+            raise
         finally:
             timer.cancel()
-            self.telemetry.queue(spec.kind).end_to_end.observe(time.monotonic() - now)
+            elapsed = time.monotonic() - now
+            end_to_end = self.telemetry.queue(spec.kind).end_to_end
+            for _ in futures:
+                end_to_end.observe(elapsed)
+
+    def _expire_all(self, futures: list[asyncio.Future[Completed]]) -> None:
+        for future in futures:
+            self._expire(future)
 
     def _expire(self, future: asyncio.Future[Completed]) -> None:
         if not future.done():

@@ -1,5 +1,6 @@
 """One search batch on the device worker: group queries that share a filter, search each group with
-one index call, then fetch the hits' document fields with one store query for the whole batch.
+one index call, then fill in the hits' document fields: from the library's memory when no query wants
+text, else with one store query for the whole batch.
 A group that runs out of GPU memory is searched in halves instead (arrwdb.device.split_on_oom).
 """
 
@@ -51,6 +52,24 @@ def run_search_batch(
         for row, position in enumerate(positions):
             wanted = items[position].query.k
             found[position] = (scores[row, :wanted], ids[row, :wanted])
+    if state.documents_loaded and not any(item.query.include_text for item in items):
+        return _hits_from_memory(state, items, found)
+    return _hits_from_store(store, items, found)
+
+
+def _hits_from_memory(
+    state: LibraryState, items: list[SearchItem], found: list[tuple[np.ndarray, np.ndarray]]
+) -> list[list[Hit] | Exception]:
+    """Hits without text: every field is in the library's memory (a third of a search batch's time
+    went into the SQLite fetch below)."""
+    return [state.hits_without_text(scores.tolist(), ids.tolist()) for scores, ids in found]
+
+
+def _hits_from_store(
+    store: Store, items: list[SearchItem], found: list[tuple[np.ndarray, np.ndarray]]
+) -> list[list[Hit] | Exception]:
+    """Hits with their chunk's text, or before the library's documents are in memory: one store query
+    for the whole batch."""
     every_id = np.concatenate([ids for _, ids in found])
     all_ids = np.unique(every_id[every_id >= 0]).tolist()  # sorted, distinct, Python ints
     include_text = any(item.query.include_text for item in items)

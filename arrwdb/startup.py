@@ -1,6 +1,6 @@
 """Loading the libraries at start: their vectors (from the snapshot saved with the last index build,
-then the newer rows from SQLite) on the device worker before /ready, and what filters need (metadata
-and rows per document) in the background after it."""
+then the newer rows from SQLite) on the device worker before /ready, and what filters and hits need
+(metadata, titles and rows per document) in the background after it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from arrwdb.errors import DeadlineExceeded, NotReady
 from arrwdb.index import snapshot
 from arrwdb.index.ann import AnnIndex
-from arrwdb.library import LibraryState
+from arrwdb.library import DocumentTables, LibraryState
 from arrwdb.records import LibraryRecord, Metadata
 from arrwdb.store import Store
 from arrwdb.worker import DeviceWorker, call_on_worker
@@ -73,9 +73,9 @@ class DocumentLoader:
         for state in states:
             outcome: BaseException | None = None
             try:
-                doc_meta, doc_rows = _read_documents(self._store, state.record.id)
-                call_on_worker(self._worker, lambda s=state, m=doc_meta, r=doc_rows: s.finish_document_load(m, r))
-                log.info("library %s: filter state of %d documents loaded", state.record.id, len(doc_meta))
+                tables = _read_documents(self._store, state.record.id)
+                call_on_worker(self._worker, lambda s=state, t=tables: s.finish_document_load(t))
+                log.info("library %s: filter state of %d documents loaded", state.record.id, len(tables.doc_meta))
             except BaseException as exc:  # reported to every filtered search of the library
                 log.exception("library %s: loading its documents failed", state.record.id)
                 outcome = exc
@@ -93,13 +93,16 @@ class DocumentLoader:
         done.exception()  # marked as seen: a library never searched with a filter must not log it again
 
 
-def _read_documents(store: Store, library_id: str) -> tuple[dict[str, Metadata], dict[str, tuple[int, ...]]]:
+def _read_documents(store: Store, library_id: str) -> DocumentTables:
     doc_meta: dict[str, Metadata] = {}
     doc_rows: dict[str, tuple[int, ...]] = {}
-    for doc_id, metadata, rows in store.iter_document_rows(library_id):
+    doc_titles: dict[str, str] = {}
+    for doc_id, title, metadata, rows in store.iter_document_rows(library_id):
         doc_meta[doc_id] = metadata
         doc_rows[doc_id] = tuple(rows)
-    return doc_meta, doc_rows
+        if title is not None:
+            doc_titles[doc_id] = title
+    return DocumentTables(doc_meta, doc_rows, doc_titles)
 
 
 def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:

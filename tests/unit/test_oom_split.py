@@ -50,6 +50,8 @@ def test_split_on_oom_passes_other_errors_through() -> None:
 class _FussyLibrary:
     """A library whose searches fail with an out-of-memory error above ``limit`` queries."""
 
+    documents_loaded = False  # its hits come from the fake store below
+
     def __init__(self, index: FlatIndex, limit: int) -> None:
         self.index = index
         self.limit = limit

@@ -375,3 +375,56 @@ def test_without_a_prepare_step_the_next_batch_fills_until_the_worker_frees():
         assert batches == [[0], [1, 2, 3, 4, 5, 6]]
 
     run(body)
+
+
+def test_submit_many_spans_batches_and_returns_results_in_order():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=4)
+        batches: list[list[Any]] = []
+        task = asyncio.create_task(scheduler.submit_many(recording_spec(batches), list(range(10)), deadline=far()))
+        await settle()
+        while worker.jobs:
+            await worker.run_next()
+        done = await task
+        assert [c.value for c in done] == [i * 10 for i in range(10)]
+        assert [len(b) for b in batches] == [4, 4, 2]
+        assert scheduler.waiting == 0
+
+    run(body)
+
+
+def test_submit_many_fails_the_request_and_drops_its_other_items_on_one_failure():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=2)
+        batches: list[list[Any]] = []
+
+        def run_batch(payloads: list[Any]) -> list[Any]:
+            batches.append(list(payloads))
+            return [ValueError("bad item") if p == 1 else p for p in payloads]
+
+        spec = QueueSpec(key="q", kind="test", priority=PRIORITY_INTERACTIVE, run=run_batch)
+        task = asyncio.create_task(scheduler.submit_many(spec, [0, 1, 2, 3, 4, 5], deadline=far()))
+        await settle()
+        await worker.run_next()  # [0, 1]: item 1 fails, and with it the request
+        with pytest.raises(ValueError, match="bad item"):
+            await task
+        while worker.jobs:
+            await worker.run_next()
+        # The request's items still queued were cancelled with it: no compute for them.
+        assert batches == [[0, 1]]
+        assert scheduler.waiting == 0
+
+    run(body)
+
+
+def test_submit_many_expires_every_item_at_the_deadline():
+    async def body() -> None:
+        scheduler, _worker = make()  # its job never runs: only the deadline ends the wait
+        task = asyncio.create_task(
+            scheduler.submit_many(recording_spec([]), [1, 2, 3], deadline=time.monotonic() + 0.02)
+        )
+        await settle()
+        with pytest.raises(DeadlineExceeded):
+            await asyncio.wait_for(task, timeout=5)
+
+    run(body)
