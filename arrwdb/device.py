@@ -209,8 +209,13 @@ class WorkerThreads:
     memory-bound and a small forward pass is per-op overhead, so a second thread gains nothing, while
     its OpenMP spinning takes the core the event loop needs.  Large batches are compute-bound matmuls
     and use every core: measured on 2 cores, 64 exact queries over 100k x 384 ran at 439 q/s through
-    the server on one thread and 602 on two.  ``ARRWDB_TORCH_THREADS`` fixes the count instead.
-    Called on the worker thread only (OpenMP thread counts are per calling thread).
+    the server on one thread and 602 on two.  Except a large forward pass while many requests are in
+    flight: its ~80 ops each end in an OpenMP barrier, and with the event loop busy on one of the cores
+    every barrier waits for the preempted thread (64 clients inserting one text each: 16-text batches
+    embedded in 18 ms on one thread, 24 ms on two; 822 against 675 inserts/s).  A few requests carrying
+    many texts leave the loop idle, and there two threads are 1.7x faster.  ``ARRWDB_TORCH_THREADS``
+    fixes the count instead.  Called on the worker thread only (OpenMP thread counts are per calling
+    thread).
     """
 
     def __init__(self, configured: int | None, device: torch.device) -> None:
@@ -219,9 +224,10 @@ class WorkerThreads:
         self.large = (os.cpu_count() or 1) if adaptive else self.small
         self._current = 0
 
-    def fit(self, work: int, large_from: int) -> None:
-        """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on."""
-        wanted = self.large if work >= large_from else self.small
+    def fit(self, work: int, large_from: int, loop_busy: bool = False) -> None:
+        """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on,
+        unless ``loop_busy`` (the event loop needs its core)."""
+        wanted = self.large if work >= large_from and not loop_busy else self.small
         if wanted != self._current:
             torch.set_num_threads(wanted)
             self._current = wanted

@@ -47,6 +47,8 @@ log = logging.getLogger("arrwdb.engine")
 EmbedderFactory = Callable[[torch.device], Embedder]
 _BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
 _LARGE_BATCH = 8  # queries or texts from which a CPU batch uses every core (device.WorkerThreads)
+# HTTP requests in flight from which the event loop is busy enough to keep a core (device.WorkerThreads).
+_BUSY_LOOP_REQUESTS = 8
 
 
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
@@ -312,9 +314,8 @@ class Engine:
         if not missing:
             return out, Timings()
         spec = self._embed_specs[priority]
-        done = await asyncio.gather(
-            *(self.scheduler.submit(spec, texts[i], deadline=deadline, cost=token_estimate(texts[i])) for i in missing)
-        )
+        costs = [token_estimate(texts[i]) for i in missing]
+        done = await self.scheduler.submit_many(spec, [texts[i] for i in missing], deadline=deadline, costs=costs)
         for i, completed in zip(missing, done, strict=True):
             out[i] = completed.value
         self.cache.put_many([texts[i] for i in missing], [out[i] for i in missing])
@@ -327,7 +328,8 @@ class Engine:
         return self.model.prepare(texts)
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
-        self._threads.fit(len(prepared), _LARGE_BATCH)
+        loop_busy = self.telemetry.requests_in_flight >= _BUSY_LOOP_REQUESTS
+        self._threads.fit(len(prepared), _LARGE_BATCH, loop_busy)
         return list(self.model.embed_prepared(prepared))
 
     # -- search ------------------------------------------------------------------------------

@@ -63,6 +63,11 @@ class Telemetry:
             "arrwdb_requests_dropped", "Requests refused or dropped, by reason", ["reason"], registry=r
         )
         self.device_busy = Gauge("arrwdb_device_busy_fraction", "Share of time the device worker computed", registry=r)
+        # HTTP requests being served, read by the device worker to leave the event loop a core when busy.
+        # A plain int: only the event loop writes it.
+        self.requests_in_flight = 0
+        in_flight = Gauge("arrwdb_http_requests_in_flight", "HTTP requests being served", registry=r)
+        in_flight.set_function(lambda: self.requests_in_flight)
         self.commit_size = Histogram(
             "arrwdb_group_commit_requests",
             "Write requests per SQLite transaction",
@@ -90,6 +95,12 @@ class Telemetry:
                 self.end_to_end.labels(kind),
             )
         return metrics
+
+    def request_started(self) -> None:
+        self.requests_in_flight += 1
+
+    def request_ended(self) -> None:
+        self.requests_in_flight -= 1
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, str(status))

@@ -2,13 +2,16 @@
 
 Embedder forward passes, index searches and index updates all run here, one job at a time, in the
 order they were submitted (FAISS GPU indexes and torch modules are not safe to share across threads,
-and batching is our only source of device concurrency).  A job fails its own callers when it raises;
+and batching is our only source of device concurrency) — except that urgent jobs (a commit's index
+update, a millisecond or less, that its writers wait on) go ahead of the batches already queued, among
+themselves still in order.  A job fails its own callers when it raises;
 if the thread itself dies, every queued job is failed and ``alive`` turns False so /ready says 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -21,6 +24,7 @@ from arrwdb.errors import NotReady
 log = logging.getLogger("arrwdb.worker")
 
 T = TypeVar("T")
+_URGENT, _NORMAL = 0, 1
 
 
 class Job(Protocol):
@@ -34,7 +38,9 @@ class Job(Protocol):
 class DeviceWorker:
     def __init__(self, setup: Callable[[], None] | None = None, name: str = "arrwdb-device") -> None:
         self._setup = setup
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        # (urgency, arrival, job): urgent jobs first, each lane first in first out.  None stops the thread.
+        self._jobs: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._death_callbacks: list[Callable[[BaseException], None]] = []
         self._lock = threading.Lock()
@@ -53,16 +59,16 @@ class DeviceWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():
-            self._jobs.put(None)
+            self._jobs.put((_NORMAL, next(self._arrivals), None))
             self._thread.join(timeout)
         self.alive = False
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job, *, urgent: bool = False) -> None:
         with self._lock:
             if not self.alive:
                 job.fail(NotReady("the device worker is not running"))
                 return
-            self._jobs.put(job)
+            self._jobs.put((_URGENT if urgent else _NORMAL, next(self._arrivals), job))
 
     def busy_fraction(self) -> float:
         elapsed = time.monotonic() - self.started_at
@@ -73,7 +79,7 @@ class DeviceWorker:
             if self._setup is not None:
                 self._setup()
             while True:
-                job = self._jobs.get()
+                _, _, job = self._jobs.get()
                 if job is None:
                     return
                 started = time.perf_counter()
@@ -95,7 +101,7 @@ class DeviceWorker:
         failure = NotReady(f"the device worker died: {exc!r}")
         while True:
             try:
-                job = self._jobs.get_nowait()
+                _, _, job = self._jobs.get_nowait()
             except queue.Empty:
                 break
             if job is not None:

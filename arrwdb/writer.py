@@ -3,7 +3,7 @@
 A request waits in the commit queue while the previous transaction fsyncs; the next transaction takes
 every request that arrived meanwhile, so N concurrent writers share one fsync.  After the commit the
 changes are applied to the in-memory indexes on the device worker (in commit order, through the
-worker's FIFO queue) and only then is each writer acknowledged: a search that starts after the
+worker's urgent lane, ahead of queued batches) and only then is each writer acknowledged: a search that starts after the
 acknowledgement sees the write.
 """
 
@@ -129,4 +129,5 @@ class GroupCommitter:
             log.exception("group commit failed")
             results = [StorageFailure(f"the write failed: {exc!r}")] * len(batch)
         self.telemetry.commit_size.observe(len(batch))
-        self.worker.submit(_ApplyJob(self.loop, self.apply, batch, results))
+        # Urgent: its writers wait on it, and it takes far less than an embedding batch queued before it.
+        self.worker.submit(_ApplyJob(self.loop, self.apply, batch, results), urgent=True)

@@ -77,9 +77,11 @@ class HttpMetrics:
                 status = message["status"]
             await send(message)
 
+        self.telemetry.request_started()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            self.telemetry.request_ended()
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")

@@ -4,9 +4,10 @@ transformers' BertModel spends most of a small batch in Python: decorators, outp
 builders and a module call per operation (measured under the Locust mix: the matmuls were 38% of the
 worker's time, the rest its overhead).  This is the same arithmetic (embeddings + LayerNorm, then per
 layer: one fused QKV projection, scaled-dot-product attention, output projection + residual +
-LayerNorm, erf-GELU feed-forward + residual + LayerNorm) as a plain function over the same tensors,
-so its vectors match BertModel's to float rounding (tests/integration/test_minilm.py compares them).
-Inference only: no dropout, absolute positions, token type 0.
+LayerNorm, erf-GELU feed-forward + residual + LayerNorm) as one TorchScript function over the same
+tensors (``bert_graph.encode``: why TorchScript is said there), so its vectors match BertModel's to
+float rounding (tests/integration/test_minilm.py compares them).  Inference only: no dropout,
+absolute positions, token type 0.
 
 On a CPU in bfloat16 the four projections of each layer run as oneDNN linear primitives over weights
 packed once at load (the up projection with its GELU fused in): 15-30% faster forwards than F.linear,
@@ -15,10 +16,9 @@ whose bf16 path re-lays the weight out on every call (bench/results: `arrwdb ben
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
+
+from arrwdb.embed.bert_graph import scripted_encode
 
 
 def onednn_packing_available(weight: torch.Tensor) -> bool:
@@ -36,31 +36,9 @@ def onednn_packing_available(weight: torch.Tensor) -> bool:
     )
 
 
-class _Projection:
-    """``x @ weight.T + bias``, optionally followed by erf-GELU."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, packed: bool) -> None:
-        self.weight = weight
-        self.bias = bias
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, None) if packed else None
-
-    def __call__(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
-        if self.packed is not None:
-            if gelu:
-                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "none")
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-        out = F.linear(x, self.weight, self.bias)
-        return F.gelu(out) if gelu else out
-
-
-@dataclass(frozen=True)
-class _Layer:
-    qkv: _Projection  # [3 * hidden, hidden]: query, key and value projections fused
-    out: _Projection
-    attn_norm: tuple[torch.Tensor, torch.Tensor]
-    up: _Projection
-    down: _Projection
-    ffn_norm: tuple[torch.Tensor, torch.Tensor]
+def pack_weight(weight: torch.Tensor, packed: bool) -> torch.Tensor:
+    """The weight in oneDNN's blocked layout (done once, not per call) when ``packed``, else as it is."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, None) if packed else weight
 
 
 class LeanBert:
@@ -75,47 +53,40 @@ class LeanBert:
         self.heads = int(config.num_attention_heads)
         self.eps = float(config.layer_norm_eps)
         emb = model.embeddings
-        self.word = emb.word_embeddings.weight
-        self.position = emb.position_embeddings.weight
-        self.token_type0 = emb.token_type_embeddings.weight[0]
-        self.embed_norm = (emb.LayerNorm.weight, emb.LayerNorm.bias)
-        self.packed = onednn_packing_available(self.word)
-        self.layers = [self._layer(layer, self.packed) for layer in model.encoder.layer]
+        self.packed = onednn_packing_available(emb.word_embeddings.weight)
+        with torch.no_grad():
+            self.embeddings = [
+                emb.word_embeddings.weight,
+                emb.position_embeddings.weight,
+                emb.token_type_embeddings.weight[0],
+                emb.LayerNorm.weight,
+                emb.LayerNorm.bias,
+            ]
+            self.layers = [self._layer(layer, self.packed) for layer in model.encoder.layer]
 
     @staticmethod
-    def _layer(layer: torch.nn.Module, packed: bool) -> _Layer:
+    def _layer(layer: torch.nn.Module, packed: bool) -> list[torch.Tensor]:
+        """One layer's tensors in ``bert_graph.LAYER_TENSORS`` order."""
         attn = layer.attention
         q, k, v = attn.self.query, attn.self.key, attn.self.value
-        with torch.no_grad():
-            qkv_weight = torch.cat((q.weight, k.weight, v.weight)).contiguous()
-            qkv_bias = torch.cat((q.bias, k.bias, v.bias)).contiguous()
-        with torch.no_grad():
-            return _Layer(
-                qkv=_Projection(qkv_weight, qkv_bias, packed),
-                out=_Projection(attn.output.dense.weight, attn.output.dense.bias, packed),
-                attn_norm=(attn.output.LayerNorm.weight, attn.output.LayerNorm.bias),
-                up=_Projection(layer.intermediate.dense.weight, layer.intermediate.dense.bias, packed),
-                down=_Projection(layer.output.dense.weight, layer.output.dense.bias, packed),
-                ffn_norm=(layer.output.LayerNorm.weight, layer.output.LayerNorm.bias),
-            )
+        qkv_weight = torch.cat((q.weight, k.weight, v.weight)).contiguous()  # one fused projection
+        qkv_bias = torch.cat((q.bias, k.bias, v.bias)).contiguous()
+        return [
+            pack_weight(qkv_weight, packed),
+            qkv_bias,
+            pack_weight(attn.output.dense.weight, packed),
+            attn.output.dense.bias,
+            attn.output.LayerNorm.weight,
+            attn.output.LayerNorm.bias,
+            pack_weight(layer.intermediate.dense.weight, packed),
+            layer.intermediate.dense.bias,
+            pack_weight(layer.output.dense.weight, packed),
+            layer.output.dense.bias,
+            layer.output.LayerNorm.weight,
+            layer.output.LayerNorm.bias,
+        ]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Hidden states [batch, tokens, hidden] for token ``ids``; ``mask`` (1 = token, 0 = padding)
         may be None when no row is padded."""
-        batch, tokens = ids.shape
-        hidden = F.embedding(ids, self.word) + self.position[:tokens] + self.token_type0
-        hidden = F.layer_norm(hidden, hidden.shape[-1:], *self.embed_norm, self.eps)
-        # Padding keys are masked out of every query's attention (True = attend).
-        attend = None if mask is None else mask.bool()[:, None, None, :]
-        width = hidden.shape[-1]
-        head_dim = width // self.heads
-        for layer in self.layers:
-            qkv = layer.qkv(hidden)
-            q, k, v = qkv.view(batch, tokens, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
-            context = context.transpose(1, 2).reshape(batch, tokens, width)
-            attended = layer.out(context)
-            hidden = F.layer_norm(attended + hidden, (width,), *layer.attn_norm, self.eps)
-            down = layer.down(layer.up(hidden, gelu=True))
-            hidden = F.layer_norm(down + hidden, (width,), *layer.ffn_norm, self.eps)
-        return hidden
+        return scripted_encode(ids, mask, self.embeddings, self.layers, self.heads, self.eps, self.packed)

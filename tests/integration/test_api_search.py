@@ -202,6 +202,8 @@ def test_health_ready_metrics_docs(server, corpus):
     assert 'arrwdb_http_requests_total{method="POST",route="/v1/libraries/{library}/search",status="200"}' in text
     assert "arrwdb_http_request_seconds_bucket" in text
     assert "arrwdb_batch_size_bucket" in text
+    # The metrics request itself is the one in flight while they are rendered; the search has ended.
+    assert "arrwdb_http_requests_in_flight 1.0" in text.splitlines()
     openapi = httpx.get(f"{server.url}/openapi.json").json()
     assert "/v1/libraries/{library}/search" in openapi["paths"]
     assert "Query" in openapi["components"]["schemas"]
