@@ -189,12 +189,20 @@ class Scheduler:
 
     # -- admission ---------------------------------------------------------------------------
 
+    @property
+    def full(self) -> bool:
+        return self._waiting >= self.max_queue
+
     def admit(self) -> None:
         """Raise Overloaded (429) while the queues are full.  The HTTP layer asks before it reads a
         request's body, so that refusing costs next to nothing when the event loop is busiest."""
-        if self._waiting >= self.max_queue:
-            self.telemetry.dropped.labels("rejected_queue_full").inc()
-            raise Overloaded(f"the server is overloaded ({self._waiting} requests waiting)", retry_after_s=1)
+        if self.full:
+            raise self.refuse()
+
+    def refuse(self) -> Overloaded:
+        """Count a request refused because the queues are full, and the error that tells its caller."""
+        self.telemetry.dropped.labels("rejected_queue_full").inc()
+        return Overloaded(f"the server is overloaded ({self._waiting} requests waiting)", retry_after_s=1)
 
     async def submit(self, spec: QueueSpec, payload: Any, *, deadline: float, cost: int = 1) -> Completed:
         """Queue one request and wait for its result (or its deadline)."""

@@ -19,6 +19,7 @@ from arrwdb.config import Settings
 from arrwdb.engine import EmbedderFactory, Engine
 from arrwdb.errors import InvalidInput
 from arrwdb.server import admin, documents, libraries, schemas, search, system
+from arrwdb.server.admission import AdmissionGate
 from arrwdb.server.auth import KeyRing
 from arrwdb.server.errors import install_error_handlers
 from arrwdb.server.fastpath import install_fast_routes
@@ -69,6 +70,8 @@ def create_app(
         install_memory_debug(app, settings.tracemalloc)
     install_fast_routes(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    # Inside the metrics (its 429s are counted by route), outside everything else (see admission.py).
+    app.add_middleware(AdmissionGate, scheduler_of=lambda: getattr(engine, "scheduler", None))
     app.add_middleware(HttpMetrics, telemetry=engine.telemetry)
     _install_cors(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

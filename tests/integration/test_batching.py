@@ -147,6 +147,8 @@ def test_overload_answers_429_at_once_and_recovers(start_server):
                 async def one() -> tuple[int, float, str | None]:
                     started = time.perf_counter()
                     r = await c.post("/v1/libraries/o/search", json={"embedding": [1, 2, 3, 4], "k": 1})
+                    if r.status_code == 429:  # the API's error body, whichever layer refused it
+                        assert r.json()["error"]["type"] == "overloaded"
                     return r.status_code, time.perf_counter() - started, r.headers.get("retry-after")
 
                 tasks = [asyncio.create_task(one()) for _ in range(12)]
@@ -168,6 +170,12 @@ def test_overload_answers_429_at_once_and_recovers(start_server):
         assert metric(client.metrics(), "arrwdb_requests_dropped_total", 'reason="rejected_queue_full"') == len(
             rejected
         )
+        # ...and labelled with their route in the HTTP metrics, as the answers of the route itself are.
+        assert metric(
+            client.metrics(),
+            "arrwdb_http_requests_total",
+            'method="POST",route="/v1/libraries/{library}/search",status="429"',
+        ) == len(rejected)
 
 
 def test_deadline_passes_with_504_and_costs_no_compute(server, client):
