@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from arrwdb.chunk_plan import checked_embedding, plan_chunks
+from arrwdb.chunk_plan import checked_embeddings, plan_chunks
 from arrwdb.config import Settings
 from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
@@ -249,7 +249,7 @@ class Engine:
         state = self.library(tenant, key)
         record = state.record
         ids = [doc.id or uuid.uuid4().hex for doc in docs]
-        docs = [checked_embedding(record, doc, i) for i, doc in enumerate(docs)]
+        docs = checked_embeddings(record, docs)
         planned = [plan_chunks(record, doc, index, self.model) for index, doc in enumerate(docs)]
         texts = [text for plan in planned if plan[1] is not None for text in plan[1]]
         vectors, _ = await self.embed(texts, PRIORITY_BULK if bulk else PRIORITY_WRITE, deadline)
@@ -264,8 +264,7 @@ class Engine:
                 ChunkRecord(i, start, end, np.asarray(v, dtype=np.float32))
                 for i, ((start, end), v) in enumerate(zip(spans, chunk_vectors, strict=True))
             )
-            embedding = None if doc.embedding is None else doc.embedding.tolist()
-            records.append(DocumentRecord(doc_id, doc.title, doc.text, doc.metadata, embedding, chunks))
+            records.append(DocumentRecord(doc_id, doc.title, doc.text, doc.metadata, doc.embedding, chunks))
         if time.monotonic() >= deadline:
             raise DeadlineExceeded("the request's deadline passed before its commit")
         await self.committer.write(record.id, [Upsert(r) for r in records])

@@ -41,7 +41,7 @@ class DocumentRecord:
     title: str | None
     text: str | None
     metadata: Metadata
-    embedding: list[float] | None  # the client's vector, when one was given
+    embedding: np.ndarray | None  # the client's vector (float32), when one was given
     chunks: tuple[ChunkRecord, ...] = field(default=(), compare=False)
 
 

@@ -11,6 +11,7 @@ encoder's of this client.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -98,13 +99,19 @@ class Library:
     def statistics(self) -> dict[str, Any]:
         return orjson.loads(self.conn.ok(encode_request("GET", self.conn.host, f"{self.path}/statistics")))
 
-    def insert_requests(self, vectors: np.ndarray, batch: int) -> list[bytes]:
+    def insert_requests(self, vectors: np.ndarray, batch: int, base64_vectors: bool = False) -> list[bytes]:
+        """``documents/batch`` requests of ``batch`` vectors each: JSON lists, or with ``base64_vectors``
+        the ``embedding_base64`` field (little-endian float32, the binary form peers such as Milvus
+        send over gRPC)."""
         path = f"{self.path}/documents/batch"
         requests = []
+        little = vectors.astype("<f4", copy=False)
         for start in range(0, len(vectors), batch):
-            documents = [
-                {"id": f"d{i}", "embedding": vectors[i]} for i in range(start, min(start + batch, len(vectors)))
-            ]
+            stop = min(start + batch, len(vectors))
+            if base64_vectors:
+                documents = [{"id": f"d{i}", "embedding_base64": _b64(little[i])} for i in range(start, stop)]
+            else:
+                documents = [{"id": f"d{i}", "embedding": vectors[i]} for i in range(start, stop)]
             body = orjson.dumps({"documents": documents}, option=orjson.OPT_SERIALIZE_NUMPY)
             requests.append(encode_post(self.conn.host, path, body))
         return requests
@@ -291,3 +298,7 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{s['p50_ms']:>8.2f} {s['p95_ms']:>8.2f} {s['p99_ms']:>8.2f} {s[f'recall_at_{k}']:>9.3f}"
             )
     return "\n".join(lines)
+
+
+def _b64(vector: np.ndarray) -> str:
+    return base64.b64encode(vector.tobytes()).decode()

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from arrwdb.errors import BadRequest
+from arrwdb.errors import BadRequest, InvalidInput
 from arrwdb.inputs import DocumentInput
 from arrwdb.metadata import validate_metadata
 from arrwdb.server import schemas
@@ -27,9 +27,25 @@ def document_input(doc: schemas.Document, where: str) -> DocumentInput:
         id=None if doc.id is None else check_name(doc.id, f"{where}.id"),
         title=doc.title,
         text=doc.text,
-        embedding=None if doc.embedding is None else np.asarray(doc.embedding, dtype=np.float64),
+        embedding=_embedding(doc, where),
         metadata=validate_metadata(doc.metadata),
     )
+
+
+def _embedding(doc: schemas.Document, where: str) -> np.ndarray | None:
+    """The client's vector from ``embedding`` (a JSON list) or ``embedding_base64`` (float32 bytes);
+    the engine checks it against the library."""
+    if doc.embedding_base64 is None:
+        return None if doc.embedding is None else np.asarray(doc.embedding, dtype=np.float64)
+    if doc.embedding is not None:
+        raise InvalidInput(f"{where}: give embedding or embedding_base64, not both")
+    try:
+        raw = base64.b64decode(doc.embedding_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{where}.embedding_base64 is not valid base64") from None
+    if not raw or len(raw) % 4:
+        raise InvalidInput(f"{where}.embedding_base64 must hold a whole number of float32 values (4 bytes each)")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
 
 @router.post(

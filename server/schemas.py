@@ -46,6 +46,12 @@ class Document(Strict):
     title: str | None = None
     text: str | None = None
     embedding: list[float] | None = None
+    embedding_base64: str | None = Field(
+        None,
+        description="Instead of embedding: the vector as base64 of its little-endian float32 values "
+        "(as OpenAI's encoding_format=base64). A quarter of the bytes of a JSON list, parsed without "
+        "making a Python float per value.",
+    )
     metadata: dict[str, MetadataValue] | None = None
 
 

@@ -33,8 +33,8 @@ class ArrwdbPeer:
         self.settings = settings
         self.work_dir = work_dir
         self.results: dict[str, Any] = {
-            "how": "arrwdb serve over HTTP (defaults but ARRWDB_RESULT_CACHE_BYTES=0), JSON float vectors, "
-            "documents/batch"
+            "how": "arrwdb serve over HTTP (defaults but ARRWDB_RESULT_CACHE_BYTES=0), documents/batch with "
+            "base64 float32 vectors (embedding_base64; Milvus sends binary over gRPC), JSON query vectors"
         }
         self.targets: dict[str, QpsTarget] = {}
         self._data_dir = Path(tempfile.mkdtemp(prefix="arrwdb-", dir=work_dir))
@@ -67,7 +67,7 @@ class ArrwdbPeer:
         params = {k: settings.hnsw[k] for k in ("m", "ef_construction", "ef_search")} if index_type == "hnsw" else {}
         library = Library(conn, f"peers-{index_type}")
         library.create(settings.dimension, index_type, params)
-        inserts = library.insert_requests(data.vectors, settings.batch)
+        inserts = library.insert_requests(data.vectors, settings.batch, base64_vectors=True)
         progress.set_postfix_str(f"arrwdb {index_type}: insert")
         started = time.perf_counter()
         for request in inserts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 
 import httpx
@@ -156,6 +157,14 @@ BAD_DOCUMENTS = {
     "unknown field": b'{"embedding": [1, 2, 3, 4], "vector": [1]}',
     "non-object body": b"[1, 2, 3, 4]",
     "malformed JSON": b'{"embedding": [1, 2,',
+    "base64 that is not base64": b'{"embedding_base64": "not*base64"}',
+    "base64 of a partial float": b'{"embedding_base64": "' + base64.b64encode(b"\x00" * 6) + b'"}',
+    "base64 of the wrong dimension": b'{"embedding_base64": "' + base64.b64encode(np.ones(3, "<f4").tobytes()) + b'"}',
+    "base64 NaN": b'{"embedding_base64": "' + base64.b64encode(np.array([1, np.nan, 3, 4], "<f4").tobytes()) + b'"}',
+    "base64 zero vector": b'{"embedding_base64": "' + base64.b64encode(np.zeros(4, "<f4").tobytes()) + b'"}',
+    "base64 and a list": b'{"embedding": [1, 2, 3, 4], "embedding_base64": "'
+    + base64.b64encode(np.ones(4, "<f4").tobytes())
+    + b'"}',
 }
 
 
@@ -197,3 +206,28 @@ def test_floats_round_trip_as_float32(client, vec_lib):
     stored = client.get_document("vecs", "p")["embedding"]
     # Vectors are stored as float32: what comes back parses to exactly the same float32 values.
     assert np.array_equal(np.asarray(stored, dtype=np.float32), np.asarray(values, dtype=np.float32))
+
+
+def _b64(values: list[float]) -> str:
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode()
+
+
+def test_embedding_base64_is_the_same_vector_as_a_list(client, vec_lib):
+    values = [math.pi, -math.e, 1e-30, 12345.678]
+    client.add_document("vecs", {"id": "listed", "embedding": values})
+    client.add_documents("vecs", [{"id": "encoded", "embedding_base64": _b64(values), "text": "t"}])
+    listed, encoded = client.get_document("vecs", "listed"), client.get_document("vecs", "encoded")
+    assert encoded["embedding"] == listed["embedding"]
+    hits = client.search("vecs", embedding=values, k=2)["results"]
+    assert {h["document_id"] for h in hits} == {"listed", "encoded"}
+    assert hits[0]["score"] == pytest.approx(hits[1]["score"], abs=1e-6)
+
+
+def test_a_bad_vector_in_a_batch_is_named_and_changes_nothing(client, vec_lib):
+    good = [{"id": f"g{i}", "embedding_base64": _b64([1, i, 0, 0])} for i in range(4)]
+    for bad in ({"embedding": [1, 2, 1e39, 4]}, {"embedding_base64": _b64([0, 0, 0, 0])}):
+        with pytest.raises(ApiError) as err:
+            client.add_documents("vecs", [*good[:2], {"id": "bad", **bad}, *good[2:]])
+        assert err.value.status == 422 and "documents[2].embedding" in err.value.message
+    assert client.statistics("vecs")["document_count"] == 0
+    assert client.add_documents("vecs", good) == ["g0", "g1", "g2", "g3"]
