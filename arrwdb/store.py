@@ -26,10 +26,16 @@ from arrwdb.records import (
     Upsert,
     WriteOp,
 )
+from arrwdb.store_bulk import bulk_upsertable, upsert_many
 from arrwdb.store_db import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: arrwdb.store's public constant
 from arrwdb.store_db import Database, now
 
 WriteResult = list[AppliedWrite] | ArrwdbError
+
+
+def _check_library(conn: sqlite3.Connection, library_id: str) -> None:
+    if conn.execute("SELECT 1 FROM libraries WHERE id = ?", (library_id,)).fetchone() is None:
+        raise NotFound(f"library {library_id!r} not found")
 
 
 def _library_from_row(row: sqlite3.Row) -> LibraryRecord:
@@ -138,7 +144,7 @@ class Store:
                 for library_id, ops in requests:
                     conn.execute("SAVEPOINT request")
                     try:
-                        applied = [self._apply(conn, library_id, op) for op in ops]
+                        applied = self._apply_request(conn, library_id, ops)
                     except ArrwdbError as exc:
                         conn.execute("ROLLBACK TO request")
                         results.append(exc)
@@ -155,9 +161,14 @@ class Store:
                 raise
         return results
 
+    def _apply_request(self, conn: sqlite3.Connection, library_id: str, ops: Sequence[WriteOp]) -> list[AppliedWrite]:
+        if bulk_upsertable(ops):  # an import: its documents' statements batched (store_bulk.py)
+            _check_library(conn, library_id)
+            return upsert_many(conn, library_id, [op.document for op in ops])  # type: ignore[union-attr]
+        return [self._apply(conn, library_id, op) for op in ops]
+
     def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite:
-        if conn.execute("SELECT 1 FROM libraries WHERE id = ?", (library_id,)).fetchone() is None:
-            raise NotFound(f"library {library_id!r} not found")
+        _check_library(conn, library_id)
         doc_id = op.document.id if isinstance(op, Upsert) else op.doc_id
         removed = tuple(
             row[0]
