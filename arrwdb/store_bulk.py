@@ -76,12 +76,17 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
             ],
         )
     )
-    applied = []
+    # One matrix for the request, each document's vectors a slice of it (a stack per document cost
+    # a fifth of the transaction's time).
+    matrix = np.stack([chunk.vector for doc in docs for chunk in doc.chunks]).astype(np.float32, copy=False)
+    applied, start = [], 0
     for doc, seq in zip(docs, seqs, strict=True):
-        added = tuple(islice(row_ids, len(doc.chunks)))
-        vectors = np.stack([chunk.vector for chunk in doc.chunks]).astype(np.float32, copy=False)
+        count = len(doc.chunks)
+        added = tuple(islice(row_ids, count))
         removed = existing.get(doc.id, ())
+        vectors = matrix[start : start + count]
         applied.append(AppliedWrite(library_id, doc.id, removed, added, vectors, doc.metadata, seq, doc.title))
+        start += count
     return applied
 
 
