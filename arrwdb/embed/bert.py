@@ -10,8 +10,9 @@ float rounding (tests/integration/test_minilm.py compares them).  Inference only
 absolute positions, token type 0.
 
 On a CPU in bfloat16 the four projections of each layer run as oneDNN linear primitives over weights
-packed once at load (the up projection with its GELU fused in): 15-30% faster forwards than F.linear,
-whose bf16 path re-lays the weight out on every call (bench/results: `arrwdb bench embed`).
+packed once at load (the up projection with its GELU fused in): measured on an AMX Xeon, 64 texts of
+17 tokens, the up projection + GELU took 800 µs against F.linear's 1,026, the QKV projection 338 against
+535, and whole forward passes 15-30% less.
 """
 
 from __future__ import annotations
