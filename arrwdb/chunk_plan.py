@@ -34,7 +34,8 @@ def checked_embeddings(record: LibraryRecord, docs: list[DocumentInput]) -> list
         if matrix is not None:
             out = list(docs)
             for row, i in enumerate(given):
-                out[i] = replace(docs[i], embedding=matrix[row])
+                doc = docs[i]  # built directly: dataclasses.replace costs 3 µs a document
+                out[i] = DocumentInput(doc.id, doc.title, doc.text, matrix[row], doc.metadata)
             return out
     return [checked_embedding(record, doc, i) for i, doc in enumerate(docs)]
 
