@@ -19,14 +19,12 @@ from arrwdb.api_key_store import ApiKeyRecord, ApiKeyStore
 from arrwdb.errors import ArrwdbError, Conflict, NotFound, StorageFailure
 from arrwdb.records import (
     AppliedWrite,
-    Delete,
-    DocumentRecord,
     HitRow,
     LibraryRecord,
     Upsert,
     WriteOp,
 )
-from arrwdb.store_bulk import bulk_upsertable, upsert_many
+from arrwdb.store_bulk import upsert_many, upserts_of_distinct_documents
 from arrwdb.store_db import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: arrwdb.store's public constant
 from arrwdb.store_db import Database, now
 
@@ -162,62 +160,29 @@ class Store:
         return results
 
     def _apply_request(self, conn: sqlite3.Connection, library_id: str, ops: Sequence[WriteOp]) -> list[AppliedWrite]:
-        if bulk_upsertable(ops):  # an import: its documents' statements batched (store_bulk.py)
-            _check_library(conn, library_id)
+        _check_library(conn, library_id)  # once: nothing else writes inside this transaction
+        if upserts_of_distinct_documents(ops):  # an import: its documents' statements batched
             return upsert_many(conn, library_id, [op.document for op in ops])  # type: ignore[union-attr]
         return [self._apply(conn, library_id, op) for op in ops]
 
     def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite:
-        _check_library(conn, library_id)
-        doc_id = op.document.id if isinstance(op, Upsert) else op.doc_id
+        if isinstance(op, Upsert):
+            return upsert_many(conn, library_id, [op.document])[0]
         removed = tuple(
             row[0]
             for row in conn.execute(
                 "SELECT row_id FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY row_id",
-                (library_id, doc_id),
+                (library_id, op.doc_id),
             )
         )
-        if isinstance(op, Delete):
-            deleted = conn.execute(
-                "DELETE FROM documents WHERE library_id = ? AND id = ?", (library_id, doc_id)
-            ).rowcount
-            if not deleted:
-                raise NotFound(f"document {doc_id!r} not found")
-            conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, doc_id))
-            seq = self._log(conn, library_id, doc_id, "delete")
-            return AppliedWrite(library_id, doc_id, removed, (), None, None, seq)
-        return self._upsert(conn, library_id, op.document, removed)
-
-    def _upsert(
-        self, conn: sqlite3.Connection, library_id: str, doc: DocumentRecord, removed: tuple[int, ...]
-    ) -> AppliedWrite:
-        if removed:
-            conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, doc.id))
-        seq = self._log(conn, library_id, doc.id, "upsert")
-        conn.execute(
-            "INSERT INTO documents (library_id, id, title, text, metadata, has_embedding, seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (library_id, id) DO UPDATE SET title = excluded.title,"
-            " text = excluded.text, metadata = excluded.metadata, has_embedding = excluded.has_embedding,"
-            " seq = excluded.seq",
-            (
-                library_id,
-                doc.id,
-                doc.title,
-                doc.text,
-                orjson.dumps(doc.metadata).decode(),
-                int(doc.embedding is not None),
-                seq,
-            ),
-        )
-        added = []
-        for chunk in doc.chunks:
-            cursor = conn.execute(
-                'INSERT INTO chunks (library_id, doc_id, chunk_index, start, "end", vector) VALUES (?, ?, ?, ?, ?, ?)',
-                (library_id, doc.id, chunk.chunk_index, chunk.start, chunk.end, chunk.vector.tobytes()),
-            )
-            added.append(int(cursor.lastrowid or 0))
-        vectors = np.stack([chunk.vector for chunk in doc.chunks]).astype(np.float32, copy=False)
-        return AppliedWrite(library_id, doc.id, removed, tuple(added), vectors, doc.metadata, seq, doc.title)
+        deleted = conn.execute(
+            "DELETE FROM documents WHERE library_id = ? AND id = ?", (library_id, op.doc_id)
+        ).rowcount
+        if not deleted:
+            raise NotFound(f"document {op.doc_id!r} not found")
+        conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, op.doc_id))
+        seq = self._log(conn, library_id, op.doc_id, "delete")
+        return AppliedWrite(library_id, op.doc_id, removed, (), None, None, seq)
 
     @staticmethod
     def _log(conn: sqlite3.Connection, library_id: str, doc_id: str, op: str) -> int:

@@ -1,15 +1,17 @@
-"""A write request's upserts as a handful of statements for all its documents together.
+"""Upserts: the statements that write documents, for one document or a whole request at once.
 
-One document at a time, an upsert is five statements (its existing rows, their delete, the oplog entry,
-the document row, its chunk rows); a 1,000-document import spent ~22 ms a request in them, a third of
-its time.  Here the same rows are written in the same order with ``executemany``, and what SQLite
-assigned (oplog sequence numbers, chunk row ids) is read back in one query each: inside the writer's
-transaction nothing else inserts, and AUTOINCREMENT ids only grow, so the rows above the largest id
-before the insert are exactly the new ones, in insertion order.  The result equals
-``Store._upsert`` applied document by document (tests/unit/test_store_bulk.py).
+Written one statement per row, an upsert is five statements (its existing rows, their delete, the
+oplog entry, the document row, its chunk rows); a 1,000-document import spent ~22 ms a request in
+them, a third of its time.  Here each statement runs once for all the documents with ``executemany``,
+and what SQLite assigned (oplog sequence numbers, chunk row ids) is read back in one query each:
+inside the writer's transaction nothing else inserts, and AUTOINCREMENT ids only grow, so the rows
+above the largest id before the insert are exactly the new ones, in insertion order.  A request's
+documents written together leave what they would written one call each
+(tests/unit/test_store_bulk.py).
 
-Only for requests whose operations are all upserts of distinct documents (a document written twice
-in one request must see its own first write): the caller falls back to the one-by-one path otherwise.
+A request whose operations are all upserts of distinct documents is written in one call; any other
+(a delete among them, or a document written twice, which must see its own first write) one operation
+at a time, in order (``Store._apply``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from arrwdb.records import AppliedWrite, DocumentRecord, Upsert, WriteOp
 _IDS_PER_QUERY = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
 
-def bulk_upsertable(ops: Sequence[WriteOp]) -> bool:
-    """All upserts, of distinct documents, and more than one (a single one gains nothing)."""
-    if len(ops) < 2 or not all(isinstance(op, Upsert) for op in ops):
+def upserts_of_distinct_documents(ops: Sequence[WriteOp]) -> bool:
+    """Whether ``upsert_many`` may write the request at once: all upserts, of distinct documents."""
+    if not all(isinstance(op, Upsert) for op in ops):
         return False
     return len({op.document.id for op in ops}) == len(ops)  # type: ignore[union-attr]
 
@@ -110,6 +112,8 @@ def _insert_returning_ids(
     conn: sqlite3.Connection, table: str, id_column: str, insert: str, rows: list[tuple[object, ...]]
 ) -> list[int]:
     """``executemany(insert, rows)`` and the ids SQLite gave the new rows, in insertion order."""
+    if len(rows) == 1:  # a single insert (one document, one chunk): SQLite says its id
+        return [int(conn.execute(insert, rows[0]).lastrowid or 0)]
     (before,) = conn.execute(f"SELECT COALESCE(MAX({id_column}), 0) FROM {table}").fetchone()
     conn.executemany(insert, rows)
     ids = [

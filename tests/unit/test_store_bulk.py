@@ -10,7 +10,7 @@ import numpy as np
 
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, Upsert, WriteOp
 from arrwdb.store import Store, new_library_record
-from arrwdb.store_bulk import bulk_upsertable
+from arrwdb.store_bulk import upserts_of_distinct_documents
 
 DIM = 3
 
@@ -39,7 +39,7 @@ def _requests() -> list[list[WriteOp]]:
 
 def _run(path: Path, bulk: bool, monkeypatch) -> tuple[list[list[AppliedWrite]], list[tuple]]:
     if not bulk:
-        monkeypatch.setattr("arrwdb.store.bulk_upsertable", lambda ops: False)
+        monkeypatch.setattr("arrwdb.store.upserts_of_distinct_documents", lambda ops: False)
     store = Store(path)
     store.create_library(new_library_record("lib", "t", "lib", DIM, "brute_force", "l2", {}))
     results = []
@@ -72,9 +72,11 @@ def _comparable(write: AppliedWrite) -> tuple:
 
 
 def test_bulk_upserts_equal_one_by_one(tmp_path, monkeypatch) -> None:
-    assert bulk_upsertable(_requests()[0]) and bulk_upsertable(_requests()[1])
-    assert not bulk_upsertable(_requests()[2])  # has a delete
-    assert not bulk_upsertable([Upsert(_doc("x", 1, 1)), Upsert(_doc("x", 1, 2))])  # the same document twice
+    assert upserts_of_distinct_documents(_requests()[0]) and upserts_of_distinct_documents(_requests()[1])
+    assert not upserts_of_distinct_documents(_requests()[2])  # has a delete
+    assert not upserts_of_distinct_documents(
+        [Upsert(_doc("x", 1, 1)), Upsert(_doc("x", 1, 2))]
+    )  # the same document twice
     one_by_one, tables_one = _run(tmp_path / "one.sqlite3", bulk=False, monkeypatch=monkeypatch)
     bulk, tables_bulk = _run(tmp_path / "bulk.sqlite3", bulk=True, monkeypatch=monkeypatch)
     assert [[_comparable(w) for w in r] for r in bulk] == [[_comparable(w) for w in r] for r in one_by_one]
