@@ -33,12 +33,12 @@ from arrwdb.scheduler import (
     PRIORITY_WRITE,
     QueueSpec,
     Scheduler,
-    Timings,
 )
 from arrwdb.search_batch import SearchItem, run_search_batch
 from arrwdb.startup import DocumentLoader, load_library
 from arrwdb.store import Store, new_library_record
 from arrwdb.telemetry import Telemetry
+from arrwdb.timings import Timings
 from arrwdb.validation import check_k, check_library_settings, check_name, check_query_params, check_vector
 from arrwdb.worker import DeviceWorker, await_on_worker
 

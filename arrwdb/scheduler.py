@@ -26,6 +26,7 @@ from typing import Any
 
 from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, Overloaded, WorkerFailure
 from arrwdb.telemetry import Telemetry
+from arrwdb.timings import Completed
 from arrwdb.worker import DeviceWorker
 
 # Lower runs first: interactive work (searches, query embeddings) goes ahead of bulk ingestion.
@@ -51,38 +52,6 @@ class QueueSpec:
     # Queues with the same ``top_up`` key run the same function: room left in a batch of the more urgent
     # one is filled from the others (query embeddings take insert texts along, sparing a forward pass).
     top_up: Hashable | None = None
-
-
-@dataclass(frozen=True)
-class Completed:
-    """A result plus the timings the HTTP layer reports in X-Queue-Ms / X-Compute-Ms / X-Batch-Size."""
-
-    value: Any
-    queue_ms: float
-    compute_ms: float
-    batch_size: int
-
-
-@dataclass(frozen=True)
-class Timings:
-    """What the response headers report: the slowest stage of the request's items."""
-
-    queue_ms: float = 0.0
-    compute_ms: float = 0.0
-    batch_size: int = 0
-
-    @staticmethod
-    def of(done: list[Completed]) -> Timings:
-        if not done:
-            return Timings()
-        return Timings(max(c.queue_ms for c in done), max(c.compute_ms for c in done), max(c.batch_size for c in done))
-
-    def __add__(self, other: Timings) -> Timings:
-        return Timings(
-            self.queue_ms + other.queue_ms,
-            self.compute_ms + other.compute_ms,
-            max(self.batch_size, other.batch_size),
-        )
 
 
 @dataclass(eq=False)

@@ -52,27 +52,21 @@ def run_search_batch(
         for row, position in enumerate(positions):
             wanted = items[position].query.k
             found[position] = (scores[row, :wanted], ids[row, :wanted])
-    if state.documents_loaded and not any(item.query.include_text for item in items):
-        return _hits_from_memory(state, items, found)
-    return _hits_from_store(store, items, found)
-
-
-def _hits_from_memory(
-    state: LibraryState, items: list[SearchItem], found: list[tuple[np.ndarray, np.ndarray]]
-) -> list[list[Hit] | Exception]:
-    """Hits without text: every field is in the library's memory (a third of a search batch's time
-    went into the SQLite fetch below)."""
-    return [state.hits_without_text(scores.tolist(), ids.tolist()) for scores, ids in found]
+    include_text = any(item.query.include_text for item in items)
+    if state.documents_loaded and not include_text:
+        # Every field of a hit without text is in the library's memory (a third of a search batch's
+        # time went into the SQLite fetch below).
+        return [state.hits_without_text(scores.tolist(), ids.tolist()) for scores, ids in found]
+    return _hits_from_store(store, items, found, include_text)
 
 
 def _hits_from_store(
-    store: Store, items: list[SearchItem], found: list[tuple[np.ndarray, np.ndarray]]
+    store: Store, items: list[SearchItem], found: list[tuple[np.ndarray, np.ndarray]], include_text: bool
 ) -> list[list[Hit] | Exception]:
     """Hits with their chunk's text, or before the library's documents are in memory: one store query
     for the whole batch."""
     every_id = np.concatenate([ids for _, ids in found])
     all_ids = np.unique(every_id[every_id >= 0]).tolist()  # sorted, distinct, Python ints
-    include_text = any(item.query.include_text for item in items)
     rows = store.hit_rows(all_ids, include_text)
     results: list[list[Hit] | Exception] = []
     for item, (scores, ids) in zip(items, found, strict=True):

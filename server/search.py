@@ -14,7 +14,6 @@ from starlette.responses import Response
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.inputs import Hit, SearchInput
-from arrwdb.scheduler import Timings
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
@@ -22,6 +21,7 @@ from arrwdb.server.deps import deadline_of, engine_of
 from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
 from arrwdb.server.slowlog import log_slow_search
+from arrwdb.timings import Timings
 from arrwdb.validation import check_k, check_query_params
 
 router = APIRouter(tags=["search"])

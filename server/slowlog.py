@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from arrwdb.inputs import SearchInput
-from arrwdb.scheduler import Timings
+from arrwdb.timings import Timings
 
 log = logging.getLogger("arrwdb.slow")
 

@@ -6,8 +6,8 @@ import json
 import logging
 
 from arrwdb.inputs import SearchInput
-from arrwdb.scheduler import Timings
 from arrwdb.server.slowlog import log_slow_search
+from arrwdb.timings import Timings
 
 
 def queries() -> list[SearchInput]:
