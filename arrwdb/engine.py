@@ -249,25 +249,22 @@ class Engine:
         state = self.library(tenant, key)
         record = state.record
         ids = [doc.id or uuid.uuid4().hex for doc in docs]
-        docs = checked_embeddings(record, docs)
+        given = checked_embeddings(record, docs)  # the client vectors, float32, checked
         planned = [plan_chunks(record, doc, index, self.model) for index, doc in enumerate(docs)]
         texts = [text for plan in planned if plan[1] is not None for text in plan[1]]
         vectors, _ = await self.embed(texts, PRIORITY_BULK if bulk else PRIORITY_WRITE, deadline)
-        records, cursor = [], 0
-        for doc_id, doc, (spans, chunk_texts) in zip(ids, docs, planned, strict=True):
-            if chunk_texts is None:
-                chunk_vectors = [doc.embedding]
+        upserts, cursor = [], 0
+        for doc_id, doc, vector, (spans, chunk_texts) in zip(ids, docs, given, planned, strict=True):
+            if chunk_texts is None:  # the client's vector: one chunk, the whole text
+                ((start, end),) = spans
+                chunks: tuple[ChunkRecord, ...] = (ChunkRecord(0, start, end, vector),)  # type: ignore[arg-type]
             else:
-                chunk_vectors = list(vectors[cursor : cursor + len(chunk_texts)])
+                chunks = tuple(ChunkRecord(i, start, end, vectors[cursor + i]) for i, (start, end) in enumerate(spans))
                 cursor += len(chunk_texts)
-            chunks = tuple(
-                ChunkRecord(i, start, end, np.asarray(v, dtype=np.float32))
-                for i, ((start, end), v) in enumerate(zip(spans, chunk_vectors, strict=True))
-            )
-            records.append(DocumentRecord(doc_id, doc.title, doc.text, doc.metadata, doc.embedding, chunks))
+            upserts.append(Upsert(DocumentRecord(doc_id, doc.title, doc.text, doc.metadata, vector, chunks)))
         if time.monotonic() >= deadline:
             raise DeadlineExceeded("the request's deadline passed before its commit")
-        await self.committer.write(record.id, [Upsert(r) for r in records])
+        await self.committer.write(record.id, upserts)
         return ids
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:

@@ -150,6 +150,7 @@ class Store:
                         results.append(applied)
                     conn.execute("RELEASE request")
                 conn.execute("COMMIT")
+                self._db.committed()
             except sqlite3.Error as exc:
                 self._db.rollback()
                 failure = StorageFailure(f"the write could not be made durable: {exc}")
