@@ -25,6 +25,8 @@ from arrwdb.records import AppliedWrite, LibraryRecord, Metadata
 _FILTER_CACHE_ENTRIES = 64
 # Estimated resident bytes per entry of the row -> document map (dict slot, hash, int key), for statistics.
 _ROW_ENTRY_BYTES = 100
+# ... and per entry of the set of documents with a text (a slot and a hash; the id is shared).
+_SET_ENTRY_BYTES = 40
 
 
 class DocumentTables(NamedTuple):
@@ -33,6 +35,7 @@ class DocumentTables(NamedTuple):
     doc_meta: dict[str, Metadata]
     doc_rows: dict[str, tuple[int, ...]]  # row ids in chunk order
     doc_titles: dict[str, str]  # documents without a title are absent
+    docs_with_text: set[str]  # documents that store a text
 
 
 def faiss_available() -> bool:
@@ -54,6 +57,7 @@ class LibraryState:
         self.doc_rows: dict[str, tuple[int, ...]] = {}  # row ids in chunk order (rows are numbered in it)
         self.doc_meta: dict[str, Metadata] = {}
         self.doc_titles: dict[str, str] = {}
+        self.docs_with_text: set[str] = set()
         self.row_doc: dict[int, str] = {}
         self.version = 0  # bumped by every applied write: keys the filter cache
         self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
@@ -84,7 +88,7 @@ class LibraryState:
         it began.  Each write sets or removes a whole document, so replaying one the read already saw
         changes nothing, and replaying them in commit order leaves the state the store holds."""
         pending = self._writes_while_loading or []
-        self.doc_meta, self.doc_rows, self.doc_titles = tables
+        self.doc_meta, self.doc_rows, self.doc_titles, self.docs_with_text = tables
         self.row_doc = {row: doc_id for doc_id, rows in tables.doc_rows.items() for row in rows}
         for write in pending:
             self._apply_document(write)
@@ -123,6 +127,7 @@ class LibraryState:
             self.doc_meta.pop(doc_id, None)
             self.doc_rows.pop(doc_id, None)
             self.doc_titles.pop(doc_id, None)
+            self.docs_with_text.discard(doc_id)
             return
         self.doc_meta[doc_id] = write.metadata
         self.doc_rows[doc_id] = write.added_rows
@@ -132,10 +137,24 @@ class LibraryState:
             self.doc_titles.pop(doc_id, None)
         else:
             self.doc_titles[doc_id] = write.title
+        if write.has_text:
+            self.docs_with_text.add(doc_id)
+        else:
+            self.docs_with_text.discard(doc_id)
+
+    def any_text(self, row_ids: list[int]) -> bool:
+        """Whether a document among these rows stores a text (only these hits need SQLite).  Only once
+        ``documents_loaded``."""
+        with_text = self.docs_with_text
+        if not with_text:  # a library of vectors and metadata only
+            return False
+        row_doc = self.row_doc
+        return any(row_doc.get(row) in with_text for row in row_ids)
 
     def hits_without_text(self, scores: list[float], row_ids: list[int]) -> list[Hit]:
         """One query's hits, their document fields from memory (rows no longer live, and empty slots,
-        are left out).  Only once ``documents_loaded``: until then the store must answer.  A chunk's
+        are left out), text None: right for hits asked without text and for documents without one.
+        Only once ``documents_loaded``: until then the store must answer.  A chunk's
         index is its row's place among its document's rows, which are numbered in chunk order."""
         row_doc, doc_rows, titles, metadata = self.row_doc, self.doc_rows, self.doc_titles, self.doc_meta
         hits = []
@@ -181,6 +200,7 @@ class LibraryState:
         index_stats = self.index.statistics()
         metadata_bytes = sum(len(doc_id) + 64 * (len(meta) + 1) for doc_id, meta in self.doc_meta.items())
         metadata_bytes += len(self.row_doc) * _ROW_ENTRY_BYTES + sum(64 + len(t) for t in self.doc_titles.values())
+        metadata_bytes += len(self.docs_with_text) * _SET_ENTRY_BYTES
         return {
             "document_count": self.document_count,
             "chunk_count": len(self.index),

@@ -70,6 +70,7 @@ class AppliedWrite:
     metadata: Metadata | None  # None for a delete
     seq: int
     title: str | None = None
+    has_text: bool = False  # whether the document stores a text (hits of text-less documents skip SQLite)
 
 
 class HitRow(NamedTuple):

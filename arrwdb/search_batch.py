@@ -1,6 +1,6 @@
 """One search batch on the device worker: group queries that share a filter, search each group with
 one index call, then fill in the hits' document fields: from the library's memory when no query wants
-text, else with one store query for the whole batch.
+text or no hit's document has one, else with one store query for the whole batch.
 A group that runs out of GPU memory is searched in halves instead (arrwdb.device.split_on_oom).
 """
 
@@ -53,10 +53,14 @@ def run_search_batch(
             wanted = items[position].query.k
             found[position] = (scores[row, :wanted], ids[row, :wanted])
     include_text = any(item.query.include_text for item in items)
-    if state.documents_loaded and not include_text:
-        # Every field of a hit without text is in the library's memory (a third of a search batch's
-        # time went into the SQLite fetch below).
-        return [state.hits_without_text(scores.tolist(), ids.tolist()) for scores, ids in found]
+    if state.documents_loaded:
+        row_ids = [ids.tolist() for _, ids in found]
+        if not include_text or not state.any_text([row for rows in row_ids for row in rows]):
+            # Every field of a hit without text is in the library's memory (a third of a search batch's
+            # time went into the SQLite fetch below), and so is the text of a document without one.
+            return [
+                state.hits_without_text(scores.tolist(), rows) for (scores, _), rows in zip(found, row_ids, strict=True)
+            ]
     return _hits_from_store(store, items, found, include_text)
 
 

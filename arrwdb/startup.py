@@ -97,12 +97,15 @@ def _read_documents(store: Store, library_id: str) -> DocumentTables:
     doc_meta: dict[str, Metadata] = {}
     doc_rows: dict[str, tuple[int, ...]] = {}
     doc_titles: dict[str, str] = {}
-    for doc_id, title, metadata, rows in store.iter_document_rows(library_id):
+    docs_with_text: set[str] = set()
+    for doc_id, title, metadata, has_text, rows in store.iter_document_rows(library_id):
         doc_meta[doc_id] = metadata
         doc_rows[doc_id] = tuple(rows)
         if title is not None:
             doc_titles[doc_id] = title
-    return DocumentTables(doc_meta, doc_rows, doc_titles)
+        if has_text:
+            docs_with_text.add(doc_id)
+    return DocumentTables(doc_meta, doc_rows, doc_titles, docs_with_text)
 
 
 def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:

@@ -87,7 +87,11 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
         added = tuple(islice(row_ids, count))
         removed = existing.get(doc.id, ())
         vectors = matrix[start : start + count]
-        applied.append(AppliedWrite(library_id, doc.id, removed, added, vectors, doc.metadata, seq, doc.title))
+        applied.append(
+            AppliedWrite(
+                library_id, doc.id, removed, added, vectors, doc.metadata, seq, doc.title, doc.text is not None
+            )
+        )
         start += count
     return applied
 

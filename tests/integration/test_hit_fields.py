@@ -88,3 +88,46 @@ def test_vector_only_hits_from_memory(client):
     assert answer == [
         {**hit, "text": None} for hit in client.search("vecs", embedding=vectors[4].tolist(), k=3)["results"]
     ]
+
+
+def _texts(c: Any, embedding: list[float]) -> dict[str, str | None]:
+    """Every document's hit text (include_text), by id: memory answers when no hit has a text."""
+    return {hit["document_id"]: hit["text"] for hit in c.search("mixed", embedding=embedding, k=50)["results"]}
+
+
+def test_texts_of_a_mixed_library_through_writes_and_a_restart(start_server, tmp_path):
+    """Documents with a text and documents of a vector alone in one library: a hit's text is its
+    document's (None without one), whether or not the batch needs SQLite, as texts come and go."""
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(6, 384)).astype(np.float32)
+    data = tmp_path / "store"
+    first = start_server(data)
+    with first.client() as c:
+        c.create_library("mixed")
+        c.add_documents(
+            "mixed",
+            [{"id": "t0", "text": "a page about rivers"}, {"id": "t1", "text": "a page about hills", "title": "Hills"}]
+            + [{"id": f"v{i}", "embedding": vectors[i].tolist(), "metadata": {"i": i}} for i in range(4)]
+            + [{"id": "both", "text": "its own vector and text", "embedding": vectors[4].tolist()}],
+        )
+        expected = {"t0": "a page about rivers", "t1": "a page about hills", "both": "its own vector and text"}
+        expected |= {f"v{i}": None for i in range(4)}
+        assert _texts(c, vectors[0].tolist()) == expected
+        # A document loses its text, another gains one; a text-less one is deleted.
+        c.add_document("mixed", {"id": "t0", "embedding": vectors[5].tolist()})
+        c.add_document("mixed", {"id": "v1", "text": "now with words"})
+        c.delete_document("mixed", "v2")
+        expected |= {"t0": None, "v1": "now with words"}
+        del expected["v2"]
+        assert _texts(c, vectors[3].tolist()) == expected
+        # Hits of text-less documents only (memory): the vector's own document first, text None.
+        alone = c.search("mixed", embedding=vectors[3].tolist(), k=1)["results"]
+        assert alone[0]["document_id"] == "v3" and alone[0]["text"] is None and alone[0]["metadata"] == {"i": 3}
+    first.stop()
+
+    second = start_server(data)
+    with second.client() as c:
+        c.search("mixed", embedding=vectors[0].tolist(), k=1, filter={"i": {"$gte": 0}})  # documents in memory
+        assert _texts(c, vectors[3].tolist()) == expected
+        c.add_document("mixed", {"id": "v3", "text": "v3 speaks at last"})
+        assert _texts(c, vectors[0].tolist()) == expected | {"v3": "v3 speaks at last"}

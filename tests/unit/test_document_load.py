@@ -42,7 +42,7 @@ def test_writes_applied_while_loading_are_replayed_over_what_the_read_found():
     read_meta = {"d1": {"g": 0}, "d2": {"g": 0}, "d3": {"g": 1}, "d4": {"g": 1}}
     read_rows = {"d1": (1,), "d2": (2,), "d3": (3,), "d4": (4,)}
     version = state.version
-    state.finish_document_load(DocumentTables(read_meta, read_rows, {}))
+    state.finish_document_load(DocumentTables(read_meta, read_rows, {}, set()))
     assert state.documents_loaded
     assert state.version > version  # no filter result computed before it can be served from the cache
     assert state.doc_meta == {"d1": {"g": 0}, "d2": {"g": 1}, "d4": {"g": 1}}

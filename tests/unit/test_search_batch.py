@@ -1,0 +1,74 @@
+"""Which side answers a search batch's hits: the library's memory whenever no query wants text or no
+hit's document has one, the store (one query for the batch) only for hits that carry a text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from arrwdb.inputs import SearchInput
+from arrwdb.library import LibraryState
+from arrwdb.records import AppliedWrite, HitRow, LibraryRecord
+from arrwdb.search_batch import SearchItem, run_search_batch
+
+DIM = 4
+
+
+class StoreSpy:
+    """Stands in for the store's hit lookup only, recording which rows were asked for."""
+
+    def __init__(self, rows: dict[int, HitRow]) -> None:
+        self.rows = rows
+        self.asked: list[list[int]] = []
+
+    def hit_rows(self, row_ids: list[int], include_text: bool) -> dict[int, HitRow]:
+        self.asked.append(list(row_ids))
+        return {row: self.rows[row] for row in row_ids if row in self.rows}
+
+
+def _write(doc_id: str, row: int, has_text: bool) -> AppliedWrite:
+    vector = np.zeros((1, DIM), dtype=np.float32)
+    vector[0, row % DIM] = 1.0
+    return AppliedWrite("lib", doc_id, (), (row,), vector, {"row": row}, seq=row, has_text=has_text)
+
+
+def _items(include_text: bool) -> list[SearchItem]:
+    query = SearchInput(None, None, 4, None, "", include_text, {})
+    return [SearchItem("lib", np.eye(DIM, dtype=np.float32)[i], query) for i in range(2)]
+
+
+@pytest.fixture
+def state() -> LibraryState:
+    state = LibraryState(LibraryRecord("lib", "t", "lib", DIM, "brute_force", "cosine", {}, "now"), torch.device("cpu"))
+    state.apply([_write(f"v{row}", row, has_text=False) for row in range(1, 4)])
+    return state
+
+
+def test_text_less_hits_come_from_memory_even_with_include_text(state: LibraryState) -> None:
+    store = StoreSpy({})
+    answers = run_search_batch({"lib": state}, store, _items(include_text=True))  # type: ignore[arg-type]
+    assert store.asked == []
+    assert all(isinstance(hits, list) and len(hits) == 3 for hits in answers)
+    assert {hit.document_id for hits in answers for hit in hits} == {"v1", "v2", "v3"}  # type: ignore[union-attr]
+    hits = [hit for answer in answers for hit in answer]  # type: ignore[union-attr]
+    assert all(hit.text is None and hit.metadata == {"row": int(hit.document_id[1:])} for hit in hits)
+
+
+def test_a_hit_with_text_sends_the_batch_to_the_store(state: LibraryState) -> None:
+    state.apply([_write("t4", 4, has_text=True)])
+    rows = {row: HitRow(row, f"v{row}", 0, None, None, {"row": row}) for row in range(1, 4)}
+    rows[4] = HitRow(4, "t4", 0, None, "its text", {"row": 4})
+    store = StoreSpy(rows)
+    answers = run_search_batch({"lib": state}, store, _items(include_text=True))  # type: ignore[arg-type]
+    assert store.asked == [[1, 2, 3, 4]]
+    texts = {hit.document_id: hit.text for hits in answers for hit in hits}  # type: ignore[union-attr]
+    assert texts == {"v1": None, "v2": None, "v3": None, "t4": "its text"}
+    # Without include_text the same hits come from memory.
+    store.asked.clear()
+    run_search_batch({"lib": state}, store, _items(include_text=False))  # type: ignore[arg-type]
+    assert store.asked == []
+    # The text goes away with a rewrite that has none: memory again.
+    state.apply([AppliedWrite("lib", "t4", (4,), (5,), np.ones((1, DIM), np.float32), {}, seq=9, has_text=False)])
+    run_search_batch({"lib": state}, store, _items(include_text=True))  # type: ignore[arg-type]
+    assert store.asked == []
