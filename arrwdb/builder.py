@@ -9,6 +9,7 @@ exact search until a first index exists, then by the previous index plus the exa
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,11 +32,19 @@ class IndexBuilder:
         libraries: dict[str, LibraryState],
         snapshot_dir: Path,
         threads: int = 1,
+        serving_idle: Callable[[], bool] = lambda: False,
+        idle_threads: int | None = None,
     ) -> None:
         self.worker = worker
         self.libraries = libraries
         self.snapshot_dir = snapshot_dir
+        # FAISS threads while the server serves requests, and while it has been idle a moment: a
+        # build no one is waiting beside (an import just finished) takes every core.
         self.threads = threads
+        self.idle_threads = max(threads, idle_threads or len(os.sched_getaffinity(0)))
+        self._serving_idle = serving_idle
+        self._threads_now = threads
+        self.thread_choices: list[int] = []  # the count chosen before each chunk of a build (statistics, tests)
         self._tasks: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
         self._pending: set[tuple[str, str]] = set()
         self._records: dict[str, LibraryRecord] = {}
@@ -89,6 +98,7 @@ class IndexBuilder:
             import faiss
 
             faiss.omp_set_num_threads(self.threads)  # per thread: leaves the other cores to serving
+            self._threads_now = self.threads
         except ImportError:
             log.warning("FAISS is not installed: ivf and hnsw libraries are served exactly")
             return
@@ -113,6 +123,17 @@ class IndexBuilder:
                 if not self._pending:
                     self._idle.set()
 
+    def _pace(self) -> None:
+        """Before each chunk of a build: every core while the server is idle, else ``threads``."""
+        wanted = self.idle_threads if self._serving_idle() else self.threads
+        del self.thread_choices[:-64]  # bounded: the recent choices are all anyone reads
+        self.thread_choices.append(wanted)
+        if wanted != self._threads_now:
+            import faiss
+
+            faiss.omp_set_num_threads(wanted)
+            self._threads_now = wanted
+
     def _ann_of(self, library_id: str) -> tuple[LibraryState, AnnIndex] | None:
         state = self.libraries.get(library_id)
         if state is None or not isinstance(state.index, AnnIndex):
@@ -135,9 +156,9 @@ class IndexBuilder:
         started = time.perf_counter()
         try:
             if job.kind == "build":
-                ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors)
+                ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors, self._pace)
             else:
-                ann = faiss_ops.extend(job.base, job.rows, job.vectors)
+                ann = faiss_ops.extend(job.base, job.rows, job.vectors, self._pace)
         except Exception:
             call_on_worker(self.worker, index.abort)
             raise

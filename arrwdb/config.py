@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker (fixed).")
 
     build_threads: int = Field(
-        1, ge=1, description="FAISS threads of the background index builder (the rest serve queries)."
+        1,
+        ge=1,
+        description="FAISS threads of the background index builder while the server serves (the rest serve);"
+        " after a second without searches, embeddings or commits a build takes every core.",
     )
 
     # Search-result cache, keyed by library version: any applied write to a library makes its entries

@@ -93,7 +93,13 @@ class Engine:
             max_batch_wait_ms=s.max_batch_wait_ms,
             max_queue=s.max_queue,
         )
-        self.builder = IndexBuilder(self.worker, self.libraries, s.data_dir / "indexes", threads=s.build_threads)
+        self.builder = IndexBuilder(
+            self.worker,
+            self.libraries,
+            s.data_dir / "indexes",
+            threads=s.build_threads,
+            serving_idle=self.telemetry.serving_idle,
+        )
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
         )
@@ -324,6 +330,7 @@ class Engine:
         return self.model.prepare(texts)
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
+        self.telemetry.work_done()
         loop_busy = self.telemetry.requests_in_flight >= _BUSY_LOOP_REQUESTS
         self._threads.fit(len(prepared), _LARGE_BATCH, loop_busy)
         return list(self.model.embed_prepared(prepared))
@@ -379,6 +386,7 @@ class Engine:
         return [hits or [] for hits in results], timings + Timings.of(list(done))
 
     def _run_search(self, items: list[SearchItem]) -> list[list[Hit] | Exception]:
+        self.telemetry.work_done()
         self._threads.fit(len(items), _LARGE_BATCH)
         return run_search_batch(self.libraries, self.store, items)
 

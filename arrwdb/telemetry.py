@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,9 @@ class Telemetry:
         # HTTP requests being served, read by the device worker to leave the event loop a core when busy.
         # A plain int: only the event loop writes it.
         self.requests_in_flight = 0
+        # time.monotonic() of the last search or embedding batch, or commit: what background builds
+        # would take CPU from.  Cheap requests (health, statistics polls) do not count.
+        self.last_work_at = float("-inf")
         in_flight = Gauge("arrwdb_http_requests_in_flight", "HTTP requests being served", registry=r)
         in_flight.set_function(lambda: self.requests_in_flight)
         self.commit_size = Histogram(
@@ -101,6 +105,16 @@ class Telemetry:
 
     def request_ended(self) -> None:
         self.requests_in_flight -= 1
+
+    def work_done(self) -> None:
+        """A search or embedding batch ran, or a commit: the server is serving."""
+        self.last_work_at = time.monotonic()
+
+    def serving_idle(self, quiet_s: float = 1.0) -> bool:
+        """No search, embedding or commit for ``quiet_s``: background work may take every core.  (Not
+        "no request in flight": a client polling statistics while it waits for a build would then
+        keep the build on one thread.)"""
+        return time.monotonic() - self.last_work_at >= quiet_s
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, str(status))

@@ -129,5 +129,6 @@ class GroupCommitter:
             log.exception("group commit failed")
             results = [StorageFailure(f"the write failed: {exc!r}")] * len(batch)
         self.telemetry.commit_size.observe(len(batch))
+        self.telemetry.work_done()
         # Urgent: its writers wait on it, and it takes far less than an embedding batch queued before it.
         self.worker.submit(_ApplyJob(self.loop, self.apply, batch, results), urgent=True)

@@ -8,6 +8,7 @@ once published: FAISS indexes are not safe to add to and search at once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,30 @@ class MipsGraph:
         return bool(len(vectors) == 0 or np.linalg.norm(vectors, axis=1).max() <= self.max_norm)
 
 
-def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndarray, vectors: np.ndarray) -> Any:
+# Vectors per add call in a build: between calls the builder may change its thread count (every core
+# while the server is idle, ARRWDB_BUILD_THREADS while it serves), so a long build follows the load.
+ADD_CHUNK = 4096
+
+Pace = Callable[[], None]
+
+
+def _add(index: Any, vectors: np.ndarray, ids: np.ndarray, pace: Pace | None) -> None:
+    for start in range(0, len(vectors), ADD_CHUNK):
+        if pace is not None:
+            pace()
+        index.add_with_ids(vectors[start : start + ADD_CHUNK], ids[start : start + ADD_CHUNK])
+
+
+def build(
+    index_type: str,
+    params: dict[str, Any],
+    metric: str,
+    row_ids: np.ndarray,
+    vectors: np.ndarray,
+    pace: Pace | None = None,
+) -> Any:
+    """A new FAISS index of ``vectors``; ``pace`` is called before training and before each chunk of
+    adds (the builder sets its thread count there)."""
     faiss = _faiss()
     dimension = vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -75,11 +99,11 @@ def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndar
         graph.hnsw.efConstruction = p.ef_construction
         index = faiss.IndexIDMap2(graph)
         if not mips:
-            index.add_with_ids(vectors, ids)
+            _add(index, vectors, ids, pace)
             return index
         # The smallest bound keeps distances discriminative; a longer new row forces a rebuild.
         wrapped = MipsGraph(index, float(np.linalg.norm(vectors, axis=1).max()) * 1.0001 + 1e-6)
-        index.add_with_ids(wrapped.augment(vectors), ids)
+        _add(index, wrapped.augment(vectors), ids, pace)
         return wrapped
     p = IVFParams.from_dict(params)
     nlist = min(p.nlist_for(len(vectors)), max(1, len(vectors) // 39))
@@ -95,22 +119,24 @@ def build(index_type: str, params: dict[str, Any], metric: str, row_ids: np.ndar
     rng = np.random.default_rng(0)
     sample_size = min(len(vectors), nlist * _TRAIN_POINTS_PER_LIST)
     sample = vectors[np.sort(rng.choice(len(vectors), sample_size, replace=False))]
+    if pace is not None:
+        pace()
     index.train(sample)
-    index.add_with_ids(vectors, ids)
+    _add(index, vectors, ids, pace)
     return index
 
 
-def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray) -> Any:
+def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | None = None) -> Any:
     """A copy of ``index`` with more vectors; the published index stays untouched."""
     faiss = _faiss()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(row_ids, dtype=np.int64)
     if isinstance(index, MipsGraph):
         grown = MipsGraph(faiss.clone_index(index.index), index.max_norm)
-        grown.index.add_with_ids(grown.augment(vectors), ids)
+        _add(grown.index, grown.augment(vectors), ids, pace)
         return grown
     grown = faiss.clone_index(index)
-    grown.add_with_ids(vectors, ids)
+    _add(grown, vectors, ids, pace)
     return grown
 
 
