@@ -93,13 +93,8 @@ class Engine:
             max_batch_wait_ms=s.max_batch_wait_ms,
             max_queue=s.max_queue,
         )
-        self.builder = IndexBuilder(
-            self.worker,
-            self.libraries,
-            s.data_dir / "indexes",
-            threads=s.build_threads,
-            serving_idle=self.telemetry.serving_idle,
-        )
+        idle = self.telemetry.serving_idle
+        self.builder = IndexBuilder(self.worker, self.libraries, s.data_dir / "indexes", s.build_threads, idle)
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
         )
