@@ -38,13 +38,13 @@ class IndexBuilder:
         self.worker = worker
         self.libraries = libraries
         self.snapshot_dir = snapshot_dir
-        # FAISS threads while the server serves requests, and while it has been idle a moment: a
-        # build no one is waiting beside (an import just finished) takes every core.
+        # FAISS threads while the server serves, and once it has been idle a moment: a build that
+        # nothing else is waiting beside (an import just finished) takes every core.
         self.threads = threads
-        self.idle_threads = max(threads, idle_threads or len(os.sched_getaffinity(0)))
+        self.idle_threads = max(threads, idle_threads or os.cpu_count() or 1)
         self._serving_idle = serving_idle
         self._threads_now = threads
-        self.thread_choices: list[int] = []  # the count chosen before each chunk of a build (statistics, tests)
+        self.thread_choices: list[int] = []  # the count chosen before each recent chunk (for tests, debugging)
         self._tasks: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
         self._pending: set[tuple[str, str]] = set()
         self._records: dict[str, LibraryRecord] = {}
