@@ -25,6 +25,13 @@ from arrwdb.worker import DeviceWorker, call_on_worker
 log = logging.getLogger("arrwdb.builder")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset or taskset, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class IndexBuilder:
     def __init__(
         self,
@@ -41,7 +48,7 @@ class IndexBuilder:
         # FAISS threads while the server serves, and once it has been idle a moment: a build that
         # nothing else is waiting beside (an import just finished) takes every core.
         self.threads = threads
-        self.idle_threads = max(threads, idle_threads or os.cpu_count() or 1)
+        self.idle_threads = max(threads, idle_threads or usable_cores())
         self._serving_idle = serving_idle
         self._threads_now = threads
         self.thread_choices: list[int] = []  # the count chosen before each recent chunk (for tests, debugging)

@@ -72,8 +72,14 @@ class Settings(BaseSettings):
     build_threads: int = Field(
         1,
         ge=1,
-        description="FAISS threads of the background index builder while the server serves (the rest serve);"
-        " after a second without searches, embeddings or commits a build takes every core.",
+        description="FAISS threads of the background index builder while the server serves (the rest serve).",
+    )
+    build_threads_idle: int | None = Field(
+        None,
+        ge=1,
+        description="FAISS threads of a build once a second has passed without searches, embeddings or"
+        " commits (default: every core this process may use; set it to ARRWDB_BUILD_THREADS to never"
+        " take more).",
     )
 
     # Search-result cache, keyed by library version: any applied write to a library makes its entries

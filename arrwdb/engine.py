@@ -93,8 +93,8 @@ class Engine:
             max_batch_wait_ms=s.max_batch_wait_ms,
             max_queue=s.max_queue,
         )
-        idle = self.telemetry.serving_idle
-        self.builder = IndexBuilder(self.worker, self.libraries, s.data_dir / "indexes", s.build_threads, idle)
+        idle = (self.telemetry.serving_idle, s.build_threads_idle)
+        self.builder = IndexBuilder(self.worker, self.libraries, s.data_dir / "indexes", s.build_threads, *idle)
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
         )
@@ -325,10 +325,10 @@ class Engine:
         return self.model.prepare(texts)
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
-        self.telemetry.work_done()
         loop_busy = self.telemetry.requests_in_flight >= _BUSY_LOOP_REQUESTS
         self._threads.fit(len(prepared), _LARGE_BATCH, loop_busy)
-        return list(self.model.embed_prepared(prepared))
+        with self.telemetry.working():
+            return list(self.model.embed_prepared(prepared))
 
     # -- search ------------------------------------------------------------------------------
 
@@ -381,9 +381,9 @@ class Engine:
         return [hits or [] for hits in results], timings + Timings.of(list(done))
 
     def _run_search(self, items: list[SearchItem]) -> list[list[Hit] | Exception]:
-        self.telemetry.work_done()
         self._threads.fit(len(items), _LARGE_BATCH)
-        return run_search_batch(self.libraries, self.store, items)
+        with self.telemetry.working():
+            return run_search_batch(self.libraries, self.store, items)
 
     # -- figures -----------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,7 @@ class Telemetry:
         # time.monotonic() of the last search or embedding batch, or commit: what background builds
         # would take CPU from.  Cheap requests (health, statistics polls) do not count.
         self.last_work_at = float("-inf")
+        self.batches_running = 0  # on the device worker (one at a time); read by the index builder
         in_flight = Gauge("arrwdb_http_requests_in_flight", "HTTP requests being served", registry=r)
         in_flight.set_function(lambda: self.requests_in_flight)
         self.commit_size = Histogram(
@@ -107,14 +110,24 @@ class Telemetry:
         self.requests_in_flight -= 1
 
     def work_done(self) -> None:
-        """A search or embedding batch ran, or a commit: the server is serving."""
+        """A commit or a search or embedding batch ended: the server is serving."""
         self.last_work_at = time.monotonic()
 
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Around a search or embedding batch: the server is not idle while one runs, however long."""
+        self.batches_running += 1
+        try:
+            yield
+        finally:
+            self.batches_running -= 1
+            self.work_done()
+
     def serving_idle(self, quiet_s: float = 1.0) -> bool:
-        """No search, embedding or commit for ``quiet_s``: background work may take every core.  (Not
-        "no request in flight": a client polling statistics while it waits for a build would then
-        keep the build on one thread.)"""
-        return time.monotonic() - self.last_work_at >= quiet_s
+        """No batch running, and no search, embedding or commit for ``quiet_s``: background work may take
+        every core.  (Not "no request in flight": a client polling statistics while it waits for a
+        build would then keep the build on one thread.)"""
+        return self.batches_running == 0 and time.monotonic() - self.last_work_at >= quiet_s
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, str(status))

@@ -49,7 +49,7 @@ mkdir -p "$OUT"
 # The server's dependencies that the host lacks (typing-extensions and annotated-doc: newer than the
 # host may have, and tiny).  --no-deps: every one is named.
 packages=(fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
-          annotated-types annotated-doc typing-extensions uvicorn orjson setuptools)
+          annotated-types annotated-doc typing-extensions uvicorn orjson pybase64 setuptools)
 download "$OUT" $(for p in "${packages[@]}"; do pinned "$p"; done) "faiss-cpu==$("$PY" -c \
     "from importlib.metadata import version; print(version('faiss-cpu'))")"
 

@@ -67,6 +67,10 @@ def test_the_builder_takes_every_core_only_while_the_server_is_idle(tmp_path: Pa
         paced()
         telemetry.last_work_at -= 1.5  # as if a second and a half had passed
         paced()
+        with telemetry.working():  # a batch running for longer than the quiet second
+            telemetry.last_work_at -= 1.5
+            paced()
+        paced()  # it has just ended
 
     thread = threading.Thread(target=as_the_builder_thread)
     try:
@@ -75,5 +79,23 @@ def test_the_builder_takes_every_core_only_while_the_server_is_idle(tmp_path: Pa
     finally:
         builder.stop()
         worker.stop()
-    assert builder.thread_choices == [3, 3, 1, 3]
-    assert seen == [3, 3, 1, 3]
+    assert builder.thread_choices == [3, 3, 1, 3, 1, 1]
+    assert seen == [3, 3, 1, 3, 1, 1]
+
+
+def test_idle_threads_default_to_the_usable_cores_and_follow_the_setting(tmp_path: Path) -> None:
+    from arrwdb.builder import usable_cores
+    from arrwdb.config import Settings
+
+    worker = DeviceWorker()
+    worker.start()
+    try:
+        default = IndexBuilder(worker, {}, tmp_path / "a", threads=1)
+        capped = IndexBuilder(worker, {}, tmp_path / "b", threads=2, idle_threads=1)  # never below threads
+        assert default.idle_threads == usable_cores() >= 1
+        assert capped.idle_threads == 2
+        default.stop()
+        capped.stop()
+    finally:
+        worker.stop()
+    assert Settings(build_threads_idle=3).build_threads_idle == 3
