@@ -8,7 +8,7 @@ from arrwdb.embed.protocol import Embedder
 from arrwdb.errors import InvalidInput
 from arrwdb.inputs import DocumentInput
 from arrwdb.records import LibraryRecord
-from arrwdb.validation import MAX_NORM, MIN_COSINE_NORM, check_vector
+from arrwdb.validation import check_vector, checked_rows
 
 
 def checked_embedding(record: LibraryRecord, doc: DocumentInput, position: int) -> np.ndarray | None:
@@ -30,27 +30,12 @@ def checked_embeddings(record: LibraryRecord, docs: list[DocumentInput]) -> list
         return out
     vectors = [docs[i].embedding for i in given]
     if all(v.ndim == 1 and v.shape[0] == record.dimension for v in vectors):  # type: ignore[union-attr]
-        matrix = _checked_matrix(np.stack(vectors), record.metric)  # type: ignore[arg-type]
+        matrix = checked_rows(np.stack(vectors), record.metric)  # type: ignore[arg-type]
         if matrix is not None:
             for i, row in zip(given, matrix, strict=True):
                 out[i] = row
             return out
     return [checked_embedding(record, doc, i) for i, doc in enumerate(docs)]
-
-
-def _checked_matrix(matrix: np.ndarray, metric: str) -> np.ndarray | None:
-    """The rows as float32 when every one passes ``check_vector``; None when one does not."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        as_float32 = matrix.astype(np.float32)
-    if not np.isfinite(as_float32).all():
-        return None
-    as_float64 = as_float32.astype(np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", as_float64, as_float64))
-    if (norms > MAX_NORM).any():
-        return None
-    if metric == "cosine" and ((norms < MIN_COSINE_NORM).any() or not as_float32.any(axis=1).all()):
-        return None
-    return as_float32
 
 
 def plan_chunks(

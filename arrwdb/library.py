@@ -142,14 +142,14 @@ class LibraryState:
         else:
             self.docs_with_text.discard(doc_id)
 
-    def any_text(self, row_ids: list[int]) -> bool:
-        """Whether a document among these rows stores a text (only these hits need SQLite).  Only once
-        ``documents_loaded``."""
+    def any_text(self, row_ids: list[list[int]]) -> bool:
+        """Whether a document among these rows (a batch's, query by query) stores a text: only then do
+        the hits need SQLite.  Only once ``documents_loaded``."""
         with_text = self.docs_with_text
         if not with_text:  # a library of vectors and metadata only
             return False
         row_doc = self.row_doc
-        return any(row_doc.get(row) in with_text for row in row_ids)
+        return any(row_doc.get(row) in with_text for rows in row_ids for row in rows)
 
     def hits_without_text(self, scores: list[float], row_ids: list[int]) -> list[Hit]:
         """One query's hits, their document fields from memory (rows no longer live, and empty slots,

@@ -55,7 +55,7 @@ def run_search_batch(
     include_text = any(item.query.include_text for item in items)
     if state.documents_loaded:
         row_ids = [ids.tolist() for _, ids in found]
-        if not include_text or not state.any_text([row for rows in row_ids for row in rows]):
+        if not include_text or not state.any_text(row_ids):
             # Every field of a hit without text is in the library's memory (a third of a search batch's
             # time went into the SQLite fetch below), and so is the text of a document without one.
             return [

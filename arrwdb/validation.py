@@ -71,3 +71,19 @@ def check_vector(values: Any, dimension: int, metric: str, what: str) -> np.ndar
     if metric == "cosine" and norm < MIN_COSINE_NORM:
         raise InvalidInput(f"{what} is too close to zero for cosine similarity (norm below {MIN_COSINE_NORM:g})")
     return as_float32
+
+
+def checked_rows(matrix: np.ndarray, metric: str) -> np.ndarray | None:
+    """``check_vector``'s rules for every row of ``matrix`` at once (an import's vectors): the rows as
+    float32 when all pass, None when one does not (``check_vector`` then names it)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_float32 = matrix.astype(np.float32)
+    if not np.isfinite(as_float32).all():
+        return None
+    as_float64 = as_float32.astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", as_float64, as_float64))
+    if (norms > MAX_NORM).any():
+        return None
+    if metric == "cosine" and ((norms < MIN_COSINE_NORM).any() or not as_float32.any(axis=1).all()):
+        return None
+    return as_float32

@@ -9,6 +9,7 @@ Traffic goes to loopback only, and every run is bounded in time and in request c
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -67,6 +68,12 @@ class LoadResult:
 def _check_loopback(host: str) -> None:
     if host not in ("127.0.0.1", "::1", "localhost"):
         raise ValueError("load is only ever sent to a loopback address")
+
+
+def float32_base64(vector: np.ndarray) -> str:
+    """A vector as base64 of its little-endian float32 bytes (arrwdb's ``embedding_base64``, Chroma's
+    HTTP embeddings)."""
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode()
 
 
 def encode_post(host: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:

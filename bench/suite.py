@@ -11,7 +11,6 @@ encoder's of this client.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 import orjson
 
 from arrwdb.bench.datasets import random_vectors
-from arrwdb.bench.loadgen import encode_post
+from arrwdb.bench.loadgen import encode_post, float32_base64
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.rawhttp import RawConnection, encode_request
 from arrwdb.bench.serverproc import ServerProcess
@@ -105,13 +104,14 @@ class Library:
         send over gRPC)."""
         path = f"{self.path}/documents/batch"
         requests = []
-        little = vectors.astype("<f4", copy=False)
         for start in range(0, len(vectors), batch):
             stop = min(start + batch, len(vectors))
-            if base64_vectors:
-                documents = [{"id": f"d{i}", "embedding_base64": _b64(little[i])} for i in range(start, stop)]
-            else:
-                documents = [{"id": f"d{i}", "embedding": vectors[i]} for i in range(start, stop)]
+            documents = [
+                {"id": f"d{i}", "embedding_base64": float32_base64(vectors[i])}
+                if base64_vectors
+                else {"id": f"d{i}", "embedding": vectors[i]}
+                for i in range(start, stop)
+            ]
             body = orjson.dumps({"documents": documents}, option=orjson.OPT_SERIALIZE_NUMPY)
             requests.append(encode_post(self.conn.host, path, body))
         return requests
@@ -298,7 +298,3 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{s['p50_ms']:>8.2f} {s['p95_ms']:>8.2f} {s['p99_ms']:>8.2f} {s[f'recall_at_{k}']:>9.3f}"
             )
     return "\n".join(lines)
-
-
-def _b64(vector: np.ndarray) -> str:
-    return base64.b64encode(vector.tobytes()).decode()

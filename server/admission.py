@@ -5,9 +5,10 @@ At twice the load the server can serve, half the requests are refused.  Refused 
 FastAPI stack (routing, dependencies, the exception handlers) each cost ~0.25 ms of the one event
 loop, which then fell behind the offered load: refusals waited behind admitted requests (p99 0.1-0.3 s
 instead of a few ms) and admitted ones behind refusals.  Here a refusal is one queue-length check and
-one small write.  The answer is the API's 429 (error body, ``Retry-After``); it is counted as
-``rejected_queue_full`` and labelled with its route in the HTTP metrics like any other answer.  An
-unauthenticated request is refused too while overloaded: the 429 says nothing about the library.
+one small response: the API's 429 (error body, ``Retry-After``), rendered by ``server/errors.py`` as
+every error is.  It is counted as ``rejected_queue_full`` and labelled with its route in the HTTP
+metrics like any other answer.  An unauthenticated request is refused too while overloaded: the 429
+says nothing about the library.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arrwdb.scheduler import Scheduler
+from arrwdb.server.errors import arrwdb_error_response
 
 _LIBRARY_PREFIX = "/v1/libraries/"
 _HOT_SUFFIXES = (
@@ -59,18 +60,6 @@ class AdmissionGate:
                 template = hot_route(scope["path"])
                 if template is not None:
                     scope["route"] = _RouteLabel(template)
-                    await _refuse(scheduler, send)
+                    await arrwdb_error_response(scheduler.refuse())(scope, receive, send)
                     return
         await self.app(scope, receive, send)
-
-
-async def _refuse(scheduler: Scheduler, send: Send) -> None:
-    error = scheduler.refuse()
-    body = orjson.dumps({"error": {"type": error.type, "message": error.message}})
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(error.retry_after_s).encode()),
-    ]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,6 @@ ask only for ids and distances.
 
 from __future__ import annotations
 
-import base64
 import shutil
 import tempfile
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from arrwdb.bench.loadgen import encode_post
+from arrwdb.bench.loadgen import encode_post, float32_base64
 from arrwdb.bench.peers.common import PeerProcess, PeerSettings, QpsTarget, package_version
 from arrwdb.bench.peers.dataset import PeerData, recall
 from arrwdb.bench.peers.envs import chroma_env, ensure
@@ -27,16 +26,12 @@ from arrwdb.bench.serverproc import free_port
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 
 
-def _b64(vector: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode()
-
-
 def insert_requests(collection: str, vectors: np.ndarray, batch: int) -> list[bytes]:
     path = f"{DB}/collections/{collection}/add"
     requests = []
     for start in range(0, len(vectors), batch):
         rows = range(start, min(start + batch, len(vectors)))
-        body = orjson.dumps({"ids": [str(i) for i in rows], "embeddings": [_b64(vectors[i]) for i in rows]})
+        body = orjson.dumps({"ids": [str(i) for i in rows], "embeddings": [float32_base64(vectors[i]) for i in rows]})
         requests.append(encode_post("127.0.0.1", path, body))
     return requests
 
