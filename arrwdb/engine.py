@@ -21,7 +21,7 @@ from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.chunking import token_estimate
 from arrwdb.embed.protocol import Embedder
-from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
+from arrwdb.errors import Conflict, DeadlineExceeded, NotFound, NotReady
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
@@ -34,12 +34,13 @@ from arrwdb.scheduler import (
     QueueSpec,
     Scheduler,
 )
-from arrwdb.search_batch import SearchItem, run_search_batch
+from arrwdb.search_batch import Answers, SearchItem, run_search_batch
+from arrwdb.search_plan import query_blocks, query_vectors, stacked
 from arrwdb.startup import DocumentLoader, load_library
 from arrwdb.store import Store, new_library_record
 from arrwdb.telemetry import Telemetry
 from arrwdb.timings import Timings
-from arrwdb.validation import check_k, check_library_settings, check_name, check_query_params, check_vector
+from arrwdb.validation import check_library_settings, check_name
 from arrwdb.worker import DeviceWorker, await_on_worker
 
 log = logging.getLogger("arrwdb.engine")
@@ -340,20 +341,7 @@ class Engine:
         self.check_ready()
         state = self.library(tenant, key)
         record = state.record
-        vectors: list[np.ndarray | None] = []
-        for position, query in enumerate(queries):
-            where = f"queries[{position}]" if len(queries) > 1 else "query"
-            check_k(query.k, where)
-            check_query_params(query.params, where)
-            if query.embedding is not None:
-                vectors.append(check_vector(query.embedding, record.dimension, record.metric, f"{where}.embedding"))
-                continue
-            if record.dimension != self.model.dimension:
-                raise InvalidInput(
-                    f"library {record.name!r} has dimension {record.dimension}, not the model's: "
-                    "search it with an embedding"
-                )
-            vectors.append(None)
+        vectors = query_vectors(record, queries, self.model.dimension)
         if not state.documents_loaded and any(query.filter is not None for query in queries):
             await self.documents.wait(record.id, deadline)  # right after a restart
         keys, results = self.result_cache.lookup(state, queries)
@@ -370,18 +358,36 @@ class Engine:
             )
             for row, position in enumerate(text_positions):
                 vectors[position] = embedded[row]
-        spec = QueueSpec(key=("search", record.id), kind="search", priority=PRIORITY_INTERACTIVE, run=self._run_search)
-        items = [SearchItem(record.id, vectors[i], queries[i]) for i in pending]
-        done = await self.scheduler.submit_many(spec, items, deadline=deadline) if items else []
-        for position, completed in zip(pending, done, strict=True):
-            results[position] = completed.value
-            cache_key = keys[position]
-            if cache_key is not None:
-                self.result_cache.put(cache_key, completed.value)
+        blocks = query_blocks(queries, pending, self.scheduler.max_batch_size)
+        items = [SearchItem(record.id, stacked([vectors[i] for i in block]), queries[block[0]]) for block in blocks]
+        done = (
+            await self.scheduler.submit_many(self._search_spec(record.id), items, deadline=deadline,
+                                             costs=[item.rows for item in items])
+            if items else []
+        )  # fmt: skip
+        for block, completed in zip(blocks, done, strict=True):
+            for position, found in zip(block, completed.value, strict=True):
+                results[position] = found
+                cache_key = keys[position]
+                if cache_key is not None:
+                    self.result_cache.put(cache_key, found)
         return [hits or [] for hits in results], timings + Timings.of(list(done))
 
-    def _run_search(self, items: list[SearchItem]) -> list[list[Hit] | Exception]:
-        self._threads.fit(len(items), _LARGE_BATCH)
+    def _search_spec(self, library_id: str) -> QueueSpec:
+        # An item's cost is its number of queries, and the batch's size counts those: ARRWDB_MAX_BATCH_SIZE
+        # bounds the queries of a batch, however they arrived.
+        return QueueSpec(
+            key=("search", library_id),
+            kind="search",
+            priority=PRIORITY_INTERACTIVE,
+            run=self._run_search,
+            max_cost=self.scheduler.max_batch_size,
+            size_is_cost=True,
+            finish=Answers.hits,
+        )
+
+    def _run_search(self, items: list[SearchItem]) -> Answers:
+        self._threads.fit(sum(item.rows for item in items), _LARGE_BATCH)
         with self.telemetry.working():
             return run_search_batch(self.libraries, self.store, items)
 

@@ -31,8 +31,13 @@ class SearchInput:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Hit:
+    """One search hit; read-only by convention (the result cache shares them between answers).  Not a
+    frozen dataclass: those set each field through object.__setattr__, 4x the cost of building a plain
+    one (0.70 against 0.17 us), and a search batch of 256 queries builds 2,560 of them on the device
+    worker with the GIL held."""
+
     document_id: str
     chunk_index: int
     score: float

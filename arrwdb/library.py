@@ -38,6 +38,29 @@ class DocumentTables(NamedTuple):
     docs_with_text: set[str]  # documents that store a text
 
 
+class HitFields(NamedTuple):
+    """The document fields of a batch's hit rows, one entry per row id (``LibraryState.hit_fields``)."""
+
+    row_ids: list[int]
+    docs: list[str | None]  # None: an empty slot (-1), or a row that is no longer live
+    chunk_rows: list[tuple[int, ...] | None]  # the document's rows in chunk order: gives the chunk index
+    titles: list[str | None]
+    metadata: list[Metadata | None]
+
+    def hits(self, scores: list[float], at: int) -> list[Hit]:
+        """One query's hits (text None) from its scores and the fields from position ``at`` on; rows
+        no longer live, and empty slots, are left out."""
+        hits = []
+        for offset, score in enumerate(scores, at):
+            doc_id = self.docs[offset]
+            if doc_id is None:
+                continue
+            rows = self.chunk_rows[offset]  # a live row's document has its rows and metadata here
+            chunk_index = 0 if len(rows) == 1 else rows.index(self.row_ids[offset])  # type: ignore[arg-type]
+            hits.append(Hit(doc_id, chunk_index, score, self.titles[offset], None, self.metadata[offset]))  # type: ignore[arg-type]
+        return hits
+
+
 def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
@@ -142,30 +165,19 @@ class LibraryState:
         else:
             self.docs_with_text.discard(doc_id)
 
-    def any_text(self, row_ids: list[list[int]]) -> bool:
-        """Whether a document among these rows (a batch's, query by query) stores a text: only then do
-        the hits need SQLite.  Only once ``documents_loaded``."""
-        with_text = self.docs_with_text
-        if not with_text:  # a library of vectors and metadata only
-            return False
-        row_doc = self.row_doc
-        return any(row_doc.get(row) in with_text for rows in row_ids for row in rows)
+    def any_text(self, docs: list[str | None]) -> bool:
+        """Whether one of these documents (a batch's hits, ``HitFields.docs``) stores a text: only then
+        do the hits need SQLite."""
+        return bool(self.docs_with_text) and not self.docs_with_text.isdisjoint(docs)
 
-    def hits_without_text(self, scores: list[float], row_ids: list[int]) -> list[Hit]:
-        """One query's hits, their document fields from memory (rows no longer live, and empty slots,
-        are left out), text None: right for hits asked without text and for documents without one.
-        Only once ``documents_loaded``: until then the store must answer.  A chunk's
-        index is its row's place among its document's rows, which are numbered in chunk order."""
-        row_doc, doc_rows, titles, metadata = self.row_doc, self.doc_rows, self.doc_titles, self.doc_meta
-        hits = []
-        for score, row_id in zip(scores, row_ids, strict=True):
-            doc_id = row_doc.get(row_id)
-            if doc_id is None:
-                continue
-            rows = doc_rows[doc_id]
-            chunk_index = 0 if len(rows) == 1 else rows.index(row_id)
-            hits.append(Hit(doc_id, chunk_index, score, titles.get(doc_id), None, metadata[doc_id]))
-        return hits
+    def hit_fields(self, row_ids: list[int]) -> HitFields:
+        """What the hits of these rows are made of, as the library is now (on the device worker):
+        C-level lookups only, so that the hits can be built from the snapshot on another thread while
+        the worker goes on.  Only once ``documents_loaded``: until then the store must answer."""
+        docs = list(map(self.row_doc.get, row_ids))
+        # Each lookup is a likely cache miss in a large dict (~0.1 us): a library without titles skips one.
+        titles = list(map(self.doc_titles.get, docs)) if self.doc_titles else [None] * len(docs)
+        return HitFields(row_ids, docs, list(map(self.doc_rows.get, docs)), titles, list(map(self.doc_meta.get, docs)))
 
     def allowed_rows(self, filter_: Filter, filter_key: str) -> np.ndarray:
         """Row ids of the documents that match ``filter_``, sorted (cached per library version)."""

@@ -10,6 +10,8 @@ Policy (DESIGN.md):
 - admission is bounded: beyond ``max_queue`` waiting requests, ``Overloaded`` (429) at once;
 - requests whose deadline passed, or whose caller went away (future cancelled), are dropped before
   compute and counted;
+- where the queue has a ``finish`` step (building search hits from the batch's snapshot), the worker
+  hands its output to the finishing thread and starts the next batch at once;
 - results are delivered once per batch with ``call_soon_threadsafe``; a batch that raises fails every
   future in it; a dead worker fails everything pending.  Nothing waits forever.
 """
@@ -19,102 +21,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from arrwdb.batch_job import (
+    EXPIRED,
+    PRIORITY_BULK,
+    PRIORITY_INTERACTIVE,
+    PRIORITY_WRITE,
+    BatchJob,
+    Pending,
+    QueueSpec,
+)
 from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, Overloaded, WorkerFailure
 from arrwdb.telemetry import Telemetry
 from arrwdb.timings import Completed
 from arrwdb.worker import DeviceWorker
 
-# Lower runs first: interactive work (searches, query embeddings) goes ahead of bulk ingestion.
-PRIORITY_INTERACTIVE = 0
-PRIORITY_WRITE = 1
-PRIORITY_BULK = 2
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """How one queue's batches are formed and run.
-
-    ``run`` executes on the device worker: it receives the payloads (or what ``prepare`` made of them)
-    and returns one result per payload, in order; a result that is an exception fails only its item.
-    """
-
-    key: Hashable
-    kind: str  # metrics label: "search", "embed", ...
-    priority: int
-    run: Callable[[Any], Sequence[Any]]
-    prepare: Callable[[list[Any]], Any] | None = None
-    max_cost: int | None = None  # e.g. a token budget; None = count items only
-    # Queues with the same ``top_up`` key run the same function: room left in a batch of the more urgent
-    # one is filled from the others (query embeddings take insert texts along, sparing a forward pass).
-    top_up: Hashable | None = None
-
-
-@dataclass(eq=False)
-class _Pending:
-    payload: Any
-    future: asyncio.Future[Completed]
-    enqueued: float
-    deadline: float
-    cost: int
+__all__ = ["PRIORITY_BULK", "PRIORITY_INTERACTIVE", "PRIORITY_WRITE", "QueueSpec", "Scheduler"]
 
 
 @dataclass(eq=False)
 class _Queue:
     spec: QueueSpec
-    items: deque[_Pending] = field(default_factory=deque)
+    items: deque[Pending] = field(default_factory=deque)
     cost: int = 0
-
-
-_EXPIRED = object()  # result slot of an item dropped at batch start
-
-
-class _BatchJob:
-    """One batch on its way through the (optional) prepare thread and the device worker."""
-
-    def __init__(self, scheduler: Scheduler, spec: QueueSpec, items: list[_Pending]) -> None:
-        self.scheduler = scheduler
-        self.spec = spec
-        self.items = items
-        self.prepared: Any = [item.payload for item in items]
-        self.started = 0.0
-
-    def prepare(self) -> None:
-        try:
-            if self.spec.prepare is not None:
-                self.prepared = self.spec.prepare(self.prepared)
-        except Exception as exc:
-            self.fail(exc)
-            return
-        self.scheduler.worker.submit(self)
-
-    def run(self) -> None:
-        self.started = now = time.monotonic()
-        # A staged batch may have waited: drop what expired or was abandoned meanwhile, before compute.
-        # (Reading done() from this thread is a plain attribute read; the loop owns every transition.)
-        live = [not item.future.done() and item.deadline > now for item in self.items]
-        if not any(live):
-            results: list[Any] = [_EXPIRED] * len(self.items)
-            self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, 0.0)
-            return
-        payloads = self.prepared
-        if self.spec.prepare is None and not all(live):
-            payloads = [p for p, keep in zip(payloads, live, strict=True) if keep]
-        t0 = time.perf_counter()
-        computed = iter(self.spec.run(payloads))
-        compute = time.perf_counter() - t0
-        if payloads is self.prepared:
-            results = list(computed)
-        else:
-            results = [next(computed) if keep else _EXPIRED for keep in live]
-        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, compute)
-
-    def fail(self, exc: BaseException) -> None:
-        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, 0.0)
 
 
 class Scheduler:
@@ -139,8 +72,9 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
         self._dead: BaseException | None = None
-        self._jobs_in_flight: set[_BatchJob] = set()
+        self._jobs_in_flight: set[BatchJob] = set()
         self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-prepare")
+        self._finish_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-finish")
         worker.on_death(lambda exc: self.loop.call_soon_threadsafe(self._worker_died, exc))
 
     @property
@@ -148,8 +82,18 @@ class Scheduler:
         return self._waiting
 
     def close(self) -> None:
+        self._fail_everything(NotReady("the server is shutting down"))
+
+    def _fail_everything(self, failure: BaseException) -> None:
+        """Fail every request still waiting or inside a batch (a batch whose prepare or finish step is
+        cancelled below would otherwise never answer), and stop the helper threads."""
         self._prepare_pool.shutdown(wait=False, cancel_futures=True)
-        failure = NotReady("the server is shutting down")
+        self._finish_pool.shutdown(wait=False, cancel_futures=True)
+        for job in list(self._jobs_in_flight):
+            for item in job.items:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+        self._jobs_in_flight.clear()
         for queue in self._queues.values():
             for item in queue.items:
                 if not item.future.done():
@@ -197,7 +141,7 @@ class Scheduler:
         for position, payload in enumerate(payloads):
             cost = 1 if costs is None else costs[position]
             future: asyncio.Future[Completed] = self.loop.create_future()
-            queue.items.append(_Pending(payload, future, now, deadline, cost))
+            queue.items.append(Pending(payload, future, now, deadline, cost))
             queue.cost += cost
             futures.append(future)
         self._waiting += len(futures)
@@ -290,7 +234,7 @@ class Scheduler:
             return True
         return queue.spec.max_cost is not None and queue.cost >= queue.spec.max_cost
 
-    def _top_up(self, picked: _Queue, items: list[_Pending], now: float) -> None:
+    def _top_up(self, picked: _Queue, items: list[Pending], now: float) -> None:
         """Fill the room left in ``items`` from the less urgent queues that share its ``top_up`` key,
         most urgent first.  Nothing more urgent waits: ``picked`` was the most urgent queue."""
         key = picked.spec.top_up
@@ -301,8 +245,8 @@ class Scheduler:
             cost = sum(item.cost for item in items)
             items.extend(self._take(queue, now, room=self.max_batch_size - len(items), spent=cost))
 
-    def _take(self, queue: _Queue, now: float, room: int | None = None, spent: int = 0) -> list[_Pending]:
-        taken: list[_Pending] = []
+    def _take(self, queue: _Queue, now: float, room: int | None = None, spent: int = 0) -> list[Pending]:
+        taken: list[Pending] = []
         cost = spent
         budget = queue.spec.max_cost
         limit = self.max_batch_size if room is None else room
@@ -325,9 +269,9 @@ class Scheduler:
             cost += item.cost
         return taken
 
-    def _start(self, spec: QueueSpec, items: list[_Pending]) -> None:
+    def _start(self, spec: QueueSpec, items: list[Pending]) -> None:
         self._in_flight += 1
-        job = _BatchJob(self, spec, items)
+        job = BatchJob(self, spec, items)
         self._jobs_in_flight.add(job)
         if spec.prepare is not None:
             self._prepare_pool.submit(job.prepare)
@@ -336,7 +280,7 @@ class Scheduler:
 
     # -- completion (on the event loop) -------------------------------------------------------
 
-    def _complete(self, job: _BatchJob, results: list[Any] | None, error: BaseException | None, compute: float) -> None:
+    def _complete(self, job: BatchJob, results: list[Any] | None, error: BaseException | None, compute: float) -> None:
         if job not in self._jobs_in_flight:
             return  # already failed (worker death)
         self._jobs_in_flight.discard(job)
@@ -345,7 +289,10 @@ class Scheduler:
         if results is not None and len(results) != len(job.items):
             error = WorkerFailure(f"a {kind} batch returned {len(results)} results for {len(job.items)} requests")
         # The batch's size is what was computed: items dropped at batch start do not count.
-        size = len(job.items) if results is None else sum(r is not _EXPIRED for r in results)
+        kept = job.items
+        if results is not None:
+            kept = [item for item, result in zip(job.items, results, strict=False) if result is not EXPIRED]
+        size = sum(item.cost for item in kept) if job.spec.size_is_cost else len(kept)
         if size:
             self.telemetry.queue(kind).batch_size.observe(size)
             self.telemetry.queue(kind).compute.observe(compute)
@@ -357,7 +304,7 @@ class Scheduler:
                 item.future.set_exception(_as_api_error(error))
                 continue
             result = results[index] if results is not None else None
-            if result is _EXPIRED:
+            if result is EXPIRED:
                 self.telemetry.dropped.labels("expired").inc()
                 item.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
                 continue
@@ -371,13 +318,7 @@ class Scheduler:
 
     def _worker_died(self, exc: BaseException) -> None:
         self._dead = exc
-        failure = NotReady(f"the device worker died: {exc!r}")
-        for job in list(self._jobs_in_flight):
-            for item in job.items:
-                if not item.future.done():
-                    item.future.set_exception(failure)
-        self._jobs_in_flight.clear()
-        self.close()
+        self._fail_everything(NotReady(f"the device worker died: {exc!r}"))
 
 
 def _as_api_error(error: BaseException) -> BaseException:

@@ -1,6 +1,8 @@
-"""One search batch on the device worker: group queries that share a filter, search each group with
-one index call, then fill in the hits' document fields: from the library's memory when no query wants
-text or no hit's document has one, else with one store query for the whole batch.
+"""One search batch on the device worker: group the items that share a filter and search parameters,
+search each group with one index call, then fill in the hits' document fields: from the library's
+memory when no query wants text or no hit's document has one, else with one store query for the batch.
+An item is a block of queries from one request that share k, filter, parameters and include_text (a
+lone query is a block of one): it costs one queue slot and one result, however many queries it holds.
 A group that runs out of GPU memory is searched in halves instead (arrwdb.device.split_on_oom).
 """
 
@@ -14,33 +16,42 @@ import orjson
 from arrwdb.device import split_on_oom
 from arrwdb.errors import NotFound
 from arrwdb.inputs import Hit, SearchInput
-from arrwdb.library import LibraryState
+from arrwdb.library import HitFields, LibraryState
 from arrwdb.store import Store
+
+Found = tuple[np.ndarray, np.ndarray]  # (scores, ids), one row per query of an item
+ItemHits = list[list[Hit]] | Exception  # an item's answer: the hits of each of its queries, or its error
 
 
 @dataclass(frozen=True, eq=False)
 class SearchItem:
     library_id: str
-    vector: np.ndarray  # float32 [dimension]
-    query: SearchInput
+    vectors: np.ndarray  # float32 [queries, dimension]
+    query: SearchInput  # k, filter, params and include_text of every one of them
+
+    @property
+    def rows(self) -> int:
+        return len(self.vectors)
 
 
-def run_search_batch(
-    libraries: dict[str, LibraryState], store: Store, items: list[SearchItem]
-) -> list[list[Hit] | Exception]:
+def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: list[SearchItem]) -> Answers:
+    """Search on the device worker.  Returns what gives, for each item, the hits of each of its
+    queries: ``Answers.hits`` builds them from a snapshot of the library's fields (off the device
+    worker, while it runs the next batch), or holds them already when the store had to answer."""
     state = libraries.get(items[0].library_id)
     if state is None:
-        return [NotFound(f"library {items[0].library_id!r} not found") for _ in items]
-    # Queries with the same filter and parameters share one index call (one mask, one matmul).
+        return Answers(ready=[NotFound(f"library {items[0].library_id!r} not found") for _ in items])
+    # Items with the same filter and parameters share one index call (one mask, one matmul).
     groups: dict[tuple[str, bytes], list[int]] = {}
     for position, item in enumerate(items):
         key = (item.query.filter_key, orjson.dumps(item.query.params, option=orjson.OPT_SORT_KEYS))
         groups.setdefault(key, []).append(position)
-    found: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.float32), np.empty(0, np.int64))] * len(items)
+    found: list[Found] = [(np.empty((0, 0), np.float32), np.empty((0, 0), np.int64))] * len(items)
     for positions in groups.values():
         first = items[positions[0]].query
         k = max(items[p].query.k for p in positions)
-        queries = np.stack([items[p].vector for p in positions])
+        vectors = [items[p].vectors for p in positions]
+        queries = vectors[0] if len(vectors) == 1 else np.concatenate(vectors)
         scores, ids = split_on_oom(
             lambda start, stop, queries=queries, k=k, first=first: state.search(
                 queries[start:stop], k, first.filter, first.filter_key, first.params
@@ -49,41 +60,68 @@ def run_search_batch(
             _stack,
             "search batch",
         )
-        for row, position in enumerate(positions):
-            wanted = items[position].query.k
-            found[position] = (scores[row, :wanted], ids[row, :wanted])
+        offset = 0
+        for position in positions:
+            item = items[position]
+            rows, wanted = slice(offset, offset + item.rows), item.query.k
+            found[position] = (scores[rows, :wanted], ids[rows, :wanted])
+            offset += item.rows
     include_text = any(item.query.include_text for item in items)
     if state.documents_loaded:
-        row_ids = [ids.tolist() for _, ids in found]
-        if not include_text or not state.any_text(row_ids):
+        fields = state.hit_fields(np.concatenate([ids.ravel() for _, ids in found]).tolist())
+        if not include_text or not state.any_text(fields.docs):
             # Every field of a hit without text is in the library's memory (a third of a search batch's
             # time went into the SQLite fetch below), and so is the text of a document without one.
-            return [
-                state.hits_without_text(scores.tolist(), rows) for (scores, _), rows in zip(found, row_ids, strict=True)
-            ]
-    return _hits_from_store(store, items, found, include_text)
+            return Answers(found=found, fields=fields)
+    return Answers(ready=_hits_from_store(store, items, found, include_text))
 
 
-def _hits_from_store(
-    store: Store, items: list[SearchItem], found: list[tuple[np.ndarray, np.ndarray]], include_text: bool
-) -> list[list[Hit] | Exception]:
+@dataclass(frozen=True)
+class Answers:
+    """A search batch's answers: ready (an error, or hits with texts from the store), or to be built
+    from the scores and a snapshot of the hits' fields."""
+
+    ready: list[ItemHits] | None = None
+    found: list[Found] | None = None
+    fields: HitFields | None = None
+
+    def hits(self) -> list[ItemHits]:
+        if self.ready is not None:
+            return self.ready
+        assert self.found is not None and self.fields is not None
+        results: list[ItemHits] = []
+        at = 0
+        for scores, _ in self.found:
+            item_hits = []
+            for query_scores in scores.tolist():
+                item_hits.append(self.fields.hits(query_scores, at))
+                at += len(query_scores)
+            results.append(item_hits)
+        return results
+
+
+def _hits_from_store(store: Store, items: list[SearchItem], found: list[Found], include_text: bool) -> list[ItemHits]:
     """Hits with their chunk's text, or before the library's documents are in memory: one store query
     for the whole batch."""
-    every_id = np.concatenate([ids for _, ids in found])
+    every_id = np.concatenate([ids.ravel() for _, ids in found])
     all_ids = np.unique(every_id[every_id >= 0]).tolist()  # sorted, distinct, Python ints
     rows = store.hit_rows(all_ids, include_text)
-    results: list[list[Hit] | Exception] = []
-    for item, (scores, ids) in zip(items, found, strict=True):
-        hits = []
-        for score, row_id in zip(scores.tolist(), ids.tolist(), strict=True):
-            row = rows.get(row_id) if row_id >= 0 else None
-            if row is None:  # an empty slot, or a row deleted between search and fetch
-                continue
-            text = row.text if item.query.include_text else None
-            hits.append(Hit(row.doc_id, row.chunk_index, score, row.title, text, row.metadata))
-        results.append(hits)
+    results: list[ItemHits] = []
+    for item, (item_scores, item_ids) in zip(items, found, strict=True):
+        with_text = item.query.include_text
+        item_hits = []
+        for scores, ids in zip(item_scores.tolist(), item_ids.tolist(), strict=True):
+            hits = []
+            for score, row_id in zip(scores, ids, strict=True):
+                row = rows.get(row_id) if row_id >= 0 else None
+                if row is None:  # an empty slot, or a row deleted between search and fetch
+                    continue
+                text = row.text if with_text else None
+                hits.append(Hit(row.doc_id, row.chunk_index, score, row.title, text, row.metadata))
+            item_hits.append(hits)
+        results.append(item_hits)
     return results
 
 
-def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _stack(parts: list[Found]) -> Found:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

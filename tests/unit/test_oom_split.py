@@ -74,12 +74,13 @@ def test_search_runner_splits_a_batch_that_runs_out_of_memory() -> None:
     index = FlatIndex(16, "cosine", torch.device("cpu"))
     index.add(np.arange(500), rng.standard_normal((500, 16), dtype=np.float32))
     queries = rng.standard_normal((50, 16), dtype=np.float32)
-    items = [SearchItem("lib", q, SearchInput(None, q, k=5 + i % 3)) for i, q in enumerate(queries)]
+    items = [SearchItem("lib", q[None], SearchInput(None, q, k=5 + i % 3)) for i, q in enumerate(queries)]
     fussy = _FussyLibrary(index, limit=8)
-    results = run_search_batch({"lib": fussy}, _Store(), items)  # type: ignore[dict-item, arg-type]
+    results = run_search_batch({"lib": fussy}, _Store(), items).hits()  # type: ignore[dict-item, arg-type]
     expected_scores, expected_ids = index.search(queries, 7)
-    for i, hits in enumerate(results):
-        assert not isinstance(hits, Exception)
+    for i, result in enumerate(results):
+        assert not isinstance(result, Exception)
+        (hits,) = result
         k = 5 + i % 3
         assert [h.document_id for h in hits] == [f"d{r}" for r in expected_ids[i, :k]]
         np.testing.assert_allclose([h.score for h in hits], expected_scores[i, :k], rtol=1e-6)

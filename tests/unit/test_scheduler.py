@@ -428,3 +428,77 @@ def test_submit_many_expires_every_item_at_the_deadline():
             await asyncio.wait_for(task, timeout=5)
 
     run(body)
+
+
+async def _until_done(task: asyncio.Task[Any], seconds: float = 5.0) -> None:
+    """Wait for a result that another thread (the finishing thread) delivers."""
+    deadline = time.monotonic() + seconds
+    while not task.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
+def test_a_search_block_counts_its_queries_in_the_batch_size():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=8, max_batch_wait_ms=1000)
+        batches: list[list[Any]] = []
+        spec = QueueSpec(key="s", kind="search", priority=PRIORITY_INTERACTIVE, run=lambda p: batches.append(p) or p,
+                         max_cost=8, size_is_cost=True)  # fmt: skip
+        first = asyncio.create_task(scheduler.submit(spec, "a", deadline=far(), cost=3))
+        await settle()
+        blocks = [asyncio.create_task(scheduler.submit(spec, name, deadline=far(), cost=3)) for name in "bcd"]
+        await settle()
+        await worker.run_next()
+        await worker.run_next()
+        await worker.run_next()
+        assert (await first).batch_size == 3
+        # Blocks of 3 queries fill batches of at most 8 queries: two blocks, then the third alone.
+        assert batches == [["a"], ["b", "c"], ["d"]]
+        assert [(await block).batch_size for block in blocks] == [6, 6, 3]
+
+    run(body)
+
+
+def test_the_finish_step_runs_off_the_device_thread_and_its_failure_fails_the_batch():
+    import threading
+
+    async def body() -> None:
+        scheduler, worker = make()
+        where: list[str] = []
+
+        def finish(computed: list[Any]) -> list[Any]:
+            where.append(threading.current_thread().name)
+            if "boom" in computed:
+                raise RuntimeError("finish failed")
+            return [value * 10 for value in computed]
+
+        spec = QueueSpec(key="f", kind="test", priority=PRIORITY_INTERACTIVE, run=list, finish=finish)
+        task = asyncio.create_task(scheduler.submit(spec, 4, deadline=far()))
+        await settle()
+        await worker.run_next()  # the "device" part runs here, the finish on the finishing thread
+        await _until_done(task)
+        assert (await task).value == 40
+        assert where and where[0].startswith("arrwdb-finish")
+        failing = asyncio.create_task(scheduler.submit(spec, "boom", deadline=far()))
+        await settle()
+        await worker.run_next()
+        await _until_done(failing)
+        with pytest.raises(WorkerFailure, match="finish failed"):
+            await failing
+
+    run(body)
+
+
+def test_closing_fails_requests_inside_a_batch_as_well_as_the_waiting_ones():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=1)
+        spec = recording_spec([])
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(3)]
+        await settle()
+        assert len(worker.jobs) == 2  # one running, one staged, one waiting: none will ever run now
+        scheduler.close()
+        await settle()
+        for task in tasks:
+            with pytest.raises(NotReady, match="shutting down"):
+                await task
+
+    run(body)

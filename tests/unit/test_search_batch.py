@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.inputs import SearchInput
+from arrwdb.inputs import Hit, SearchInput
 from arrwdb.library import LibraryState
 from arrwdb.records import AppliedWrite, HitRow, LibraryRecord
 from arrwdb.search_batch import SearchItem, run_search_batch
@@ -34,8 +34,16 @@ def _write(doc_id: str, row: int, has_text: bool) -> AppliedWrite:
 
 
 def _items(include_text: bool) -> list[SearchItem]:
+    """A block of two queries and a lone one: three hit lists."""
     query = SearchInput(None, None, 4, None, "", include_text, {})
-    return [SearchItem("lib", np.eye(DIM, dtype=np.float32)[i], query) for i in range(2)]
+    eye = np.eye(DIM, dtype=np.float32)
+    return [SearchItem("lib", eye[:2], query), SearchItem("lib", eye[2:3], query)]
+
+
+def _answers(results: list) -> list[list[Hit]]:
+    """The hit lists of every query of every item, in order."""
+    assert not any(isinstance(result, Exception) for result in results)
+    return [hits for result in results for hits in result]
 
 
 @pytest.fixture
@@ -47,9 +55,9 @@ def state() -> LibraryState:
 
 def test_text_less_hits_come_from_memory_even_with_include_text(state: LibraryState) -> None:
     store = StoreSpy({})
-    answers = run_search_batch({"lib": state}, store, _items(include_text=True))  # type: ignore[arg-type]
+    answers = _answers(run_search_batch({"lib": state}, store, _items(include_text=True)).hits())  # type: ignore[arg-type]
     assert store.asked == []
-    assert all(isinstance(hits, list) and len(hits) == 3 for hits in answers)
+    assert len(answers) == 3 and all(isinstance(hits, list) and len(hits) == 3 for hits in answers)
     assert {hit.document_id for hits in answers for hit in hits} == {"v1", "v2", "v3"}  # type: ignore[union-attr]
     hits = [hit for answer in answers for hit in answer]  # type: ignore[union-attr]
     assert all(hit.text is None and hit.metadata == {"row": int(hit.document_id[1:])} for hit in hits)
@@ -60,15 +68,15 @@ def test_a_hit_with_text_sends_the_batch_to_the_store(state: LibraryState) -> No
     rows = {row: HitRow(row, f"v{row}", 0, None, None, {"row": row}) for row in range(1, 4)}
     rows[4] = HitRow(4, "t4", 0, None, "its text", {"row": 4})
     store = StoreSpy(rows)
-    answers = run_search_batch({"lib": state}, store, _items(include_text=True))  # type: ignore[arg-type]
+    answers = _answers(run_search_batch({"lib": state}, store, _items(include_text=True)).hits())  # type: ignore[arg-type]
     assert store.asked == [[1, 2, 3, 4]]
     texts = {hit.document_id: hit.text for hits in answers for hit in hits}  # type: ignore[union-attr]
     assert texts == {"v1": None, "v2": None, "v3": None, "t4": "its text"}
     # Without include_text the same hits come from memory.
     store.asked.clear()
-    run_search_batch({"lib": state}, store, _items(include_text=False))  # type: ignore[arg-type]
+    run_search_batch({"lib": state}, store, _items(include_text=False)).hits()  # type: ignore[arg-type]
     assert store.asked == []
     # The text goes away with a rewrite that has none: memory again.
     state.apply([AppliedWrite("lib", "t4", (4,), (5,), np.ones((1, DIM), np.float32), {}, seq=9, has_text=False)])
-    run_search_batch({"lib": state}, store, _items(include_text=True))  # type: ignore[arg-type]
+    run_search_batch({"lib": state}, store, _items(include_text=True)).hits()  # type: ignore[arg-type]
     assert store.asked == []
