@@ -215,6 +215,9 @@ class LibraryState:
         metadata_bytes += len(self.docs_with_text) * _SET_ENTRY_BYTES
         return {
             "document_count": self.document_count,
+            # False for a moment after a restart, while the documents' metadata loads in the background
+            # (filtered searches wait for it; everything else is served meanwhile).
+            "documents_loaded": self.documents_loaded,
             "chunk_count": len(self.index),
             "vector_count": len(self.index),
             "dimension": self.record.dimension,

@@ -72,7 +72,8 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
         self._dead: BaseException | None = None
-        self._jobs_in_flight: set[BatchJob] = set()
+        # Batches on their way through the worker, oldest first (the worker runs them in this order).
+        self._jobs_in_flight: dict[BatchJob, None] = {}
         self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-prepare")
         self._finish_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-finish")
         worker.on_death(lambda exc: self.loop.call_soon_threadsafe(self._worker_died, exc))
@@ -104,7 +105,15 @@ class Scheduler:
 
     @property
     def full(self) -> bool:
-        return self._waiting >= self.max_queue
+        return self._waiting + self._staged_items() >= self.max_queue
+
+    def _staged_items(self) -> int:
+        """Items of the batches dispatched behind the oldest one: they have not started, and wait as
+        long as the queued ones.  Not counting them let an overload hold a running batch, a staged one
+        and a full queue, and the admitted requests waited up to three batches (4x the saturated p99)."""
+        later = iter(self._jobs_in_flight)
+        next(later, None)
+        return sum(len(job.items) for job in later)
 
     def admit(self) -> None:
         """Raise Overloaded (429) while the queues are full.  The HTTP layer asks before it reads a
@@ -115,7 +124,8 @@ class Scheduler:
     def refuse(self) -> Overloaded:
         """Count a request refused because the queues are full, and the error that tells its caller."""
         self.telemetry.dropped.labels("rejected_queue_full").inc()
-        return Overloaded(f"the server is overloaded ({self._waiting} requests waiting)", retry_after_s=1)
+        waiting = self._waiting + self._staged_items()
+        return Overloaded(f"the server is overloaded ({waiting} requests waiting)", retry_after_s=1)
 
     async def submit(self, spec: QueueSpec, payload: Any, *, deadline: float, cost: int = 1) -> Completed:
         """Queue one request and wait for its result (or its deadline)."""
@@ -272,7 +282,7 @@ class Scheduler:
     def _start(self, spec: QueueSpec, items: list[Pending]) -> None:
         self._in_flight += 1
         job = BatchJob(self, spec, items)
-        self._jobs_in_flight.add(job)
+        self._jobs_in_flight[job] = None
         if spec.prepare is not None:
             self._prepare_pool.submit(job.prepare)
         else:
@@ -283,7 +293,7 @@ class Scheduler:
     def _complete(self, job: BatchJob, results: list[Any] | None, error: BaseException | None, compute: float) -> None:
         if job not in self._jobs_in_flight:
             return  # already failed (worker death)
-        self._jobs_in_flight.discard(job)
+        del self._jobs_in_flight[job]
         self._in_flight -= 1
         kind = job.spec.kind
         if results is not None and len(results) != len(job.items):

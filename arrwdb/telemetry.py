@@ -66,6 +66,11 @@ class Telemetry:
             "arrwdb_requests_dropped", "Requests refused or dropped, by reason", ["reason"], registry=r
         )
         self.device_busy = Gauge("arrwdb_device_busy_fraction", "Share of time the device worker computed", registry=r)
+        self.gc_frozen_objects = Gauge(
+            "arrwdb_gc_frozen_objects",
+            "Start-up objects moved out of the cyclic GC once start-up work settled (0 until then)",
+            registry=r,
+        )
         # HTTP requests being served, read by the device worker to leave the event loop a core when busy.
         # A plain int: only the event loop writes it.
         self.requests_in_flight = 0

@@ -253,6 +253,7 @@ def run_dataset(
         _prepare_server_dir(data, index_type, ann, rows, data_dir)
         with ServerProcess(data_dir, env={"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_RESULT_CACHE_BYTES": "0"}) as server:
             _wait_ann(server.url)
+            server.wait_settled()
             for value in values:
                 legs = _server_legs(server.url, server.port, param, value, queries[:1000], truth[:1000], load)
                 for leg, point in legs.items():

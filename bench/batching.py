@@ -98,6 +98,7 @@ def run_batching(
             "ARRWDB_RESULT_CACHE_BYTES": "0",
         }
         with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+            server.wait_settled()
             target = ("127.0.0.1", server.port)
             for scenario in scenarios:
                 points = results[scenario].setdefault(setting, [])
@@ -153,6 +154,7 @@ def overload(
         "ARRWDB_RESULT_CACHE_BYTES": "0",
     }
     with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+        server.wait_settled()
         saturated = _run(("127.0.0.1", server.port), requests, saturating, seconds, warmup).summary()
         rss_before = server.rss_bytes()
         rate = 2 * float(saturated["qps"])

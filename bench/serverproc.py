@@ -69,6 +69,18 @@ class ServerProcess:
         self.stop()
         raise RuntimeError("arrwdb serve did not become ready")
 
+    def wait_settled(self, timeout: float = 600.0) -> None:
+        """Wait until start-up work behind /ready is done: the documents' metadata loaded in the
+        background, then the start-up objects moved out of the GC (a one-off pause of a few hundred
+        ms with the GIL held).  A measurement started before it would time that pause."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in httpx.get(f"{self.url}/metrics", timeout=30).text.splitlines():
+                if line.startswith("arrwdb_gc_frozen_objects ") and float(line.split()[1]) > 0:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("arrwdb serve never settled after start-up")
+
     def rss_bytes(self) -> int:
         return 0 if self.process is None else process_rss_bytes(self.process.pid)
 

@@ -120,6 +120,7 @@ class EmbedResponse(BaseModel):
 
 class Statistics(BaseModel):
     document_count: int
+    documents_loaded: bool  # False briefly after a restart: filtered searches wait until it is True
     chunk_count: int
     vector_count: int
     dimension: int

@@ -13,6 +13,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def fresh_slow_log_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets the slow-query log's full line budget: lines one test logs (its servers share
+    this process) must not leave another without any, or with a ``suppressed`` count."""
+    from arrwdb.server import slowlog
+
+    monkeypatch.setattr(slowlog, "_budget", slowlog.LineBudget(slowlog.LINES_PER_SECOND))
+
+
 @pytest.fixture(scope="session")
 def minilm() -> Any:
     """The packaged all-MiniLM-L6-v2 on the CPU, shared by every server of the session."""

@@ -89,6 +89,7 @@ def test_statistics(client):
     client.add_documents("s", [{"text": "one"}, {"text": "two"}, {"text": " ".join(["long"] * 600)}])
     stats = client.statistics("s")
     assert stats["document_count"] == 3
+    assert stats["documents_loaded"] is True
     assert stats["chunk_count"] == stats["vector_count"] >= 4  # the long text has several chunks
     assert stats["dimension"] == 384
     assert stats["index_type"] == "brute_force"

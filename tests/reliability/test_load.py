@@ -26,6 +26,15 @@ def load_server(tmp_path_factory):
     server.stop()
 
 
+def test_the_served_process_reports_when_start_up_work_has_settled(load_server):
+    # `arrwdb serve` moves its start-up objects out of the cyclic GC once loading is done, and says so
+    # on /metrics: benchmarks wait for it so that the one-off pause is not measured.
+    load_server.wait_settled(timeout=120)
+    lines = httpx.get(f"{load_server.url}/metrics").text.splitlines()
+    (frozen,) = [float(line.split()[1]) for line in lines if line.startswith("arrwdb_gc_frozen_objects ")]
+    assert frozen > 10_000  # torch, FastAPI and the rest of a loaded server
+
+
 def test_soak_memory_levels_off_and_nothing_fails(load_server):
     report = soak(load_server.url, load_server.pid, seconds=25, warmup=8, pools=Pools(), clients=4)
     print(f"soak: {report.as_dict()}")

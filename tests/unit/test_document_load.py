@@ -33,7 +33,7 @@ def upsert(doc_id: str, row: int, group: int, removed: tuple[int, ...] = ()) -> 
 def test_writes_applied_while_loading_are_replayed_over_what_the_read_found():
     state = library()
     state.begin_document_load(lambda: 3)
-    assert not state.documents_loaded
+    assert not state.documents_loaded and state.statistics()["documents_loaded"] is False
     assert state.document_count == 3  # from the store until the state is installed
     # Applied while the read runs: a new document, a replaced one and a deleted one.
     state.apply([upsert("d4", 4, group=1)])
@@ -43,7 +43,7 @@ def test_writes_applied_while_loading_are_replayed_over_what_the_read_found():
     read_rows = {"d1": (1,), "d2": (2,), "d3": (3,), "d4": (4,)}
     version = state.version
     state.finish_document_load(DocumentTables(read_meta, read_rows, {}, set()))
-    assert state.documents_loaded
+    assert state.documents_loaded and state.statistics()["documents_loaded"] is True
     assert state.version > version  # no filter result computed before it can be served from the cache
     assert state.doc_meta == {"d1": {"g": 0}, "d2": {"g": 1}, "d4": {"g": 1}}
     assert state.doc_rows == {"d1": (1,), "d2": (5,), "d4": (4,)}

@@ -63,3 +63,20 @@ def test_a_failed_slow_search_names_its_error(caplog):
     assert fields["error"] == "deadline_exceeded"
     assert fields["filter"] is None
     assert fields["batch_size"] is None and fields["compute_ms"] is None
+
+
+def test_at_most_a_budget_of_lines_a_second_and_the_next_line_counts_the_rest(caplog, monkeypatch):
+    from arrwdb.server import slowlog
+
+    now = [100.0]
+    monkeypatch.setattr(slowlog, "_budget", slowlog.LineBudget(5, clock=lambda: now[0]))
+    caplog.set_level(logging.INFO, logger="arrwdb.slow")
+    timings = Timings(1.0, 200.0, 3)
+    for _ in range(12):  # an overloaded second: every search is slow
+        log_slow_search(100, route="search", library="l", queries=queries(), timings=timings, total_ms=300)
+    lines = [json.loads(r.getMessage()) for r in slow_records(caplog)]
+    assert len(lines) == 5 and not any("suppressed" in line for line in lines)
+    now[0] += 1.0
+    log_slow_search(100, route="search", library="l", queries=queries(), timings=timings, total_ms=300)
+    lines = [json.loads(r.getMessage()) for r in slow_records(caplog)]
+    assert len(lines) == 6 and lines[-1]["suppressed"] == 7
