@@ -5,6 +5,7 @@ the batches and delivers their results on the event loop)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from arrwdb.timings import Completed
 
 if TYPE_CHECKING:
     from arrwdb.scheduler import Scheduler
+
+log = logging.getLogger("arrwdb.scheduler")
 
 # Lower runs first: interactive work (searches, query embeddings) goes ahead of bulk ingestion.
 PRIORITY_INTERACTIVE = 0
@@ -70,6 +73,7 @@ class BatchJob:
         self.items = items
         self.prepared: Any = [item.payload for item in items]
         self.started = 0.0
+        self.on_worker = True  # False once the device worker is done with it (loop-side flag)
 
     def prepare(self) -> None:
         try:
@@ -98,16 +102,17 @@ class BatchJob:
         kept = None if payloads is self.prepared else live
         if self.spec.finish is None:
             self._deliver(computed, kept, compute)
-        else:
-            self.scheduler._finish_pool.submit(self._finish, computed, kept, compute)
+            return
+        # The worker is free: the scheduler may start the next batch while this one is finished.
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._left_worker, self)
+        self.scheduler._finish_pool.submit(self._finish, computed, kept, compute)
 
     def _finish(self, computed: Any, kept: list[bool] | None, compute: float) -> None:
         try:
-            results = self.spec.finish(computed)  # type: ignore[misc]
-        except Exception as exc:
-            self.fail(exc)
-            return
-        self._deliver(results, kept, compute)
+            self._deliver(self.spec.finish(computed), kept, compute)  # type: ignore[misc]
+        except BaseException as exc:  # whatever happens here, the batch's callers get an answer
+            log.exception("finishing a %s batch failed", self.spec.kind)
+            self.fail(exc, compute)
 
     def _deliver(self, computed: Sequence[Any], kept: list[bool] | None, compute: float) -> None:
         """Hand the results to the loop; ``kept`` marks the items computed (the rest expired at start)."""
@@ -118,5 +123,5 @@ class BatchJob:
             results = [next(produced) if keep else EXPIRED for keep in kept]
         self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, compute)
 
-    def fail(self, exc: BaseException) -> None:
-        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, 0.0)
+    def fail(self, exc: BaseException, compute: float = 0.0) -> None:
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, compute)

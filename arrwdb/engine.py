@@ -360,11 +360,8 @@ class Engine:
                 vectors[position] = embedded[row]
         blocks = query_blocks(queries, pending, self.scheduler.max_batch_size)
         items = [SearchItem(record.id, stacked([vectors[i] for i in block]), queries[block[0]]) for block in blocks]
-        done = (
-            await self.scheduler.submit_many(self._search_spec(record.id), items, deadline=deadline,
-                                             costs=[item.rows for item in items])
-            if items else []
-        )  # fmt: skip
+        spec, costs = self._search_spec(record.id), [item.rows for item in items]
+        done = await self.scheduler.submit_many(spec, items, deadline=deadline, costs=costs) if items else []
         for block, completed in zip(blocks, done, strict=True):
             for position, found in zip(block, completed.value, strict=True):
                 results[position] = found

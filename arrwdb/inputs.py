@@ -35,8 +35,8 @@ class SearchInput:
 class Hit:
     """One search hit; read-only by convention (the result cache shares them between answers).  Not a
     frozen dataclass: those set each field through object.__setattr__, 4x the cost of building a plain
-    one (0.70 against 0.17 us), and a search batch of 256 queries builds 2,560 of them on the device
-    worker with the GIL held."""
+    one (0.70 against 0.17 us), and a search batch of 256 queries builds 2,560 of them with the GIL
+    held (on the finishing thread: arrwdb.search_batch.Answers)."""
 
     document_id: str
     chunk_index: int

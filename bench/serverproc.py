@@ -75,6 +75,8 @@ class ServerProcess:
         ms with the GIL held).  A measurement started before it would time that pause."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError("arrwdb serve is not running")
             for line in httpx.get(f"{self.url}/metrics", timeout=30).text.splitlines():
                 if line.startswith("arrwdb_gc_frozen_objects ") and float(line.split()[1]) > 0:
                     return

@@ -502,3 +502,76 @@ def test_closing_fails_requests_inside_a_batch_as_well_as_the_waiting_ones():
                 await task
 
     run(body)
+
+
+def test_a_staged_batch_counts_against_the_queue_bound():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=2, max_queue=4, max_batch_wait_ms=1000)
+        spec = recording_spec([])
+        tasks = [asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))]
+        await settle()  # running
+        tasks += [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(1, 5)]
+        await settle()
+        # A full batch of two is staged behind the running one, two wait: four are waiting for the worker.
+        assert [len(job.items) for job in worker.jobs] == [1, 2] and scheduler.waiting == 2
+        with pytest.raises(Overloaded, match="4 requests waiting"):
+            await scheduler.submit(spec, 9, deadline=far())
+        await worker.run_next()  # the staged batch runs now: only the two queued ones wait
+        assert [len(job.items) for job in worker.jobs] == [2, 2]
+        for task in tasks:
+            task.cancel()
+
+    run(body)
+
+
+def test_search_blocks_weigh_their_queries_against_the_queue_bound():
+    async def body() -> None:
+        scheduler, _worker = make(max_batch_size=8, max_queue=10, max_batch_wait_ms=1000)
+        spec = QueueSpec(key="s", kind="search", priority=PRIORITY_INTERACTIVE, run=list, max_cost=8,
+                         size_is_cost=True)  # fmt: skip
+        tasks = [asyncio.create_task(scheduler.submit(spec, "a", deadline=far(), cost=8))]
+        await settle()  # running
+        tasks.append(asyncio.create_task(scheduler.submit(spec, "b", deadline=far(), cost=6)))
+        await settle()
+        assert scheduler.waiting == 6 and not scheduler.full  # one request, six queries
+        tasks.append(asyncio.create_task(scheduler.submit(spec, "c", deadline=far(), cost=6)))
+        await settle()
+        # b's six queries are staged behind the running batch (c would overfill it), c's six wait.
+        assert scheduler.waiting == 6 and scheduler.full
+        with pytest.raises(Overloaded, match="12 requests waiting"):
+            await scheduler.submit(spec, "d", deadline=far(), cost=1)
+        scheduler.close()  # nothing is left counted: later requests hear NotReady, not 429
+        assert scheduler.waiting == 0 and not scheduler.full
+        for task in tasks:
+            with pytest.raises(NotReady):
+                await task
+
+    run(body)
+
+
+def test_the_worker_takes_the_next_batch_while_the_last_one_is_finished():
+    import threading
+
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=8, max_batch_wait_ms=1000)
+        release = threading.Event()
+
+        def finish(computed: list[Any]) -> list[Any]:
+            release.wait(5)
+            return computed
+
+        spec = QueueSpec(key="f", kind="test", priority=PRIORITY_INTERACTIVE, run=list, finish=finish)
+        first = asyncio.create_task(scheduler.submit(spec, 1, deadline=far()))
+        await settle()
+        await worker.run_next()  # its device part is done; its finish step is held
+        second = asyncio.create_task(scheduler.submit(spec, 2, deadline=far()))
+        await settle()
+        assert not first.done()
+        assert len(worker.jobs) == 1  # dispatched at once: the worker is free although 1 is unfinished
+        release.set()
+        await _until_done(first)
+        await worker.run_next()
+        await _until_done(second)
+        assert (await first).value == 1 and (await second).value == 2
+
+    run(body)
