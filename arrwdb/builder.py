@@ -104,8 +104,9 @@ class IndexBuilder:
         try:
             import faiss
 
-            faiss.omp_set_num_threads(self.threads)  # per thread: leaves the other cores to serving
-            self._threads_now = self.threads
+            # Per thread: leaves the other cores to serving.  ``_threads_now`` already says so (set in
+            # __init__, not here: a _pace() that ran first must not be overwritten by a late start).
+            faiss.omp_set_num_threads(self.threads)
         except ImportError:
             log.warning("FAISS is not installed: ivf and hnsw libraries are served exactly")
             return
