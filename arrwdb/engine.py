@@ -34,7 +34,7 @@ from arrwdb.scheduler import (
     QueueSpec,
     Scheduler,
 )
-from arrwdb.search_batch import Answers, SearchItem, run_search_batch
+from arrwdb.search_batch import Answers, SearchItem, answers_hits, run_search_batch
 from arrwdb.search_plan import query_blocks, query_vectors, stacked
 from arrwdb.startup import DocumentLoader, load_library
 from arrwdb.store import Store, new_library_record
@@ -380,7 +380,7 @@ class Engine:
             run=self._run_search,
             max_cost=self.scheduler.max_batch_size,
             size_is_cost=True,
-            finish=Answers.hits,
+            finish=answers_hits,
         )
 
     def _run_search(self, items: list[SearchItem]) -> Answers:

@@ -68,7 +68,6 @@ class Scheduler:
         self.loop = asyncio.get_running_loop()
         self._queues: dict[Hashable, _Queue] = {}
         self._waiting = 0
-        self._in_flight = 0  # batches running or staged on the worker (not those being finished)
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
         self._dead: BaseException | None = None
@@ -96,7 +95,6 @@ class Scheduler:
                 if not item.future.done():
                     item.future.set_exception(failure)
         self._jobs_in_flight.clear()
-        self._in_flight = 0
         for queue in self._queues.values():
             for item in queue.items:
                 if not item.future.done():
@@ -115,13 +113,16 @@ class Scheduler:
         """What waits in the batches dispatched to the worker behind the one it runs: they have not
         started, and wait as long as the queued requests.  Not counting them let an overload hold a
         running batch, a staged one and a full queue (admitted p99 883-973 -> 545-575 ms once counted)."""
-        on_worker = [job for job in self._jobs_in_flight if job.on_worker]
-        return sum(self._weight(job.spec, job.items) for job in on_worker[1:])
+        return sum(self._weight(job.spec, job.items) for job in self._on_worker()[1:])
+
+    def _on_worker(self) -> list[BatchJob]:
+        """The batches running or staged on the worker, oldest first (not those being finished)."""
+        return [job for job in self._jobs_in_flight if job.on_worker]
 
     @staticmethod
     def _weight(spec: QueueSpec, items: Sequence[Pending]) -> int:
-        """How much ``items`` count against ``max_queue``: their queries for search blocks (a 256-query
-        request weighs what 256 single queries do), one each otherwise."""
+        """How much ``items`` count against ``max_queue`` and in a batch's size: their queries for search
+        blocks (a 256-query request weighs what 256 single queries do), one each otherwise."""
         return sum(item.cost for item in items) if spec.size_is_cost else len(items)
 
     def admit(self) -> None:
@@ -209,12 +210,12 @@ class Scheduler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._in_flight < 2 and self._dead is None:
+        while len(on_worker := self._on_worker()) < 2 and self._dead is None:
             queue = self._pick()
             if queue is None:
                 return
             now = time.monotonic()
-            if self._in_flight == 1 and not self._full(queue):
+            if on_worker and not self._full(queue):
                 if queue.spec.prepare is None:
                     # Nothing to prepare ahead: a batch staged now would start no sooner than one taken
                     # when the worker frees (_complete dispatches again), and would hold fewer requests.
@@ -278,7 +279,7 @@ class Scheduler:
                 break
             queue.items.popleft()
             queue.cost -= item.cost
-            weight = item.cost if queue.spec.size_is_cost else 1
+            weight = self._weight(queue.spec, (item,))
             self._waiting -= weight
             self.telemetry.queue(queue.spec.kind).depth.dec(weight)
             if item.future.done():  # the caller gave up (deadline, disconnect): costs no compute
@@ -293,7 +294,6 @@ class Scheduler:
         return taken
 
     def _start(self, spec: QueueSpec, items: list[Pending]) -> None:
-        self._in_flight += 1
         job = BatchJob(self, spec, items)
         self._jobs_in_flight[job] = None
         if spec.prepare is not None:
@@ -305,18 +305,14 @@ class Scheduler:
 
     def _left_worker(self, job: BatchJob) -> None:
         """The worker is done with ``job`` (its finish step runs elsewhere): dispatch the next batch."""
-        if job in self._jobs_in_flight and job.on_worker:
+        if job in self._jobs_in_flight:
             job.on_worker = False
-            self._in_flight -= 1
             self._schedule_dispatch()
 
     def _complete(self, job: BatchJob, results: list[Any] | None, error: BaseException | None, compute: float) -> None:
         if job not in self._jobs_in_flight:
             return  # already failed (worker death)
         del self._jobs_in_flight[job]
-        if job.on_worker:
-            job.on_worker = False
-            self._in_flight -= 1
         kind = job.spec.kind
         if results is not None and len(results) != len(job.items):
             error = WorkerFailure(f"a {kind} batch returned {len(results)} results for {len(job.items)} requests")
@@ -324,7 +320,7 @@ class Scheduler:
         kept = job.items
         if results is not None:
             kept = [item for item, result in zip(job.items, results, strict=False) if result is not EXPIRED]
-        size = sum(item.cost for item in kept) if job.spec.size_is_cost else len(kept)
+        size = self._weight(job.spec, kept)
         if size:
             self.telemetry.queue(kind).batch_size.observe(size)
             self.telemetry.queue(kind).compute.observe(compute)

@@ -36,11 +36,11 @@ class SearchItem:
 
 def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: list[SearchItem]) -> Answers:
     """Search on the device worker.  Returns what gives, for each item, the hits of each of its
-    queries: ``Answers.hits`` builds them from a snapshot of the library's fields (off the device
+    queries: ``answers_hits`` builds them from a snapshot of the library's fields (off the device
     worker, while it runs the next batch), or holds them already when the store had to answer."""
     state = libraries.get(items[0].library_id)
     if state is None:
-        return Answers(ready=[NotFound(f"library {items[0].library_id!r} not found") for _ in items])
+        return ReadyAnswers([NotFound(f"library {items[0].library_id!r} not found") for _ in items])
     # Items with the same filter and parameters share one index call (one mask, one matmul).
     groups: dict[tuple[str, bytes], list[int]] = {}
     for position, item in enumerate(items):
@@ -72,23 +72,28 @@ def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: li
         if not include_text or not state.any_text(fields.docs):
             # Every field of a hit without text is in the library's memory (a third of a search batch's
             # time went into the SQLite fetch below), and so is the text of a document without one.
-            return Answers(found=found, fields=fields)
-    return Answers(ready=_hits_from_store(store, items, found, include_text))
+            return SnapshotAnswers(found, fields)
+    return ReadyAnswers(_hits_from_store(store, items, found, include_text))
 
 
 @dataclass(frozen=True)
-class Answers:
-    """A search batch's answers: ready (an error, or hits with texts from the store), or to be built
-    from the scores and a snapshot of the hits' fields."""
+class ReadyAnswers:
+    """Answers already built on the device worker: errors, or hits with texts from the store."""
 
-    ready: list[ItemHits] | None = None
-    found: list[Found] | None = None
-    fields: HitFields | None = None
+    answers: list[ItemHits]
 
     def hits(self) -> list[ItemHits]:
-        if self.ready is not None:
-            return self.ready
-        assert self.found is not None and self.fields is not None
+        return self.answers
+
+
+@dataclass(frozen=True)
+class SnapshotAnswers:
+    """Answers to build (on the finishing thread) from the scores and a snapshot of the hits' fields."""
+
+    found: list[Found]
+    fields: HitFields
+
+    def hits(self) -> list[ItemHits]:
         results: list[ItemHits] = []
         at = 0
         for scores, _ in self.found:
@@ -98,6 +103,14 @@ class Answers:
                 at += len(query_scores)
             results.append(item_hits)
         return results
+
+
+Answers = ReadyAnswers | SnapshotAnswers
+
+
+def answers_hits(answers: Answers) -> list[ItemHits]:
+    """For each item of the batch, the hits of each of its queries (the search queue's finish step)."""
+    return answers.hits()
 
 
 def _hits_from_store(store: Store, items: list[SearchItem], found: list[Found], include_text: bool) -> list[ItemHits]:

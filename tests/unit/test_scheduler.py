@@ -265,19 +265,26 @@ def test_a_per_item_error_fails_only_that_item():
     run(body)
 
 
-def test_dead_worker_fails_everything_pending_and_refuses_new_work():
+@pytest.mark.parametrize("ending", ["worker death", "shutdown"])
+def test_the_end_fails_requests_inside_batches_and_waiting_and_refuses_new_work(ending: str):
     async def body() -> None:
-        scheduler, worker = make(max_batch_wait_ms=1000)
+        scheduler, worker = make(max_batch_size=1)
         spec = recording_spec([])
-        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(5)]
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(4)]
         await settle()
-        worker.die(SystemError("gone"))
+        assert len(worker.jobs) == 2 and scheduler.waiting == 2  # one batch runs, one is staged, two wait
+        if ending == "worker death":
+            worker.die(SystemError("gone"))
+        else:
+            scheduler.close()
         await settle()
         for task in tasks:
             with pytest.raises(NotReady):
                 await task
-        with pytest.raises(NotReady):
-            await scheduler.submit(spec, 9, deadline=far())
+        assert scheduler.waiting == 0  # nothing is left counted: later requests hear 503, not 429
+        if ending == "worker death":
+            with pytest.raises(NotReady):
+                await scheduler.submit(spec, 9, deadline=far())
 
     run(body)
 
@@ -484,22 +491,6 @@ def test_the_finish_step_runs_off_the_device_thread_and_its_failure_fails_the_ba
         await _until_done(failing)
         with pytest.raises(WorkerFailure, match="finish failed"):
             await failing
-
-    run(body)
-
-
-def test_closing_fails_requests_inside_a_batch_as_well_as_the_waiting_ones():
-    async def body() -> None:
-        scheduler, worker = make(max_batch_size=1)
-        spec = recording_spec([])
-        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(3)]
-        await settle()
-        assert len(worker.jobs) == 2  # one running, one staged, one waiting: none will ever run now
-        scheduler.close()
-        await settle()
-        for task in tasks:
-            with pytest.raises(NotReady, match="shutting down"):
-                await task
 
     run(body)
 
