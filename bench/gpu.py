@@ -159,7 +159,7 @@ def brute_force(config: GpuBenchConfig, bandwidth_gb_s: float | None) -> dict[st
         if floor_ms:
             point["over_bandwidth_floor"] = seconds * 1000 / floor_ms
         points.append(point)
-    raw = _raw_kernel_seconds(config, index.dtype, queries[:256])
+    parts = kernel_parts(config, index.dtype, queries[:256])
     return {
         "rows": config.rows,
         "dimension": config.dimension,
@@ -169,19 +169,65 @@ def brute_force(config: GpuBenchConfig, bandwidth_gb_s: float | None) -> dict[st
         "gpu_memory_bytes": stats["gpu_memory_bytes"],
         "floor_ms": floor_ms,
         "points": points,
-        "raw_kernel_ms_batch256": raw * 1000,
+        "raw_kernel_ms_batch256": parts["kernel_grouped_ms"],
+        "kernel_parts_batch256": parts,
+        "profile_batch256": _profile(config, lambda: index.search(queries[:256], 10)),
         "widened_queries": index.widened_queries,
     }
 
 
-def _raw_kernel_seconds(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray) -> float:
-    """The kernel alone (no re-rank, no host copies) on a matrix of the same shape: what they add."""
+def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray) -> dict[str, float]:
+    """Where a batch's scan time goes, on a matrix of the brute-force shape (no re-rank, no host
+    copies): the kernel with a plain and a grouped top-k, its matrix products alone, and one block's
+    top-k alone, so the next change goes where the time is."""
     from arrwdb.kernels import search_exact
+    from arrwdb.kernels.topk import scores_fp32, top_k_of_block
 
     device = torch.device(config.device)
     matrix = torch.randn((config.rows, config.dimension), device=device).to(dtype)
     query_tensor = torch.from_numpy(queries).to(device)
-    return timed(lambda: search_exact(matrix, query_tensor, 10, "ip", block_rows=1 << 20), config.device)
+    block = max(65536, min(1 << 21, (512 << 20) // (4 * len(queries))))  # FlatIndex's GPU block
+    query_mm = query_tensor.to(dtype)
+    scores = scores_fp32(query_mm, matrix[:block])
+    k = 40  # the re-rank's first fetch for k = 10
+
+    def products() -> None:
+        for start in range(0, config.rows, block):
+            scores_fp32(query_mm, matrix[start : start + block])
+
+    def kernel(group: int) -> float:
+        return timed(lambda: search_exact(matrix, query_tensor, k, "ip", block_rows=block, group=group), config.device)
+
+    out = {
+        "block_rows": block,
+        "kernel_plain_ms": kernel(0) * 1000,
+        "kernel_grouped_ms": kernel(64) * 1000,
+        "kernel_grouped32_ms": kernel(32) * 1000,
+        "kernel_grouped128_ms": kernel(128) * 1000,
+        "products_ms": timed(products, config.device) * 1000,
+        "block_topk_plain_ms": timed(lambda: torch.topk(scores, k, dim=1), config.device) * 1000,
+        "block_topk_grouped_ms": timed(lambda: top_k_of_block(scores, k, 64), config.device) * 1000,
+    }
+    if config.device == "cuda":
+        half_scores = query_mm @ matrix[:block].T  # an fp16 result: half the bytes to write and read
+        out["block_products_fp16_out_ms"] = timed(lambda: query_mm @ matrix[:block].T, config.device) * 1000
+        out["block_topk_grouped_fp16_ms"] = timed(lambda: top_k_of_block(half_scores, k, 64), config.device) * 1000
+    return out
+
+
+def _profile(config: GpuBenchConfig, fn: Callable[[], object]) -> str:
+    """The CUDA kernels of a few calls of ``fn``, by total time (empty on a CPU)."""
+    if config.device != "cuda":
+        return ""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    _sync(config.device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            fn()
+        _sync(config.device)
+    return str(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=50))
 
 
 def ivf(config: GpuBenchConfig) -> dict[str, Any]:
@@ -273,11 +319,12 @@ def embedding(config: GpuBenchConfig) -> dict[str, Any]:
 
 
 def run_gpu_bench(config: GpuBenchConfig, output: Path) -> dict[str, Any]:
-    from arrwdb.bench.gpu_server import server_end_to_end
+    from arrwdb.bench.gpu_server import build_server_store, server_end_to_end
 
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("arrwdb bench gpu: torch sees no CUDA device (use --cpu for a dry run)")
     run = Run(config)
+    run.step("server_store", lambda: build_server_store(config))  # only when asked for
     run.step("bandwidth", lambda: bandwidth(config))
     floor = run.results.get("bandwidth", {}).get("gb_per_s")
     run.step("brute_force", lambda: brute_force(config, floor))

@@ -65,6 +65,8 @@ EOF
 if [[ $MODE == gpu ]] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     log "torch sees no CUDA device: nothing to check here (use --cpu for a dry run)"; exit 1
 fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.max.sm,driver_version --format=csv,noheader
+nproc; lscpu 2>/dev/null | grep -m1 "Model name"
 [[ -d $WHEELS ]] || { log "no wheelhouse/: run bench/gpu_prepare.sh and carry wheelhouse"; exit 1; }
 
 # -- 2. reassemble split files (parts from wheelhouse/ or the stage folder), checking sha256 -------------
@@ -133,7 +135,18 @@ print("arrwdb from", arrwdb.__file__)
 print("FAISS GPU:", faiss_ops.gpu_support())
 EOF
 
-# -- 4. tests -----------------------------------------------------------------------------------------
+# -- 4. tests, with the server benchmark's store built beside them ------------------------------------
+SERVER_ROWS=${ARRWDB_GPU_SERVER_ROWS:-2000000}
+[[ $MODE == cpu ]] && SERVER_ROWS=5000
+CACHE=$TMP/arrwdb-bench-cache
+store_pid=""
+if (( RUN_BENCH )); then
+    log "building the server benchmark's store ($SERVER_ROWS rows) in the background"
+    store_args=(--output "$RESULTS/store.json" --cache-dir "$CACHE" --steps server_store --server-rows "$SERVER_ROWS")
+    [[ $MODE == cpu ]] && store_args+=(--cpu)
+    "$PY" -m arrwdb.cli bench gpu "${store_args[@]}" > "$RESULTS/store.log" 2>&1 &
+    store_pid=$!
+fi
 cp -r "$ROOT"/tests "$ROOT"/pyproject.toml "$WORK"/
 tests_rc=0
 if (( RUN_TESTS )); then
@@ -148,9 +161,12 @@ fi
 # -- 5. the benchmark ------------------------------------------------------------------------------
 bench_rc=0
 if (( RUN_BENCH )); then
+    log "waiting for the store"
+    wait "$store_pid" || log "the store build failed (see store.log): the server step builds it"
+    tail -n 3 "$RESULTS/store.log"
     left=$(( TOTAL_S - ($(date +%s) - STARTED) - 60 ))  # a minute for the server step begun last
     log "benchmark, steps started within ${left} s"
-    bench_args=(--output "$RESULTS/gpu.json" --cache-dir "$TMP/arrwdb-bench-cache" --budget "$left")
+    bench_args=(--output "$RESULTS/gpu.json" --cache-dir "$CACHE" --budget "$left" --server-rows "$SERVER_ROWS")
     [[ $MODE == cpu ]] && bench_args+=(--cpu)
     "$PY" -m arrwdb.cli bench gpu "${bench_args[@]}"
     bench_rc=$?

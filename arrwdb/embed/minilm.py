@@ -21,6 +21,7 @@ import torch
 from arrwdb.device import split_on_oom
 from arrwdb.embed.bert import LeanBert
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
+from arrwdb.embed.hub_kernels import load_hub_kernels_first
 from arrwdb.embed.protocol import Embedder
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -76,6 +77,8 @@ class MiniLMEmbedder(Embedder):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         from tokenizers import Tokenizer
+
+        load_hub_kernels_first()
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 

@@ -32,6 +32,7 @@ _MIN_CAPACITY = 1024
 _COMPACT_MIN_TOMBSTONES = 4096
 _SCORE_BLOCK_BYTES = 512 << 20  # the kernel's [queries x block] fp32 scores on a GPU: fewer, larger blocks
 _BLOCK_ROWS = 65536
+_GPU_TOPK_GROUP = 64  # a GPU block's top-k by group maxima (kernels.top_k_of_block); a CPU's plain top-k
 _CPU = torch.device("cpu")
 
 
@@ -269,6 +270,7 @@ class FlatIndex:
             mask=None if mask is None else mask.to(where),
             norms_sq=self._norms_sq[: self._size].to(where) if self.metric == "l2" else None,
             block_rows=block,
+            group=_GPU_TOPK_GROUP if where.type == "cuda" else 0,
         )
         return scores.to(self.device), positions.to(self.device)
 
@@ -395,6 +397,4 @@ class FlatIndex:
         }
         if self._exact is not None:
             stats["rerank"] = {"fp32_copy": str(self._exact.device), "widened_queries": self.widened_queries}
-        if self.placement_note:
-            stats["placement"] = self.placement_note
-        return stats
+        return {**stats, "placement": self.placement_note} if self.placement_note else stats

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from arrwdb.embed import Embedder, load_embedder
+from arrwdb.embed.hub_kernels import load_hub_kernels_first
 from arrwdb.embed.minilm import WINDOW, MiniLMEmbedder
 
 PARAPHRASE = (
@@ -79,6 +80,7 @@ def test_paraphrase_closer_than_unrelated(embedder: MiniLMEmbedder) -> None:
 
 
 def test_matches_sentence_transformers(embedder: MiniLMEmbedder, model_dir: Path) -> None:
+    load_hub_kernels_first()  # before transformers: see arrwdb/embed/hub_kernels.py
     from sentence_transformers import SentenceTransformer  # slow import: this test only
 
     reference = SentenceTransformer(str(model_dir), device="cpu")

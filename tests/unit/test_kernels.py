@@ -342,3 +342,37 @@ def test_fp16_raw_large_magnitude(device: str, metric: str) -> None:
     if metric == "l2":
         assert torch.equal(ids[:, 0], torch.arange(0, 40, 5))  # the closest planted neighbour wins
     torch.testing.assert_close(scores, ref_scores, rtol=1e-3, atol=1e-2)
+
+
+# -- top-k by group maxima ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["cpu", _CUDA])
+@pytest.mark.parametrize(("n", "k", "group"), [(4096, 10, 64), (5000, 40, 32), (1000, 7, 16), (300, 10, 64)])
+def test_top_k_by_group_maxima_equals_torch_topk(device: str, n: int, k: int, group: int) -> None:
+    from arrwdb.kernels.topk import top_k_of_block
+
+    generator = torch.Generator().manual_seed(n + k)
+    scores = torch.randn((33, n), generator=generator)
+    scores[5] = -float("inf")  # an all-masked row
+    scores[6, : n // 2] = -float("inf")  # half masked
+    scores[7] = torch.randint(0, 3, (n,), generator=generator).float()  # heavy ties
+    scores[8, n - 3 :] = 100.0  # the best hits in the partial last group
+    scores = scores.to(device)
+    top, positions = top_k_of_block(scores, k, group)
+    expected, _ = torch.topk(scores, k, dim=1, sorted=True)
+    torch.testing.assert_close(top, expected)  # the same k best values, best first
+    torch.testing.assert_close(scores.gather(1, positions), top)  # positions point at those values
+    assert all(len(set(row.tolist())) == k for row in positions)  # no position twice
+    assert set(positions[8, :3].tolist()) == {n - 3, n - 2, n - 1}
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_search_exact_by_group_maxima_matches_plain(metric: str) -> None:
+    matrix, queries = _prepare(*_data(3000, 32, 16, seed=21), metric)
+    mask = torch.from_numpy(np.random.default_rng(22).random(3000) < 0.6)
+    m, q = torch.from_numpy(matrix), torch.from_numpy(queries)
+    plain = search_exact(m, q, 10, metric, mask=mask, block_rows=1024)
+    grouped = search_exact(m, q, 10, metric, mask=mask, block_rows=1024, group=16)
+    torch.testing.assert_close(grouped[0], plain[0])
+    assert torch.equal(grouped[1], plain[1])  # random data: no ties, so the same ids in the same order
