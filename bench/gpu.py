@@ -1,4 +1,4 @@
-"""`arrwdb bench gpu`: the GPU path, measured in one run (bench/gpu_check.sh runs it on the H100 host).
+"""`arrwdb bench gpu`: the GPU path, measured in one run (bench/gpu_check.sh runs it on the GPU host).
 
 Steps, each timed, reported in a table and a JSON file, and kept going when one fails:
 1. memory bandwidth: a device-to-device copy, the floor a scan is compared against;

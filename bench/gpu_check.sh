@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of issue 7, one command on the H100 host (Python 3.12, torch 2.11 for CUDA 13 already
-# there, no network).  Run bench/gpu_prepare.sh first where PyPI is reachable; carry wheelhouse/.
+# The GPU check of issue 7, one command on the GPU host, an H100 or H200 (Python 3.12, torch 2.11 for
+# CUDA 13 already there, no network).  Run bench/gpu_prepare.sh first where PyPI is reachable; carry wheelhouse/.
 #
 #   bash bench/gpu_check.sh           install the carried wheels beside the host's torch (never over
 #                                     it), run tests/gpu and the device unit tests, then `arrwdb bench

