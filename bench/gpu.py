@@ -180,16 +180,17 @@ def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray
     """Where a batch's scan time goes, on a matrix of the brute-force shape (no re-rank, no host
     copies): the kernel with a plain and a grouped top-k, its matrix products alone, and one block's
     top-k alone, so the next change goes where the time is."""
-    from arrwdb.kernels import search_exact
+    from arrwdb.index import rerank
+    from arrwdb.kernels import TOPK_GROUP, block_rows_for, search_exact
     from arrwdb.kernels.topk import scores_fp32, top_k_of_block
 
     device = torch.device(config.device)
     matrix = torch.randn((config.rows, config.dimension), device=device).to(dtype)
     query_tensor = torch.from_numpy(queries).to(device)
-    block = max(65536, min(1 << 21, (512 << 20) // (4 * len(queries))))  # FlatIndex's GPU block
+    block = block_rows_for(device, len(queries))  # FlatIndex's blocks
     query_mm = query_tensor.to(dtype)
     scores = scores_fp32(query_mm, matrix[:block])
-    k = 40  # the re-rank's first fetch for k = 10
+    k = rerank.first_fetch(10, config.rows)  # what a half-precision index scans for k = 10
 
     def products() -> None:
         for start in range(0, config.rows, block):
@@ -201,17 +202,19 @@ def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray
     out = {
         "block_rows": block,
         "kernel_plain_ms": kernel(0) * 1000,
-        "kernel_grouped_ms": kernel(64) * 1000,
+        "kernel_grouped_ms": kernel(TOPK_GROUP) * 1000,
         "kernel_grouped32_ms": kernel(32) * 1000,
         "kernel_grouped128_ms": kernel(128) * 1000,
         "products_ms": timed(products, config.device) * 1000,
         "block_topk_plain_ms": timed(lambda: torch.topk(scores, k, dim=1), config.device) * 1000,
-        "block_topk_grouped_ms": timed(lambda: top_k_of_block(scores, k, 64), config.device) * 1000,
+        "block_topk_grouped_ms": timed(lambda: top_k_of_block(scores, k, TOPK_GROUP), config.device) * 1000,
     }
     if config.device == "cuda":
         half_scores = query_mm @ matrix[:block].T  # an fp16 result: half the bytes to write and read
         out["block_products_fp16_out_ms"] = timed(lambda: query_mm @ matrix[:block].T, config.device) * 1000
-        out["block_topk_grouped_fp16_ms"] = timed(lambda: top_k_of_block(half_scores, k, 64), config.device) * 1000
+        out["block_topk_grouped_fp16_ms"] = (
+            timed(lambda: top_k_of_block(half_scores, k, TOPK_GROUP), config.device) * 1000
+        )
     return out
 
 

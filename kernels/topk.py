@@ -20,6 +20,20 @@ import torch
 
 METRICS = ("cosine", "ip", "l2")
 
+# A block's top-k by group maxima (``top_k_of_block``): measured faster than a plain top-k on CPUs
+# (one thread, 100k x 384: batch 64 55.5 -> 48.5 ms, batch 256 210 -> 184 ms), never slower.
+TOPK_GROUP = 64
+_BLOCK_ROWS = 65536  # rows per block on a CPU
+_SCORE_BLOCK_BYTES = 512 << 20  # a GPU block's [queries x rows] fp32 scores: fewer, larger blocks there
+
+
+def block_rows_for(device: torch.device, queries: int) -> int:
+    """Rows per scanned block for ``queries`` queries on ``device``."""
+    if device.type == "cpu":
+        return _BLOCK_ROWS
+    return max(_BLOCK_ROWS, min(1 << 21, _SCORE_BLOCK_BYTES // (4 * max(queries, 1))))
+
+
 # Below this fraction of eligible rows the scan gathers the eligible rows instead of scoring every row
 # and masking: gathering reads only the survivors, so very selective filters get proportionally cheaper.
 _GATHER_FRACTION = 0.25
@@ -119,15 +133,15 @@ def search_exact(
     *,
     mask: torch.Tensor | None = None,
     norms_sq: torch.Tensor | None = None,
-    block_rows: int = 65536,
-    group: int = 0,
+    block_rows: int = _BLOCK_ROWS,
+    group: int = TOPK_GROUP,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k of ``queries`` [q, d] against ``matrix`` [n, d].
 
     ``matrix`` is float32 (float16/bfloat16 are meant for CUDA); ``mask`` [n] bool marks eligible rows
     (True) and is applied before top-k, so k eligible rows come back whenever k exist. ``norms_sq`` [n]
     are the rows' squared L2 norms in fp32 for ``"l2"`` (computed per block when None; ignored otherwise).
-    ``group`` > 1 picks each block's top-k by group maxima (``top_k_of_block``: faster on CPUs and GPUs).
+    ``group`` > 1 picks each block's top-k by group maxima (``top_k_of_block``); 0 a plain top-k.
 
     Returns ``(scores [q, k] float32, ids [q, k] int64)`` on ``matrix.device``, best first; ids are row
     positions in ``matrix``, and slots beyond the number of eligible rows hold id -1 and score -inf.

@@ -24,15 +24,12 @@ import torch
 
 from arrwdb.device import FP16_MAX, GpuBudget, plan_placement, release_cached_memory, storage_dtype
 from arrwdb.index import rerank
-from arrwdb.kernels import normalize_rows, search_exact
+from arrwdb.kernels import block_rows_for, normalize_rows, search_exact
 
 log = logging.getLogger("arrwdb.index.flat")
 
 _MIN_CAPACITY = 1024
 _COMPACT_MIN_TOMBSTONES = 4096
-_SCORE_BLOCK_BYTES = 512 << 20  # the kernel's [queries x block] fp32 scores on a GPU: fewer, larger blocks
-_BLOCK_ROWS = 65536
-_TOPK_GROUP = 64  # a block's top-k by group maxima (kernels.top_k_of_block): 4-13% off a CPU scan too
 _CPU = torch.device("cpu")
 
 
@@ -260,8 +257,6 @@ class FlatIndex:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel over ``matrix`` (the stored matrix, or the fp32 copy wherever it lives)."""
         where = matrix.device
-        rows = max(len(queries), 1)
-        block = _BLOCK_ROWS if where.type == "cpu" else max(_BLOCK_ROWS, min(1 << 21, _SCORE_BLOCK_BYTES // (4 * rows)))
         scores, positions = search_exact(
             matrix[: self._size],
             queries.to(where),
@@ -269,8 +264,7 @@ class FlatIndex:
             "ip" if self.metric == "cosine" else self.metric,
             mask=None if mask is None else mask.to(where),
             norms_sq=self._norms_sq[: self._size].to(where) if self.metric == "l2" else None,
-            block_rows=block,
-            group=_TOPK_GROUP,
+            block_rows=block_rows_for(where, len(queries)),
         )
         return scores.to(self.device), positions.to(self.device)
 
@@ -397,4 +391,6 @@ class FlatIndex:
         }
         if self._exact is not None:
             stats["rerank"] = {"fp32_copy": str(self._exact.device), "widened_queries": self.widened_queries}
-        return {**stats, "placement": self.placement_note} if self.placement_note else stats
+        if self.placement_note:
+            stats["placement"] = self.placement_note
+        return stats

@@ -372,7 +372,7 @@ def test_search_exact_by_group_maxima_matches_plain(metric: str) -> None:
     matrix, queries = _prepare(*_data(3000, 32, 16, seed=21), metric)
     mask = torch.from_numpy(np.random.default_rng(22).random(3000) < 0.6)
     m, q = torch.from_numpy(matrix), torch.from_numpy(queries)
-    plain = search_exact(m, q, 10, metric, mask=mask, block_rows=1024)
+    plain = search_exact(m, q, 10, metric, mask=mask, block_rows=1024, group=0)
     grouped = search_exact(m, q, 10, metric, mask=mask, block_rows=1024, group=16)
     torch.testing.assert_close(grouped[0], plain[0])
     assert torch.equal(grouped[1], plain[1])  # random data: no ties, so the same ids in the same order
