@@ -67,10 +67,11 @@ class BatchJob:
     """One batch on its way through the (optional) prepare thread, the device worker and the (optional)
     finishing thread."""
 
-    def __init__(self, scheduler: Scheduler, spec: QueueSpec, items: list[Pending]) -> None:
+    def __init__(self, scheduler: Scheduler, spec: QueueSpec, items: list[Pending], weight: int) -> None:
         self.scheduler = scheduler
         self.spec = spec
         self.items = items
+        self.weight = weight  # what its items count against the queue bound (Scheduler._weight)
         self.prepared: Any = [item.payload for item in items]
         self.started = 0.0
         self.on_worker = True  # False once the device worker is done with it (loop-side flag)

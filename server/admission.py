@@ -14,38 +14,12 @@ says nothing about the library.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arrwdb.scheduler import Scheduler
 from arrwdb.server.errors import arrwdb_error_response
-
-_LIBRARY_PREFIX = "/v1/libraries/"
-_HOT_SUFFIXES = (
-    ("/search", "/v1/libraries/{library}/search"),
-    ("/search/batch", "/v1/libraries/{library}/search/batch"),
-)
-_EMBED = "/v1/embed"
-
-
-@dataclass(frozen=True)
-class _RouteLabel:
-    """What HttpMetrics reads from ``scope["route"]``: the route template."""
-
-    path: str
-
-
-def hot_route(path: str) -> str | None:
-    """The route template of a path the gate guards, or None."""
-    if path == _EMBED:
-        return _EMBED
-    if path.startswith(_LIBRARY_PREFIX):
-        library_and_rest = path[len(_LIBRARY_PREFIX) :]
-        for suffix, template in _HOT_SUFFIXES:
-            if library_and_rest.endswith(suffix) and "/" not in library_and_rest[: -len(suffix)]:
-                return template
-    return None
+from arrwdb.server.hot_routes import match_hot_route
 
 
 class AdmissionGate:
@@ -57,9 +31,9 @@ class AdmissionGate:
         if scope["type"] == "http" and scope["method"] == "POST":
             scheduler = self.scheduler_of()
             if scheduler is not None and scheduler.full:
-                template = hot_route(scope["path"])
-                if template is not None:
-                    scope["route"] = _RouteLabel(template)
+                match = match_hot_route(scope["path"])
+                if match is not None and match.guarded:
+                    scope["route"] = match.label
                     await arrwdb_error_response(scheduler.refuse())(scope, receive, send)
                     return
         await self.app(scope, receive, send)

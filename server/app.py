@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from arrwdb import __version__
 from arrwdb.config import Settings
@@ -23,7 +24,7 @@ from arrwdb.server import admin, documents, libraries, schemas, search, system
 from arrwdb.server.admission import AdmissionGate
 from arrwdb.server.auth import KeyRing
 from arrwdb.server.errors import install_error_handlers
-from arrwdb.server.fastpath import install_fast_routes
+from arrwdb.server.fastpath import ArrwdbApp, install_hot_path
 from arrwdb.server.memdebug import install_memory_debug
 from arrwdb.server.middleware import BodyLimit, HttpMetrics
 from arrwdb.server.protocol import guarded_protocol
@@ -53,7 +54,7 @@ def create_app(
                 freezer.cancel()
             await engine.stop()  # stops the device thread, or every SIGTERM would wait on it
 
-    app = FastAPI(
+    app = ArrwdbApp(
         title="arrwdb",
         version=__version__,
         description="Vector search with micro-batched embedding and search on one device worker.",
@@ -69,12 +70,10 @@ def create_app(
         app.include_router(module.router)
     if settings.tracemalloc:  # debug only: off by default (see memdebug.py)
         install_memory_debug(app, settings.tracemalloc)
-    install_fast_routes(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    # Inside the metrics (its 429s are counted by route), outside everything else (see admission.py).
-    app.add_middleware(AdmissionGate, scheduler_of=lambda: getattr(engine, "scheduler", None))
-    app.add_middleware(HttpMetrics, telemetry=engine.telemetry)
-    _install_cors(app, settings)
+    layers = _middlewares(settings, engine)
+    for middleware, options in layers:
+        app.add_middleware(middleware, **options)
+    install_hot_path(app, lambda endpoint: _wrapped(endpoint, layers))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -101,21 +100,37 @@ async def _freeze_gc_when_ready(engine: Engine) -> None:
     )
 
 
-def _install_cors(app: FastAPI, settings: Settings) -> None:
-    """CORS only when origins are configured: without it browsers keep other sites off the API."""
-    origins = settings.cors_origin_list()
-    if not origins:
-        return
-    from starlette.middleware.cors import CORSMiddleware
+Middleware = tuple[Any, dict[str, Any]]  # (ASGI middleware class, its options)
 
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=origins,
-        allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-Timeout-Ms"],
-        expose_headers=["Retry-After", "X-Queue-Ms", "X-Compute-Ms", "X-Batch-Size"],
-        max_age=600,
-    )
+
+def _middlewares(settings: Settings, engine: Engine) -> list[Middleware]:
+    """arrwdb's middlewares, innermost first: the FastAPI stack and the hot path both get these."""
+    layers: list[Middleware] = [
+        (BodyLimit, {"max_bytes": settings.max_request_bytes}),
+        # Inside the metrics (its 429s are counted by route), outside everything else (see admission.py).
+        (AdmissionGate, {"scheduler_of": lambda: getattr(engine, "scheduler", None)}),
+        (HttpMetrics, {"telemetry": engine.telemetry}),
+    ]
+    # CORS only when origins are configured: without it browsers keep other sites off the API.
+    origins = settings.cors_origin_list()
+    if origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        cors = {
+            "allow_origins": origins,
+            "allow_methods": ["GET", "POST", "DELETE"],
+            "allow_headers": ["Authorization", "Content-Type", "X-API-Key", "X-Request-Timeout-Ms"],
+            "expose_headers": ["Retry-After", "X-Queue-Ms", "X-Compute-Ms", "X-Batch-Size"],
+            "max_age": 600,
+        }
+        layers.append((CORSMiddleware, cors))
+    return layers
+
+
+def _wrapped(app: ASGIApp, layers: list[Middleware]) -> ASGIApp:
+    for middleware, options in layers:
+        app = middleware(app, **options)
+    return app
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
