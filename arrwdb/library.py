@@ -1,6 +1,6 @@
 """The in-memory side of one library: its index, what filters need (metadata, rows per document) and
-what hits are made of (each row's document, the documents' titles), so that a search that returns no
-text reads nothing from SQLite.
+what hits are made of (each row's document, chunk index, title and metadata), so that a search that
+returns no text reads nothing from SQLite.
 
 Mutated only on the device worker, so searches and index updates never overlap.
 """
@@ -23,8 +23,9 @@ from arrwdb.inputs import Hit
 from arrwdb.records import AppliedWrite, LibraryRecord, Metadata
 
 _FILTER_CACHE_ENTRIES = 64
-# Estimated resident bytes per entry of the row -> document map (dict slot, hash, int key), for statistics.
-_ROW_ENTRY_BYTES = 100
+# Estimated resident bytes per row of the row -> RowEntry map (dict slot, hash, int key, the 4-tuple and
+# its chunk index; the strings and metadata are the document's, shared), for statistics.
+_ROW_ENTRY_BYTES = 180
 # ... and per entry of the set of documents with a text (a slot and a hash; the id is shared).
 _SET_ENTRY_BYTES = 40
 
@@ -38,27 +39,33 @@ class DocumentTables(NamedTuple):
     docs_with_text: set[str]  # documents that store a text
 
 
-class HitFields(NamedTuple):
-    """The document fields of a batch's hit rows, one entry per row id (``LibraryState.hit_fields``)."""
+class RowEntry(NamedTuple):
+    """What a hit on one row (one chunk of a document) is made of.  Immutable: a write replaces a
+    document's entries, so a batch's snapshot of them stays as it was when the batch searched."""
 
-    row_ids: list[int]
-    docs: list[str | None]  # None: an empty slot (-1), or a row that is no longer live
-    chunk_rows: list[tuple[int, ...] | None]  # the document's rows in chunk order: gives the chunk index
-    titles: list[str | None]
-    metadata: list[Metadata | None]
+    doc_id: str
+    chunk_index: int
+    title: str | None
+    metadata: Metadata
+
+
+class HitFields(NamedTuple):
+    """The entries of a batch's hit rows, one per row id; None for an empty slot (-1) or a row that
+    is no longer live (``LibraryState.hit_fields``)."""
+
+    entries: list[RowEntry | None]
 
     def hits(self, scores: list[float], at: int) -> list[Hit]:
-        """One query's hits (text None) from its scores and the fields from position ``at`` on; rows
+        """One query's hits (text None) from its scores and the entries from position ``at`` on; rows
         no longer live, and empty slots, are left out."""
-        hits = []
-        for offset, score in enumerate(scores, at):
-            doc_id = self.docs[offset]
-            if doc_id is None:
-                continue
-            rows = self.chunk_rows[offset]  # a live row's document has its rows and metadata here
-            chunk_index = 0 if len(rows) == 1 else rows.index(self.row_ids[offset])  # type: ignore[arg-type]
-            hits.append(Hit(doc_id, chunk_index, score, self.titles[offset], None, self.metadata[offset]))  # type: ignore[arg-type]
-        return hits
+        return [
+            Hit(entry.doc_id, entry.chunk_index, score, entry.title, None, entry.metadata)
+            for entry, score in zip(self.entries[at : at + len(scores)], scores, strict=True)
+            if entry is not None
+        ]
+
+    def docs(self) -> set[str]:
+        return {entry.doc_id for entry in self.entries if entry is not None}
 
 
 def faiss_available() -> bool:
@@ -79,9 +86,8 @@ class LibraryState:
         self.index = build_index(record, device)
         self.doc_rows: dict[str, tuple[int, ...]] = {}  # row ids in chunk order (rows are numbered in it)
         self.doc_meta: dict[str, Metadata] = {}
-        self.doc_titles: dict[str, str] = {}
         self.docs_with_text: set[str] = set()
-        self.row_doc: dict[int, str] = {}
+        self.row_entries: dict[int, RowEntry] = {}
         self.version = 0  # bumped by every applied write: keys the filter cache
         self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
         # While the documents' metadata loads in the background after a restart: the writes applied
@@ -111,8 +117,12 @@ class LibraryState:
         it began.  Each write sets or removes a whole document, so replaying one the read already saw
         changes nothing, and replaying them in commit order leaves the state the store holds."""
         pending = self._writes_while_loading or []
-        self.doc_meta, self.doc_rows, self.doc_titles, self.docs_with_text = tables
-        self.row_doc = {row: doc_id for doc_id, rows in tables.doc_rows.items() for row in rows}
+        self.doc_meta, self.doc_rows, titles, self.docs_with_text = tables
+        self.row_entries = {
+            row: RowEntry(doc_id, chunk_index, titles.get(doc_id), self.doc_meta[doc_id])
+            for doc_id, rows in tables.doc_rows.items()
+            for chunk_index, row in enumerate(rows)
+        }
         for write in pending:
             self._apply_document(write)
         self._writes_while_loading = None
@@ -145,39 +155,33 @@ class LibraryState:
     def _apply_document(self, write: AppliedWrite) -> None:
         doc_id = write.doc_id
         for row in write.removed_rows:
-            self.row_doc.pop(row, None)
+            self.row_entries.pop(row, None)
         if write.metadata is None:
             self.doc_meta.pop(doc_id, None)
             self.doc_rows.pop(doc_id, None)
-            self.doc_titles.pop(doc_id, None)
             self.docs_with_text.discard(doc_id)
             return
         self.doc_meta[doc_id] = write.metadata
         self.doc_rows[doc_id] = write.added_rows
-        for row in write.added_rows:
-            self.row_doc[row] = doc_id
-        if write.title is None:
-            self.doc_titles.pop(doc_id, None)
-        else:
-            self.doc_titles[doc_id] = write.title
+        for chunk_index, row in enumerate(write.added_rows):  # a document's rows are in chunk order
+            self.row_entries[row] = RowEntry(doc_id, chunk_index, write.title, write.metadata)
         if write.has_text:
             self.docs_with_text.add(doc_id)
         else:
             self.docs_with_text.discard(doc_id)
 
-    def any_text(self, docs: list[str | None]) -> bool:
-        """Whether one of these documents (a batch's hits, ``HitFields.docs``) stores a text: only then
-        do the hits need SQLite."""
-        return bool(self.docs_with_text) and not self.docs_with_text.isdisjoint(docs)
+    def any_text(self, fields: HitFields) -> bool:
+        """Whether one of the documents of a batch's hits stores a text: only then do the hits need
+        SQLite."""
+        return bool(self.docs_with_text) and not self.docs_with_text.isdisjoint(fields.docs())
 
     def hit_fields(self, row_ids: list[int]) -> HitFields:
-        """What the hits of these rows are made of, as the library is now (on the device worker):
-        C-level lookups only, so that the hits can be built from the snapshot on another thread while
-        the worker goes on.  Only once ``documents_loaded``: until then the store must answer."""
-        docs = list(map(self.row_doc.get, row_ids))
-        # Each lookup is a likely cache miss in a large dict (~0.1 us): a library without titles skips one.
-        titles = list(map(self.doc_titles.get, docs)) if self.doc_titles else [None] * len(docs)
-        return HitFields(row_ids, docs, list(map(self.doc_rows.get, docs)), titles, list(map(self.doc_meta.get, docs)))
+        """What the hits of these rows are made of, as the library is now (on the device worker): one
+        C-level dict lookup per row, so that the hits are built from the snapshot on another thread
+        while the worker goes on.  (Four lookups per hit, row -> document -> rows, title, metadata,
+        took 12% of the device thread under 64 clients of 64-query HNSW searches; each is a likely
+        cache miss in a large dict.)  Only once ``documents_loaded``: until then the store answers."""
+        return HitFields(list(map(self.row_entries.get, row_ids)))
 
     def allowed_rows(self, filter_: Filter, filter_key: str) -> np.ndarray:
         """Row ids of the documents that match ``filter_``, sorted (cached per library version)."""
@@ -211,7 +215,8 @@ class LibraryState:
     def statistics(self) -> dict[str, Any]:
         index_stats = self.index.statistics()
         metadata_bytes = sum(len(doc_id) + 64 * (len(meta) + 1) for doc_id, meta in self.doc_meta.items())
-        metadata_bytes += len(self.row_doc) * _ROW_ENTRY_BYTES + sum(64 + len(t) for t in self.doc_titles.values())
+        metadata_bytes += len(self.row_entries) * _ROW_ENTRY_BYTES
+        metadata_bytes += sum(64 + len(e.title) for e in self.row_entries.values() if e.title and not e.chunk_index)
         metadata_bytes += len(self.docs_with_text) * _SET_ENTRY_BYTES
         return {
             "document_count": self.document_count,

@@ -69,7 +69,7 @@ def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: li
     include_text = any(item.query.include_text for item in items)
     if state.documents_loaded:
         fields = state.hit_fields(np.concatenate([ids.ravel() for _, ids in found]).tolist())
-        if not include_text or not state.any_text(fields.docs):
+        if not include_text or not state.any_text(fields):
             # Every field of a hit without text is in the library's memory (a third of a search batch's
             # time went into the SQLite fetch below), and so is the text of a document without one.
             return SnapshotAnswers(found, fields)
