@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     # and a saturated worker (p95 110 ms); 5 ms formed larger ones and cut p95 to 76 ms. An idle worker
     # never waits for it.
     max_batch_wait_ms: float = Field(5.0, ge=0, le=5, description="Extra wait to fill a batch, from the oldest.")
-    max_queue: int = Field(4096, ge=1, description="Admitted requests waiting; beyond it -> 429.")
+    max_queue: int = Field(
+        4096,
+        ge=1,
+        description="Admitted requests waiting for the device (queued, or in the batches it holds); beyond it -> 429.",
+    )
     request_timeout_ms: int = Field(30000, ge=1, description="Default (and largest) deadline of a request.")
     max_request_bytes: int = Field(32 * MIB, ge=32 * MIB, description="Larger bodies get 413.")
 

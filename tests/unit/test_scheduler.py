@@ -169,13 +169,14 @@ def test_cost_budget_splits_batches():
 
 def test_queue_full_is_overloaded_at_once():
     async def body() -> None:
-        scheduler, _worker = make(max_queue=3, max_batch_wait_ms=1000)
+        scheduler, _worker = make(max_queue=4, max_batch_wait_ms=1000)
         spec = recording_spec([])
         asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
-        await settle()  # dispatched: not waiting any more
+        await settle()  # dispatched: it runs, and still waits for its answer
         waiting = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(3)]
         await settle()
-        assert scheduler.waiting == 3  # the next batch is filling: not full, not yet due
+        assert scheduler.waiting == 3  # the next batch is filling, not yet due
+        assert scheduler.full  # three queued and one running: four wait for the device
         started = time.perf_counter()
         with pytest.raises(Overloaded) as err:
             await scheduler.submit(spec, 99, deadline=far())
@@ -495,20 +496,21 @@ def test_the_finish_step_runs_off_the_device_thread_and_its_failure_fails_the_ba
     run(body)
 
 
-def test_a_staged_batch_counts_against_the_queue_bound():
+def test_the_batches_on_the_worker_count_against_the_queue_bound():
     async def body() -> None:
-        scheduler, worker = make(max_batch_size=2, max_queue=4, max_batch_wait_ms=1000)
+        scheduler, worker = make(max_batch_size=2, max_queue=5, max_batch_wait_ms=1000)
         spec = recording_spec([])
         tasks = [asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))]
         await settle()  # running
         tasks += [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(1, 5)]
         await settle()
-        # A full batch of two is staged behind the running one, two wait: four are waiting for the worker.
+        # One runs, a full batch of two is staged behind it, two are queued: five wait for an answer.
         assert [len(job.items) for job in worker.jobs] == [1, 2] and scheduler.waiting == 2
-        with pytest.raises(Overloaded, match="4 requests waiting"):
+        with pytest.raises(Overloaded, match="5 requests waiting"):
             await scheduler.submit(spec, 9, deadline=far())
-        await worker.run_next()  # the staged batch runs now: only the two queued ones wait
-        assert [len(job.items) for job in worker.jobs] == [2, 2]
+        await worker.run_next()  # answered: the staged batch runs, the two queued ones are staged
+        assert [len(job.items) for job in worker.jobs] == [2, 2] and scheduler.waiting == 0
+        assert not scheduler.full  # four wait now
         for task in tasks:
             task.cancel()
 
@@ -517,19 +519,19 @@ def test_a_staged_batch_counts_against_the_queue_bound():
 
 def test_search_blocks_weigh_their_queries_against_the_queue_bound():
     async def body() -> None:
-        scheduler, _worker = make(max_batch_size=8, max_queue=10, max_batch_wait_ms=1000)
+        scheduler, _worker = make(max_batch_size=8, max_queue=20, max_batch_wait_ms=1000)
         spec = QueueSpec(key="s", kind="search", priority=PRIORITY_INTERACTIVE, run=list, max_cost=8,
                          size_is_cost=True)  # fmt: skip
         tasks = [asyncio.create_task(scheduler.submit(spec, "a", deadline=far(), cost=8))]
         await settle()  # running
         tasks.append(asyncio.create_task(scheduler.submit(spec, "b", deadline=far(), cost=6)))
         await settle()
-        assert scheduler.waiting == 6 and not scheduler.full  # one request, six queries
+        assert scheduler.waiting == 6 and not scheduler.full  # one request, six queries, and a's eight
         tasks.append(asyncio.create_task(scheduler.submit(spec, "c", deadline=far(), cost=6)))
         await settle()
         # b's six queries are staged behind the running batch (c would overfill it), c's six wait.
         assert scheduler.waiting == 6 and scheduler.full
-        with pytest.raises(Overloaded, match="12 requests waiting"):
+        with pytest.raises(Overloaded, match="20 requests waiting"):
             await scheduler.submit(spec, "d", deadline=far(), cost=1)
         scheduler.close()  # nothing is left counted: later requests hear NotReady, not 429
         assert scheduler.waiting == 0 and not scheduler.full
