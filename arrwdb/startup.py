@@ -16,7 +16,7 @@ import torch
 from arrwdb.errors import DeadlineExceeded, NotReady
 from arrwdb.index import snapshot
 from arrwdb.index.ann import AnnIndex
-from arrwdb.library import DocumentTables, LibraryState
+from arrwdb.library import DocumentTables, LibraryState, row_entries_of
 from arrwdb.records import LibraryRecord, Metadata
 from arrwdb.store import Store
 from arrwdb.worker import DeviceWorker, call_on_worker
@@ -105,7 +105,7 @@ def _read_documents(store: Store, library_id: str) -> DocumentTables:
             doc_titles[doc_id] = title
         if has_text:
             docs_with_text.add(doc_id)
-    return DocumentTables(doc_meta, doc_rows, doc_titles, docs_with_text)
+    return DocumentTables(doc_meta, doc_rows, row_entries_of(doc_meta, doc_rows, doc_titles), docs_with_text)
 
 
 def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:

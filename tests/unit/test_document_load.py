@@ -12,7 +12,7 @@ import torch
 
 from arrwdb.errors import DeadlineExceeded, NotReady
 from arrwdb.filters import parse_filter
-from arrwdb.library import DocumentTables, LibraryState
+from arrwdb.library import DocumentTables, LibraryState, RowEntry, row_entries_of
 from arrwdb.records import AppliedWrite, LibraryRecord
 from arrwdb.startup import DocumentLoader
 
@@ -42,12 +42,19 @@ def test_writes_applied_while_loading_are_replayed_over_what_the_read_found():
     read_meta = {"d1": {"g": 0}, "d2": {"g": 0}, "d3": {"g": 1}, "d4": {"g": 1}}
     read_rows = {"d1": (1,), "d2": (2,), "d3": (3,), "d4": (4,)}
     version = state.version
-    state.finish_document_load(DocumentTables(read_meta, read_rows, {}, set()))
+    read_entries = row_entries_of(read_meta, read_rows, {"d1": "One"})
+    state.finish_document_load(DocumentTables(read_meta, read_rows, read_entries, set()))
     assert state.documents_loaded and state.statistics()["documents_loaded"] is True
     assert state.version > version  # no filter result computed before it can be served from the cache
     assert state.doc_meta == {"d1": {"g": 0}, "d2": {"g": 1}, "d4": {"g": 1}}
     assert state.doc_rows == {"d1": (1,), "d2": (5,), "d4": (4,)}
     assert state.document_count == 3
+    # What hits are made of follows the replayed writes too: no entry for a replaced or deleted row.
+    assert state.row_entries == {
+        1: RowEntry("d1", 0, "One", {"g": 0}),
+        4: RowEntry("d4", 0, None, {"g": 1}),
+        5: RowEntry("d2", 0, None, {"g": 1}),
+    }
     group_one = parse_filter({"g": 1})
     assert group_one is not None
     assert state.allowed_rows(group_one, "g1").tolist() == [4, 5]
