@@ -221,10 +221,14 @@ class LibraryState:
 
     def statistics(self) -> dict[str, Any]:
         index_stats = self.index.statistics()
-        metadata_bytes = sum(len(doc_id) + 64 * (len(meta) + 1) for doc_id, meta in self.doc_meta.items())
-        metadata_bytes += len(self.row_entries) * _ROW_ENTRY_BYTES
-        metadata_bytes += sum(64 + len(e.title) for e in self.row_entries.values() if e.title and not e.chunk_index)
-        metadata_bytes += len(self.docs_with_text) * _SET_ENTRY_BYTES
+        # One pass (this runs on the event loop): a document's first chunk's entry carries its id,
+        # metadata and title.
+        metadata_bytes = sum(
+            len(e.doc_id) + 64 * (len(e.metadata) + 1) + (64 + len(e.title) if e.title else 0)
+            for e in self.row_entries.values()
+            if not e.chunk_index
+        )
+        metadata_bytes += len(self.row_entries) * _ROW_ENTRY_BYTES + len(self.docs_with_text) * _SET_ENTRY_BYTES
         return {
             "document_count": self.document_count,
             # False for a moment after a restart, while the documents' metadata loads in the background

@@ -27,35 +27,27 @@ from arrwdb.server.auth import tenant
 from arrwdb.server.hot_routes import DOCUMENTS, DOCUMENTS_BATCH, EMBED, SEARCH, SEARCH_BATCH, match_hot_route
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]  # (request, library)
+LibraryHandler = Callable[[str, Request, str], Awaitable[Response]]  # a route's (library, request, tenant)
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-async def _search(request: Request, library: str) -> Response:
-    return await search.search(library, request, await tenant(request))
+def _library_endpoint(handler: LibraryHandler) -> Endpoint:
+    async def endpoint(request: Request, library: str) -> Response:
+        return await handler(library, request, await tenant(request))
 
-
-async def _search_batch(request: Request, library: str) -> Response:
-    return await search.search_batch(library, request, await tenant(request))
+    return endpoint
 
 
 async def _embed(request: Request, library: str) -> Response:
     return await search.embed(request, await tenant(request))
 
 
-async def _add_document(request: Request, library: str) -> Response:
-    return await documents.add_document(library, request, await tenant(request))
-
-
-async def _add_documents(request: Request, library: str) -> Response:
-    return await documents.add_documents(library, request, await tenant(request))
-
-
 _ENDPOINTS: dict[str, Endpoint] = {
-    SEARCH: _search,
-    SEARCH_BATCH: _search_batch,
+    SEARCH: _library_endpoint(search.search),
+    SEARCH_BATCH: _library_endpoint(search.search_batch),
     EMBED: _embed,
-    DOCUMENTS: _add_document,
-    DOCUMENTS_BATCH: _add_documents,
+    DOCUMENTS: _library_endpoint(documents.add_document),
+    DOCUMENTS_BATCH: _library_endpoint(documents.add_documents),
 }
 
 
