@@ -223,8 +223,22 @@ class IndexBuilder:
             if self._still_current(library_id, state):
                 call_on_worker(self.worker, lambda: index.install(ann, rows, int(meta.get("trained_rows", 0))))
                 log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
+                self._save_missing_vectors(library_id, state, index)
             return
         self._build(library_id)
+
+    def _save_missing_vectors(self, library_id: str, state: LibraryState, index: AnnIndex) -> None:
+        """Give a library whose index came from its snapshot but whose vectors came from the store (its
+        vector snapshot damaged and discarded, or never written: only a build writes one) a vector
+        snapshot now.  Without it every restart reads all its rows from SQLite again: 16-22 s instead
+        of 8-12 s to the first ANN query for 1M x 384 here."""
+        path = self.vectors_path(library_id)
+        if snapshot.exists(path):
+            return
+        rows, vectors = call_on_worker(self.worker, index.flat.copy_rows)
+        if len(rows) and self._still_current(library_id, state):
+            snapshot.save_vectors(path, rows, vectors, _expected(state))
+            log.info("library %s: saved the vector snapshot of its %d rows", library_id, len(rows))
 
     def _forget(self, library_id: str) -> None:
         snapshot.remove(self.snapshot_path(library_id))

@@ -37,7 +37,12 @@ def sentences(n: int, seed: int = 0, words: tuple[int, int] = (8, 14)) -> list[s
 
 
 def build_vector_store(
-    data_dir: Path, name: str, vectors: np.ndarray, metric: str = "cosine", index_type: str = "brute_force"
+    data_dir: Path,
+    name: str,
+    vectors: np.ndarray,
+    metric: str = "cosine",
+    index_type: str = "brute_force",
+    index_params: dict[str, int] | None = None,
 ) -> None:
     """A data dir holding one library with ``vectors`` as documents d0..dN (metadata: group = i % 10)."""
     marker = data_dir / f".complete-{name}"
@@ -47,7 +52,9 @@ def build_vector_store(
         shutil.rmtree(data_dir)
     store = Store(data_dir / "arrwdb.sqlite3")
     library_id = f"bench-{name}"
-    store.create_library(new_library_record(library_id, DEFAULT_TENANT, name, vectors.shape[1], index_type, metric, {}))
+    store.create_library(
+        new_library_record(library_id, DEFAULT_TENANT, name, vectors.shape[1], index_type, metric, index_params or {})
+    )
     for start in range(0, len(vectors), 10_000):
         ops = [
             Upsert(DocumentRecord(f"d{i}", None, None, {"group": i % 10}, None, (ChunkRecord(0, 0, 0, vectors[i]),)))
@@ -59,3 +66,34 @@ def build_vector_store(
     store.checkpoint()
     store.close()
     marker.touch()
+
+
+def save_snapshots(
+    data_dir: Path,
+    name: str,
+    ann: object,
+    rows: np.ndarray,
+    vectors: np.ndarray,
+    metric: str,
+    index_type: str,
+    index_params: dict[str, int] | None = None,
+) -> None:
+    """Save ``ann`` (built by faiss_ops.build over ``rows``) and the vectors as the snapshots a server
+    that had built the index itself would leave for the library build_vector_store made as ``name``."""
+    from arrwdb.index import faiss_ops, snapshot
+
+    expected = {
+        "library_id": f"bench-{name}",
+        "index_type": index_type,
+        "metric": metric,
+        "dimension": vectors.shape[1],
+        "index_params": index_params or {},
+    }
+    faiss_ops.save(ann, rows, {**expected, "trained_rows": len(rows)}, data_dir / "indexes" / f"bench-{name}.ann")
+    if metric == "cosine":  # the server adopts these rows as they are: it stores cosine rows normalised
+        import torch
+
+        from arrwdb.kernels.topk import normalize_rows
+
+        vectors = normalize_rows(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))).numpy()
+    snapshot.save_vectors(data_dir / "indexes" / f"bench-{name}.vectors", rows, vectors, expected)

@@ -81,3 +81,39 @@ def test_corrupt_snapshot_is_rebuilt_from_the_store(start_server, tmp_path):
         assert stats["builds"] == 1  # rebuilt, not served from the broken file
         assert c.search("h", embedding=vectors[42].tolist(), k=1)["results"][0]["document_id"] == "d42"
         assert c.statistics("h")["vector_count"] == 3000  # every vector back, from the store
+
+
+def test_a_missing_vector_snapshot_is_written_again(start_server, tmp_path):
+    """The ANN snapshot loads but the vectors had to come from the store (their snapshot was damaged):
+    the builder writes a new vector snapshot, so the next restart reads one file, not every row."""
+    from arrwdb.index import snapshot
+
+    data_dir = tmp_path / "store"
+    server = start_server(data_dir)
+    vectors = clustered(3000, seed=6)
+    with server.client() as c:
+        lib = c.create_library("h", dimension=DIM, index_type="hnsw")
+        for start in (0, 1000, 2000):
+            c.add_documents(
+                "h", [{"id": f"d{i}", "embedding": vectors[i].tolist()} for i in range(start, start + 1000)]
+            )
+        assert wait_built(server, c, "h")["state"] == "ann"
+    server.stop()
+    base = data_dir / "indexes" / f"{lib['id']}.vectors"
+    damaged = snapshot.part(base, ".f32")
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+
+    again = start_server(data_dir)
+    with again.client() as c:
+        stats = wait_built(again, c, "h")
+        assert stats["state"] == "ann" and stats["builds"] == 0  # the index from its snapshot
+    expected = {"library_id": lib["id"], "dimension": DIM, "count": 3000}
+    rows, saved = snapshot.load_vectors(base, expected, DIM)  # CRCs checked: whole and current again
+    assert rows.tolist() == sorted(rows.tolist()) and len(rows) == 3000
+    assert saved[:3000].shape == (3000, DIM)
+    again.stop()
+
+    third = start_server(data_dir)
+    with third.client() as c:
+        assert c.statistics("h")["vector_count"] == 3000
+        assert c.search("h", embedding=vectors[7].tolist(), k=1)["results"][0]["document_id"] == "d7"
