@@ -170,8 +170,9 @@ class Engine:
         warmup.warm_up(self.device, self.embedder, dimensions, self.settings.max_batch_size)
 
     def _attach_builder(self, state: LibraryState, load_snapshot: bool) -> None:
+        library_id = state.record.id
+        state.set_vector_snapshot_requester(lambda: self.builder.request_vectors(library_id))
         if isinstance(state.index, AnnIndex):
-            library_id = state.record.id
             state.index.set_build_requester(lambda: self.builder.request_build(library_id))
             if load_snapshot:
                 self.builder.request_load(library_id)

@@ -15,7 +15,6 @@ import torch
 
 from arrwdb.errors import DeadlineExceeded, NotReady
 from arrwdb.index import snapshot
-from arrwdb.index.ann import AnnIndex
 from arrwdb.library import DocumentTables, LibraryState, row_entries_of
 from arrwdb.records import LibraryRecord, Metadata
 from arrwdb.store import Store
@@ -109,11 +108,12 @@ def _read_documents(store: Store, library_id: str) -> DocumentTables:
 
 
 def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:
-    """Load the vectors saved with the last index build (the rows still in the store); returns the last
-    row id it covered, so only newer rows are read from SQLite.  -1 when there is none."""
+    """Load the vectors saved by the last index build, or for an exact library by the builder thread
+    (the rows still in the store); returns the last row id it covered, so only newer rows are read
+    from SQLite.  -1 when there is none."""
     from arrwdb.builder import expected_meta
 
-    if not isinstance(state.index, AnnIndex) or not snapshot.exists(base):
+    if not snapshot.exists(base):
         return -1
     try:
         # Room to grow by an eighth before the first write after a restart has to copy the matrix.
@@ -134,4 +134,5 @@ def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:
         rows = rows[keep]
     if not state.index.adopt(rows, buffer):
         state.load(rows, buffer[: len(rows)])
+    state.snapshot_rows = len(rows)
     return last

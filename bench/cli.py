@@ -40,9 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     cold = sub.add_parser("coldstart", help="time from process start to exact and to ANN answers")
     cold.add_argument("data_dir", type=Path)
     cold.add_argument("--library", required=True)
-    cold.add_argument(
-        "--build-rows", type=int, default=0, help="first build DATA_DIR: this many random 384-d rows, HNSW"
-    )
+    cold.add_argument("--build-rows", type=int, default=0, help="first build DATA_DIR: this many random 384-d rows")
+    cold.add_argument("--index-type", default="hnsw", choices=("hnsw", "brute_force"), help="of the library built")
     ann = sub.add_parser("ann", help="recall@10 vs QPS for hnsw and ivf: raw FAISS, in process, server")
     ann.add_argument("--output", type=Path, default=Path("bench/results/ann.json"))
     ann.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         from arrwdb.bench.coldstart import build_cold_store, run_coldstart
 
         if args.build_rows:
-            build_cold_store(args.data_dir, args.library, args.build_rows)
+            build_cold_store(args.data_dir, args.library, args.build_rows, index_type=args.index_type)
         print(orjson.dumps(run_coldstart(args.data_dir, args.library), option=orjson.OPT_INDENT_2).decode())
     if args.benchmark == "ann":
         from arrwdb.bench.ann import run_ann

@@ -68,6 +68,39 @@ def build_vector_store(
     marker.touch()
 
 
+def _expected(name: str, dimension: int, metric: str, index_type: str, index_params: dict[str, int] | None) -> dict:
+    """The settings a snapshot must have been made for (arrwdb.builder.expected_meta) to be used."""
+    return {
+        "library_id": f"bench-{name}",
+        "index_type": index_type,
+        "metric": metric,
+        "dimension": dimension,
+        "index_params": index_params or {},
+    }
+
+
+def save_vector_snapshot(
+    data_dir: Path,
+    name: str,
+    rows: np.ndarray,
+    vectors: np.ndarray,
+    metric: str,
+    index_type: str,
+    index_params: dict[str, int] | None = None,
+) -> None:
+    """The vector snapshot a server leaves for the library build_vector_store made as ``name``."""
+    from arrwdb.index import snapshot
+
+    if metric == "cosine":  # the server adopts these rows as they are: it stores cosine rows normalised
+        import torch
+
+        from arrwdb.kernels.topk import normalize_rows
+
+        vectors = normalize_rows(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))).numpy()
+    expected = _expected(name, vectors.shape[1], metric, index_type, index_params)
+    snapshot.save_vectors(data_dir / "indexes" / f"bench-{name}.vectors", rows, vectors, expected)
+
+
 def save_snapshots(
     data_dir: Path,
     name: str,
@@ -80,20 +113,8 @@ def save_snapshots(
 ) -> None:
     """Save ``ann`` (built by faiss_ops.build over ``rows``) and the vectors as the snapshots a server
     that had built the index itself would leave for the library build_vector_store made as ``name``."""
-    from arrwdb.index import faiss_ops, snapshot
+    from arrwdb.index import faiss_ops
 
-    expected = {
-        "library_id": f"bench-{name}",
-        "index_type": index_type,
-        "metric": metric,
-        "dimension": vectors.shape[1],
-        "index_params": index_params or {},
-    }
-    faiss_ops.save(ann, rows, {**expected, "trained_rows": len(rows)}, data_dir / "indexes" / f"bench-{name}.ann")
-    if metric == "cosine":  # the server adopts these rows as they are: it stores cosine rows normalised
-        import torch
-
-        from arrwdb.kernels.topk import normalize_rows
-
-        vectors = normalize_rows(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))).numpy()
-    snapshot.save_vectors(data_dir / "indexes" / f"bench-{name}.vectors", rows, vectors, expected)
+    meta = {**_expected(name, vectors.shape[1], metric, index_type, index_params), "trained_rows": len(rows)}
+    faiss_ops.save(ann, rows, meta, data_dir / "indexes" / f"bench-{name}.ann")
+    save_vector_snapshot(data_dir, name, rows, vectors, metric, index_type, index_params)

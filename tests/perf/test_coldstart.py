@@ -28,6 +28,19 @@ def test_built_store_restarts_from_its_snapshot(tmp_path: Path) -> None:
     assert 0 < report["ready_s"] <= report["first_exact_query_s"] <= report["first_ann_query_s"]
 
 
+def test_built_exact_store_restarts_from_its_vector_snapshot(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cold"
+    build_cold_store(data_dir, "cold", rows=3000, dimension=16, index_type="brute_force")
+    assert (data_dir / "indexes" / "bench-cold.vectors.f32").exists()
+    assert not (data_dir / "indexes" / "bench-cold.ann.faiss").exists()
+
+    report = run_coldstart(data_dir, "cold", timeout=120)
+
+    assert report["vectors"] == 3000 and report["index"]["type"] == "brute_force"
+    assert report["first_exact_status"] == report["first_filtered_status"] == 200
+    assert report["first_ann_query_s"] is None and report["first_ann_status"] is None
+
+
 def test_the_saved_vectors_are_stored_as_the_server_stores_them(tmp_path: Path) -> None:
     """Cosine rows are saved normalised (the server adopts the snapshot's rows without a pass over them),
     and the snapshot says which rows it holds."""

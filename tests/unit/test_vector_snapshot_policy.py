@@ -1,0 +1,68 @@
+"""When an exact library asks the builder for a vector snapshot: once it holds enough rows that
+reading them from SQLite at a restart is slow, and again when the rows not in the snapshot reach half of
+those in it.  ANN libraries never ask (their builds write it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import arrwdb.library as library_module
+from arrwdb.library import LibraryState
+from arrwdb.records import AppliedWrite, LibraryRecord
+
+DIM = 4
+
+
+@pytest.fixture(autouse=True)
+def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(library_module, "VECTOR_SNAPSHOT_MIN_ROWS", 10)
+
+
+def state_of(index_type: str = "brute_force") -> LibraryState:
+    return LibraryState(LibraryRecord("lib", "t", "lib", DIM, index_type, "l2", {}, "now"), torch.device("cpu"))
+
+
+def inserts(first_row: int, count: int) -> list[AppliedWrite]:
+    rows = range(first_row, first_row + count)
+    return [AppliedWrite("lib", f"d{row}", (), (row,), np.full((1, DIM), row, np.float32), {}, seq=row) for row in rows]
+
+
+def test_asks_once_past_the_threshold_and_again_after_half_as_many_new_rows() -> None:
+    state, asked = state_of(), []
+    state.set_vector_snapshot_requester(lambda: asked.append(len(state.index)))
+    state.apply(inserts(1, 9))
+    assert asked == []  # 9 rows: below the threshold
+    state.apply(inserts(10, 1))
+    assert asked == [10]
+    state.apply(inserts(11, 30))
+    assert asked == [10]  # one request until the builder says it saved
+    state.vector_snapshot_saved(40)
+    state.apply(inserts(41, 19))
+    assert asked == [10]  # 19 rows not in the snapshot: fewer than half of its 40
+    state.apply(inserts(60, 1))
+    assert asked == [10, 60]
+
+
+def test_a_library_loaded_from_sqlite_asks_when_the_requester_is_attached() -> None:
+    state, asked = state_of(), []
+    state.load(np.arange(1, 31, dtype=np.int64), np.ones((30, DIM), np.float32))  # no snapshot was read
+    state.set_vector_snapshot_requester(lambda: asked.append(True))
+    assert asked == [True]
+
+
+def test_a_library_loaded_from_its_snapshot_does_not_ask_again() -> None:
+    state, asked = state_of(), []
+    state.load(np.arange(1, 31, dtype=np.int64), np.ones((30, DIM), np.float32))
+    state.snapshot_rows = 30  # what start-up sets after reading the snapshot
+    state.set_vector_snapshot_requester(lambda: asked.append(True))
+    state.apply(inserts(31, 14))
+    assert asked == []
+
+
+def test_ann_libraries_leave_it_to_their_builds() -> None:
+    state, asked = state_of("hnsw"), []
+    state.set_vector_snapshot_requester(lambda: asked.append(True))
+    state.apply(inserts(1, 50))
+    assert asked == []
