@@ -105,15 +105,16 @@ class IndexBuilder:
     # -- the thread ------------------------------------------------------------------------------
 
     def _main(self) -> None:
+        handlers = {"vectors": self._vectors, "forget": self._forget}  # an exact library's, FAISS or not
         try:
             import faiss
 
             # Per thread: leaves the other cores to serving.  ``_threads_now`` already says so (set in
             # __init__, not here: a _pace() that ran first must not be overwritten by a late start).
             faiss.omp_set_num_threads(self.threads)
+            handlers.update(build=self._build, load=self._load, prefetch=self._prefetch)
         except ImportError:
             log.warning("FAISS is not installed: ivf and hnsw libraries are served exactly")
-            return
         while True:
             item = self._tasks.get()
             if item is None:
@@ -122,14 +123,8 @@ class IndexBuilder:
                 self._pending.discard(item)
             task, library_id = item
             try:
-                handlers = {
-                    "build": self._build,
-                    "load": self._load,
-                    "prefetch": self._prefetch,
-                    "forget": self._forget,
-                    "vectors": self._vectors,
-                }
-                handlers[task](library_id)
+                if task in handlers:
+                    handlers[task](library_id)
             except Exception:
                 log.exception("index %s failed for library %s", task, library_id)
             with self._lock:

@@ -173,7 +173,7 @@ class LibraryState:
     # -- the vector snapshot of an exact library (written by the builder thread) -------------------
 
     def set_vector_snapshot_requester(self, request: Callable[[], None]) -> None:
-        """On the worker, once loaded: a library whose rows came from SQLite asks for a snapshot now."""
+        """Once loaded (on the worker) or created: a library whose rows came from SQLite asks now."""
         self._request_vector_snapshot = request
         self._maybe_request_vector_snapshot()
 

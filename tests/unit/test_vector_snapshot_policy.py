@@ -66,3 +66,30 @@ def test_ann_libraries_leave_it_to_their_builds() -> None:
     state.set_vector_snapshot_requester(lambda: asked.append(True))
     state.apply(inserts(1, 50))
     assert asked == []
+
+
+def test_the_builder_writes_an_exact_librarys_snapshot_even_without_faiss(tmp_path, monkeypatch) -> None:
+    """Without FAISS no ANN index is built, but exact libraries still get their vector snapshots (the
+    builder thread used to stop at start when FAISS was missing)."""
+    import sys
+
+    from arrwdb.builder import IndexBuilder
+    from arrwdb.index import snapshot
+    from arrwdb.worker import DeviceWorker, call_on_worker
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    worker = DeviceWorker()
+    worker.start()
+    state = state_of()
+    builder = IndexBuilder(worker, {"lib": state}, tmp_path)
+    try:
+        call_on_worker(worker, lambda: state.set_vector_snapshot_requester(lambda: builder.request_vectors("lib")))
+        call_on_worker(worker, lambda: state.apply(inserts(1, 12)))
+        builder.request_build("lib")  # an ANN task without FAISS: ignored, not left pending
+        assert builder.wait_idle(timeout=30)
+        rows, saved = snapshot.load_vectors(builder.vectors_path("lib"), {"count": 12}, DIM)
+        assert rows.tolist() == list(range(1, 13)) and saved[11, 0] == 12.0
+        assert state.snapshot_rows == 12
+    finally:
+        builder.stop()
+        worker.stop()
