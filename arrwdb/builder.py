@@ -18,7 +18,6 @@ from pathlib import Path
 
 from arrwdb.index import faiss_ops, snapshot
 from arrwdb.index.ann import AnnIndex
-from arrwdb.index.flat import FlatIndex
 from arrwdb.library import LibraryState
 from arrwdb.records import LibraryRecord
 from arrwdb.worker import DeviceWorker, call_on_worker
@@ -178,6 +177,7 @@ class IndexBuilder:
         self._save(library_id, state, index, ann)
         if job.kind == "build" and self._still_current(library_id, state):
             snapshot.save_vectors(self.vectors_path(library_id), job.rows, job.vectors, _expected(state))
+            call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(job.rows)))
 
     def _save(self, library_id: str, state: LibraryState, index: AnnIndex, ann: object) -> None:
         rows, trained = call_on_worker(self.worker, lambda: (index.ann_rows, index.trained_rows))
@@ -223,26 +223,21 @@ class IndexBuilder:
             if self._still_current(library_id, state):
                 call_on_worker(self.worker, lambda: index.install(ann, rows, int(meta.get("trained_rows", 0))))
                 log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
-                self._save_missing_vectors(library_id, state, index)
             return
         self._build(library_id)
 
-    def _save_missing_vectors(self, library_id: str, state: LibraryState, index: AnnIndex) -> None:
-        """Give a library whose index came from its snapshot but whose vectors came from the store (its
-        vector snapshot damaged and discarded, or never written: only a build writes one) a vector
-        snapshot now.  Without it every restart reads all its rows from SQLite again: 16-22 s instead
-        of 8-12 s to the first ANN query for 1M x 384 here."""
-        if not snapshot.exists(self.vectors_path(library_id)):
-            self._write_vectors(library_id, state, index.flat)
-
     def _vectors(self, library_id: str) -> None:
-        """An exact library's vector snapshot (LibraryState asks for it as it grows)."""
+        """The library's vector snapshot, which LibraryState asks for as it grows: one file to read at a
+        restart instead of every row from SQLite (an ANN build writes one too, and may have meanwhile)."""
         state = self.libraries.get(library_id)
-        if state is not None and isinstance(state.index, FlatIndex):
-            self._write_vectors(library_id, state, state.index)
-
-    def _write_vectors(self, library_id: str, state: LibraryState, flat: FlatIndex) -> None:
-        rows, vectors = call_on_worker(self.worker, flat.copy_rows)
+        if state is None:
+            return
+        flat = state.index.flat if isinstance(state.index, AnnIndex) else state.index
+        copied = call_on_worker(self.worker, lambda: flat.copy_rows() if state.vector_snapshot_due() else None)
+        if copied is None:
+            call_on_worker(self.worker, lambda: state.vector_snapshot_saved(state.snapshot_rows))
+            return
+        rows, vectors = copied
         if len(rows) and self._still_current(library_id, state):
             snapshot.save_vectors(self.vectors_path(library_id), rows, vectors, _expected(state))
             call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(rows)))

@@ -92,10 +92,10 @@ def build_index(record: LibraryRecord, device: torch.device) -> Index:
     return FlatIndex(record.dimension, record.metric, device)
 
 
-# An exact library keeps its vectors in a snapshot beside the store once it holds this many rows (an ANN
-# library's builds write one): a restart then reads one file, not every row from SQLite (1M x 384:
-# /ready after 16.5-18 s from SQLite here).  It is written again once the rows not in it reach half
-# of those in it, so a library growing to N rows writes about 2N rows of snapshots in all.
+# A library keeps its vectors in a snapshot beside the store once it holds this many rows: a restart
+# then reads one file, not every row from SQLite (1M x 384: /ready after 16.5-19.3 s from SQLite here,
+# 4.2-5.5 s from the snapshot).  It is written again once the rows not in it reach half of those in it,
+# so a library growing to N rows writes about 2N rows of snapshots in all; an ANN build writes one too.
 VECTOR_SNAPSHOT_MIN_ROWS = 50_000
 
 
@@ -170,25 +170,6 @@ class LibraryState:
         self.version += 1
         self._maybe_request_vector_snapshot()
 
-    # -- the vector snapshot of an exact library (written by the builder thread) -------------------
-
-    def set_vector_snapshot_requester(self, request: Callable[[], None]) -> None:
-        """Once loaded (on the worker) or created: a library whose rows came from SQLite asks now."""
-        self._request_vector_snapshot = request
-        self._maybe_request_vector_snapshot()
-
-    def vector_snapshot_saved(self, rows: int) -> None:
-        self.snapshot_rows, self._vector_snapshot_requested = rows, False
-
-    def _maybe_request_vector_snapshot(self) -> None:
-        if isinstance(self.index, AnnIndex) or self._request_vector_snapshot is None:
-            return  # an ANN library's builds write its vector snapshot
-        unsaved = len(self.index) - self.snapshot_rows
-        if self._vector_snapshot_requested or unsaved < max(VECTOR_SNAPSHOT_MIN_ROWS, self.snapshot_rows // 2):
-            return
-        self._vector_snapshot_requested = True
-        self._request_vector_snapshot()
-
     def _apply_document(self, write: AppliedWrite) -> None:
         doc_id = write.doc_id
         for row in write.removed_rows:
@@ -206,6 +187,26 @@ class LibraryState:
             self.docs_with_text.add(doc_id)
         else:
             self.docs_with_text.discard(doc_id)
+
+    # -- the vector snapshot (written by the builder thread) ----------------------------------------
+
+    def set_vector_snapshot_requester(self, request: Callable[[], None]) -> None:
+        """Once loaded (on the worker) or created: a library whose rows came from SQLite asks now."""
+        self._request_vector_snapshot = request
+        self._maybe_request_vector_snapshot()
+
+    def vector_snapshot_saved(self, rows: int) -> None:
+        self.snapshot_rows, self._vector_snapshot_requested = rows, False
+
+    def vector_snapshot_due(self) -> bool:
+        unsaved = len(self.index) - self.snapshot_rows
+        return unsaved >= max(VECTOR_SNAPSHOT_MIN_ROWS, self.snapshot_rows // 2)
+
+    def _maybe_request_vector_snapshot(self) -> None:
+        if self._request_vector_snapshot is None or self._vector_snapshot_requested or not self.vector_snapshot_due():
+            return
+        self._vector_snapshot_requested = True
+        self._request_vector_snapshot()
 
     def any_text(self, fields: HitFields) -> bool:
         """Whether one of the documents of a batch's hits stores a text: only then do the hits need
@@ -269,6 +270,6 @@ class LibraryState:
             "dimension": self.record.dimension,
             "index_type": self.record.index_type,
             "metric": self.record.metric,
-            "index": index_stats,
+            "index": {**index_stats, "vector_snapshot_rows": self.snapshot_rows},  # read at start, or last written
             "memory_bytes": int(index_stats.get("memory_bytes", 0)) + metadata_bytes,
         }

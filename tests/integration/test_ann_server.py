@@ -34,6 +34,8 @@ def test_ann_library_builds_in_background_and_survives_restart(start_server, tmp
     assert stats["state"] == "ann"
     assert stats["trained"] is True
     assert stats["ann_rows"] == 6000
+    # The first build saved its vectors beside the index; extensions add none (under 50,000 rows).
+    assert 0 < stats["vector_snapshot_rows"] < 6000
     if index_type == "ivf":
         assert stats["nlist"] >= 16
     queries = clustered(20, seed=22)
@@ -83,11 +85,13 @@ def test_corrupt_snapshot_is_rebuilt_from_the_store(start_server, tmp_path):
         assert c.statistics("h")["vector_count"] == 3000  # every vector back, from the store
 
 
-def test_a_missing_vector_snapshot_is_written_again(start_server, tmp_path):
+def test_a_missing_vector_snapshot_is_written_again(start_server, tmp_path, monkeypatch):
     """The ANN snapshot loads but the vectors had to come from the store (their snapshot was damaged):
     the builder writes a new vector snapshot, so the next restart reads one file, not every row."""
+    import arrwdb.library as library_module
     from arrwdb.index import snapshot
 
+    monkeypatch.setattr(library_module, "VECTOR_SNAPSHOT_MIN_ROWS", 1000)
     data_dir = tmp_path / "store"
     server = start_server(data_dir)
     vectors = clustered(3000, seed=6)

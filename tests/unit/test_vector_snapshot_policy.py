@@ -61,11 +61,36 @@ def test_a_library_loaded_from_its_snapshot_does_not_ask_again() -> None:
     assert asked == []
 
 
-def test_ann_libraries_leave_it_to_their_builds() -> None:
+def test_ann_libraries_ask_too() -> None:
+    """Their builds write a snapshot, but extensions do not: a library extended from 100k rows to 1M
+    would otherwise read 900k rows from SQLite at each restart."""
     state, asked = state_of("hnsw"), []
-    state.set_vector_snapshot_requester(lambda: asked.append(True))
+    state.set_vector_snapshot_requester(lambda: asked.append(len(state.index)))
     state.apply(inserts(1, 50))
-    assert asked == []
+    assert asked == [50]
+
+
+def test_a_request_that_a_build_answered_meanwhile_writes_nothing(tmp_path) -> None:
+    from arrwdb.builder import IndexBuilder
+    from arrwdb.index import snapshot
+    from arrwdb.worker import DeviceWorker, call_on_worker
+
+    worker = DeviceWorker()
+    worker.start()
+    state = state_of()
+    builder = IndexBuilder(worker, {"lib": state}, tmp_path)
+    try:
+        call_on_worker(worker, lambda: state.set_vector_snapshot_requester(lambda: None))  # asks nobody
+        call_on_worker(worker, lambda: state.apply(inserts(1, 12)))
+        call_on_worker(worker, lambda: state.vector_snapshot_saved(12))  # as a build that saved them would
+        builder.request_vectors("lib")
+        assert builder.wait_idle(timeout=30)
+        assert not snapshot.exists(builder.vectors_path("lib"))
+        call_on_worker(worker, lambda: state.apply(inserts(13, 5)))
+        assert call_on_worker(worker, state.vector_snapshot_due) is False  # 5 new rows: under the threshold
+    finally:
+        builder.stop()
+        worker.stop()
 
 
 def test_the_builder_writes_an_exact_librarys_snapshot_even_without_faiss(tmp_path, monkeypatch) -> None:
