@@ -171,11 +171,11 @@ class Engine:
 
     def _attach_builder(self, state: LibraryState, load_snapshot: bool) -> None:
         library_id = state.record.id
-        state.set_vector_snapshot_requester(lambda: self.builder.request_vectors(library_id))
         if isinstance(state.index, AnnIndex):
             state.index.set_build_requester(lambda: self.builder.request_build(library_id))
             if load_snapshot:
                 self.builder.request_load(library_id)
+        state.set_vector_snapshot_requester(lambda: self.builder.request_vectors(library_id))  # after the load
 
     async def on_worker(self, fn: Callable[[], Any]) -> Any:
         return await await_on_worker(self.worker, self.loop, fn)
