@@ -114,6 +114,7 @@ class LibraryState:
         self._writes_while_loading: list[AppliedWrite] | None = None
         self._count_documents: Callable[[], int] | None = None
         self.snapshot_rows = 0  # rows in the vector snapshot, as loaded at start or last written
+        self._unsaved_rows = 0  # rows added since (an upsert adds its rows again: they are not in it)
         self._request_vector_snapshot: Callable[[], None] | None = None
         self._vector_snapshot_requested = False
 
@@ -160,6 +161,7 @@ class LibraryState:
         if vectors:
             rows = np.fromiter((row for ids, block in added if block is not None for row in ids), dtype=np.int64)
             self.index.add(rows, np.concatenate(vectors))
+            self._unsaved_rows += len(rows)
         removed = [row for w in writes for row in w.removed_rows]
         if removed:
             self.index.remove(np.asarray(removed, dtype=np.int64))
@@ -193,14 +195,16 @@ class LibraryState:
     def set_vector_snapshot_requester(self, request: Callable[[], None]) -> None:
         """Once loaded (on the worker) or created: a library whose rows came from SQLite asks now."""
         self._request_vector_snapshot = request
+        self._unsaved_rows = len(self.index) - self.snapshot_rows
         self._maybe_request_vector_snapshot()
 
     def vector_snapshot_saved(self, rows: int) -> None:
+        """``rows`` were copied into the snapshot just written; rows added after the copy are not in it."""
         self.snapshot_rows, self._vector_snapshot_requested = rows, False
+        self._unsaved_rows = max(0, len(self.index) - rows)
 
     def vector_snapshot_due(self) -> bool:
-        unsaved = len(self.index) - self.snapshot_rows
-        return unsaved >= max(VECTOR_SNAPSHOT_MIN_ROWS, self.snapshot_rows // 2)
+        return self._unsaved_rows >= max(VECTOR_SNAPSHOT_MIN_ROWS, self.snapshot_rows // 2)
 
     def _maybe_request_vector_snapshot(self) -> None:
         if self._request_vector_snapshot is None or self._vector_snapshot_requested or not self.vector_snapshot_due():

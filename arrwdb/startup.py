@@ -108,9 +108,9 @@ def _read_documents(store: Store, library_id: str) -> DocumentTables:
 
 
 def _load_vector_snapshot(state: LibraryState, store: Store, base: Path) -> int:
-    """Load the vectors saved by the last index build, or for an exact library by the builder thread
-    (the rows still in the store); returns the last row id it covered, so only newer rows are read
-    from SQLite.  -1 when there is none."""
+    """Load the library's vector snapshot (written by its last full ANN build or by the builder thread
+    as it grew; the rows still in the store); returns the last row id it covered, so only newer rows
+    are read from SQLite.  -1 when there is none."""
     from arrwdb.builder import expected_meta
 
     if not snapshot.exists(base):

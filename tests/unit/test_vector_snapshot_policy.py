@@ -45,6 +45,23 @@ def test_asks_once_past_the_threshold_and_again_after_half_as_many_new_rows() ->
     assert asked == [10, 60]
 
 
+def test_upserts_count_as_new_rows() -> None:
+    """Replacing documents keeps the row count but gives their rows new ids: the snapshot no longer
+    holds them, so replacing half of a library asks for a new one."""
+    state, asked = state_of(), []
+    state.set_vector_snapshot_requester(lambda: asked.append(len(state.index)))
+    state.apply(inserts(1, 40))
+    state.vector_snapshot_saved(40)
+    replaced = [
+        AppliedWrite("lib", f"d{old}", (old,), (old + 100,), np.ones((1, DIM), np.float32), {}, seq=old + 100)
+        for old in range(1, 21)
+    ]
+    state.apply(replaced[:19])
+    assert asked == [40] and len(state.index) == 40
+    state.apply(replaced[19:])
+    assert asked == [40, 40]
+
+
 def test_a_library_loaded_from_sqlite_asks_when_the_requester_is_attached() -> None:
     state, asked = state_of(), []
     state.load(np.arange(1, 31, dtype=np.int64), np.ones((30, DIM), np.float32))  # no snapshot was read
