@@ -236,15 +236,14 @@ class IndexBuilder:
         if state is None:
             return
         flat = state.index.flat if isinstance(state.index, AnnIndex) else state.index
-        copied = call_on_worker(self.worker, lambda: flat.copy_rows() if state.vector_snapshot_due() else None)
-        if copied is None:
+        taken = call_on_worker(self.worker, lambda: flat.rows_as_they_are() if state.vector_snapshot_due() else None)
+        if taken is None:
             call_on_worker(self.worker, lambda: state.vector_snapshot_saved(state.snapshot_rows))
             return
-        rows, vectors = copied
-        if len(rows) and self._still_current(library_id, state):
-            snapshot.save_vectors(self.vectors_path(library_id), rows, vectors, _expected(state))
-            call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(rows)))
-            log.info("library %s: saved the vector snapshot of its %d rows", library_id, len(rows))
+        if len(taken[0]) and self._still_current(library_id, state):
+            saved = snapshot.save_live_vectors(self.vectors_path(library_id), *taken, _expected(state))
+            call_on_worker(self.worker, lambda: state.vector_snapshot_saved(saved))
+            log.info("library %s: saved the vector snapshot of its %d rows", library_id, saved)
 
     def _forget(self, library_id: str) -> None:
         snapshot.remove(self.snapshot_path(library_id))

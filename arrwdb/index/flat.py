@@ -47,7 +47,6 @@ class FlatIndex:
         the CUDA driver's free memory on CUDA, no limit elsewhere; tests hand in a fake one)."""
         self.dimension = dimension
         self.metric = metric
-        self.requested_device = device
         self.device = device
         self.dtype = dtype or storage_dtype(device)
         if budget is None and device.type == "cuda":
@@ -118,7 +117,8 @@ class FlatIndex:
         return True
 
     def remove(self, row_ids: np.ndarray) -> None:
-        positions = self._positions(row_ids)
+        positions, present = self._lookup(row_ids)
+        positions = positions[present]  # absent ids are ignored
         if len(positions) == 0:
             return
         index = torch.from_numpy(positions).to(self.device)
@@ -128,15 +128,13 @@ class FlatIndex:
         if self._tombstones >= _COMPACT_MIN_TOMBSTONES and self._tombstones * 2 >= self._size:
             self._compact()
 
-    def _positions(self, row_ids: np.ndarray) -> np.ndarray:
-        """Positions of the given row ids that are present (absent ids are ignored)."""
-        if self._size == 0 or len(row_ids) == 0:
-            return np.empty(0, dtype=np.int64)
-        known = self._row_ids[: self._size]
+    def _lookup(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row id's position (binary search: rows are in id order) and whether it is there at all."""
         wanted = np.asarray(row_ids, dtype=np.int64)
-        positions = np.searchsorted(known, wanted)
-        positions = np.minimum(positions, self._size - 1)
-        return positions[known[positions] == wanted]
+        if self._size == 0:
+            return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+        positions = np.minimum(np.searchsorted(self._row_ids[: self._size], wanted), self._size - 1)
+        return positions, self._row_ids[positions] == wanted
 
     # -- placement -----------------------------------------------------------------------------
 
@@ -332,9 +330,9 @@ class FlatIndex:
         if allowed is None:
             return self._alive[: self._size] if self._tombstones else None
         mask = torch.zeros(self._size, dtype=torch.bool, device=self.device)
-        positions = self._positions(allowed)
-        if len(positions):
-            mask[torch.from_numpy(positions).to(self.device)] = True
+        positions, present = self._lookup(allowed)
+        if present.any():
+            mask[torch.from_numpy(positions[present]).to(self.device)] = True
         return mask & self._alive[: self._size]
 
     # -- views for the ANN builder and re-scoring -------------------------------------------------
@@ -346,23 +344,29 @@ class FlatIndex:
         return self._row_ids[start : self._size][alive]
 
     def copy_rows(self, after: int = -1) -> tuple[np.ndarray, np.ndarray]:
-        """(row ids, float32 vectors) of the live rows with id > ``after``, copied off the device.
-        Cosine rows come back normalised, as they are stored; half-precision indexes give their fp32 copy."""
+        """(row ids, float32 vectors) of the live rows with id > ``after``, copied (see rows_as_they_are)."""
+        ids, _, vectors = self.rows_as_they_are(after, copy=True)
+        return ids, vectors
+
+    def rows_as_they_are(self, after: int = -1, copy: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row ids, alive flags, float32 rows: normalised for cosine, a half index's fp32 copy) with id >
+        ``after``.  Unless ``copy``, rows in host fp32 come uncopied, dead ones flagged: a row below the size
+        never changes in place (adds write past it; growth, compaction make new buffers), so a vector
+        snapshot reads them off the worker without copying them all; else the live ones are copied."""
         start = int(np.searchsorted(self._row_ids[: self._size], after, side="right"))
-        alive = self._alive[start : self._size].cpu()
+        ids, alive = self._row_ids[start : self._size].copy(), self._alive[start : self._size].cpu().numpy().copy()
+        if not copy and self._exact is None and self.dtype == torch.float32 and self.device.type == "cpu":
+            return ids, alive, self._matrix[start : self._size].numpy()
         source = self._exact if self._exact is not None else self._matrix
-        vectors = source[start : self._size].to(_CPU)[alive].float().numpy()
-        return self._row_ids[start : self._size][alive.numpy()].copy(), vectors
+        vectors = source[start : self._size].to(_CPU)[torch.from_numpy(alive)].float().numpy()
+        return ids[alive], np.ones(len(vectors), dtype=bool), vectors
 
     def rescore(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Exact fp32 scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a
         compressed index (SQ8, PQ) proposed.  Missing or deleted candidates score -inf."""
         flat_ids = candidates.reshape(-1)
-        positions = np.searchsorted(self._row_ids[: self._size], flat_ids)
-        positions = np.minimum(positions, max(self._size - 1, 0))
-        present = (flat_ids >= 0) & (self._size > 0)
+        positions, present = self._lookup(flat_ids)
         if self._size:
-            present &= self._row_ids[positions] == flat_ids
             present &= self._alive[torch.from_numpy(positions).to(self.device)].cpu().numpy()
         positions = np.where(present, positions, -1).reshape(candidates.shape)
         scores = self._exact_scores(self._queries(queries), torch.from_numpy(positions).to(self.device))

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,18 +38,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write(base: Path, parts: Mapping[str, bytes | memoryview], meta: dict[str, Any]) -> None:
+Data = bytes | memoryview | Iterable[memoryview]  # a part whole, or chunk by chunk
+
+
+def write(base: Path, parts: Mapping[str, Data], meta: dict[str, Any]) -> None:
+    """Write the parts (each one buffer, or an iterable of chunks written as they come: a part need
+    not fit in memory twice), then the meta with their sizes and CRCs, then rename them all."""
     base.parent.mkdir(parents=True, exist_ok=True)
-    checks = {
-        suffix: {"bytes": len(memoryview(data).cast("B")), "crc32": zlib.crc32(data)} for suffix, data in parts.items()
-    }
-    files = {**parts, ".json": json.dumps({**meta, "parts": checks}).encode()}
-    for suffix, data in files.items():
+    checks = {}
+    for suffix, data in parts.items():
+        size, crc = 0, 0
         with open(part(base, suffix + ".tmp"), "wb") as handle:
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes | memoryview) else data:
+                view = memoryview(chunk).cast("B")
+                handle.write(view)
+                size, crc = size + len(view), zlib.crc32(view, crc)
             handle.flush()
             os.fsync(handle.fileno())
-    for suffix in files:  # ".json" was added last: renamed last
+        checks[suffix] = {"bytes": size, "crc32": crc}
+    with open(part(base, ".json.tmp"), "wb") as handle:
+        handle.write(json.dumps({**meta, "parts": checks}).encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+    for suffix in [*parts, ".json"]:  # the meta last: it is what makes the snapshot count
         os.replace(part(base, suffix + ".tmp"), part(base, suffix))
     _fsync_dir(base.parent)
 
@@ -147,6 +158,21 @@ def save_vectors(base: Path, rows: np.ndarray, vectors: np.ndarray, meta: dict[s
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     write(base, {".ids": memoryview(rows), ".f32": memoryview(vectors)}, {**meta, "count": len(rows)})
+
+
+def save_live_vectors(base: Path, rows: np.ndarray, alive: np.ndarray, matrix: np.ndarray, meta: dict[str, Any]) -> int:
+    """save_vectors of the rows of ``matrix`` whose ``alive`` flag is set, copying one chunk at a time
+    rather than every live row at once (a million 384-d rows are 1.5 GB); returns how many."""
+    ids = np.ascontiguousarray(rows[alive], dtype=np.int64)
+    step = max(1, _CHUNK // max(1, matrix.shape[1] * 4))
+
+    def chunks() -> Iterator[memoryview]:
+        for start in range(0, len(matrix), step):
+            block, keep = matrix[start : start + step], alive[start : start + step]
+            yield memoryview(np.ascontiguousarray(block if keep.all() else block[keep], dtype=np.float32))
+
+    write(base, {".ids": memoryview(ids), ".f32": chunks()}, {**meta, "count": len(ids)})
+    return len(ids)
 
 
 def load_vectors(

@@ -99,3 +99,39 @@ def test_adopt_refuses_what_it_cannot_take_without_a_copy():
     assert not FlatIndex(DIM, "cosine", torch.device("cpu")).adopt(rows, read_only)
     assert not FlatIndex(DIM, "cosine", torch.device("cpu")).adopt(rows[::-1].copy(), buffer.copy())  # unsorted
     assert not FlatIndex(DIM, "cosine", torch.device("cpu")).adopt(rows, buffer[:5].copy())  # too small
+
+
+def test_live_vectors_are_written_chunk_by_chunk_from_the_rows_as_they_are(tmp_path, monkeypatch):
+    """A vector snapshot taken from the index without copying its matrix holds exactly the rows live
+    when it was taken, even though the index keeps changing while the file is written: adds beyond the
+    taken size, removes, growth and compaction never touch the rows it reads."""
+    import arrwdb.index.flat as flat_module
+
+    monkeypatch.setattr(snapshot, "_CHUNK", 7 * DIM * 4)  # 7 rows a chunk: many chunks, some all live
+    monkeypatch.setattr(flat_module, "_COMPACT_MIN_TOMBSTONES", 100)
+    index = FlatIndex(DIM, "cosine", torch.device("cpu"))
+    index.add(np.arange(1, 1001, dtype=np.int64), unit_rows(1000, seed=7))
+    index.remove(np.arange(1, 1001, 3, dtype=np.int64))
+    ids, alive, matrix = index.rows_as_they_are()
+    assert np.shares_memory(matrix, index._matrix.numpy())  # no copy of the rows
+    want_rows, want = index.copy_rows()
+    # The worker goes on while the snapshot is written: more removes (enough to compact), then adds
+    # that grow the matrix.
+    taken = index._matrix
+    index.remove(np.arange(2, 1001, 3, dtype=np.int64))
+    assert index._matrix is not taken and len(index) == 333  # compacted into new buffers
+    index.add(np.arange(2000, 4000, dtype=np.int64), unit_rows(2000, seed=8))
+    base = tmp_path / "lib.vectors"
+    assert snapshot.save_live_vectors(base, ids, alive, matrix, META) == len(want_rows) == 666
+    rows, buffer = snapshot.load_vectors(base, {**META, "count": 666}, DIM)
+    assert np.array_equal(rows, want_rows)
+    assert np.array_equal(buffer[:666], want)
+
+
+def test_rows_off_the_host_or_in_half_precision_come_copied_and_live_only():
+    half = FlatIndex(DIM, "l2", torch.device("cpu"), dtype=torch.float16)
+    half.add(np.arange(1, 21, dtype=np.int64), unit_rows(20, seed=9))
+    half.remove(np.asarray([4], dtype=np.int64))
+    ids, alive, rows = half.rows_as_they_are()
+    assert alive.all() and len(ids) == len(rows) == 19 and 4 not in ids
+    assert rows.dtype == np.float32 and np.array_equal(rows, half.copy_rows()[1])
