@@ -202,7 +202,7 @@ class IndexBuilder:
         if record is None or not snapshot.exists(path):
             return
         try:
-            self._prefetched[library_id] = faiss_ops.load(path, _expected_of(record))
+            self._prefetched[library_id] = faiss_ops.load(path, expected_meta_of(record))
         except faiss_ops.SnapshotError as exc:
             log.warning("library %s: discarding snapshot (%s); rebuilding from the store", library_id, exc)
             faiss_ops.remove_snapshot(path)
@@ -256,10 +256,11 @@ def expected_meta(state: LibraryState) -> dict[str, object]:
 
 
 def _expected(state: LibraryState) -> dict[str, object]:
-    return _expected_of(state.record)
+    return expected_meta_of(state.record)
 
 
-def _expected_of(r: LibraryRecord) -> dict[str, object]:
+def expected_meta_of(r: LibraryRecord) -> dict[str, object]:
+    """What a snapshot must have been made for to be used for the library of this record."""
     return {
         "library_id": r.id,
         "index_type": r.index_type,

@@ -1,6 +1,7 @@
 """`arrwdb bench coldstart DATA_DIR`: how long a restarted server takes to answer exactly (/ready) and
 then from its ANN index (the library's snapshot loaded).  ``--build-rows N`` first makes the data dir
-(N seeded random 384-d vectors in one HNSW library, its snapshot saved) unless it is already there."""
+(N seeded random 384-d vectors in one HNSW or ``--index-type brute_force`` library, with the snapshots
+a server would have saved) unless it is already there."""
 
 from __future__ import annotations
 

@@ -69,14 +69,11 @@ def build_vector_store(
 
 
 def _expected(name: str, dimension: int, metric: str, index_type: str, index_params: dict[str, int] | None) -> dict:
-    """The settings a snapshot must have been made for (arrwdb.builder.expected_meta) to be used."""
-    return {
-        "library_id": f"bench-{name}",
-        "index_type": index_type,
-        "metric": metric,
-        "dimension": dimension,
-        "index_params": index_params or {},
-    }
+    """What the server checks a snapshot against, for the library build_vector_store made as ``name``."""
+    from arrwdb.builder import expected_meta_of
+
+    library_id, params = f"bench-{name}", index_params or {}
+    return expected_meta_of(new_library_record(library_id, DEFAULT_TENANT, name, dimension, index_type, metric, params))
 
 
 def save_vector_snapshot(
