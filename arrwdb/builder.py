@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from arrwdb.index import faiss_ops, snapshot
 from arrwdb.index.ann import AnnIndex
 from arrwdb.library import LibraryState
@@ -236,14 +238,20 @@ class IndexBuilder:
         if state is None:
             return
         flat = state.index.flat if isinstance(state.index, AnnIndex) else state.index
-        taken = call_on_worker(self.worker, lambda: flat.rows_as_they_are() if state.vector_snapshot_due() else None)
-        if taken is None:
-            call_on_worker(self.worker, lambda: state.vector_snapshot_saved(state.snapshot_rows))
+
+        def take() -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
+            if state.vector_snapshot_due():
+                return flat.rows_as_they_are()
+            state.vector_snapshot_saved(state.snapshot_rows)  # a build wrote one meanwhile: nothing to ask
+            return None
+
+        taken = call_on_worker(self.worker, take)
+        if taken is None or not len(taken[0]) or not self._still_current(library_id, state):
             return
-        if len(taken[0]) and self._still_current(library_id, state):
-            saved = snapshot.save_live_vectors(self.vectors_path(library_id), *taken, _expected(state))
-            call_on_worker(self.worker, lambda: state.vector_snapshot_saved(saved))
-            log.info("library %s: saved the vector snapshot of its %d rows", library_id, saved)
+        rows, alive, vectors = taken
+        saved = snapshot.save_vectors(self.vectors_path(library_id), rows, vectors, _expected(state), alive)
+        call_on_worker(self.worker, lambda: state.vector_snapshot_saved(saved))
+        log.info("library %s: saved the vector snapshot of its %d rows", library_id, saved)
 
     def _forget(self, library_id: str) -> None:
         snapshot.remove(self.snapshot_path(library_id))

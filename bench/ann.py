@@ -119,7 +119,7 @@ def _prepare_server_dir(data: AnnDataset, index_type: str, ann: Any, rows: np.nd
     from arrwdb.bench.datasets import build_vector_store, save_snapshots
 
     build_vector_store(data_dir, LIBRARY, data.base, metric=data.metric, index_type=index_type)
-    save_snapshots(data_dir, LIBRARY, ann, rows, data.base, data.metric, index_type)
+    save_snapshots(data_dir, LIBRARY, rows, data.base, data.metric, index_type, ann=ann)
 
 
 def _wait_ann(url: str, timeout: float = 600) -> dict[str, Any]:

@@ -23,7 +23,7 @@ COLD_INDEX_PARAMS = {"m": 16, "ef_construction": 40}
 def build_cold_store(data_dir: Path, library: str, rows: int, dimension: int = 384, index_type: str = "hnsw") -> None:
     """Make ``data_dir`` hold one library (``hnsw`` or ``brute_force``) of ``rows`` seeded random unit
     vectors with its snapshots saved, as a server would leave it (skipped when already complete)."""
-    from arrwdb.bench.datasets import build_vector_store, random_vectors, save_snapshots, save_vector_snapshot
+    from arrwdb.bench.datasets import build_vector_store, random_vectors, save_snapshots
     from arrwdb.index import faiss_ops
 
     marker = data_dir / f".complete-{library}-snapshots"
@@ -33,13 +33,12 @@ def build_cold_store(data_dir: Path, library: str, rows: int, dimension: int = 3
     vectors = random_vectors(rows, dimension)
     build_vector_store(data_dir, library, vectors, index_type=index_type, index_params=params)
     row_ids = np.arange(1, rows + 1, dtype=np.int64)  # a new store numbers its rows from 1
-    if index_type == "brute_force":
-        save_vector_snapshot(data_dir, library, row_ids, vectors, "cosine", index_type)
-    else:
+    ann = None
+    if index_type != "brute_force":
         started = time.perf_counter()
         ann = faiss_ops.build(index_type, params, "cosine", row_ids, vectors)
         print(f"built the {index_type} index over {rows} rows in {time.perf_counter() - started:.0f} s", flush=True)
-        save_snapshots(data_dir, library, ann, row_ids, vectors, "cosine", index_type, params)
+    save_snapshots(data_dir, library, row_ids, vectors, "cosine", index_type, params, ann=ann)
     marker.touch()
 
 

@@ -76,7 +76,7 @@ def _expected(name: str, dimension: int, metric: str, index_type: str, index_par
     return expected_meta_of(new_library_record(library_id, DEFAULT_TENANT, name, dimension, index_type, metric, params))
 
 
-def save_vector_snapshot(
+def save_snapshots(
     data_dir: Path,
     name: str,
     rows: np.ndarray,
@@ -84,34 +84,19 @@ def save_vector_snapshot(
     metric: str,
     index_type: str,
     index_params: dict[str, int] | None = None,
+    ann: object | None = None,
 ) -> None:
-    """The vector snapshot a server leaves for the library build_vector_store made as ``name``."""
-    from arrwdb.index import snapshot
+    """The snapshots a server that had built ``ann`` (faiss_ops.build over ``rows``; None for an exact
+    library) would leave for the library build_vector_store made as ``name``: the index and the vectors."""
+    from arrwdb.index import faiss_ops, snapshot
 
+    expected = _expected(name, vectors.shape[1], metric, index_type, index_params)
+    if ann is not None:
+        faiss_ops.save(ann, rows, {**expected, "trained_rows": len(rows)}, data_dir / "indexes" / f"bench-{name}.ann")
     if metric == "cosine":  # the server adopts these rows as they are: it stores cosine rows normalised
         import torch
 
         from arrwdb.kernels.topk import normalize_rows
 
         vectors = normalize_rows(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))).numpy()
-    expected = _expected(name, vectors.shape[1], metric, index_type, index_params)
     snapshot.save_vectors(data_dir / "indexes" / f"bench-{name}.vectors", rows, vectors, expected)
-
-
-def save_snapshots(
-    data_dir: Path,
-    name: str,
-    ann: object,
-    rows: np.ndarray,
-    vectors: np.ndarray,
-    metric: str,
-    index_type: str,
-    index_params: dict[str, int] | None = None,
-) -> None:
-    """Save ``ann`` (built by faiss_ops.build over ``rows``) and the vectors as the snapshots a server
-    that had built the index itself would leave for the library build_vector_store made as ``name``."""
-    from arrwdb.index import faiss_ops
-
-    meta = {**_expected(name, vectors.shape[1], metric, index_type, index_params), "trained_rows": len(rows)}
-    faiss_ops.save(ann, rows, meta, data_dir / "indexes" / f"bench-{name}.ann")
-    save_vector_snapshot(data_dir, name, rows, vectors, metric, index_type, index_params)

@@ -348,18 +348,17 @@ class FlatIndex:
         ids, _, vectors = self.rows_as_they_are(after, copy=True)
         return ids, vectors
 
-    def rows_as_they_are(self, after: int = -1, copy: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows_as_they_are(self, after: int = -1, copy: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(row ids, alive flags, float32 rows: normalised for cosine, a half index's fp32 copy) with id >
         ``after``.  Unless ``copy``, rows in host fp32 come uncopied, dead ones flagged: a row below the size
         never changes in place (adds write past it; growth, compaction make new buffers), so a vector
-        snapshot reads them off the worker without copying them all; else the live ones are copied."""
+        snapshot reads them off the worker.  Otherwise the live rows are copied (flags None: all live)."""
         start = int(np.searchsorted(self._row_ids[: self._size], after, side="right"))
-        ids, alive = self._row_ids[start : self._size].copy(), self._alive[start : self._size].cpu().numpy().copy()
+        ids, alive = self._row_ids[start : self._size], self._alive[start : self._size].cpu().numpy()
         if not copy and self._exact is None and self.dtype == torch.float32 and self.device.type == "cpu":
-            return ids, alive, self._matrix[start : self._size].numpy()
+            return ids.copy(), alive.copy(), self._matrix[start : self._size].numpy()
         source = self._exact if self._exact is not None else self._matrix
-        vectors = source[start : self._size].to(_CPU)[torch.from_numpy(alive)].float().numpy()
-        return ids[alive], np.ones(len(vectors), dtype=bool), vectors
+        return ids[alive], None, source[start : self._size].to(_CPU)[torch.from_numpy(alive)].float().numpy()
 
     def rescore(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Exact fp32 scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a

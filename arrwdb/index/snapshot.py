@@ -154,22 +154,19 @@ def remove(base: Path) -> None:
 # -- the exact vectors of a library (for a fast cold start) ------------------------------------------
 
 
-def save_vectors(base: Path, rows: np.ndarray, vectors: np.ndarray, meta: dict[str, Any]) -> None:
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    write(base, {".ids": memoryview(rows), ".f32": memoryview(vectors)}, {**meta, "count": len(rows)})
-
-
-def save_live_vectors(base: Path, rows: np.ndarray, alive: np.ndarray, matrix: np.ndarray, meta: dict[str, Any]) -> int:
-    """save_vectors of the rows of ``matrix`` whose ``alive`` flag is set, copying one chunk at a time
-    rather than every live row at once (a million 384-d rows are 1.5 GB); returns how many."""
-    ids = np.ascontiguousarray(rows[alive], dtype=np.int64)
-    step = max(1, _CHUNK // max(1, matrix.shape[1] * 4))
+def save_vectors(
+    base: Path, rows: np.ndarray, vectors: np.ndarray, meta: dict[str, Any], alive: np.ndarray | None = None
+) -> int:
+    """Save the rows of ``vectors`` (those whose ``alive`` flag is set, when given) with their ids,
+    copying at most one chunk at a time (a million 384-d rows are 1.5 GB); returns how many."""
+    ids = np.ascontiguousarray(rows if alive is None else rows[alive], dtype=np.int64)
+    step = max(1, _CHUNK // max(1, vectors.shape[1] * 4))
 
     def chunks() -> Iterator[memoryview]:
-        for start in range(0, len(matrix), step):
-            block, keep = matrix[start : start + step], alive[start : start + step]
-            yield memoryview(np.ascontiguousarray(block if keep.all() else block[keep], dtype=np.float32))
+        for start in range(0, len(vectors), step):
+            block = vectors[start : start + step]
+            keep = None if alive is None else alive[start : start + step]
+            yield memoryview(np.ascontiguousarray(block if keep is None or keep.all() else block[keep], np.float32))
 
     write(base, {".ids": memoryview(ids), ".f32": chunks()}, {**meta, "count": len(ids)})
     return len(ids)

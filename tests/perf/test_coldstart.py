@@ -53,7 +53,9 @@ def test_the_saved_vectors_are_stored_as_the_server_stores_them(tmp_path: Path) 
     vectors = (rng.standard_normal((300, 8)) * 5).astype(np.float32)  # not unit length
     rows = np.arange(1, 301, dtype=np.int64)
     build_vector_store(tmp_path, "v", vectors, index_type="hnsw")
-    save_snapshots(tmp_path, "v", faiss_ops.build("hnsw", {}, "cosine", rows, vectors), rows, vectors, "cosine", "hnsw")
+    save_snapshots(
+        tmp_path, "v", rows, vectors, "cosine", "hnsw", ann=faiss_ops.build("hnsw", {}, "cosine", rows, vectors)
+    )
     saved_rows, saved = snapshot.load_vectors(tmp_path / "indexes" / "bench-v.vectors", {"count": 300}, 8)
     assert saved_rows.tolist() == rows.tolist()
     np.testing.assert_allclose(np.linalg.norm(saved[:300], axis=1), 1.0, rtol=1e-6)

@@ -122,16 +122,16 @@ def test_live_vectors_are_written_chunk_by_chunk_from_the_rows_as_they_are(tmp_p
     assert index._matrix is not taken and len(index) == 333  # compacted into new buffers
     index.add(np.arange(2000, 4000, dtype=np.int64), unit_rows(2000, seed=8))
     base = tmp_path / "lib.vectors"
-    assert snapshot.save_live_vectors(base, ids, alive, matrix, META) == len(want_rows) == 666
+    assert snapshot.save_vectors(base, ids, matrix, META, alive) == len(want_rows) == 666
     rows, buffer = snapshot.load_vectors(base, {**META, "count": 666}, DIM)
     assert np.array_equal(rows, want_rows)
     assert np.array_equal(buffer[:666], want)
 
 
-def test_rows_off_the_host_or_in_half_precision_come_copied_and_live_only():
+def test_rows_off_the_host_or_in_half_precision_come_copied_and_live_only() -> None:
     half = FlatIndex(DIM, "l2", torch.device("cpu"), dtype=torch.float16)
     half.add(np.arange(1, 21, dtype=np.int64), unit_rows(20, seed=9))
     half.remove(np.asarray([4], dtype=np.int64))
     ids, alive, rows = half.rows_as_they_are()
-    assert alive.all() and len(ids) == len(rows) == 19 and 4 not in ids
+    assert alive is None and len(ids) == len(rows) == 19 and 4 not in ids
     assert rows.dtype == np.float32 and np.array_equal(rows, half.copy_rows()[1])
