@@ -227,9 +227,19 @@ def search(
     filter: Json | None = None,
     include_text: bool = True,
     params: Json | None = None,
+    embedding_base64: str | None = None,
 ) -> Call[Json]:
-    """Exactly one of ``query`` / ``embedding`` (a list or numpy array) -> ``{"results", "took_ms"}``."""
-    body = _without_none(query=query, embedding=embedding, k=k, filter=filter, include_text=include_text, params=params)
+    """Exactly one of ``query`` / ``embedding`` (a list or numpy array) / ``embedding_base64`` (base64 of
+    little-endian float32) -> ``{"results", "took_ms"}``."""
+    body = _without_none(
+        query=query,
+        embedding=embedding,
+        embedding_base64=embedding_base64,
+        k=k,
+        filter=filter,
+        include_text=include_text,
+        params=params,
+    )
     return Call("POST", f"{_lib(library)}/search", body)
 
 

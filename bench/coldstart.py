@@ -32,13 +32,12 @@ def build_cold_store(data_dir: Path, library: str, rows: int, dimension: int = 3
     params = COLD_INDEX_PARAMS if index_type == "hnsw" else {}
     vectors = random_vectors(rows, dimension)
     build_vector_store(data_dir, library, vectors, index_type=index_type, index_params=params)
-    row_ids = np.arange(1, rows + 1, dtype=np.int64)  # a new store numbers its rows from 1
-    ann = None
-    if index_type != "brute_force":
+    if index_type != "brute_force":  # an exact library's vector snapshot: written by build_vector_store
+        row_ids = np.arange(1, rows + 1, dtype=np.int64)  # a new store numbers its rows from 1
         started = time.perf_counter()
         ann = faiss_ops.build(index_type, params, "cosine", row_ids, vectors)
         print(f"built the {index_type} index over {rows} rows in {time.perf_counter() - started:.0f} s", flush=True)
-    save_snapshots(data_dir, library, row_ids, vectors, "cosine", index_type, params, ann=ann)
+        save_snapshots(data_dir, library, row_ids, vectors, "cosine", index_type, params, ann=ann)
     marker.touch()
 
 

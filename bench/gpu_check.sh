@@ -167,6 +167,8 @@ if (( RUN_BENCH )); then
     left=$(( TOTAL_S - ($(date +%s) - STARTED) - 60 ))  # a minute for the server step begun last
     log "benchmark, steps started within ${left} s"
     bench_args=(--output "$RESULTS/gpu.json" --cache-dir "$CACHE" --budget "$left" --server-rows "$SERVER_ROWS")
+    # ARRWDB_GPU_STEPS: a subset for a rerun in a short slot (default: every step)
+    [[ -n ${ARRWDB_GPU_STEPS:-} ]] && bench_args+=(--steps "$ARRWDB_GPU_STEPS")
     [[ $MODE == cpu ]] && bench_args+=(--cpu)
     "$PY" -m arrwdb.cli bench gpu "${bench_args[@]}"
     bench_rc=$?

@@ -47,9 +47,11 @@ rm -rf "$OUT" "$STAGE"
 mkdir -p "$OUT"
 
 # The server's dependencies that the host lacks (typing-extensions and annotated-doc: newer than the
-# host may have, and tiny).  --no-deps: every one is named.
+# host may have, and tiny; httptools: without it uvicorn falls back to the slower pure-Python h11
+# parser, and the server's header deadline is off).  --no-deps: every one is named.
 packages=(fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
-          annotated-types annotated-doc typing-extensions uvicorn orjson pybase64 setuptools)
+          annotated-types annotated-doc typing-extensions uvicorn httptools orjson pybase64 setuptools
+          opentelemetry-api)
 download "$OUT" $(for p in "${packages[@]}"; do pinned "$p"; done) "faiss-cpu==$("$PY" -c \
     "from importlib.metadata import version; print(version('faiss-cpu'))")"
 

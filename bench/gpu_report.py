@@ -84,6 +84,9 @@ def _server_rows(result: dict[str, Any], row: Any) -> None:
         f"in process (batch 256) {result['in_process']['qps']:,.0f} q/s; "
         f"store built in {result['store_build_s']:.0f} s",
     )
+    for run in result["runs"]:  # start-up: /ready, then the documents' metadata read behind it
+        if "settled_s" in run:
+            row(f"  {run['device']} server start", f"{run['settled_s']:.1f} s", f"/ready at {run['start_s']:.1f} s")
     for run in result["runs"]:
         search = run["search"]
         busy = search.get("device_busy")
@@ -94,9 +97,14 @@ def _server_rows(result: dict[str, Any], row: Any) -> None:
             + (f", device busy {busy:.0%}" if busy is not None else "")
             + f", library on {run['library_device']}",
         )
-        if "search_batch" in run:
-            batch = run["search_batch"]
-            row("    /search/batch, 256 a request", f"{batch['qps']:,.0f} q/s", f"p50 {batch['p50_ms']:.1f} ms")
+        for key, form in (("search_batch", "base64"), ("search_batch_json", "JSON floats")):
+            if key in run:
+                batch = run[key]
+                row(
+                    f"    /search/batch, 256 a request ({form})",
+                    f"{batch['qps']:,.0f} q/s",
+                    f"p50 {batch['p50_ms']:.1f} ms, {batch['clients']} clients",
+                )
     for skipped in result.get("skipped_runs", []):
         row(f"  {skipped.split(':')[0]}", "-", "skipped: past the time budget")
     for key, value in result.get("ratios", {}).items():

@@ -14,11 +14,15 @@ so temporary memory is bounded by ``q x block_rows`` scores however many rows ar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+import warnings
+from collections.abc import Callable
 
 import torch
 
 METRICS = ("cosine", "ip", "l2")
+log = logging.getLogger("arrwdb.kernels")
 
 # A block's top-k by group maxima (``top_k_of_block``): measured faster than a plain top-k on CPUs
 # (one thread, 100k x 384: batch 64 55.5 -> 48.5 ms, batch 256 210 -> 184 ms), never slower.
@@ -34,27 +38,16 @@ def block_rows_for(device: torch.device, queries: int) -> int:
     return max(_BLOCK_ROWS, min(1 << 21, _SCORE_BLOCK_BYTES // (4 * max(queries, 1))))
 
 
-# Below this fraction of eligible rows the scan gathers the eligible rows instead of scoring every row
-# and masking: gathering reads only the survivors, so very selective filters get proportionally cheaper.
-_GATHER_FRACTION = 0.25
-
-
 def scores_fp32(queries_mm: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``queries_mm @ rows.T`` as float32 [q, rows], accumulated in fp32 for every storage dtype."""
     if rows.dtype == torch.float32:
-        return queries_mm @ rows.T
+        return torch.mm(queries_mm, rows.t())
     if rows.is_cuda:
-        # cuBLAS accumulates half inputs in fp32 anyway; asking for an fp32 output (torch>=2.8) keeps raw,
-        # un-normalised data from overflowing an fp16 result (max 65504) before it is widened.
-        try:
-            return torch.mm(queries_mm, rows.T, out_dtype=torch.float32)
-        except torch.OutOfMemoryError:
-            raise
-        except (TypeError, RuntimeError, NotImplementedError):
-            # No fp32-output GEMM in this torch/device: fp16 results must then stay below 65504.
-            return (queries_mm @ rows.T).float()
+        # cuBLAS accumulates half inputs in fp32 anyway; asking for an fp32 output (torch >= 2.8) keeps
+        # raw, un-normalised data from overflowing an fp16 result (max 65504) before it is widened.
+        return torch.mm(queries_mm, rows.t(), out_dtype=torch.float32)
     # CPUs have no fast half GEMM to protect: widen the block so the product itself is fp32.
-    return queries_mm.float() @ rows.float().T
+    return torch.mm(queries_mm.float(), rows.float().t())
 
 
 def top_k_of_block(scores: torch.Tensor, k: int, group: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,13 +61,14 @@ def top_k_of_block(scores: torch.Tensor, k: int, group: int = 0) -> tuple[torch.
     long row's radix select reads it several times; this reads it once.  On a CPU (one thread, 64 x
     65,536 scores, k = 10) it took 1.3 ms against torch.topk's 5.5 ms.
     """
-    q, n = scores.shape
+    q, n = scores.shape[0], scores.shape[1]
     groups = n // group if group > 1 else 0
     if groups == 0 or k * group * 4 > n or scores.stride(1) != 1:
-        return torch.topk(scores, k, dim=1, sorted=True)
+        top, position = torch.topk(scores, k, dim=1, sorted=True)
+        return top, position
     full = groups * group
-    maxima = scores.as_strided((q, groups, group), (scores.stride(0), group, 1)).amax(dim=2)
-    chosen = torch.topk(maxima, k, dim=1, sorted=False).indices
+    maxima = scores.as_strided([q, groups, group], [scores.stride(0), group, 1]).amax(dim=[2])
+    chosen = torch.topk(maxima, k, dim=1, sorted=False)[1]
     offsets = torch.arange(group, device=scores.device)
     columns = (chosen.unsqueeze(2) * group + offsets).reshape(q, k * group)
     if full < n:  # the last, partial group is always a candidate
@@ -90,38 +84,6 @@ def normalize_rows(x: torch.Tensor) -> torch.Tensor:
     norms = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)
     # Dividing by 1 leaves a zero row at zero; any non-zero norm (even subnormal) is used as is.
     return xf / torch.where(norms == 0, torch.ones_like(norms), norms)
-
-
-def _blocks(
-    matrix: torch.Tensor,
-    mask: torch.Tensor | None,
-    norms_sq: torch.Tensor | None,
-    block_rows: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | int, torch.Tensor | None]]:
-    """Yield ``(rows, rows_norms_sq, ids, rows_mask)`` per block.
-
-    ``ids`` is either the int offset of a contiguous block or an int64 tensor of row ids (gather path);
-    ``rows_mask`` is only set on the dense path when some rows of the block must be excluded.
-    """
-    n = matrix.shape[0]
-    if mask is not None:
-        eligible = int(mask.sum())  # the one host sync of the call; it picks the cheapest scan
-        if eligible == 0:
-            return
-        if eligible == n:
-            mask = None
-        elif eligible <= _GATHER_FRACTION * n:
-            row_ids = mask.nonzero().squeeze(1)
-            for start in range(0, eligible, block_rows):
-                ids = row_ids[start : start + block_rows]
-                rows = matrix.index_select(0, ids)
-                norms = None if norms_sq is None else norms_sq.index_select(0, ids)
-                yield rows, norms, ids, None
-            return
-    for start in range(0, n, block_rows):
-        end = min(start + block_rows, n)
-        norms = None if norms_sq is None else norms_sq[start:end]
-        yield matrix[start:end], norms, start, None if mask is None else mask[start:end]
 
 
 @torch.inference_mode()
@@ -163,7 +125,38 @@ def search_exact(
     if norms_sq is not None and norms_sq.shape != (n,):
         raise ValueError(f"norms_sq must be [{n}], got {tuple(norms_sq.shape)}")
 
+    args = (matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group)
+    scan = _scan_function()
+    if scan is _scan:
+        return _scan(*args)
+    try:
+        # Plain interpretation: no profiling runs, no re-specialising per batch shape, no fusers.
+        with torch.jit.optimized_execution(False):
+            return scan(*args)
+    except RuntimeError as exc:
+        # TorchScript re-raises every error as a RuntimeError, a CUDA out-of-memory error too (which
+        # callers split batches on).  The same function run eagerly raises it with its own type; if
+        # it succeeds where the script failed (not for lack of memory), the script is not used again.
+        result = _scan(*args)
+        if "out of memory" not in str(exc):
+            _SCRIPT_FAILED.append(exc)
+            log.warning("exact scans run eagerly from now on: the TorchScript scan failed (%s)", exc)
+        return result
+
+
+def _scan(
+    matrix: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    l2: bool,
+    mask: torch.Tensor | None,
+    norms_sq: torch.Tensor | None,
+    block_rows: int,
+    group: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """search_exact's work, run as one TorchScript call (``_scripted_scan``)."""
     device = matrix.device
+    n = matrix.shape[0]
     q = queries.shape[0]
     best_scores = torch.full((q, k), float("-inf"), dtype=torch.float32, device=device)
     best_ids = torch.full((q, k), -1, dtype=torch.int64, device=device)
@@ -173,33 +166,55 @@ def search_exact(
     queries_f32 = queries.to(device=device, dtype=torch.float32)
     # Half-precision matrices use tensor-core matmuls on CUDA; everything after the matmul is fp32.
     queries_mm = queries_f32 if matrix.dtype == torch.float32 else queries_f32.to(matrix.dtype)
-    l2 = metric == "l2"
+    q_norms_sq = torch.zeros((q, 1), dtype=torch.float32, device=device)
     if l2:
-        q_norms_sq = torch.linalg.vector_norm(queries_f32, dim=1, keepdim=True).square_()
+        q_norms_sq = torch.linalg.vector_norm(queries_f32, dim=[1], keepdim=True).square_()
         if norms_sq is not None:
             norms_sq = norms_sq.to(device=device, dtype=torch.float32)
-    if mask is not None:
-        mask = mask.to(device)
 
-    for rows, rows_norms_sq, ids, rows_mask in _blocks(matrix, mask, norms_sq, block_rows):
+    # The blocks: every row (masked where the mask says so), or only the eligible rows, gathered.
+    gathered: torch.Tensor | None = None
+    dense_mask: torch.Tensor | None = None
+    if mask is not None:
+        on_device = mask.to(device)
+        eligible = int(on_device.sum().item())  # the one host sync of the call; it picks the cheapest scan
+        if eligible == 0:
+            return best_scores, best_ids
+        # At most a quarter of the rows eligible: gather them instead of scoring every row and masking
+        # (gathering reads only the survivors, so very selective filters get proportionally cheaper).
+        if 4 * eligible <= n:
+            gathered = on_device.nonzero().squeeze(1)
+            n = eligible
+        elif eligible < n:
+            dense_mask = on_device
+
+    for start in range(0, n, block_rows):
+        end = min(start + block_rows, n)
+        if gathered is None:
+            rows = matrix[start:end]
+            rows_norms_sq = None if norms_sq is None else norms_sq[start:end]
+        else:
+            picked = gathered[start:end]
+            rows = matrix.index_select(0, picked)
+            rows_norms_sq = None if norms_sq is None else norms_sq.index_select(0, picked)
         if l2:
             if rows_norms_sq is None:
                 # dtype=float32 squares and sums in fp32: in fp16, |x|^2 overflows past 65504.
-                rows_norms_sq = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float32).square_()
+                rows_norms_sq = torch.linalg.vector_norm(rows, dim=[1], dtype=torch.float32).square_()
             # Rank by 2 q.x - |x|^2: |q|^2 is constant per query, so it is subtracted (and the clamp
             # applied) on the final [q, k] only, saving passes over the [q, rows] block.
             if rows.dtype == torch.float32:
-                scores = torch.addmm(rows_norms_sq, queries_mm, rows.T, beta=-1, alpha=2)  # one BLAS call
+                scores = torch.addmm(rows_norms_sq, queries_mm, rows.t(), beta=-1, alpha=2)  # one BLAS call
             else:
                 scores = scores_fp32(queries_mm, rows).mul_(2).sub_(rows_norms_sq)
         else:
             scores = scores_fp32(queries_mm, rows)  # [q, rows]; one matmul for the whole batch
-        if rows_mask is not None:
-            scores.masked_fill_(~rows_mask, float("-inf"))
+        if dense_mask is not None:
+            scores.masked_fill_(~dense_mask[start:end], float("-inf"))
 
         block_k = min(k, scores.shape[1])
         block_scores, block_pos = top_k_of_block(scores, block_k, group)
-        block_ids = block_pos + ids if isinstance(ids, int) else ids[block_pos]
+        block_ids = block_pos + start if gathered is None else gathered[start:end][block_pos]
 
         merged_scores = torch.cat((best_scores, block_scores), dim=1)
         merged_ids = torch.cat((best_ids, block_ids), dim=1)
@@ -214,3 +229,26 @@ def search_exact(
     # missing so an excluded (tombstoned / filtered) id can never leak out.
     best_ids.masked_fill_(best_scores == float("-inf"), -1)
     return best_scores, best_ids
+
+
+_SCRIPT_FAILED: list[BaseException] = []
+
+
+def _scan_function() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    return _scan if _SCRIPT_FAILED else _scripted_scan()
+
+
+@functools.cache
+def _scripted_scan() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """``_scan`` compiled by TorchScript, once per process (~0.3 s).
+
+    Why TorchScript: each eager torch call releases the GIL and takes it back, and the device worker
+    shares the GIL with the event loop.  While the loop is busy, every taking-back waits up to the
+    switch interval: on the H200, a 151-query batch over 2M x 768 spent 44 ms of device-thread time
+    in the server against 5 ms in process (~100 calls a batch).  A scripted function runs its whole
+    op sequence after one release.  (TorchScript is deprecated in favour of torch.compile, which
+    still returns to Python between its graphs and compiles per shape; this function is plain enough
+    to move to a C++ op should TorchScript go.)"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(_scan)

@@ -41,17 +41,20 @@ class LibraryList(BaseModel):
     libraries: list[Library]
 
 
+EMBEDDING_BASE64 = Field(
+    None,
+    description="Instead of embedding: the vector as base64 of its little-endian float32 values "
+    "(as OpenAI's encoding_format=base64). Fewer bytes than a JSON list, parsed without making a "
+    "Python float per value.",
+)
+
+
 class Document(Strict):
     id: str | None = Field(None, description="1 to 256 characters of [A-Za-z0-9._:-]; generated if absent.")
     title: str | None = None
     text: str | None = None
     embedding: list[float] | None = None
-    embedding_base64: str | None = Field(
-        None,
-        description="Instead of embedding: the vector as base64 of its little-endian float32 values "
-        "(as OpenAI's encoding_format=base64). A quarter of the bytes of a JSON list, parsed without "
-        "making a Python float per value.",
-    )
+    embedding_base64: str | None = EMBEDDING_BASE64
     metadata: dict[str, MetadataValue] | None = None
 
 
@@ -80,6 +83,7 @@ class QueryParams(Strict):
 class Query(Strict):
     query: str | None = None
     embedding: list[float] | None = None
+    embedding_base64: str | None = EMBEDDING_BASE64
     k: int = 10
     filter: dict[str, Any] | None = None
     include_text: bool = True

@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -21,6 +20,7 @@ from arrwdb.server.deps import deadline_of, engine_of
 from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
 from arrwdb.server.slowlog import log_slow_search
+from arrwdb.server.vectors import client_vector
 from arrwdb.timings import Timings
 from arrwdb.validation import check_k, check_query_params
 
@@ -28,8 +28,9 @@ router = APIRouter(tags=["search"])
 
 
 def search_input(query: schemas.Query, where: str) -> SearchInput:
-    if (query.query is None) == (query.embedding is None):
-        raise InvalidInput(f"{where}: give exactly one of query and embedding")
+    embedding = client_vector(query.embedding, query.embedding_base64, where)
+    if (query.query is None) == (embedding is None):
+        raise InvalidInput(f"{where}: give exactly one of query and embedding (or embedding_base64)")
     if query.query is not None and not query.query.strip():
         raise InvalidInput(f"{where}.query must not be empty")
     check_k(query.k, where)
@@ -41,7 +42,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
     check_query_params(params, where)
     return SearchInput(
         query=query.query,
-        embedding=None if query.embedding is None else np.asarray(query.embedding, dtype=np.float64),
+        embedding=embedding,
         k=query.k,
         filter=filter_,
         filter_key="" if filter_ is None else filter_key(query.filter),

@@ -147,7 +147,9 @@ class FlatIndex:
             return
         new_capacity = max(rows, capacity * 2, _MIN_CAPACITY)
         if self._budget is not None:
-            copy_on_device = self._exact is not None and self._exact.device == self.device
+            # By type: the index's device may be named without its index ("cuda") while its tensors
+            # report one ("cuda:0"), and the copy lives either on that device or in host memory.
+            copy_on_device = self._exact is not None and self._exact.device.type == self.device.type
             plan = plan_placement(new_capacity, self.dimension, self.dtype, self._budget, copy_on_device)
             if not plan.matrix_on_device:
                 self._fall_back_to_cpu(plan.note)

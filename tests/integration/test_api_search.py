@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import numpy as np
 import pytest
@@ -109,6 +111,23 @@ def test_vector_search_matches_numpy(client, metric):
     assert np.allclose([h["score"] for h in got], scores[expected], rtol=1e-4, atol=1e-4)
 
 
+def _b64(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def test_embedding_base64_queries_match_json_queries(client):
+    rng = np.random.default_rng(8)
+    data = rng.normal(size=(200, 16)).astype(np.float32)
+    client.create_library("b64", dimension=16, metric="l2")
+    client.add_documents("b64", [{"id": str(i), "embedding": row.tolist()} for i, row in enumerate(data)])
+    queries = rng.normal(size=(5, 16)).astype(np.float32)
+    listed = client.search_batch("b64", [{"embedding": q.tolist(), "k": 7} for q in queries])["results"]
+    encoded = client.search_batch("b64", [{"embedding_base64": _b64(q), "k": 7} for q in queries])["results"]
+    assert encoded == listed
+    single = client.search("b64", embedding_base64=_b64(queries[0]), k=7)["results"]
+    assert single == listed[0]
+
+
 def test_search_batch(corpus):
     queries = [{"query": "kitten"}, {"query": "inflation", "k": 2}, {"query": "rain", "filter": {"topic": "pets"}}]
     got = corpus.search_batch("news", queries)
@@ -148,6 +167,11 @@ BAD_QUERIES = [
     {"query": "x", "params": {"ef_search": 0}},
     {"query": "x", "params": {"unknown": 1}},
     {"query": "x", "include_text": "yes"},
+    {"embedding_base64": "not base64!"},
+    {"embedding_base64": base64.b64encode(b"abc").decode()},  # not whole float32 values
+    {"embedding_base64": base64.b64encode(np.zeros(3, "<f4").tobytes()).decode()},  # wrong dimension
+    {"query": "x", "embedding_base64": base64.b64encode(np.ones(384, "<f4").tobytes()).decode()},
+    {"embedding": [0.1] * 384, "embedding_base64": base64.b64encode(np.ones(384, "<f4").tobytes()).decode()},
 ]
 
 
