@@ -14,15 +14,11 @@ so temporary memory is bounded by ``q x block_rows`` scores however many rows ar
 
 from __future__ import annotations
 
-import functools
-import logging
-import warnings
-from collections.abc import Callable
-
 import torch
 
+from arrwdb.kernels.script import Scripted
+
 METRICS = ("cosine", "ip", "l2")
-log = logging.getLogger("arrwdb.kernels")
 
 # A block's top-k by group maxima (``top_k_of_block``): measured faster than a plain top-k on CPUs
 # (one thread, 100k x 384: batch 64 55.5 -> 48.5 ms, batch 256 210 -> 184 ms), never slower.
@@ -125,23 +121,7 @@ def search_exact(
     if norms_sq is not None and norms_sq.shape != (n,):
         raise ValueError(f"norms_sq must be [{n}], got {tuple(norms_sq.shape)}")
 
-    args = (matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group)
-    scan = _scan_function()
-    if scan is _scan:
-        return _scan(*args)
-    try:
-        # Plain interpretation: no profiling runs, no re-specialising per batch shape, no fusers.
-        with torch.jit.optimized_execution(False):
-            return scan(*args)
-    except RuntimeError as exc:
-        # TorchScript re-raises every error as a RuntimeError, a CUDA out-of-memory error too (which
-        # callers split batches on).  The same function run eagerly raises it with its own type; if
-        # it succeeds where the script failed (not for lack of memory), the script is not used again.
-        result = _scan(*args)
-        if "out of memory" not in str(exc):
-            _SCRIPT_FAILED.append(exc)
-            log.warning("exact scans run eagerly from now on: the TorchScript scan failed (%s)", exc)
-        return result
+    return SCAN(matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group)
 
 
 def _scan(
@@ -154,7 +134,7 @@ def _scan(
     block_rows: int,
     group: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """search_exact's work, run as one TorchScript call (``_scripted_scan``)."""
+    """search_exact's work after its checks (run as one TorchScript call: ``SCAN``)."""
     device = matrix.device
     n = matrix.shape[0]
     q = queries.shape[0]
@@ -231,24 +211,5 @@ def _scan(
     return best_scores, best_ids
 
 
-_SCRIPT_FAILED: list[BaseException] = []
-
-
-def _scan_function() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    return _scan if _SCRIPT_FAILED else _scripted_scan()
-
-
-@functools.cache
-def _scripted_scan() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """``_scan`` compiled by TorchScript, once per process (~0.3 s).
-
-    Why TorchScript: each eager torch call releases the GIL and takes it back, and the device worker
-    shares the GIL with the event loop.  While the loop is busy, every taking-back waits up to the
-    switch interval: on the H200, a 151-query batch over 2M x 768 spent 44 ms of device-thread time
-    in the server against 5 ms in process (~100 calls a batch).  A scripted function runs its whole
-    op sequence after one release.  (TorchScript is deprecated in favour of torch.compile, which
-    still returns to Python between its graphs and compiles per shape; this function is plain enough
-    to move to a C++ op should TorchScript go.)"""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(_scan)
+# search_exact's work as one TorchScript call (kernels/script.py says why).
+SCAN = Scripted(_scan)

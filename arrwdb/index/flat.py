@@ -24,7 +24,7 @@ import torch
 
 from arrwdb.device import FP16_MAX, GpuBudget, plan_placement, release_cached_memory, storage_dtype
 from arrwdb.index import rerank
-from arrwdb.kernels import block_rows_for, normalize_rows, search_exact
+from arrwdb.kernels import TOPK_GROUP, block_rows_for, normalize_rows, search_exact
 
 log = logging.getLogger("arrwdb.index.flat")
 
@@ -271,62 +271,37 @@ class FlatIndex:
     def _search_half(
         self, queries: torch.Tensor, k: int, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scan the half-precision matrix for candidates, re-rank them in fp32, widen where unproven."""
-        n, count = self._size, len(queries)
-        scores = torch.full((count, k), float("-inf"), dtype=torch.float32, device=self.device)
-        positions = torch.full((count, k), -1, dtype=torch.int64, device=self.device)
-        if n == 0 or count == 0:
-            return scores, positions
+        """Scan the half-precision matrix for candidates, re-rank them in fp32, widen where unproven
+        (rerank.py; one TorchScript call)."""
+        n, exact = self._size, self._exact
+        if exact is None or n == 0 or len(queries) == 0:
+            scores = torch.full((len(queries), k), float("-inf"), dtype=torch.float32, device=self.device)
+            return scores, torch.full((len(queries), k), -1, dtype=torch.int64, device=self.device)
         norms = torch.linalg.vector_norm(queries, dim=1)
-        bound = rerank.error_bound(norms, self._max_norm, self.dimension, self.dtype, self.metric)
-        # A query value beyond fp16's range would turn into inf in the scan: scan such queries in fp32.
-        too_big = queries.abs().amax(dim=1) > (FP16_MAX if self.dtype == torch.float16 else float("inf"))
-        todo = torch.arange(count, device=self.device)
-        if bool(too_big.any()):
-            todo = todo[~too_big]
-            exact_rows = too_big.nonzero().squeeze(1)
-            scores[exact_rows], positions[exact_rows] = self._scan(self._exact, queries[exact_rows], k, mask)
-        fetch = rerank.first_fetch(k, n)
-        while len(todo):
-            approx, candidates = self._scan(self._matrix, queries[todo], fetch, mask)
-            found_scores, found = self._rerank(queries[todo], candidates, k)
-            wider = rerank.next_fetch(fetch, k, n)
-            done = rerank.certified(found_scores[:, k - 1], approx[:, -1], bound[todo])
-            if wider == fetch or bool(done.all()):
-                scores[todo], positions[todo] = found_scores, found
-                break
-            scores[todo[done]], positions[todo[done]] = found_scores[done], found[done]
-            todo = todo[~done]
-            self.widened_queries += len(todo)
-            fetch = wider
+        scores, positions, widened = rerank.SEARCH_HALF(
+            self._matrix[:n],
+            exact[:n],
+            queries,
+            k,
+            self.metric == "l2",
+            mask,
+            self._norms_sq[:n] if self.metric == "l2" else None,
+            rerank.error_bound(norms, self._max_norm, self.dimension, self.dtype, self.metric),
+            FP16_MAX if self.dtype == torch.float16 else float("inf"),
+            rerank.fetch_schedule(k, n),
+            block_rows_for(self.device, len(queries)),
+            block_rows_for(exact.device, len(queries)),
+            TOPK_GROUP,
+            rerank.GATHER_BYTES,
+        )
+        self.widened_queries += widened
         return scores, positions
 
-    def _rerank(self, queries: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        exact = self._exact_scores(queries, candidates)
-        top_scores, order = torch.topk(exact, k, dim=1, sorted=True)  # fetch >= k always
-        top = candidates.gather(1, order)
-        return top_scores, top.masked_fill_(top_scores == float("-inf"), -1)
-
     def _exact_scores(self, queries: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """fp32 scores [q, c] of the rows at ``positions`` [q, c] (-1: none, scored -inf), computed
-        where the fp32 rows live, in chunks that bound the gathered rows to rerank.GATHER_BYTES."""
+        """fp32 scores [q, c] of the rows at ``positions`` [q, c] (-1: none, scored -inf)."""
         source = self._exact if self._exact is not None else self._matrix
-        where = source.device
-        valid = positions >= 0
-        safe = positions.clamp(min=0)
-        rows_sq = self._norms_sq[safe].to(where) if self.metric == "l2" else None
-        safe, queries = safe.to(where), queries.to(where)
-        out = torch.empty(positions.shape, dtype=torch.float32, device=where)
-        chunk = max(1, rerank.GATHER_BYTES // max(1, positions.shape[1] * self.dimension * 4))
-        for start in range(0, len(queries), chunk):
-            stop = start + chunk
-            rows = source[safe[start:stop]].float()  # [c, candidates, d]
-            dots = torch.bmm(rows, queries[start:stop].unsqueeze(2)).squeeze(2)
-            if rows_sq is not None:
-                q_sq = queries[start:stop].pow(2).sum(dim=1, keepdim=True)
-                dots = (2 * dots - q_sq - rows_sq[start:stop]).clamp(max=0)
-            out[start:stop] = dots
-        return out.to(self.device).masked_fill_(~valid, float("-inf"))
+        norms_sq = self._norms_sq if self.metric == "l2" else None
+        return rerank.exact_scores(source, queries, positions, norms_sq, rerank.GATHER_BYTES)
 
     def _mask(self, allowed: np.ndarray | None) -> torch.Tensor | None:
         if allowed is None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from arrwdb.kernels.script import Scripted
+from arrwdb.kernels.topk import _scan
+
 FACTOR = 4  # candidates fetched per wanted hit, and the growth of a widened fetch
 MIN_FETCH = 32  # a k=1 search still re-ranks enough rows for the test to pass on ordinary data
 MAX_FETCH = 4096  # widening stops here (or at 4k when k is larger)
@@ -56,3 +59,97 @@ def error_bound(
 def certified(kth_exact: torch.Tensor, last_approx: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
     """Per query: is the re-ranked top-k exact?  (-inf scores mean every eligible row was fetched.)"""
     return kth_exact >= last_approx + bound
+
+
+def fetch_schedule(k: int, rows: int) -> list[int]:
+    """The candidate counts a query's re-rank goes through: the first fetch, then each wider one."""
+    fetches = [first_fetch(k, rows)]
+    while (wider := next_fetch(fetches[-1], k, rows)) != fetches[-1]:
+        fetches.append(wider)
+    return fetches
+
+
+def exact_scores(
+    source: torch.Tensor,
+    queries: torch.Tensor,
+    positions: torch.Tensor,
+    norms_sq: torch.Tensor | None,
+    gather_bytes: int,
+) -> torch.Tensor:
+    """fp32 scores [q, c] of the rows of ``source`` at ``positions`` [q, c] (-1: none, scored -inf),
+    computed where ``source`` lives, in chunks that gather at most ``gather_bytes`` of rows; on the
+    device of ``positions``.  With ``norms_sq`` (the rows' squared norms) the score is "l2"'s."""
+    where = source.device
+    valid = positions >= 0
+    safe = positions.clamp(min=0)
+    rows_sq: torch.Tensor | None = None
+    if norms_sq is not None:
+        rows_sq = norms_sq[safe].to(where)
+    safe_there, queries_there = safe.to(where), queries.to(where)
+    out = torch.empty(positions.shape, dtype=torch.float32, device=where)
+    count = positions.shape[0]
+    chunk = max(1, gather_bytes // max(1, positions.shape[1] * source.shape[1] * 4))
+    for start in range(0, count, chunk):
+        stop = min(start + chunk, count)
+        rows = source[safe_there[start:stop]].float()  # [c, candidates, d]
+        dots = torch.bmm(rows, queries_there[start:stop].unsqueeze(2)).squeeze(2)
+        if rows_sq is not None:
+            q_sq = queries_there[start:stop].pow(2).sum(dim=1, keepdim=True)
+            dots = (2 * dots - q_sq - rows_sq[start:stop]).clamp(max=0.0)
+        out[start:stop] = dots
+    return out.to(positions.device).masked_fill_(~valid, float("-inf"))
+
+
+def _search_half(
+    matrix: torch.Tensor,
+    exact: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    l2: bool,
+    mask: torch.Tensor | None,
+    norms_sq: torch.Tensor | None,
+    bound: torch.Tensor,
+    fp16_max: float,
+    fetches: list[int],
+    block_rows: int,
+    exact_block_rows: int,
+    group: int,
+    gather_bytes: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Scan the half-precision ``matrix`` for candidates, re-rank them from the fp32 ``exact`` copy,
+    and fetch wider (``fetches``) for the queries whose top-k the error ``bound`` cannot certify.
+    Returns (scores [q, k], positions [q, k], queries widened) on the device of ``matrix``."""
+    device = matrix.device
+    count = queries.shape[0]
+    scores = torch.full((count, k), float("-inf"), dtype=torch.float32, device=device)
+    positions = torch.full((count, k), -1, dtype=torch.int64, device=device)
+    if matrix.shape[0] == 0 or count == 0:
+        return scores, positions, 0
+    # A query value beyond fp16's range would turn into inf in the scan: scan such queries in fp32.
+    too_big = queries.abs().amax(dim=1) > fp16_max
+    todo = torch.arange(count, device=device)
+    if bool(too_big.any()):
+        todo = todo[~too_big]
+        big = too_big.nonzero().squeeze(1)
+        big_scores, big_positions = _scan(exact, queries[big], k, l2, mask, norms_sq, exact_block_rows, group)
+        scores[big], positions[big] = big_scores.to(device), big_positions.to(device)
+    widened = 0
+    for step in range(len(fetches)):
+        if todo.shape[0] == 0:
+            break
+        approx, candidates = _scan(matrix, queries[todo], fetches[step], l2, mask, norms_sq, block_rows, group)
+        found_scores = exact_scores(exact, queries[todo], candidates, norms_sq if l2 else None, gather_bytes)
+        top_scores, order = torch.topk(found_scores, k, dim=1, sorted=True)  # fetch >= k always
+        found = candidates.gather(1, order).masked_fill_(top_scores == float("-inf"), -1)
+        done = certified(top_scores[:, k - 1], approx[:, -1], bound[todo])
+        if step == len(fetches) - 1 or bool(done.all()):
+            scores[todo], positions[todo] = top_scores, found
+            break
+        scores[todo[done]], positions[todo[done]] = top_scores[done], found[done]
+        todo = todo[~done]
+        widened += todo.shape[0]
+    return scores, positions, widened
+
+
+# The half-precision search as one TorchScript call (kernels/script.py says why).
+SEARCH_HALF = Scripted(_search_half)

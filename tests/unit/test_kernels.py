@@ -396,33 +396,33 @@ def test_the_scripted_scan_equals_the_same_function_run_eagerly() -> None:
     for metric in METRICS:
         for rows_mask in (None, mask, selective):
             args = (matrix, queries, 10, metric == "l2", rows_mask, None, 512, 16)
-            scripted_scores, scripted_ids = topk._scripted_scan()(*args)
-            eager_scores, eager_ids = topk._scan(*args)
+            scripted_scores, scripted_ids = topk.SCAN.compiled(*args)
+            eager_scores, eager_ids = topk.SCAN.fn(*args)
             assert torch.equal(scripted_ids, eager_ids)
             torch.testing.assert_close(scripted_scores, eager_scores)
 
 
-def test_a_failing_script_falls_back_to_the_eager_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    from arrwdb.kernels import topk
+def test_a_failing_script_falls_back_to_the_eager_function() -> None:
+    from arrwdb.kernels.script import Scripted
+
+    def double(x: torch.Tensor) -> torch.Tensor:
+        return x * 2
 
     calls: list[str] = []
 
-    def broken(*args: object) -> None:
+    def broken(x: torch.Tensor) -> torch.Tensor:
         calls.append("script")
         raise RuntimeError(message)
 
-    matrix, queries = torch.randn(500, 8), torch.randn(3, 8)
-    expected = topk._scan(matrix, queries, 5, False, None, None, 128, 0)
-    monkeypatch.setattr(topk, "_SCRIPT_FAILED", [])
-    monkeypatch.setattr(topk, "_scripted_scan", lambda: broken)
+    scripted = Scripted(double)
+    assert torch.equal(scripted(torch.ones(2)), torch.full((2,), 2.0))  # compiled and run
+    scripted.__dict__["compiled"] = broken
     # Out of memory inside the script: answered eagerly (which raises the error with its own type when
     # the memory is still short), and the script stays in use.
     message = "The following operation failed in the TorchScript interpreter: CUDA out of memory"
-    _, ids = search_exact(matrix, queries, 5, "ip", block_rows=128, group=0)
-    assert torch.equal(ids, expected[1]) and topk._SCRIPT_FAILED == []
+    assert torch.equal(scripted(torch.ones(2)), torch.full((2,), 2.0)) and scripted.failure is None
     # Any other failure: the same answer eagerly, and eagerly from then on.
     message = "something TorchScript could not run"
-    _, ids = search_exact(matrix, queries, 5, "ip", block_rows=128, group=0)
-    assert torch.equal(ids, expected[1]) and len(topk._SCRIPT_FAILED) == 1
-    search_exact(matrix, queries, 5, "ip", block_rows=128, group=0)
+    assert torch.equal(scripted(torch.ones(2)), torch.full((2,), 2.0)) and scripted.failure is not None
+    assert torch.equal(scripted(torch.ones(2)), torch.full((2,), 2.0))
     assert calls == ["script", "script"]

@@ -132,3 +132,52 @@ def test_rescore_and_copy_rows_read_the_fp32_copy() -> None:
     queries = rng.standard_normal((3, 8), dtype=np.float32)
     candidates = np.array([[100, 101, -1], [599, 7, 350], [200, 200, 201]])
     np.testing.assert_array_equal(half.rescore(queries, candidates), reference.rescore(queries, candidates))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_scripted_half_search_equals_the_same_function_run_eagerly(metric: str) -> None:
+    """One TorchScript call on the device worker (kernels/script.py): the same results as the Python
+    function it compiles, through widening, a mask, and a query too large for fp16 (scanned in fp32)."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal(32).astype(np.float32)
+    vectors = np.vstack(
+        [
+            base + rng.standard_normal((2000, 32)).astype(np.float32) * 1e-3,
+            rng.standard_normal((4000, 32)).astype(np.float32),
+        ]
+    )
+    queries = np.vstack(
+        [
+            base + rng.standard_normal((5, 32)).astype(np.float32) * 1e-2,
+            rng.standard_normal((1, 32)).astype(np.float32) * 1e5,
+        ]
+    )  # beyond fp16: 65504
+    exact = torch.from_numpy(vectors)
+    matrix, query = exact.half(), torch.from_numpy(queries)
+    l2 = metric == "l2"
+    norms_sq = exact.pow(2).sum(dim=1) if l2 else None
+    mask = torch.from_numpy(rng.random(6000) < 0.7)
+    bound = rerank.error_bound(
+        torch.linalg.vector_norm(query, dim=1), float(exact.norm(dim=1).max()), 32, torch.float16, metric
+    )
+    args = (
+        matrix,
+        exact,
+        query,
+        10,
+        l2,
+        mask,
+        norms_sq,
+        bound,
+        65504.0,
+        rerank.fetch_schedule(10, 6000),
+        1024,
+        1024,
+        16,
+        rerank.GATHER_BYTES,
+    )
+    scripted_scores, scripted_ids, scripted_widened = rerank.SEARCH_HALF.compiled(*args)
+    eager_scores, eager_ids, eager_widened = rerank.SEARCH_HALF.fn(*args)
+    assert torch.equal(scripted_ids, eager_ids) and scripted_widened == eager_widened > 0
+    torch.testing.assert_close(scripted_scores, eager_scores)
+    assert bool(mask[eager_ids[eager_ids >= 0]].all())  # never a masked row
