@@ -124,7 +124,7 @@ def search_exact(
     return SCAN(matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group)
 
 
-def _scan(
+def scan_rows(
     matrix: torch.Tensor,
     queries: torch.Tensor,
     k: int,
@@ -134,7 +134,8 @@ def _scan(
     block_rows: int,
     group: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """search_exact's work after its checks (run as one TorchScript call: ``SCAN``)."""
+    """search_exact's work after its checks, on trusted arguments (``l2``: the "l2" metric); run as one
+    TorchScript call by ``SCAN``, and called from the scripted half-precision search (rerank.py)."""
     device = matrix.device
     n = matrix.shape[0]
     q = queries.shape[0]
@@ -212,4 +213,4 @@ def _scan(
 
 
 # search_exact's work as one TorchScript call (kernels/script.py says why).
-SCAN = Scripted(_scan)
+SCAN = Scripted(scan_rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from arrwdb.kernels.script import Scripted
-from arrwdb.kernels.topk import _scan
+from arrwdb.kernels.topk import scan_rows
 
 FACTOR = 4  # candidates fetched per wanted hit, and the growth of a widened fetch
 MIN_FETCH = 32  # a k=1 search still re-ranks enough rows for the test to pass on ordinary data
@@ -100,7 +100,7 @@ def exact_scores(
     return out.to(positions.device).masked_fill_(~valid, float("-inf"))
 
 
-def _search_half(
+def search_half(
     matrix: torch.Tensor,
     exact: torch.Tensor,
     queries: torch.Tensor,
@@ -131,13 +131,13 @@ def _search_half(
     if bool(too_big.any()):
         todo = todo[~too_big]
         big = too_big.nonzero().squeeze(1)
-        big_scores, big_positions = _scan(exact, queries[big], k, l2, mask, norms_sq, exact_block_rows, group)
+        big_scores, big_positions = scan_rows(exact, queries[big], k, l2, mask, norms_sq, exact_block_rows, group)
         scores[big], positions[big] = big_scores.to(device), big_positions.to(device)
     widened = 0
     for step in range(len(fetches)):
         if todo.shape[0] == 0:
             break
-        approx, candidates = _scan(matrix, queries[todo], fetches[step], l2, mask, norms_sq, block_rows, group)
+        approx, candidates = scan_rows(matrix, queries[todo], fetches[step], l2, mask, norms_sq, block_rows, group)
         found_scores = exact_scores(exact, queries[todo], candidates, norms_sq if l2 else None, gather_bytes)
         top_scores, order = torch.topk(found_scores, k, dim=1, sorted=True)  # fetch >= k always
         found = candidates.gather(1, order).masked_fill_(top_scores == float("-inf"), -1)
@@ -152,4 +152,4 @@ def _search_half(
 
 
 # The half-precision search as one TorchScript call (kernels/script.py says why).
-SEARCH_HALF = Scripted(_search_half)
+SEARCH_HALF = Scripted(search_half)
