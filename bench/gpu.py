@@ -4,11 +4,12 @@ Steps, each timed, reported in a table and a JSON file, and kept going when one 
 1. memory bandwidth: a device-to-device copy, the floor a scan is compared against;
 2. brute force in process: 1M x 768 (fp16 + fp32 re-rank on CUDA) at batch 1/64/256/1024, and the raw
    kernel without the re-rank;
-3. IVF in process: built as the builder builds it, served as AnnIndex serves it (FAISS GPU if it can),
+3. what sharing the GIL costs a batch search, scripted and eager (bench/gpu_gil.py);
+4. IVF in process: built as the builder builds it, served as AnnIndex serves it (FAISS GPU if it can),
    recall@10 against brute force;
-4. embedding throughput: MiniLM (fp16 on CUDA), with the next batch prepared on another thread (as
+5. embedding throughput: MiniLM (fp16 on CUDA), with the next batch prepared on another thread (as
    the scheduler does) and without;
-5. the server end to end (bench/gpu_server.py), run third: its figures are the issue's main targets.
+6. the server end to end (bench/gpu_server.py), run third: its figures are the issue's main targets.
 
 ``--cpu`` runs every step with tiny sizes on the CPU, fp16 storage simulated, to test the run anywhere.
 """
@@ -50,7 +51,7 @@ class GpuBenchConfig:
     simulate_half: bool = False  # fp16 storage on the CPU: the re-rank path without a GPU (slow)
     cache_dir: Path = Path(".bench-cache")
     # The server's figures are the issue's main targets: it runs before the cheaper in-process steps.
-    steps: tuple[str, ...] = ("bandwidth", "brute_force", "server", "ivf", "embedding")
+    steps: tuple[str, ...] = ("bandwidth", "brute_force", "gil", "server", "ivf", "embedding")
 
 
 def cpu_config(**overrides: Any) -> GpuBenchConfig:
@@ -322,6 +323,7 @@ def embedding(config: GpuBenchConfig) -> dict[str, Any]:
 
 
 def run_gpu_bench(config: GpuBenchConfig, output: Path) -> dict[str, Any]:
+    from arrwdb.bench.gpu_gil import gil_contention
     from arrwdb.bench.gpu_server import build_server_store, server_end_to_end
 
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -331,6 +333,7 @@ def run_gpu_bench(config: GpuBenchConfig, output: Path) -> dict[str, Any]:
     run.step("bandwidth", lambda: bandwidth(config))
     floor = run.results.get("bandwidth", {}).get("gb_per_s")
     run.step("brute_force", lambda: brute_force(config, floor))
+    run.step("gil", lambda: gil_contention(config))
     deadline = run.started + config.budget_s
     run.step("server", lambda: server_end_to_end(config, output.with_suffix(".server.log"), deadline))
     run.step("ivf", lambda: ivf(config))

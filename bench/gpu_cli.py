@@ -27,7 +27,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     gpu.add_argument("--clients", type=int, default=None, help="default 256")
     gpu.add_argument("--seconds", type=float, default=None, help="measured seconds per server run (default 5)")
     gpu.add_argument("--budget", type=float, default=None, help="seconds after which further steps are skipped")
-    gpu.add_argument("--steps", default=None, help="default bandwidth,brute_force,server,ivf,embedding")
+    gpu.add_argument("--steps", default=None, help="default bandwidth,brute_force,gil,server,ivf,embedding")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -69,6 +69,13 @@ def format_table(report: dict[str, Any]) -> str:
                     f"{r['overlapped_per_s']:,.0f} t/s",
                     f"prepare overlapped; inline {r['inline_per_s']:,.0f} t/s; weights {result['weights']}",
                 )
+        elif name == "gil":
+            for mode in ("scripted", "eager"):
+                row(
+                    f"GIL: {result['rows'] // 1000}k x {result['batch']} queries, {mode}",
+                    f"{result[f'{mode}_beside_busy_thread_ms']:.2f} ms",
+                    f"beside a thread busy in Python; alone {result[f'{mode}_alone_ms']:.2f} ms",
+                )
         elif name == "server_store":
             label = f"server store {result['rows'] // 1000}k x {result['dimension']}"
             row(label, f"{result['build_s']:.0f} s", "built")
