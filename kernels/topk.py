@@ -147,7 +147,7 @@ def scan_rows(
     queries_f32 = queries.to(device=device, dtype=torch.float32)
     # Half-precision matrices use tensor-core matmuls on CUDA; everything after the matmul is fp32.
     queries_mm = queries_f32 if matrix.dtype == torch.float32 else queries_f32.to(matrix.dtype)
-    q_norms_sq = torch.zeros((q, 1), dtype=torch.float32, device=device)
+    q_norms_sq = torch.zeros((q, 1), dtype=torch.float32, device=device)  # TorchScript wants it defined
     if l2:
         q_norms_sq = torch.linalg.vector_norm(queries_f32, dim=[1], keepdim=True).square_()
         if norms_sq is not None:

@@ -6,6 +6,7 @@ provably the exact top-k when the k-th exact score is at least the last candidat
 plus the scan's error bound: a row that was not fetched scored at most that approximately, so at most
 that plus the bound exactly.  Queries that fail the test fetch 4x more candidates, up to a cap; past
 the cap a missed row can only score within twice the bound of the k-th, a tie at half precision.
+The whole search (scan, re-rank, widening) runs as one TorchScript call: ``SEARCH_HALF``.
 """
 
 from __future__ import annotations
