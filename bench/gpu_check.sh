@@ -8,6 +8,8 @@
 #   bash bench/gpu_check.sh --cpu     every step here on the CPU with tiny sizes: a dry run of the script
 #                                     (the wheels' install is checked for Python 3.12 without installing)
 #   --tests-only / --bench-only       half of it (a rerun of the half that failed fits a short slot)
+#   ARRWDB_GPU_STEPS=a,b,...          only these benchmark steps (bandwidth, brute_force, gil, server,
+#                                     ivf, embedding); ARRWDB_CHECK_SECONDS (default 420) bounds the run
 #   bash bench/gpu_check.sh --stage wheelhouse-stage/NN
 #                                     only set the carried parts aside in $ARRWDB_STAGE_DIR (default
 #                                     /tmp/arrwdb-stage), for a check staged over several calls on one
