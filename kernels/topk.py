@@ -77,7 +77,7 @@ def top_k_of_block(scores: torch.Tensor, k: int, group: int = 0) -> tuple[torch.
 def normalize_rows(x: torch.Tensor) -> torch.Tensor:
     """L2-normalise the last dimension in fp32; all-zero rows stay all-zero instead of becoming NaN."""
     xf = x.float()
-    norms = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)
+    norms = torch.linalg.vector_norm(xf, dim=[-1], keepdim=True)
     # Dividing by 1 leaves a zero row at zero; any non-zero norm (even subnormal) is used as is.
     return xf / torch.where(norms == 0, torch.ones_like(norms), norms)
 
@@ -93,8 +93,10 @@ def search_exact(
     norms_sq: torch.Tensor | None = None,
     block_rows: int = _BLOCK_ROWS,
     group: int = TOPK_GROUP,
+    normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k of ``queries`` [q, d] against ``matrix`` [n, d].
+    """Exact top-k of ``queries`` [q, d] against ``matrix`` [n, d] (``normalize``: the queries are
+    L2-normalised first, for cosine over normalised rows).
 
     ``matrix`` is float32 (float16/bfloat16 are meant for CUDA); ``mask`` [n] bool marks eligible rows
     (True) and is applied before top-k, so k eligible rows come back whenever k exist. ``norms_sq`` [n]
@@ -121,7 +123,7 @@ def search_exact(
     if norms_sq is not None and norms_sq.shape != (n,):
         raise ValueError(f"norms_sq must be [{n}], got {tuple(norms_sq.shape)}")
 
-    return SCAN(matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group)
+    return SCAN(matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group, normalize)
 
 
 def scan_rows(
@@ -133,6 +135,7 @@ def scan_rows(
     norms_sq: torch.Tensor | None,
     block_rows: int,
     group: int,
+    normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """search_exact's work after its checks, on trusted arguments (``l2``: the "l2" metric); run as one
     TorchScript call by ``SCAN``, and called from the scripted half-precision search (rerank.py)."""
@@ -145,6 +148,8 @@ def scan_rows(
         return best_scores, best_ids
 
     queries_f32 = queries.to(device=device, dtype=torch.float32)
+    if normalize:
+        queries_f32 = normalize_rows(queries_f32)
     # Half-precision matrices use tensor-core matmuls on CUDA; everything after the matmul is fp32.
     queries_mm = queries_f32 if matrix.dtype == torch.float32 else queries_f32.to(matrix.dtype)
     q_norms_sq = torch.zeros((q, 1), dtype=torch.float32, device=device)  # TorchScript wants it defined

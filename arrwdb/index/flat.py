@@ -238,10 +238,12 @@ class FlatIndex:
         allowed: np.ndarray | None = None,
         params: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        query_tensor = self._queries(queries)
+        # Normalised (cosine) inside the scripted search: each eager call here would cost the device
+        # worker a GIL hand-over (kernels/script.py).
+        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
         mask = self._mask(allowed)
         if self._exact is None:
-            scores, positions = self._scan(self._matrix, query_tensor, k, mask)
+            scores, positions = self._scan(self._matrix, query_tensor, k, mask, self.metric == "cosine")
         else:
             scores, positions = self._search_half(query_tensor, k, mask)
         positions_np = positions.cpu().numpy()
@@ -253,7 +255,7 @@ class FlatIndex:
         return normalize_rows(query_tensor) if self.metric == "cosine" else query_tensor
 
     def _scan(
-        self, matrix: torch.Tensor, queries: torch.Tensor, k: int, mask: torch.Tensor | None
+        self, matrix: torch.Tensor, queries: torch.Tensor, k: int, mask: torch.Tensor | None, normalize: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel over ``matrix`` (the stored matrix, or the fp32 copy wherever it lives)."""
         where = matrix.device
@@ -265,6 +267,7 @@ class FlatIndex:
             mask=None if mask is None else mask.to(where),
             norms_sq=self._norms_sq[: self._size].to(where) if self.metric == "l2" else None,
             block_rows=block_rows_for(where, len(queries)),
+            normalize=normalize,
         )
         return scores.to(self.device), positions.to(self.device)
 
@@ -272,12 +275,11 @@ class FlatIndex:
         self, queries: torch.Tensor, k: int, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scan the half-precision matrix for candidates, re-rank them in fp32, widen where unproven
-        (rerank.py; one TorchScript call)."""
+        (rerank.py; one TorchScript call, the queries normalised inside it for cosine)."""
         n, exact = self._size, self._exact
         if exact is None or n == 0 or len(queries) == 0:
             scores = torch.full((len(queries), k), float("-inf"), dtype=torch.float32, device=self.device)
             return scores, torch.full((len(queries), k), -1, dtype=torch.int64, device=self.device)
-        norms = torch.linalg.vector_norm(queries, dim=1)
         scores, positions, widened = rerank.SEARCH_HALF(
             self._matrix[:n],
             exact[:n],
@@ -286,7 +288,10 @@ class FlatIndex:
             self.metric == "l2",
             mask,
             self._norms_sq[:n] if self.metric == "l2" else None,
-            rerank.error_bound(norms, self._max_norm, self.dimension, self.dtype, self.metric),
+            self.metric == "cosine",
+            self._max_norm,
+            rerank.unit_roundoff(self.dtype),
+            rerank.SAFETY,
             FP16_MAX if self.dtype == torch.float16 else float("inf"),
             rerank.fetch_schedule(k, n),
             block_rows_for(self.device, len(queries)),

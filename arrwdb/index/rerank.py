@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from arrwdb.kernels.script import Scripted
-from arrwdb.kernels.topk import scan_rows
+from arrwdb.kernels.topk import normalize_rows, scan_rows
 
 FACTOR = 4  # candidates fetched per wanted hit, and the growth of a widened fetch
 MIN_FETCH = 32  # a k=1 search still re-ranks enough rows for the test to pass on ordinary data
@@ -36,6 +36,10 @@ def next_fetch(fetch: int, k: int, rows: int) -> int:
     return max(fetch, min(rows, fetch * FACTOR, cap))
 
 
+def unit_roundoff(dtype: torch.dtype) -> float:
+    return _UNIT_ROUNDOFF[dtype]
+
+
 def error_bound(
     query_norms: torch.Tensor, max_row_norm: float, dimension: int, dtype: torch.dtype, metric: str
 ) -> torch.Tensor:
@@ -46,15 +50,30 @@ def error_bound(
     and fp16 subnormals (below 6.1e-5) add up to 2^-25 sqrt(d) per rounded vector.  An "l2" score is
     2 q.x - |x|^2 - |q|^2 with exact fp32 norms: twice the inner-product error plus the norms' rounding.
     """
-    u = _UNIT_ROUNDOFF[dtype]
+    return bound_of(
+        query_norms, max_row_norm, dimension, _UNIT_ROUNDOFF[dtype], dtype == torch.float16, metric == "l2", SAFETY
+    )
+
+
+def bound_of(
+    query_norms: torch.Tensor,
+    max_row_norm: float,
+    dimension: int,
+    unit_roundoff: float,
+    fp16: bool,
+    l2: bool,
+    safety: float,
+) -> torch.Tensor:
+    """error_bound's formula on plain numbers (scriptable: run inside the scripted search)."""
+    u = unit_roundoff
     relative = 2 * u + u * u + dimension * 2.0**-23
     q = query_norms.float()
     bound = relative * q * max_row_norm
-    if dtype == torch.float16:
+    if fp16:
         bound = bound + dimension**0.5 * 2.0**-25 * (q + max_row_norm)
-    if metric == "l2":
+    if l2:
         bound = 2 * bound + 2.0**-22 * (q * q + max_row_norm**2)
-    return bound * SAFETY
+    return bound * safety
 
 
 def certified(kth_exact: torch.Tensor, last_approx: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
@@ -109,7 +128,10 @@ def search_half(
     l2: bool,
     mask: torch.Tensor | None,
     norms_sq: torch.Tensor | None,
-    bound: torch.Tensor,
+    normalize: bool,
+    max_row_norm: float,
+    unit_roundoff: float,
+    safety: float,
     fp16_max: float,
     fetches: list[int],
     block_rows: int,
@@ -118,14 +140,22 @@ def search_half(
     gather_bytes: int,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Scan the half-precision ``matrix`` for candidates, re-rank them from the fp32 ``exact`` copy,
-    and fetch wider (``fetches``) for the queries whose top-k the error ``bound`` cannot certify.
-    Returns (scores [q, k], positions [q, k], queries widened) on the device of ``matrix``."""
+    and fetch wider (``fetches``) for the queries whose top-k the error bound (``bound_of``: the largest
+    row norm, the storage's unit roundoff, the safety factor) cannot certify.  ``normalize``: the queries are
+    L2-normalised first (cosine).  Returns (scores [q, k], positions [q, k], queries widened) on the
+    device of ``matrix``."""
     device = matrix.device
     count = queries.shape[0]
     scores = torch.full((count, k), float("-inf"), dtype=torch.float32, device=device)
     positions = torch.full((count, k), -1, dtype=torch.int64, device=device)
     if matrix.shape[0] == 0 or count == 0:
         return scores, positions, 0
+    queries = queries.to(device=device, dtype=torch.float32)
+    if normalize:
+        queries = normalize_rows(queries)
+    norms = torch.linalg.vector_norm(queries, dim=[1])
+    fp16 = matrix.dtype == torch.float16
+    bound = bound_of(norms, max_row_norm, matrix.shape[1], unit_roundoff, fp16, l2, safety)
     # A query value beyond fp16's range would turn into inf in the scan: scan such queries in fp32.
     too_big = queries.abs().amax(dim=1) > fp16_max
     todo = torch.arange(count, device=device)

@@ -157,9 +157,7 @@ def test_the_scripted_half_search_equals_the_same_function_run_eagerly(metric: s
     l2 = metric == "l2"
     norms_sq = exact.pow(2).sum(dim=1) if l2 else None
     mask = torch.from_numpy(rng.random(6000) < 0.7)
-    bound = rerank.error_bound(
-        torch.linalg.vector_norm(query, dim=1), float(exact.norm(dim=1).max()), 32, torch.float16, metric
-    )
+    max_norm, u = float(exact.norm(dim=1).max()), rerank.unit_roundoff(torch.float16)
     args = (
         matrix,
         exact,
@@ -168,7 +166,10 @@ def test_the_scripted_half_search_equals_the_same_function_run_eagerly(metric: s
         l2,
         mask,
         norms_sq,
-        bound,
+        metric == "cosine",
+        max_norm,
+        u,
+        rerank.SAFETY,
         65504.0,
         rerank.fetch_schedule(10, 6000),
         1024,
