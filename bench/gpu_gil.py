@@ -67,8 +67,10 @@ def gil_contention(config: GpuBenchConfig) -> dict[str, Any]:
     for start, block in random_rows(rows, config.dimension, config.device, seed=8):
         index.add(np.arange(start, start + len(block), dtype=np.int64), block)
     queries = np.random.default_rng(9).standard_normal((batch, config.dimension), dtype=np.float32)
-    previous = sys.getswitchinterval()
+    previous, threads = sys.getswitchinterval(), torch.get_num_threads()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    if config.device == "cpu":
+        torch.set_num_threads(1)  # as the server's worker runs small work on a CPU (WorkerThreads)
     out: dict[str, Any] = {"rows": rows, "batch": batch, "dtype": str(index.dtype).removeprefix("torch.")}
     try:
         for mode in ("scripted", "eager"):
@@ -80,4 +82,5 @@ def gil_contention(config: GpuBenchConfig) -> dict[str, Any]:
                     )
     finally:
         sys.setswitchinterval(previous)
+        torch.set_num_threads(threads)
     return out
