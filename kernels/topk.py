@@ -126,6 +126,18 @@ def search_exact(
     return SCAN(matrix, queries, k, metric == "l2", mask, norms_sq, block_rows, group, normalize)
 
 
+def no_hits(count: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A result with every slot empty: scores -inf, ids -1 ([count, k] each)."""
+    scores = torch.full((count, k), float("-inf"), dtype=torch.float32, device=device)
+    return scores, torch.full((count, k), -1, dtype=torch.int64, device=device)
+
+
+def query_rows(queries: torch.Tensor, device: torch.device, normalize: bool) -> torch.Tensor:
+    """The queries in float32 on ``device``, L2-normalised when ``normalize`` (cosine)."""
+    rows = queries.to(device=device, dtype=torch.float32)
+    return normalize_rows(rows) if normalize else rows
+
+
 def scan_rows(
     matrix: torch.Tensor,
     queries: torch.Tensor,
@@ -142,17 +154,14 @@ def scan_rows(
     device = matrix.device
     n = matrix.shape[0]
     q = queries.shape[0]
-    best_scores = torch.full((q, k), float("-inf"), dtype=torch.float32, device=device)
-    best_ids = torch.full((q, k), -1, dtype=torch.int64, device=device)
+    best_scores, best_ids = no_hits(q, k, device)
     if n == 0 or q == 0:
         return best_scores, best_ids
 
-    queries_f32 = queries.to(device=device, dtype=torch.float32)
-    if normalize:
-        queries_f32 = normalize_rows(queries_f32)
+    queries_f32 = query_rows(queries, device, normalize)
     # Half-precision matrices use tensor-core matmuls on CUDA; everything after the matmul is fp32.
     queries_mm = queries_f32 if matrix.dtype == torch.float32 else queries_f32.to(matrix.dtype)
-    q_norms_sq = torch.zeros((q, 1), dtype=torch.float32, device=device)  # TorchScript wants it defined
+    q_norms_sq: torch.Tensor | None = None
     if l2:
         q_norms_sq = torch.linalg.vector_norm(queries_f32, dim=[1], keepdim=True).square_()
         if norms_sq is not None:
@@ -207,7 +216,7 @@ def scan_rows(
         best_scores, pos = torch.topk(merged_scores, k, dim=1, sorted=True)
         best_ids = merged_ids.gather(1, pos)
 
-    if l2:
+    if q_norms_sq is not None:
         # -(|q|^2 - 2 q.x + |x|^2); fp32 cancellation can leave tiny positives for identical vectors.
         # Subtracting a per-query constant and clamping are monotone, so the order is unchanged.
         best_scores = best_scores.sub_(q_norms_sq).clamp_max_(0.0)

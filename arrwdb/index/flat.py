@@ -240,22 +240,22 @@ class FlatIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         # Normalised (cosine) inside the scripted search: each eager call here would cost the device
         # worker a GIL hand-over (kernels/script.py).
-        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
+        query_tensor = self._query_tensor(queries)
         mask = self._mask(allowed)
         if self._exact is None:
             scores, positions = self._scan(self._matrix, query_tensor, k, mask, self.metric == "cosine")
         else:
-            scores, positions = self._search_half(query_tensor, k, mask)
+            scores, positions = self._search_half(self._exact, query_tensor, k, mask)
         positions_np = positions.cpu().numpy()
         ids = np.where(positions_np >= 0, self._row_ids[np.maximum(positions_np, 0)], -1)
         return scores.cpu().numpy(), ids
 
-    def _queries(self, queries: np.ndarray) -> torch.Tensor:
-        query_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
-        return normalize_rows(query_tensor) if self.metric == "cosine" else query_tensor
+    def _query_tensor(self, queries: np.ndarray) -> torch.Tensor:
+        """The queries as given, float32 on the device (not normalised)."""
+        return torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
 
     def _scan(
-        self, matrix: torch.Tensor, queries: torch.Tensor, k: int, mask: torch.Tensor | None, normalize: bool = False
+        self, matrix: torch.Tensor, queries: torch.Tensor, k: int, mask: torch.Tensor | None, normalize: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel over ``matrix`` (the stored matrix, or the fp32 copy wherever it lives)."""
         where = matrix.device
@@ -272,14 +272,12 @@ class FlatIndex:
         return scores.to(self.device), positions.to(self.device)
 
     def _search_half(
-        self, queries: torch.Tensor, k: int, mask: torch.Tensor | None
+        self, exact: torch.Tensor, queries: torch.Tensor, k: int, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scan the half-precision matrix for candidates, re-rank them in fp32, widen where unproven
-        (rerank.py; one TorchScript call, the queries normalised inside it for cosine)."""
-        n, exact = self._size, self._exact
-        if exact is None or n == 0 or len(queries) == 0:
-            scores = torch.full((len(queries), k), float("-inf"), dtype=torch.float32, device=self.device)
-            return scores, torch.full((len(queries), k), -1, dtype=torch.int64, device=self.device)
+        """Scan the half-precision matrix for candidates, re-rank them from ``exact`` (the fp32 copy),
+        widen where unproven (rerank.py; one TorchScript call, the queries normalised inside it for
+        cosine)."""
+        n = self._size
         scores, positions, widened = rerank.SEARCH_HALF(
             self._matrix[:n],
             exact[:n],
@@ -350,7 +348,9 @@ class FlatIndex:
         if self._size:
             present &= self._alive[torch.from_numpy(positions).to(self.device)].cpu().numpy()
         positions = np.where(present, positions, -1).reshape(candidates.shape)
-        scores = self._exact_scores(self._queries(queries), torch.from_numpy(positions).to(self.device))
+        query_tensor = self._query_tensor(queries)
+        query_tensor = normalize_rows(query_tensor) if self.metric == "cosine" else query_tensor
+        scores = self._exact_scores(query_tensor, torch.from_numpy(positions).to(self.device))
         return scores.cpu().numpy().astype(np.float32)
 
     # -- figures -----------------------------------------------------------------------------

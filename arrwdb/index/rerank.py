@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from arrwdb.kernels.script import Scripted
-from arrwdb.kernels.topk import normalize_rows, scan_rows
+from arrwdb.kernels.topk import no_hits, query_rows, scan_rows
 
 FACTOR = 4  # candidates fetched per wanted hit, and the growth of a widened fetch
 MIN_FETCH = 32  # a k=1 search still re-ranks enough rows for the test to pass on ordinary data
@@ -141,18 +141,15 @@ def search_half(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Scan the half-precision ``matrix`` for candidates, re-rank them from the fp32 ``exact`` copy,
     and fetch wider (``fetches``) for the queries whose top-k the error bound (``bound_of``: the largest
-    row norm, the storage's unit roundoff, the safety factor) cannot certify.  ``normalize``: the queries are
-    L2-normalised first (cosine).  Returns (scores [q, k], positions [q, k], queries widened) on the
+    row norm, the storage's unit roundoff, the safety factor) cannot certify.  ``normalize``: the
+    queries are L2-normalised first (cosine).  Returns (scores [q, k], positions [q, k], queries widened) on the
     device of ``matrix``."""
     device = matrix.device
     count = queries.shape[0]
-    scores = torch.full((count, k), float("-inf"), dtype=torch.float32, device=device)
-    positions = torch.full((count, k), -1, dtype=torch.int64, device=device)
+    scores, positions = no_hits(count, k, device)
     if matrix.shape[0] == 0 or count == 0:
         return scores, positions, 0
-    queries = queries.to(device=device, dtype=torch.float32)
-    if normalize:
-        queries = normalize_rows(queries)
+    queries = query_rows(queries, device, normalize)
     norms = torch.linalg.vector_norm(queries, dim=[1])
     fp16 = matrix.dtype == torch.float16
     bound = bound_of(norms, max_row_norm, matrix.shape[1], unit_roundoff, fp16, l2, safety)
