@@ -71,6 +71,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from arrwdb.openmp import configure_for_serving
+
+    configure_for_serving()
+
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:

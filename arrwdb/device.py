@@ -215,7 +215,8 @@ class WorkerThreads:
     embedded in 18 ms on one thread, 24 ms on two; 822 against 675 inserts/s).  A few requests carrying
     many texts leave the loop idle, and there two threads are 1.7x faster.  ``ARRWDB_TORCH_THREADS``
     fixes the count instead.  Called on the worker thread only (OpenMP thread counts are per calling
-    thread).
+    thread).  These figures were measured while the runtime spun after every region; since session 10
+    the server's does not (``arrwdb.openmp``); the counts were kept, not measured again.
     """
 
     def __init__(self, configured: int | None, device: torch.device) -> None:

@@ -164,10 +164,23 @@ def bitmap_selector(allowed: np.ndarray, upto: int) -> Selector:
 
 
 def search_threads(queries: int) -> int:
-    """FAISS threads for one search call: one for a single query (faster than two here), and all cores
-    but one for a batch, leaving a core to the HTTP loop: OpenMP threads spinning against the event loop
-    made batched HNSW search slower with 2 threads than with 1 on a busy 2-core server."""
-    return 1 if queries == 1 else max(1, (os.cpu_count() or 1) - 1)
+    """FAISS threads for one search call: one for a single query (faster than two here), every core
+    for a batch.  (All cores but one until session 10: with OpenMP's default spinning, a second thread
+    spun against the event loop and made batched HNSW search slower on a busy 2-core server; the
+    server's runtime no longer spins, ``arrwdb.openmp``.)"""
+    return 1 if queries == 1 else max(1, os.cpu_count() or 1)
+
+
+def _threaded_search(index: Any, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` on ``search_threads`` threads, then the calling thread's count as it was: the
+    count is per thread and shared with torch's intra-op threads on the device worker (one runtime)."""
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(search_threads(len(queries)))
+    try:
+        return index.search(queries, k, params=params)
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def search(
@@ -188,8 +201,7 @@ def search(
     if isinstance(index, MipsGraph):
         augmented = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
-        faiss.omp_set_num_threads(search_threads(len(queries)))
-        distances, ids = index.index.search(augmented, k, params=params)
+        distances, ids = _threaded_search(index.index, augmented, k, params)
         norms_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
         scores = (norms_sq + index.max_norm**2 - distances) / 2
         return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
@@ -197,8 +209,7 @@ def search(
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
     else:
         params = faiss.SearchParametersIVF(nprobe=nprobe or 1, sel=sel)
-    faiss.omp_set_num_threads(search_threads(len(queries)))
-    distances, ids = index.search(queries, k, params=params)
+    distances, ids = _threaded_search(index, queries, k, params)
     scores = -distances if metric == "l2" else distances
     scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
     return scores, ids

@@ -4,6 +4,7 @@ generator counting queries (not requests) for batch requests."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import numpy as np
@@ -77,12 +78,10 @@ def test_batch_bodies_each_carry_request_batch_queries() -> None:
         assert head.startswith(b"POST /v1/libraries/ann/search/batch HTTP/1.1")
         sent = orjson.loads(payload)["queries"]
         assert len(sent) == 4 and all(q["params"] == {"ef_search": 32} and q["k"] == 10 for q in sent)
-    assert [q["embedding"][0] for q in orjson.loads(bodies[2].partition(b"\r\n\r\n")[2])["queries"]] == [
-        24.0,
-        27.0,
-        0.0,
-        3.0,
-    ]
+    last = orjson.loads(bodies[2].partition(b"\r\n\r\n")[2])["queries"]
+    sent_vectors = [np.frombuffer(base64.b64decode(q["embedding_base64"]), dtype="<f4") for q in last]
+    assert [v[0] for v in sent_vectors] == [24.0, 27.0, 0.0, 3.0]
+    assert all(v.tolist() == queries[int(v[0]) // 3].tolist() for v in sent_vectors)
 
 
 def test_load_result_counts_items_of_successful_requests() -> None:
