@@ -78,17 +78,33 @@ def create_app(
     return app
 
 
+# While the documents' metadata loads after /ready, what it made so far leaves the GC this often.
+_LOAD_FREEZE_S = 0.25
+
+
 async def _freeze_gc_when_ready(engine: Engine) -> None:
     """After start-up, take its objects (torch, transformers, FastAPI, the loaded libraries: ~430k in
     all) out of the cyclic GC's scans.  Under load each full collection otherwise walked all of them:
     ~230 ms with the GIL held, 1.2 s of every 4 s of a batched search load on 2 cores.  Frozen objects
     are still freed by reference counting (a deleted library's index is: no cycles hold it); only
-    cyclic garbage among them would stay, and start-up leaves none behind after the collect below."""
+    cyclic garbage among them would stay, so each freeze follows a collection.
+
+    The documents' metadata loads after /ready (``DocumentLoader``): millions of objects for millions
+    of documents, and every 25% the heap grew, a full collection walked all of them (searches stalled
+    for 300-500 ms at a time after /ready on 1M documents).  So the start-up objects are frozen at
+    /ready, and what the load made since is frozen every ``_LOAD_FREEZE_S`` after collecting only the
+    young generations (cheap: they hold what was made since the last freeze)."""
     while not engine.ready:  # polled: cancelling this at shutdown must not cancel the loading itself
         if engine.load_error is not None:
             return
         await asyncio.sleep(0.25)
-    await engine.documents.wait_all()  # the libraries' filter state loads after /ready: freeze it too
+    gc.collect()
+    gc.freeze()
+    loading = asyncio.ensure_future(engine.documents.wait_all())
+    while not loading.done():
+        await asyncio.wait({loading}, timeout=_LOAD_FREEZE_S)
+        gc.collect(1)
+        gc.freeze()
     started = time.perf_counter()
     gc.collect()  # garbage frozen would never be collected: only live objects go
     gc.freeze()
