@@ -213,10 +213,13 @@ class WorkerThreads:
     flight: its ~80 ops each end in an OpenMP barrier, and with the event loop busy on one of the cores
     every barrier waits for the preempted thread (64 clients inserting one text each: 16-text batches
     embedded in 18 ms on one thread, 24 ms on two; 822 against 675 inserts/s).  A few requests carrying
-    many texts leave the loop idle, and there two threads are 1.7x faster.  ``ARRWDB_TORCH_THREADS``
-    fixes the count instead.  Called on the worker thread only (OpenMP thread counts are per calling
-    thread).  These figures were measured while the runtime spun after every region; since session 10
-    the server's does not (``arrwdb.openmp``); the counts were kept, not measured again.
+    many texts leave the loop idle, and there two threads are 1.7x faster.  These figures were measured
+    while the runtime spun after every region.  Since session 10 the server's does not
+    (``arrwdb.openmp``), and a busy loop's forward pass uses every core again from 32 texts on (the
+    caller's ``large_from``): 64 text searches from 64 clients, 64-text batches, 602 / 627 -> 832 / 768
+    q/s, while inserts (batches of ~16) kept one thread (1,059 / 1,049 against 1,018 / 1,027 with the
+    same rule).  ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker thread only
+    (OpenMP thread counts are per calling thread).
     """
 
     def __init__(self, configured: int | None, device: torch.device) -> None:
@@ -225,10 +228,9 @@ class WorkerThreads:
         self.large = (os.cpu_count() or 1) if adaptive else self.small
         self._current = 0
 
-    def fit(self, work: int, large_from: int, loop_busy: bool = False) -> None:
-        """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on,
-        unless ``loop_busy`` (the event loop needs its core)."""
-        wanted = self.large if work >= large_from and not loop_busy else self.small
+    def fit(self, work: int, large_from: int) -> None:
+        """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on."""
+        wanted = self.large if work >= large_from else self.small
         if wanted != self._current:
             torch.set_num_threads(wanted)
             self._current = wanted

@@ -48,8 +48,10 @@ log = logging.getLogger("arrwdb.engine")
 EmbedderFactory = Callable[[torch.device], Embedder]
 _BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
 _LARGE_BATCH = 8  # queries or texts from which a CPU batch uses every core (device.WorkerThreads)
-# HTTP requests in flight from which the event loop is busy enough to keep a core (device.WorkerThreads).
+# HTTP requests in flight from which the event loop is busy enough to keep a core (device.WorkerThreads):
+# a forward pass then uses every core only from _LARGE_EMBED_BATCH_BUSY texts on.
 _BUSY_LOOP_REQUESTS = 8
+_LARGE_EMBED_BATCH_BUSY = 32
 
 
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
@@ -328,7 +330,7 @@ class Engine:
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
         loop_busy = self.telemetry.requests_in_flight >= _BUSY_LOOP_REQUESTS
-        self._threads.fit(len(prepared), _LARGE_BATCH, loop_busy)
+        self._threads.fit(len(prepared), _LARGE_EMBED_BATCH_BUSY if loop_busy else _LARGE_BATCH)
         with self.telemetry.working():
             return list(self.model.embed_prepared(prepared))
 

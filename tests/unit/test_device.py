@@ -188,7 +188,7 @@ def test_fast_bf16_is_read_from_the_cpu_flags() -> None:
     assert device_module.cpu_has_fast_bf16() == ("amx_bf16" in flags.split())
 
 
-def test_worker_threads_follow_batch_size_and_leave_a_busy_loop_its_core(monkeypatch) -> None:
+def test_worker_threads_follow_batch_size(monkeypatch) -> None:
     import torch
 
     from arrwdb.device import WorkerThreads
@@ -199,8 +199,8 @@ def test_worker_threads_follow_batch_size_and_leave_a_busy_loop_its_core(monkeyp
     threads = WorkerThreads(None, torch.device("cpu"))
     threads.fit(1, large_from=8)  # one query: all cores but one
     threads.fit(64, large_from=8)  # a large batch: every core
-    threads.fit(64, large_from=8, loop_busy=True)  # ...unless the event loop is busy
-    threads.fit(64, large_from=8)
+    threads.fit(16, large_from=32)  # a forward pass while the event loop is busy: larger batches only
+    threads.fit(32, large_from=32)
     assert chosen == [3, 4, 3, 4]
     fixed = WorkerThreads(2, torch.device("cpu"))  # ARRWDB_TORCH_THREADS fixes the count
     chosen.clear()
