@@ -101,10 +101,13 @@ async def _freeze_gc_when_ready(engine: Engine) -> None:
     gc.collect()
     gc.freeze()
     loading = asyncio.ensure_future(engine.documents.wait_all())
-    while not loading.done():
-        await asyncio.wait({loading}, timeout=_LOAD_FREEZE_S)
-        gc.collect(1)
-        gc.freeze()
+    try:
+        while not loading.done():
+            await asyncio.wait({loading}, timeout=_LOAD_FREEZE_S)
+            gc.collect(1)
+            gc.freeze()
+    finally:
+        loading.cancel()  # cancelled at shutdown: it waits on shielded futures, so the load goes on
     started = time.perf_counter()
     gc.collect()  # garbage frozen would never be collected: only live objects go
     gc.freeze()
