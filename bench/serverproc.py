@@ -71,8 +71,8 @@ class ServerProcess:
 
     def wait_settled(self, timeout: float = 600.0) -> None:
         """Wait until start-up work behind /ready is done: the documents' metadata loaded in the
-        background, then the start-up objects moved out of the GC (a one-off pause of a few hundred
-        ms with the GIL held).  A measurement started before it would time that pause."""
+        background while the GC freezes what it made every 0.25 s (pauses with the GIL held), then a
+        last collection and freeze.  A measurement started before it would time those pauses."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
