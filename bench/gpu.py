@@ -182,7 +182,7 @@ def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray
     copies): the kernel with a plain and a grouped top-k, its matrix products alone, and one block's
     top-k alone, so the next change goes where the time is."""
     from arrwdb.index import rerank
-    from arrwdb.kernels import TOPK_GROUP, block_rows_for, search_exact
+    from arrwdb.kernels import block_rows_for, search_exact, topk_group_for
     from arrwdb.kernels.topk import scores_fp32, top_k_of_block
 
     device = torch.device(config.device)
@@ -200,22 +200,23 @@ def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray
     def kernel(group: int) -> float:
         return timed(lambda: search_exact(matrix, query_tensor, k, "ip", block_rows=block, group=group), config.device)
 
+    group = topk_group_for(device)  # what FlatIndex uses here
     out = {
         "block_rows": block,
+        "group": group,
         "kernel_plain_ms": kernel(0) * 1000,
-        "kernel_grouped_ms": kernel(TOPK_GROUP) * 1000,
+        "kernel_grouped_ms": kernel(group) * 1000,
         "kernel_grouped32_ms": kernel(32) * 1000,
+        "kernel_grouped64_ms": kernel(64) * 1000,
         "kernel_grouped128_ms": kernel(128) * 1000,
         "products_ms": timed(products, config.device) * 1000,
         "block_topk_plain_ms": timed(lambda: torch.topk(scores, k, dim=1), config.device) * 1000,
-        "block_topk_grouped_ms": timed(lambda: top_k_of_block(scores, k, TOPK_GROUP), config.device) * 1000,
+        "block_topk_grouped_ms": timed(lambda: top_k_of_block(scores, k, group), config.device) * 1000,
     }
     if config.device == "cuda":
         half_scores = query_mm @ matrix[:block].T  # an fp16 result: half the bytes to write and read
         out["block_products_fp16_out_ms"] = timed(lambda: query_mm @ matrix[:block].T, config.device) * 1000
-        out["block_topk_grouped_fp16_ms"] = (
-            timed(lambda: top_k_of_block(half_scores, k, TOPK_GROUP), config.device) * 1000
-        )
+        out["block_topk_grouped_fp16_ms"] = timed(lambda: top_k_of_block(half_scores, k, group), config.device) * 1000
     return out
 
 

@@ -23,6 +23,9 @@ METRICS = ("cosine", "ip", "l2")
 # A block's top-k by group maxima (``top_k_of_block``): measured faster than a plain top-k on CPUs
 # (one thread, 100k x 384: batch 64 55.5 -> 48.5 ms, batch 256 210 -> 184 ms), never slower.
 TOPK_GROUP = 64
+# On a GPU, larger groups: the H200's whole kernel (1M x 768 fp16, batch 256) took 1.94 / 1.90 ms with
+# groups of 128 against 2.27 / 2.26 ms with 64 in two runs (docs/gpu/h200-run*.json, session 9).
+TOPK_GROUP_CUDA = 128
 _BLOCK_ROWS = 65536  # rows per block on a CPU
 _SCORE_BLOCK_BYTES = 512 << 20  # a GPU block's [queries x rows] fp32 scores: fewer, larger blocks there
 
@@ -32,6 +35,11 @@ def block_rows_for(device: torch.device, queries: int) -> int:
     if device.type == "cpu":
         return _BLOCK_ROWS
     return max(_BLOCK_ROWS, min(1 << 21, _SCORE_BLOCK_BYTES // (4 * max(queries, 1))))
+
+
+def topk_group_for(device: torch.device) -> int:
+    """The group size of ``top_k_of_block`` on ``device``."""
+    return TOPK_GROUP_CUDA if device.type == "cuda" else TOPK_GROUP
 
 
 def scores_fp32(queries_mm: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

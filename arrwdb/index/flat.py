@@ -24,7 +24,7 @@ import torch
 
 from arrwdb.device import FP16_MAX, GpuBudget, plan_placement, release_cached_memory, storage_dtype
 from arrwdb.index import rerank
-from arrwdb.kernels import TOPK_GROUP, block_rows_for, normalize_rows, search_exact
+from arrwdb.kernels import block_rows_for, normalize_rows, search_exact, topk_group_for
 
 log = logging.getLogger("arrwdb.index.flat")
 
@@ -267,6 +267,7 @@ class FlatIndex:
             mask=None if mask is None else mask.to(where),
             norms_sq=self._norms_sq[: self._size].to(where) if self.metric == "l2" else None,
             block_rows=block_rows_for(where, len(queries)),
+            group=topk_group_for(where),
             normalize=normalize,
         )
         return scores.to(self.device), positions.to(self.device)
@@ -294,7 +295,7 @@ class FlatIndex:
             rerank.fetch_schedule(k, n),
             block_rows_for(self.device, len(queries)),
             block_rows_for(exact.device, len(queries)),
-            TOPK_GROUP,
+            topk_group_for(self.device),
             rerank.GATHER_BYTES,
         )
         self.widened_queries += widened

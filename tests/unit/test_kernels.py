@@ -352,7 +352,9 @@ def test_fp16_raw_large_magnitude(device: str, metric: str) -> None:
 
 
 @pytest.mark.parametrize("device", ["cpu", _CUDA])
-@pytest.mark.parametrize(("n", "k", "group"), [(4096, 10, 64), (5000, 40, 32), (1000, 7, 16), (300, 10, 64)])
+@pytest.mark.parametrize(
+    ("n", "k", "group"), [(4096, 10, 64), (8192, 10, 128), (5000, 40, 32), (1000, 7, 16), (300, 10, 64)]
+)
 def test_top_k_by_group_maxima_equals_torch_topk(device: str, n: int, k: int, group: int) -> None:
     from arrwdb.kernels.topk import top_k_of_block
 
@@ -369,6 +371,14 @@ def test_top_k_by_group_maxima_equals_torch_topk(device: str, n: int, k: int, gr
     torch.testing.assert_close(scores.gather(1, positions), top)  # positions point at those values
     assert all(len(set(row.tolist())) == k for row in positions)  # no position twice
     assert set(positions[8, :3].tolist()) == {n - 3, n - 2, n - 1}
+
+
+def test_the_group_size_follows_the_device() -> None:
+    from arrwdb.kernels import TOPK_GROUP, topk_group_for
+    from arrwdb.kernels.topk import TOPK_GROUP_CUDA
+
+    assert topk_group_for(torch.device("cpu")) == TOPK_GROUP == 64
+    assert topk_group_for(torch.device("cuda", 0)) == TOPK_GROUP_CUDA == 128  # a name only: no GPU needed
 
 
 @pytest.mark.parametrize("metric", METRICS)
