@@ -70,8 +70,7 @@ class Settings(BaseSettings):
     )
 
     # Threads.  None = on a CPU, all cores but one for small work (the event loop keeps a core) and all
-    # cores for batches of 8 or more (of 32 texts or more while the event loop is busy:
-    # device.WorkerThreads); all cores on CUDA.
+    # cores for larger batches (engine's rules, device.WorkerThreads); all cores on CUDA.
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker (fixed).")
 
     build_threads: int = Field(

@@ -203,23 +203,22 @@ def _gib(nbytes: int) -> str:
 
 
 class WorkerThreads:
-    """The device worker's intra-op threads, chosen per batch on a CPU when none are configured.
+    """The device worker's intra-op threads, chosen per batch on a CPU when none are configured: all
+    cores but one for small work, every core from the caller's ``large_from`` units (queries, texts) on.
 
-    Small work (a lone query, one text) keeps to all cores but one: a single query's scan is
-    memory-bound and a small forward pass is per-op overhead, so a second thread gains nothing, while
-    its OpenMP spinning takes the core the event loop needs.  Large batches are compute-bound matmuls
-    and use every core: measured on 2 cores, 64 exact queries over 100k x 384 ran at 439 q/s through
-    the server on one thread and 602 on two.  Except a large forward pass while many requests are in
-    flight: its ~80 ops each end in an OpenMP barrier, and with the event loop busy on one of the cores
-    every barrier waits for the preempted thread (64 clients inserting one text each: 16-text batches
-    embedded in 18 ms on one thread, 24 ms on two; 822 against 675 inserts/s).  A few requests carrying
-    many texts leave the loop idle, and there two threads are 1.7x faster.  These figures were measured
-    while the runtime spun after every region.  Since session 10 the server's does not
-    (``arrwdb.openmp``), and a busy loop's forward pass uses every core again from 32 texts on (the
-    caller's ``large_from``): 64 text searches from 64 clients, 64-text batches, 602 / 627 -> 832 / 768
-    q/s, while inserts (batches of ~16) kept one thread (1,059 / 1,049 against 1,018 / 1,027 with the
-    same rule).  ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker thread only
-    (OpenMP thread counts are per calling thread).
+    The engine's rules, measured on 2 cores with the server's sleeping OpenMP runtime (``arrwdb.openmp``,
+    session 10; docs/PERFORMANCE.md, Batching):
+    - a search takes every core for any batch while the event loop is idle (fewer than 8 requests in
+      flight): a lone 100k x 384 scan 10.9 -> 6.3 ms at 1 client; with the loop busy only from 8
+      queries on (at 64 clients, two threads for the straggler batches broke the one-batch pattern:
+      1,536 -> 1,056-1,265 q/s);
+    - a forward pass takes every core from 8 texts on while the loop is idle and from 32 while it is
+      busy (64 text-search clients: 602 / 627 -> 832 / 768 q/s); a lone text stays on one thread
+      (two: 10 -> 12.8 ms for a text search at 1 client, inserts 3.9 -> 6.2 ms): a small forward pass
+      is mostly per-op overhead, which a second thread only adds to.
+    Before session 10 the runtime spun ~300,000 iterations after every region and small work kept off
+    the second core entirely.  ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker
+    thread only (OpenMP thread counts are per calling thread).
     """
 
     def __init__(self, configured: int | None, device: torch.device) -> None:
@@ -238,8 +237,8 @@ class WorkerThreads:
 
 def worker_threads(configured: int | None, device: torch.device) -> int:
     """Intra-op threads of the device worker for small work (``WorkerThreads``).  On the CPU the default
-    leaves one core to the event loop: OpenMP threads that share every core with the HTTP path spin
-    against it (a busy, shared 2-core server once embedded single texts 2.6x faster with 1 than 2)."""
+    leaves one core to the event loop (a busy, shared 2-core server once embedded single texts 2.6x
+    faster with 1 than 2, while the runtime still spun; a lone text is still faster on one)."""
     if configured:
         return configured
     cores = os.cpu_count() or 1
