@@ -202,12 +202,19 @@ def _gib(nbytes: int) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
+# HTTP requests in flight from which the event loop is busy enough to keep a core (WorkerThreads).
+BUSY_LOOP_REQUESTS = 8
+# Queries or texts from which a CPU batch uses every core (WorkerThreads.fit_search / fit_embed).
+LARGE_BATCH = 8
+LARGE_EMBED_BATCH_BUSY = 32
+
+
 class WorkerThreads:
     """The device worker's intra-op threads, chosen per batch on a CPU when none are configured: all
-    cores but one for small work, every core from the caller's ``large_from`` units (queries, texts) on.
+    cores but one for small work, every core from ``large_from`` units (queries, texts) on.
 
-    The engine's rules, measured on 2 cores with the server's sleeping OpenMP runtime (``arrwdb.openmp``,
-    session 10; docs/PERFORMANCE.md, Batching):
+    The rules of ``fit_search`` and ``fit_embed``, measured on 2 cores with the server's sleeping
+    OpenMP runtime (``arrwdb.openmp``, session 10; docs/PERFORMANCE.md, Batching):
     - a search takes every core for any batch while the event loop is idle (fewer than 8 requests in
       flight): a lone 100k x 384 scan 10.9 -> 6.3 ms at 1 client; with the loop busy only from 8
       queries on (at 64 clients, two threads for the straggler batches broke the one-batch pattern:
@@ -226,6 +233,14 @@ class WorkerThreads:
         adaptive = not configured and device.type != "cuda"
         self.large = (os.cpu_count() or 1) if adaptive else self.small
         self._current = 0
+
+    def fit_search(self, queries: int, requests_in_flight: int) -> None:
+        """Threads for a search batch: every core for any batch while the event loop is idle."""
+        self.fit(queries, LARGE_BATCH if requests_in_flight >= BUSY_LOOP_REQUESTS else 1)
+
+    def fit_embed(self, texts: int, requests_in_flight: int) -> None:
+        """Threads for a forward pass: every core from fewer texts while the event loop is idle."""
+        self.fit(texts, LARGE_EMBED_BATCH_BUSY if requests_in_flight >= BUSY_LOOP_REQUESTS else LARGE_BATCH)
 
     def fit(self, work: int, large_from: int) -> None:
         """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on."""

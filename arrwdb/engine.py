@@ -47,23 +47,6 @@ log = logging.getLogger("arrwdb.engine")
 
 EmbedderFactory = Callable[[torch.device], Embedder]
 _BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
-# HTTP requests in flight from which the event loop is busy enough to keep a core (device.WorkerThreads).
-_BUSY_LOOP_REQUESTS = 8
-# Queries or texts from which a CPU batch uses every core (device.WorkerThreads): a search any batch
-# while the loop is idle, _LARGE_BATCH while it is busy; a forward pass _LARGE_BATCH while the loop is
-# idle, _LARGE_EMBED_BATCH_BUSY while it is busy.
-_LARGE_BATCH = 8
-_LARGE_EMBED_BATCH_BUSY = 32
-
-
-def search_large_from(loop_busy: bool) -> int:
-    """Queries from which a search batch uses every core (``WorkerThreads.fit``)."""
-    return _LARGE_BATCH if loop_busy else 1
-
-
-def embed_large_from(loop_busy: bool) -> int:
-    """Texts from which a forward pass uses every core (``WorkerThreads.fit``)."""
-    return _LARGE_EMBED_BATCH_BUSY if loop_busy else _LARGE_BATCH
 
 
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
@@ -340,11 +323,8 @@ class Engine:
     def _prepare_embed(self, texts: list[str]) -> Any:
         return self.model.prepare(texts)
 
-    def _loop_busy(self) -> bool:
-        return self.telemetry.requests_in_flight >= _BUSY_LOOP_REQUESTS
-
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
-        self._threads.fit(len(prepared), embed_large_from(self._loop_busy()))
+        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
         with self.telemetry.working():
             return list(self.model.embed_prepared(prepared))
 
@@ -401,7 +381,7 @@ class Engine:
         )
 
     def _run_search(self, items: list[SearchItem]) -> Answers:
-        self._threads.fit(sum(item.rows for item in items), search_large_from(self._loop_busy()))
+        self._threads.fit_search(sum(item.rows for item in items), self.telemetry.requests_in_flight)
         with self.telemetry.working():
             return run_search_batch(self.libraries, self.store, items)
 

@@ -201,14 +201,13 @@ def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray
         return timed(lambda: search_exact(matrix, query_tensor, k, "ip", block_rows=block, group=group), config.device)
 
     group = topk_group_for(device)  # what FlatIndex uses here
+    by_group = {size: kernel(size) * 1000 for size in (32, 64, 128)}  # the device's group among them
     out = {
         "block_rows": block,
         "group": group,
         "kernel_plain_ms": kernel(0) * 1000,
-        "kernel_grouped_ms": kernel(group) * 1000,
-        "kernel_grouped32_ms": kernel(32) * 1000,
-        "kernel_grouped64_ms": kernel(64) * 1000,
-        "kernel_grouped128_ms": kernel(128) * 1000,
+        "kernel_grouped_ms": by_group[group],
+        **{f"kernel_grouped{size}_ms": ms for size, ms in by_group.items()},
         "products_ms": timed(products, config.device) * 1000,
         "block_topk_plain_ms": timed(lambda: torch.topk(scores, k, dim=1), config.device) * 1000,
         "block_topk_grouped_ms": timed(lambda: top_k_of_block(scores, k, group), config.device) * 1000,

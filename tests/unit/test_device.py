@@ -202,21 +202,17 @@ def test_worker_threads_follow_batch_size(monkeypatch) -> None:
     threads.fit(16, large_from=32)  # a forward pass while the event loop is busy: larger batches only
     threads.fit(32, large_from=32)
     assert chosen == [3, 4, 3, 4]
-    # The engine's rules: a lone query takes every core while the event loop is idle, not while it is
-    # busy; a lone text never does, 16 texts only while the loop is idle.
-    from arrwdb.engine import embed_large_from, search_large_from
-
+    # The engine's rules: a lone query takes every core while the event loop is idle (fewer than 8
+    # requests in flight), not while it is busy; a lone text never does, 16 texts only while it is idle.
     chosen.clear()
     threads = WorkerThreads(None, torch.device("cpu"))
-    for work, large_from in [
-        (1, search_large_from(False)),
-        (1, search_large_from(True)),
-        (1, embed_large_from(False)),
-        (16, embed_large_from(False)),
-        (16, embed_large_from(True)),
-    ]:
-        threads.fit(work, large_from)
-    assert chosen == [4, 3, 4, 3]  # (the lone text keeps the 3 already set: not set again)
+    threads.fit_search(1, requests_in_flight=1)
+    threads.fit_search(1, requests_in_flight=8)
+    threads.fit_embed(1, requests_in_flight=1)
+    threads.fit_embed(16, requests_in_flight=1)
+    threads.fit_embed(16, requests_in_flight=64)
+    threads.fit_embed(32, requests_in_flight=64)
+    assert chosen == [4, 3, 4, 3, 4]  # (the lone text keeps the 3 already set: not set again)
     fixed = WorkerThreads(2, torch.device("cpu"))  # ARRWDB_TORCH_THREADS fixes the count
     chosen.clear()
     fixed.fit(1, large_from=8)
