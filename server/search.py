@@ -38,7 +38,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         filter_ = parse_filter(query.filter)
     except InvalidInput as exc:
         raise InvalidInput(f"{where}.{exc.message}") from None
-    params = {} if query.params is None else query.params.model_dump(exclude_none=True)
+    params = {} if query.params is None else query.params.given()
     check_query_params(params, where)
     return SearchInput(
         query=query.query,
