@@ -22,6 +22,7 @@ from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.chunking import token_estimate
 from arrwdb.embed.protocol import Embedder
 from arrwdb.errors import Conflict, DeadlineExceeded, NotFound, NotReady
+from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
@@ -332,9 +333,10 @@ class Engine:
 
     async def search(
         self, tenant: str, key: str, queries: list[SearchInput], deadline: float
-    ) -> tuple[list[list[Hit]], Timings]:
-        """Hits of each query, best first.  Queries answered from the result cache cost no embedding
-        and no device time: they add nothing to the returned timings (all zero when every one hits)."""
+    ) -> tuple[list[list[Hit] | HitsJSON], Timings]:
+        """Hits of each query, best first (as JSON for a query that asks: ``SearchInput.json``).  Queries
+        answered from the result cache cost no embedding and no device time: they add nothing to the
+        returned timings (all zero when every one hits)."""
         self.check_ready()
         state = self.library(tenant, key)
         record = state.record

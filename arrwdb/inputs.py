@@ -33,6 +33,9 @@ class SearchInput:
     filter_key: str = ""  # canonical JSON of the filter: groups equal filters inside a batch
     include_text: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    # Answer with the hits as the API's JSON (arrwdb.hits_json.HitsJSON) instead of Hit objects: the
+    # HTTP layer, which only writes them out.
+    json: bool = False
 
 
 @dataclass

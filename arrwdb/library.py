@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from arrwdb.filters import Filter
+from arrwdb.hits_json import kept_bytes
 from arrwdb.index.ann import AnnIndex
 from arrwdb.index.base import Index
 from arrwdb.index.flat import FlatIndex
@@ -31,14 +33,18 @@ _ROW_ENTRY_BYTES = 150
 _SET_ENTRY_BYTES = 40
 
 
-class RowEntry(NamedTuple):
+@dataclass(slots=True)
+class RowEntry:
     """What a hit on one row (one chunk of a document) is made of.  Immutable: a write replaces a
-    document's entries, so a batch's snapshot of them stays as it was when the batch searched."""
+    document's entries, so a batch's snapshot of them stays as it was when the batch searched.  Only
+    its hit's JSON is set later, once, the first time the row is a hit (arrwdb.hits_json)."""
 
     doc_id: str
     chunk_index: int
     title: str | None
     metadata: Metadata
+    json_head: bytes | None = field(default=None, compare=False, repr=False)
+    json_tail: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class DocumentTables(NamedTuple):
@@ -107,6 +113,10 @@ class LibraryState:
         self.doc_meta: dict[str, Metadata] = {}
         self.docs_with_text: set[str] = set()
         self.row_entries: dict[int, RowEntry] = {}
+        # Bytes of hit JSON kept on row entries (arrwdb.hits_json): added by the finishing thread,
+        # released by the worker's writes; one counter per thread, so that no update is lost.
+        self.hit_json_added = 0
+        self.hit_json_released = 0
         self.version = 0  # bumped by every applied write: keys the filter cache
         self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
         # While the documents' metadata loads in the background after a restart: the writes applied
@@ -175,7 +185,9 @@ class LibraryState:
     def _apply_document(self, write: AppliedWrite) -> None:
         doc_id = write.doc_id
         for row in write.removed_rows:
-            self.row_entries.pop(row, None)
+            entry = self.row_entries.pop(row, None)
+            if entry is not None:
+                self.hit_json_released += kept_bytes(entry)
         if write.metadata is None:
             self.doc_meta.pop(doc_id, None)
             self.doc_rows.pop(doc_id, None)
@@ -264,6 +276,7 @@ class LibraryState:
             if not e.chunk_index
         )
         metadata_bytes += len(self.row_entries) * _ROW_ENTRY_BYTES + len(self.docs_with_text) * _SET_ENTRY_BYTES
+        metadata_bytes += self.hit_json_added - self.hit_json_released
         return {
             "document_count": self.document_count,
             # False for a moment after a restart, while the documents' metadata loads in the background

@@ -22,6 +22,7 @@ from collections.abc import Hashable, Sequence
 
 import orjson
 
+from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import Hit, SearchInput
 from arrwdb.library import LibraryState
 
@@ -44,7 +45,7 @@ def query_key(library_id: str, generation: tuple[int, int, int], query: SearchIn
     else:
         what = ("q", query.query)
     params = orjson.dumps(query.params, option=orjson.OPT_SORT_KEYS) if query.params else b""
-    return (library_id, generation, what, query.k, query.filter_key, query.include_text, params)
+    return (library_id, generation, what, query.k, query.filter_key, query.include_text, params, query.json)
 
 
 def _key_bytes(key: CacheKey) -> int:
@@ -65,21 +66,22 @@ def _hit_bytes(hit: Hit) -> int:
 class ResultCache:
     """LRU from a query key to its hits, holding at most ``max_bytes`` by the estimate above.
 
-    ``max_bytes == 0`` disables it.  Results are stored as tuples: the HTTP layer only reads them.
+    ``max_bytes == 0`` disables it.  Results are stored as tuples (the HTTP layer only reads them),
+    or as the JSON they were answered with (``SearchInput.json``: a key of its own).
     """
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[CacheKey, tuple[tuple[Hit, ...], int]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, tuple[tuple[Hit, ...] | HitsJSON, int]] = OrderedDict()
         self._nbytes = 0
         self.hits = 0
         self.misses = 0
 
     def lookup(
         self, state: LibraryState, queries: Sequence[SearchInput]
-    ) -> tuple[list[CacheKey | None], list[list[Hit] | None]]:
+    ) -> tuple[list[CacheKey | None], list[list[Hit] | HitsJSON | None]]:
         """Each query's cache key and cached hits (None on a miss, or with the cache off).
 
         The library's generation is read here, before anything is submitted: see above for why that
@@ -102,25 +104,29 @@ class ResultCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: CacheKey) -> list[Hit] | None:
+    def get(self, key: CacheKey) -> list[Hit] | HitsJSON | None:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return list(entry[0])
+        found = entry[0]
+        return found if isinstance(found, HitsJSON) else list(found)
 
-    def put(self, key: CacheKey, hits: Sequence[Hit]) -> None:
+    def put(self, key: CacheKey, hits: Sequence[Hit] | HitsJSON) -> None:
         if not self.enabled:
             return
-        cost = _ENTRY_OVERHEAD + _key_bytes(key) + sum(_hit_bytes(hit) for hit in hits)
+        if isinstance(hits, HitsJSON):
+            cost = _ENTRY_OVERHEAD + _key_bytes(key) + hits.nbytes + 2 * _HIT_OVERHEAD
+        else:
+            cost = _ENTRY_OVERHEAD + _key_bytes(key) + sum(_hit_bytes(hit) for hit in hits)
         old = self._entries.pop(key, None)
         if old is not None:
             self._nbytes -= old[1]
         if cost > self.max_bytes:
             return  # could never fit: storing it would only flush everything else
-        self._entries[key] = (tuple(hits), cost)
+        self._entries[key] = (hits if isinstance(hits, HitsJSON) else tuple(hits), cost)
         self._nbytes += cost
         while self._nbytes > self.max_bytes:
             _, (_, evicted) = self._entries.popitem(last=False)

@@ -15,12 +15,14 @@ import orjson
 
 from arrwdb.device import split_on_oom
 from arrwdb.errors import NotFound
+from arrwdb.hits_json import HitsJSON, queries_json
 from arrwdb.inputs import Hit, SearchInput
 from arrwdb.library import HitFields, LibraryState
 from arrwdb.store import Store
 
 Found = tuple[np.ndarray, np.ndarray]  # (scores, ids), one row per query of an item
-ItemHits = list[list[Hit]] | Exception  # an item's answer: the hits of each of its queries, or its error
+QueryHits = list[Hit] | HitsJSON  # one query's hits: objects, or the API's JSON (SearchInput.json)
+ItemHits = list[QueryHits] | Exception  # an item's answer: the hits of each of its queries, or its error
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,8 +41,9 @@ def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: li
     queries: ``answers_hits`` builds them from a snapshot of the library's fields (off the device
     worker, while it runs the next batch), or holds them already when the store had to answer."""
     state = libraries.get(items[0].library_id)
+    as_json = [item.query.json for item in items]
     if state is None:
-        return ReadyAnswers([NotFound(f"library {items[0].library_id!r} not found") for _ in items])
+        return ReadyAnswers([NotFound(f"library {items[0].library_id!r} not found") for _ in items], as_json)
     # Items with the same filter and parameters share one index call (one mask, one matmul).
     groups: dict[tuple[str, bytes], list[int]] = {}
     for position, item in enumerate(items):
@@ -72,33 +75,48 @@ def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: li
         if not include_text or not state.any_text(fields):
             # Every field of a hit without text is in the library's memory (a third of a search batch's
             # time went into the SQLite fetch below), and so is the text of a document without one.
-            return SnapshotAnswers(found, fields)
-    return ReadyAnswers(_hits_from_store(store, items, found, include_text))
+            return SnapshotAnswers(found, fields, as_json, state)
+    return ReadyAnswers(_hits_from_store(store, items, found, include_text), as_json)
 
 
 @dataclass(frozen=True)
 class ReadyAnswers:
-    """Answers already built on the device worker: errors, or hits with texts from the store."""
+    """Answers already built on the device worker: errors, or hits with texts from the store (those
+    wanted as JSON are rendered on the finishing thread)."""
 
     answers: list[ItemHits]
+    as_json: list[bool]  # per item: its query's SearchInput.json
 
     def hits(self) -> list[ItemHits]:
-        return self.answers
+        return [
+            [HitsJSON.of(hits) for hits in answer] if wanted and not isinstance(answer, Exception) else answer
+            for answer, wanted in zip(self.answers, self.as_json, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
 class SnapshotAnswers:
-    """Answers to build (on the finishing thread) from the scores and a snapshot of the hits' fields."""
+    """Answers to build (on the finishing thread) from the scores and a snapshot of the hits' fields:
+    ``Hit`` objects, or the API's JSON written from the rows' own (arrwdb.hits_json)."""
 
     found: list[Found]
     fields: HitFields
+    as_json: list[bool]  # per item: its query's SearchInput.json
+    state: LibraryState  # counts the hit JSON its rows keep
 
     def hits(self) -> list[ItemHits]:
         results: list[ItemHits] = []
         at = 0
-        for scores, _ in self.found:
-            item_hits = []
-            for query_scores in scores.tolist():
+        for (scores, _), wanted in zip(self.found, self.as_json, strict=True):
+            item_scores = scores.tolist()
+            if wanted:
+                rendered, added = queries_json(self.fields.entries, item_scores, at)
+                self.state.hit_json_added += added  # only this thread adds
+                results.append(list(rendered))
+                at += scores.size
+                continue
+            item_hits: list[QueryHits] = []
+            for query_scores in item_scores:
                 item_hits.append(self.fields.hits(query_scores, at))
                 at += len(query_scores)
             results.append(item_hits)

@@ -9,14 +9,14 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+from arrwdb.hits_json import JSON_OPTIONS
 
 
 class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=_OPTIONS)
+        return orjson.dumps(content, option=JSON_OPTIONS)
 
 
 def timing_headers(queue_ms: float, compute_ms: float, batch_size: int) -> dict[str, str]:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
+from arrwdb.hits_json import HitsJSON, body_hits
 from arrwdb.inputs import Hit, SearchInput
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
@@ -48,6 +49,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         filter_key="" if filter_ is None else filter_key(query.filter),
         include_text=query.include_text,
         params=params,
+        json=True,  # the answer is written out as it comes: see arrwdb.hits_json
     )
 
 
@@ -66,7 +68,7 @@ def _headers(timings: Timings) -> dict[str, str]:
 
 async def _run_search(
     request: Request, route: str, tenant: str, library: str, queries: list[SearchInput], started: float
-) -> tuple[list[list[Hit]], Timings]:
+) -> tuple[list[list[Hit] | HitsJSON], Timings]:
     """Run the search, and log it on the slow-query log when it took too long (failed ones too)."""
     engine = engine_of(request)
     threshold_ms = engine.settings.slow_query_ms
@@ -95,9 +97,9 @@ async def search(library: str, request: Request, tenant: str = Depends(tenant)) 
     query = search_input(body, "query")
     results, timings = await _run_search(request, "search", tenant, library, [query], started)
     took_ms = (time.perf_counter() - started) * 1000.0
-    # Hits go out as they are: orjson writes a dataclass as an object of its fields, in order, and
-    # inputs.Hit's fields are the API's Hit (tests/unit/test_search_response.py): no dict per hit.
-    return JSON({"results": results[0], "took_ms": took_ms}, headers=_headers(timings))
+    # Hits come as the API's JSON (arrwdb.hits_json), or as inputs.Hit objects, which orjson writes as
+    # objects of their fields, in order: the API's Hit (tests/unit/test_search_response.py).
+    return JSON({"results": body_hits(results[0]), "took_ms": took_ms}, headers=_headers(timings))
 
 
 @router.post(
@@ -111,7 +113,8 @@ async def search_batch(library: str, request: Request, tenant: str = Depends(ten
     queries = [search_input(q, f"queries[{i}]") for i, q in enumerate(body.queries)]
     results, timings = await _run_search(request, "search_batch", tenant, library, queries, started)
     took_ms = (time.perf_counter() - started) * 1000.0
-    return JSON({"results": results, "took_ms": took_ms}, headers=_headers(timings))  # Hits as they are: see above
+    body = {"results": [body_hits(hits) for hits in results], "took_ms": took_ms}  # hits: see above
+    return JSON(body, headers=_headers(timings))
 
 
 @router.post(
