@@ -114,7 +114,9 @@ class LibraryState:
         self.docs_with_text: set[str] = set()
         self.row_entries: dict[int, RowEntry] = {}
         # Bytes of hit JSON kept on row entries (arrwdb.hits_json): added by the finishing thread,
-        # released by the worker's writes; one counter per thread, so that no update is lost.
+        # released by the worker's writes; one counter per thread, so that no update is lost.  (A row
+        # deleted between a batch's search and its finishing is counted when rendered and never
+        # released: a few hundred bytes too many in the statistics, once in a long while.)
         self.hit_json_added = 0
         self.hit_json_released = 0
         self.version = 0  # bumped by every applied write: keys the filter cache

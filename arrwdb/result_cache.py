@@ -30,6 +30,7 @@ CacheKey = tuple[Hashable, ...]
 
 _ENTRY_OVERHEAD = 256  # the OrderedDict slot, the key tuple and the result tuple
 _HIT_OVERHEAD = 160  # one Hit object with its float, int and references
+_JSON_OVERHEAD = 200  # a HitsJSON, its orjson.Fragment and its bytes object
 
 
 def library_generation(state: LibraryState) -> tuple[int, int, int]:
@@ -118,7 +119,7 @@ class ResultCache:
         if not self.enabled:
             return
         if isinstance(hits, HitsJSON):
-            cost = _ENTRY_OVERHEAD + _key_bytes(key) + hits.nbytes + 2 * _HIT_OVERHEAD
+            cost = _ENTRY_OVERHEAD + _key_bytes(key) + hits.nbytes + _JSON_OVERHEAD
         else:
             cost = _ENTRY_OVERHEAD + _key_bytes(key) + sum(_hit_bytes(hit) for hit in hits)
         old = self._entries.pop(key, None)
