@@ -222,7 +222,8 @@ class WorkerThreads:
     - a forward pass takes every core from 8 texts on while the loop is idle and from 32 while it is
       busy (64 text-search clients: 602 / 627 -> 832 / 768 q/s); a lone text stays on one thread
       (two: 10 -> 12.8 ms for a text search at 1 client, inserts 3.9 -> 6.2 ms): a small forward pass
-      is mostly per-op overhead, which a second thread only adds to.
+      is mostly per-op overhead, which a second thread only adds to.  Since session 11 a CPU forward
+      pass of two texts a core or more runs in lanes instead, one thread each (``fit_embed``).
     Before session 10 the runtime spun ~300,000 iterations after every region and small work kept off
     the second core entirely.  ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker
     thread only (OpenMP thread counts are per calling thread).
@@ -238,13 +239,19 @@ class WorkerThreads:
         """Threads for a search batch: every core for any batch while the event loop is idle."""
         self.fit(queries, LARGE_BATCH if requests_in_flight >= BUSY_LOOP_REQUESTS else 1)
 
-    def fit_embed(self, texts: int, requests_in_flight: int) -> None:
-        """Threads for a forward pass: every core from fewer texts while the event loop is idle."""
+    def fit_embed(self, texts: int, requests_in_flight: int, lanes: int = 1) -> None:
+        """Threads for a forward pass: one for each lane of a pass in lanes (arrwdb.embed.minilm,
+        ``cpu_lanes``); else every core from fewer texts while the event loop is idle."""
+        if lanes > 1:
+            self._set(1)
+            return
         self.fit(texts, LARGE_EMBED_BATCH_BUSY if requests_in_flight >= BUSY_LOOP_REQUESTS else LARGE_BATCH)
 
     def fit(self, work: int, large_from: int) -> None:
         """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on."""
-        wanted = self.large if work >= large_from else self.small
+        self._set(self.large if work >= large_from else self.small)
+
+    def _set(self, wanted: int) -> None:
         if wanted != self._current:
             torch.set_num_threads(wanted)
             self._current = wanted

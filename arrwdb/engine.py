@@ -325,7 +325,8 @@ class Engine:
         return self.model.prepare(texts)
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
-        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
+        lanes = getattr(prepared, "lanes", 1)  # a CPU forward pass in lanes (arrwdb.embed.minilm)
+        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight, lanes)
         with self.telemetry.working():
             return list(self.model.embed_prepared(prepared))
 

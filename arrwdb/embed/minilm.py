@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,21 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 # Texts per forward pass.  Sub-batches of similar length waste little compute on padding, and a
 # bounded size keeps a text's vector (nearly) independent of what else is in its batch.
 DEFAULT_FORWARD_BATCH = 64
+# On a CPU a batch of at least two texts a core is embedded in lanes: one single-threaded forward pass
+# per core, all at once, each over every lanes-th text by length.  Measured on 2 cores (bf16 on AMX,
+# the server's sleeping OpenMP runtime; docs/PERFORMANCE.md, Batching, session 11), texts/s:
+#   batch           4      8     16     32     64
+#   one thread    907  1,365  1,489  1,566  1,554
+#   two threads   559    878  1,229  1,834  2,324   (one forward pass, intra-op)
+#   two lanes   1,149  1,673  2,237  2,911  3,206
+# A small forward pass is mostly a chain of short operators: a second intra-op thread must be woken
+# for each and waited for, while a second lane runs its own chain and meets the first only at the end.
+MIN_TEXTS_PER_LANE = 2
+
+
+def cpu_lanes(texts: int, cores: int) -> int:
+    """Lanes for a CPU forward pass of ``texts`` texts on ``cores`` cores (1: no lanes)."""
+    return max(1, min(cores, texts // MIN_TEXTS_PER_LANE))
 
 
 @dataclass
@@ -42,13 +58,16 @@ class TokenBatch:
     ``(input_ids, attention_mask, padded)`` in that order: int64 tensors [b, longest in the
     sub-batch], and whether any row is padded at all.  On CUDA the tensors are already on the
     device, copied on a side stream while the previous batch computed; ``ready`` is the event that
-    copy recorded, which the forward pass waits for.
+    copy recorded, which the forward pass waits for.  On a CPU the texts may be dealt to ``lanes``
+    lanes (``cpu_lanes``): ``order`` then runs lane by lane, and ``lane_of`` gives each group's lane.
     """
 
     n: int
     order: np.ndarray
     groups: list[tuple[torch.Tensor, torch.Tensor, bool]]
     ready: torch.cuda.Event | None = None
+    lanes: int = 1
+    lane_of: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.n
@@ -95,6 +114,15 @@ class MiniLMEmbedder(Embedder):
         self.max_tokens = WINDOW - SPECIAL_TOKENS
         self.chunk_overlap = chunk_overlap
         self.forward_batch = forward_batch
+        # The lanes of CPU forward passes (cpu_lanes): the calling thread runs the first, these the rest.
+        self.cores = 1 if self.device.type == "cuda" else max(1, os.cpu_count() or 1)
+        self._lane_pool = (
+            ThreadPoolExecutor(
+                self.cores - 1, thread_name_prefix="arrwdb-lane", initializer=torch.set_num_threads, initargs=(1,)
+            )
+            if self.cores > 1
+            else None
+        )
 
         tokenizer_file = str(model_dir / "tokenizer.json")
         # tokenizer.json carries its own truncation (128) and fixed padding (128): replace both.
@@ -125,21 +153,31 @@ class MiniLMEmbedder(Embedder):
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         # Longest first, stable so equal lengths keep input order (and thus reproducible groups).
-        order = np.argsort(-lengths, kind="stable")
+        by_length = np.argsort(-lengths, kind="stable")
+        lanes = cpu_lanes(len(encodings), self.cores)
+        # Every lanes-th text by length to each lane: lanes of (nearly) equal work.
+        dealt = [by_length[lane::lanes] for lane in range(lanes)]
         groups: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
-        for g in range(0, len(order), self.forward_batch):
-            idx = order[g : g + self.forward_batch]
-            width = int(lengths[idx].max())
-            ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                ids[row, : lengths[i]] = encodings[i].ids
-                mask[row, : lengths[i]] = 1
-            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
-            if self._pin:  # page-locked memory lets the copy to the device run asynchronously
-                ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
-            groups.append((ids_t, mask_t, bool(lengths[idx].min() < width)))
-        return self._to_device(TokenBatch(len(encodings), order, groups))
+        lane_of: list[int] = []
+        for lane, lane_order in enumerate(dealt):
+            for g in range(0, len(lane_order), self.forward_batch):
+                groups.append(self._group(encodings, lengths, lane_order[g : g + self.forward_batch]))
+                lane_of.append(lane)
+        order = np.concatenate(dealt) if lanes > 1 else by_length
+        return self._to_device(TokenBatch(len(encodings), order, groups, lanes=lanes, lane_of=lane_of))
+
+    def _group(self, encodings: list, lengths: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One sub-batch: the texts ``idx`` padded to the longest of them, and whether any row is padded."""
+        width = int(lengths[idx].max())
+        ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            ids[row, : lengths[i]] = encodings[i].ids
+            mask[row, : lengths[i]] = 1
+        ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+        if self._pin:  # page-locked memory lets the copy to the device run asynchronously
+            ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
+        return ids_t, mask_t, bool(lengths[idx].min() < width)
 
     def _to_device(self, batch: TokenBatch) -> TokenBatch:
         """Start the host-to-device copies on the copy stream (non-blocking, from pinned memory)."""
@@ -157,15 +195,30 @@ class MiniLMEmbedder(Embedder):
     def embed_prepared(self, batch: TokenBatch) -> np.ndarray:  # type: ignore[override]
         if batch.n == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        pooled: list[torch.Tensor] = []
         if batch.ready is not None:
             stream = torch.cuda.current_stream(self.device)
             stream.wait_event(batch.ready)
             for ids, mask, _ in batch.groups:  # made on the copy stream, used (and freed) on this one
                 ids.record_stream(stream)
                 mask.record_stream(stream)
+        if batch.lanes > 1 and self._lane_pool is not None:
+            lanes = [
+                [g for g, lane in zip(batch.groups, batch.lane_of, strict=True) if lane == k]
+                for k in range(batch.lanes)
+            ]
+            others = [self._lane_pool.submit(self._embed_groups, groups) for groups in lanes[1:]]
+            vectors = np.concatenate([self._embed_groups(lanes[0])] + [lane.result() for lane in others])
+        else:
+            vectors = self._embed_groups(batch.groups)
+        out = np.empty((batch.n, self.dimension), dtype=np.float32)
+        out[batch.order] = vectors
+        return out
+
+    def _embed_groups(self, groups: list[tuple[torch.Tensor, torch.Tensor, bool]]) -> np.ndarray:
+        """The pooled vectors of ``groups``' texts, in their order (a lane's, or the whole batch's)."""
+        pooled: list[torch.Tensor] = []
         with torch.inference_mode():
-            for ids, mask, padded in batch.groups:
+            for ids, mask, padded in groups:
                 ids = ids.to(self.device, non_blocking=True)
                 mask = mask.to(self.device, non_blocking=True)
                 # Out of GPU memory on a large sub-batch: its halves are embedded instead.
@@ -180,10 +233,7 @@ class MiniLMEmbedder(Embedder):
                     )
                 )
             # One device-to-host copy (and synchronisation) for the whole batch.
-            vectors = torch.cat(pooled).cpu().numpy()
-        out = np.empty((batch.n, self.dimension), dtype=np.float32)
-        out[batch.order] = vectors
-        return out
+            return torch.cat(pooled).cpu().numpy()
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> torch.Tensor:
         # A sub-batch without padding (always so for one text) needs no attention mask:

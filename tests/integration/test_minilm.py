@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from arrwdb.embed import Embedder, load_embedder
 from arrwdb.embed.hub_kernels import load_hub_kernels_first
-from arrwdb.embed.minilm import WINDOW, MiniLMEmbedder
+from arrwdb.embed.minilm import WINDOW, MiniLMEmbedder, cpu_lanes
 
 PARAPHRASE = (
     "A man is playing a guitar.",
@@ -184,3 +185,45 @@ def test_lean_forward_matches_transformers_bert_model(embedder) -> None:
             lean = embedder._lean.forward(ids, mask)
             real = mask.bool()  # padding positions' states are never pooled
             assert torch.allclose(lean[real], reference[real], atol=1e-4), float((lean - reference)[real].abs().max())
+
+
+def test_cpu_lanes_rule() -> None:
+    # Two texts a core at least; never more lanes than cores.
+    assert [cpu_lanes(n, 2) for n in (0, 1, 3, 4, 5, 64)] == [1, 1, 1, 2, 2, 2]
+    assert [cpu_lanes(n, 16) for n in (3, 9, 64)] == [1, 4, 16]
+    assert cpu_lanes(64, 1) == 1
+
+
+def test_lanes_deal_every_text_once_and_embed_as_one_lane(embedder: MiniLMEmbedder) -> None:
+    rng = random.Random(5)
+    texts = [_long_text(rng.choice([2, 5, 10, 20, 40, 300]), seed=100 + i) for i in range(23)]
+    cores = embedder.cores
+    try:
+        embedder.cores = 3
+        batch = embedder.prepare(texts)
+        assert batch.lanes == 3 and sorted(batch.order.tolist()) == list(range(len(texts)))
+        assert sorted(set(batch.lane_of)) == [0, 1, 2] and batch.lane_of == sorted(batch.lane_of)
+        tokens = [
+            sum(int(mask.sum()) for (_, mask, _), lane in zip(batch.groups, batch.lane_of, strict=True) if lane == k)
+            for k in range(3)
+        ]
+        assert max(tokens) - min(tokens) <= 256, tokens  # dealt by length: at most one window apart
+        ran_on: set[str] = set()
+        embed_groups = embedder._embed_groups
+
+        def recording(groups: list) -> np.ndarray:
+            ran_on.add(threading.current_thread().name.split("_")[0])
+            return embed_groups(groups)
+
+        embedder._embed_groups = recording  # type: ignore[method-assign]
+        try:
+            in_lanes = embedder.embed_prepared(batch)
+        finally:
+            del embedder._embed_groups
+        embedder.cores = 1
+        assert embedder.prepare(texts).lanes == 1
+        one_lane = embedder.embed(texts)
+    finally:
+        embedder.cores = cores
+    assert ran_on == ({"MainThread", "arrwdb-lane"} if embedder._lane_pool else {"MainThread"})
+    assert np.min(np.sum(in_lanes * one_lane, axis=1)) > 0.99999  # the input order restored, lane by lane
