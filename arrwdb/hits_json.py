@@ -52,8 +52,8 @@ def row_json(entry: RowEntry) -> int:
         return 0
     hit = Hit(entry.doc_id, entry.chunk_index, 0.0, entry.title, None, entry.metadata)
     whole = orjson.dumps(hit, option=JSON_OPTIONS)
-    # A document id holds no quote or comma (API.md), so the first mark is the score's, ahead of the
-    # title and the metadata.
+    # Inside a JSON string every quote is escaped, so the mark (quotes unescaped) is the score key's
+    # and nothing else's: the document id cannot hold it, and the title and metadata come after it.
     at = whole.index(_SCORE_MARK) + len(b',"score":')
     entry.json_head, entry.json_tail = whole[:at], whole[at + len(b"0.0") :]
     return kept_bytes(entry)
