@@ -223,7 +223,8 @@ class WorkerThreads:
       busy (64 text-search clients: 602 / 627 -> 832 / 768 q/s); a lone text stays on one thread
       (two: 10 -> 12.8 ms for a text search at 1 client, inserts 3.9 -> 6.2 ms): a small forward pass
       is mostly per-op overhead, which a second thread only adds to.  Since session 11 a CPU forward
-      pass of two texts a core or more runs in lanes instead, one thread each (``fit_embed``).
+      pass of two texts a core or more runs in lanes instead, on threads of their own with one
+      intra-op thread each (``arrwdb.embed.minilm.cpu_lanes``): these rules are for the others.
     Before session 10 the runtime spun ~300,000 iterations after every region and small work kept off
     the second core entirely.  ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker
     thread only (OpenMP thread counts are per calling thread).
@@ -231,27 +232,21 @@ class WorkerThreads:
 
     def __init__(self, configured: int | None, device: torch.device) -> None:
         self.small = worker_threads(configured, device)
-        adaptive = not configured and device.type != "cuda"
-        self.large = (os.cpu_count() or 1) if adaptive else self.small
+        self.adaptive = not configured and device.type != "cuda"
+        self.large = (os.cpu_count() or 1) if self.adaptive else self.small
         self._current = 0
 
     def fit_search(self, queries: int, requests_in_flight: int) -> None:
         """Threads for a search batch: every core for any batch while the event loop is idle."""
         self.fit(queries, LARGE_BATCH if requests_in_flight >= BUSY_LOOP_REQUESTS else 1)
 
-    def fit_embed(self, texts: int, requests_in_flight: int, lanes: int = 1) -> None:
-        """Threads for a forward pass: one for each lane of a pass in lanes (arrwdb.embed.minilm,
-        ``cpu_lanes``); else every core from fewer texts while the event loop is idle."""
-        if lanes > 1:
-            self._set(1)
-            return
+    def fit_embed(self, texts: int, requests_in_flight: int) -> None:
+        """Threads for a forward pass: every core from fewer texts while the event loop is idle."""
         self.fit(texts, LARGE_EMBED_BATCH_BUSY if requests_in_flight >= BUSY_LOOP_REQUESTS else LARGE_BATCH)
 
     def fit(self, work: int, large_from: int) -> None:
         """Threads for a batch of ``work`` units (queries, texts): all cores from ``large_from`` on."""
-        self._set(self.large if work >= large_from else self.small)
-
-    def _set(self, wanted: int) -> None:
+        wanted = self.large if work >= large_from else self.small
         if wanted != self._current:
             torch.set_num_threads(wanted)
             self._current = wanted

@@ -71,7 +71,7 @@ class Engine:
         precision = settings.embed_precision
         self._embedder_factory = embedder_factory or (lambda device: _default_embedder(device, precision))
         self._threads = WorkerThreads(settings.torch_threads, self.device)
-        self.worker = DeviceWorker(setup=self._setup_worker)
+        self.worker = DeviceWorker(setup=self._setup_worker, lanes=self._threads.adaptive)
         self.telemetry.device_info.labels(str(self.device)).set(1)
         self.telemetry.result_cache_bytes.set_function(lambda: self.result_cache.nbytes)
 
@@ -325,8 +325,7 @@ class Engine:
         return self.model.prepare(texts)
 
     def _run_embed(self, prepared: Any) -> list[np.ndarray]:
-        lanes = getattr(prepared, "lanes", 1)  # a CPU forward pass in lanes (arrwdb.embed.minilm)
-        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight, lanes)
+        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
         with self.telemetry.working():
             return list(self.model.embed_prepared(prepared))
 

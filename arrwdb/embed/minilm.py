@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from arrwdb.embed.bert import LeanBert
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
 from arrwdb.embed.hub_kernels import load_hub_kernels_first
 from arrwdb.embed.protocol import Embedder
+from arrwdb.worker import current_worker
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 # sentence_bert_config.json's max_seq_length; tokenizer_config.json says 512, but the model was
@@ -114,11 +115,12 @@ class MiniLMEmbedder(Embedder):
         self.max_tokens = WINDOW - SPECIAL_TOKENS
         self.chunk_overlap = chunk_overlap
         self.forward_batch = forward_batch
-        # The lanes of CPU forward passes (cpu_lanes): the calling thread runs the first, these the rest.
+        # The lanes of CPU forward passes (cpu_lanes), one thread each; a device worker that waits for
+        # them runs its urgent jobs meanwhile (a commit's index update: DeviceWorker.serve_urgent_until).
         self.cores = 1 if self.device.type == "cuda" else max(1, os.cpu_count() or 1)
         self._lane_pool = (
             ThreadPoolExecutor(
-                self.cores - 1, thread_name_prefix="arrwdb-lane", initializer=torch.set_num_threads, initargs=(1,)
+                self.cores, thread_name_prefix="arrwdb-lane", initializer=torch.set_num_threads, initargs=(1,)
             )
             if self.cores > 1
             else None
@@ -201,14 +203,19 @@ class MiniLMEmbedder(Embedder):
             for ids, mask, _ in batch.groups:  # made on the copy stream, used (and freed) on this one
                 ids.record_stream(stream)
                 mask.record_stream(stream)
-        if batch.lanes > 1 and self._lane_pool is not None:
+        worker = current_worker()
+        if batch.lanes > 1 and self._lane_pool is not None and (worker is None or worker.lanes):
             lanes = [
                 [g for g, lane in zip(batch.groups, batch.lane_of, strict=True) if lane == k]
                 for k in range(batch.lanes)
             ]
-            others = [self._lane_pool.submit(self._embed_groups, groups) for groups in lanes[1:]]
-            vectors = np.concatenate([self._embed_groups(lanes[0])] + [lane.result() for lane in others])
-        else:
+            running = [self._lane_pool.submit(self._embed_groups, groups) for groups in lanes]
+            if worker is None:
+                wait(running)
+            else:
+                worker.serve_urgent_until(running)
+            vectors = np.concatenate([lane.result() for lane in running])
+        else:  # no lanes; or a worker without them: its groups one after another, in the same order
             vectors = self._embed_groups(batch.groups)
         out = np.empty((batch.n, self.dimension), dtype=np.float32)
         out[batch.order] = vectors

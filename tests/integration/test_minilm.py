@@ -195,6 +195,7 @@ def test_cpu_lanes_rule() -> None:
 
 
 def test_lanes_deal_every_text_once_and_embed_as_one_lane(embedder: MiniLMEmbedder) -> None:
+    # On lane threads (the caller only waits, with ``wait_for_lanes``); vectors as without lanes.
     rng = random.Random(5)
     texts = [_long_text(rng.choice([2, 5, 10, 20, 40, 300]), seed=100 + i) for i in range(23)]
     cores = embedder.cores
@@ -225,5 +226,36 @@ def test_lanes_deal_every_text_once_and_embed_as_one_lane(embedder: MiniLMEmbedd
         one_lane = embedder.embed(texts)
     finally:
         embedder.cores = cores
-    assert ran_on == ({"MainThread", "arrwdb-lane"} if embedder._lane_pool else {"MainThread"})
+    assert ran_on == ({"arrwdb-lane"} if embedder._lane_pool else {"MainThread"})
     assert np.min(np.sum(in_lanes * one_lane, axis=1)) > 0.99999  # the input order restored, lane by lane
+
+
+def test_a_device_worker_runs_lanes_unless_told_not_to(embedder: MiniLMEmbedder) -> None:
+    # A server whose thread count is fixed (ARRWDB_TORCH_THREADS) embeds on its worker, in the same
+    # order; otherwise the worker waits for the lanes (serving urgent jobs meanwhile).
+    from arrwdb.worker import DeviceWorker, call_on_worker
+
+    texts = [_long_text(4 + 3 * i, seed=200 + i) for i in range(12)]
+    ran_on: list[str] = []
+    embed_groups = embedder._embed_groups
+
+    def recording(groups: list) -> np.ndarray:
+        ran_on.append(threading.current_thread().name.split("_")[0])
+        return embed_groups(groups)
+
+    vectors = {}
+    embedder._embed_groups = recording  # type: ignore[method-assign]
+    try:
+        for lanes in (False, True):
+            worker = DeviceWorker(name=f"worker-lanes-{lanes}", lanes=lanes)
+            worker.start()
+            try:
+                vectors[lanes] = call_on_worker(worker, lambda: embedder.embed_prepared(embedder.prepare(texts)))
+            finally:
+                worker.stop()
+    finally:
+        del embedder._embed_groups
+    lanes_used = embedder.prepare(texts).lanes
+    if embedder._lane_pool is not None and lanes_used > 1:
+        assert ran_on == ["worker-lanes-False"] + ["arrwdb-lane"] * lanes_used
+    assert np.min(np.sum(vectors[True] * vectors[False], axis=1)) > 0.99999

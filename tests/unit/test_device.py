@@ -213,10 +213,6 @@ def test_worker_threads_follow_batch_size(monkeypatch) -> None:
     threads.fit_embed(16, requests_in_flight=64)
     threads.fit_embed(32, requests_in_flight=64)
     assert chosen == [4, 3, 4, 3, 4]  # (the lone text keeps the 3 already set: not set again)
-    # A forward pass in lanes (arrwdb.embed.minilm.cpu_lanes) runs one thread in each, this one too.
-    threads.fit_embed(64, requests_in_flight=64, lanes=4)
-    threads.fit_embed(64, requests_in_flight=1, lanes=1)
-    assert chosen == [4, 3, 4, 3, 4, 1, 4]
     fixed = WorkerThreads(2, torch.device("cpu"))  # ARRWDB_TORCH_THREADS fixes the count
     chosen.clear()
     fixed.fit(1, large_from=8)

@@ -49,3 +49,59 @@ def test_a_stopped_worker_fails_new_jobs() -> None:
     job = _Recorded("late", [])
     worker.submit(job, urgent=True)
     assert job.failed is not None
+
+
+class _WaitsOnLanes:
+    """A job that waits on work of other threads (a forward pass in lanes), serving urgent jobs."""
+
+    def __init__(self, worker: DeviceWorker, lanes: list, log: list[str]) -> None:
+        self.worker, self.lanes, self.log = worker, lanes, log
+        self.started = threading.Event()
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        self.started.set()
+        self.worker.serve_urgent_until(self.lanes)
+        self.log.append("lanes done")
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed = exc
+
+
+def test_urgent_jobs_run_while_a_job_waits_on_its_lanes_and_batches_keep_their_place() -> None:
+    from concurrent.futures import Future
+
+    worker = DeviceWorker()
+    worker.start()
+    log: list[str] = []
+    lanes: list[Future[None]] = [Future(), Future()]
+    try:
+        waiting = _WaitsOnLanes(worker, lanes, log)
+        worker.submit(waiting)
+        assert waiting.started.wait(5)
+        worker.submit(_Recorded("batch-1", log))
+        applied = _Recorded("apply-1", log)
+        worker.submit(applied, urgent=True)
+        assert applied.started.wait(5)  # ran while the lanes were still computing
+        lanes[0].set_result(None)  # one lane done: still waiting
+        worker.submit(_Recorded("batch-2", log))
+        second = _Recorded("apply-2", log)
+        worker.submit(second, urgent=True)
+        assert second.started.wait(5)
+        lanes[1].set_result(None)
+    finally:
+        worker.stop()
+    assert waiting.failed is None
+    assert log == ["apply-1", "apply-2", "lanes done", "batch-1", "batch-2"]
+
+
+def test_serving_urgent_jobs_is_for_the_worker_thread_only() -> None:
+    import pytest
+
+    worker = DeviceWorker()
+    worker.start()
+    try:
+        with pytest.raises(RuntimeError, match="device worker"):
+            worker.serve_urgent_until([])
+    finally:
+        worker.stop()
