@@ -119,15 +119,17 @@ class ResultCache:
         if not self.enabled:
             return
         if isinstance(hits, HitsJSON):
+            stored: tuple[Hit, ...] | HitsJSON = hits
             cost = _ENTRY_OVERHEAD + _key_bytes(key) + hits.nbytes + _JSON_OVERHEAD
         else:
-            cost = _ENTRY_OVERHEAD + _key_bytes(key) + sum(_hit_bytes(hit) for hit in hits)
+            stored = tuple(hits)
+            cost = _ENTRY_OVERHEAD + _key_bytes(key) + sum(_hit_bytes(hit) for hit in stored)
         old = self._entries.pop(key, None)
         if old is not None:
             self._nbytes -= old[1]
         if cost > self.max_bytes:
             return  # could never fit: storing it would only flush everything else
-        self._entries[key] = (hits if isinstance(hits, HitsJSON) else tuple(hits), cost)
+        self._entries[key] = (stored, cost)
         self._nbytes += cost
         while self._nbytes > self.max_bytes:
             _, (_, evicted) = self._entries.popitem(last=False)

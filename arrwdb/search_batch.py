@@ -112,7 +112,7 @@ class SnapshotAnswers:
             if wanted:
                 rendered, added = queries_json(self.fields.entries, item_scores, at)
                 self.state.hit_json_added += added  # only this thread adds
-                results.append(list(rendered))
+                results.append(rendered)
                 at += scores.size
                 continue
             item_hits: list[QueryHits] = []

@@ -39,7 +39,8 @@ class Job(Protocol):
 
 
 class _Wake:
-    """Queued when work a job waits on finishes (``serve_urgent_until``); nothing to run."""
+    """Queued, urgent, when work a job waits on finishes (``serve_urgent_until``): it wakes the worker
+    and does nothing (one left in the queue after the wait runs as a no-op)."""
 
     def run(self) -> None:
         pass
@@ -114,7 +115,7 @@ class DeviceWorker:
                 job = item[2]
                 if item[0] != _URGENT or job is None:
                     deferred.append(item)  # a batch, or the stop signal: after the current job
-                elif job is not _WAKE:
+                else:
                     self._run(job, busy=False)  # the job waiting here counts this time already
         finally:
             for item in deferred:
@@ -133,8 +134,7 @@ class DeviceWorker:
                 _, _, job = self._jobs.get()
                 if job is None:
                     return
-                if job is not _WAKE:  # a wake-up left from serve_urgent_until: nothing to do
-                    self._run(job, busy=True)
+                self._run(job, busy=True)
         except BaseException as exc:  # the thread ends here: fail everything it still holds
             self._die(exc)
 

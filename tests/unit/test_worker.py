@@ -51,21 +51,17 @@ def test_a_stopped_worker_fails_new_jobs() -> None:
     assert job.failed is not None
 
 
-class _WaitsOnLanes:
+class _WaitsOnLanes(_Recorded):
     """A job that waits on work of other threads (a forward pass in lanes), serving urgent jobs."""
 
     def __init__(self, worker: DeviceWorker, lanes: list, log: list[str]) -> None:
-        self.worker, self.lanes, self.log = worker, lanes, log
-        self.started = threading.Event()
-        self.failed: BaseException | None = None
+        super().__init__("lanes done", log)
+        self.worker, self.lanes = worker, lanes
 
     def run(self) -> None:
         self.started.set()
         self.worker.serve_urgent_until(self.lanes)
-        self.log.append("lanes done")
-
-    def fail(self, exc: BaseException) -> None:
-        self.failed = exc
+        self.log.append(self.name)
 
 
 def test_urgent_jobs_run_while_a_job_waits_on_its_lanes_and_batches_keep_their_place() -> None:
