@@ -22,6 +22,7 @@ from arrwdb.index import faiss_ops, snapshot
 from arrwdb.index.ann import AnnIndex
 from arrwdb.library import LibraryState
 from arrwdb.records import LibraryRecord
+from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.builder")
@@ -109,6 +110,7 @@ class IndexBuilder:
     # -- the thread ------------------------------------------------------------------------------
 
     def _main(self) -> None:
+        lower_this_thread()
         handlers = {"vectors": self._vectors, "forget": self._forget}  # an exact library's, FAISS or not
         try:
             import faiss

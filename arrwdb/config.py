@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     # cores for larger batches (engine's rules, device.WorkerThreads); all cores on CUDA.
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker (fixed).")
 
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How many nice steps below the event loop arrwdb's compute threads run (Linux; 0 = equal).",
+    )
+
     build_threads: int = Field(
         1,
         ge=1,

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from arrwdb.admission import ADMITTED, AdmissionTicket, ReservedPlaces
 from arrwdb.batch_job import (
     EXPIRED,
     PRIORITY_BULK,
@@ -38,6 +39,7 @@ from arrwdb.batch_job import (
 )
 from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, Overloaded, WorkerFailure
 from arrwdb.telemetry import Telemetry
+from arrwdb.thread_priority import lower_this_thread
 from arrwdb.timings import Completed
 from arrwdb.worker import DeviceWorker
 
@@ -69,14 +71,15 @@ class Scheduler:
         self.loop = asyncio.get_running_loop()
         self._queues: dict[Hashable, _Queue] = {}
         self._waiting = 0
+        self._reserved = ReservedPlaces()  # requests admitted at the door, not queued yet
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
         self._dead: BaseException | None = None
         # Batches dispatched and not yet answered, oldest first (the worker runs them in about this order:
         # a batch with a prepare step reaches it only once prepared).
         self._jobs_in_flight: dict[BatchJob, None] = {}
-        self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-prepare")
-        self._finish_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrwdb-finish")
+        self._prepare_pool = ThreadPoolExecutor(1, "arrwdb-prepare", initializer=lower_this_thread)
+        self._finish_pool = ThreadPoolExecutor(1, "arrwdb-finish", initializer=lower_this_thread)
         worker.on_death(lambda exc: self.loop.call_soon_threadsafe(self._worker_died, exc))
 
     @property
@@ -108,7 +111,11 @@ class Scheduler:
 
     @property
     def full(self) -> bool:
-        return self._waiting + self._on_worker_items() >= self.max_queue
+        return self._waiting + self._reserved.count + self._on_worker_items() >= self.max_queue
+
+    def reserve(self) -> AdmissionTicket:
+        """A place for a request admitted at the door (see arrwdb/admission.py)."""
+        return AdmissionTicket(self._reserved)
 
     def _on_worker_items(self) -> int:
         """What the device worker holds: the batch it runs and the one staged behind it.  Their
@@ -140,7 +147,7 @@ class Scheduler:
     def refuse(self) -> Overloaded:
         """Count a request refused because the queues are full, and the error that tells its caller."""
         self.telemetry.dropped.labels("rejected_queue_full").inc()
-        waiting = self._waiting + self._on_worker_items()
+        waiting = self._waiting + self._reserved.count + self._on_worker_items()
         return Overloaded(f"the server is overloaded ({waiting} requests waiting)", retry_after_s=1)
 
     async def submit(self, spec: QueueSpec, payload: Any, *, deadline: float, cost: int = 1) -> Completed:
@@ -155,7 +162,11 @@ class Scheduler:
         item.  Items may still land in different batches; the first failure fails the request."""
         if self._dead is not None:
             raise NotReady("the device worker is not running")
-        self.admit()
+        ticket = ADMITTED.get()
+        if ticket is None:
+            self.admit()
+        else:
+            ticket.release()  # admitted at the door: its place passes to the items queued below
         now = time.monotonic()
         if deadline <= now:
             self.telemetry.dropped.labels("expired").inc()

@@ -18,6 +18,7 @@ from arrwdb.index import snapshot
 from arrwdb.library import DocumentTables, LibraryState, row_entries_of
 from arrwdb.records import LibraryRecord, Metadata
 from arrwdb.store import Store
+from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.startup")
@@ -69,6 +70,7 @@ class DocumentLoader:
         await asyncio.gather(*(asyncio.shield(done) for done in self._done.values()), return_exceptions=True)
 
     def _run(self, states: list[LibraryState]) -> None:
+        lower_this_thread()
         for state in states:
             outcome: BaseException | None = None
             try:

@@ -18,6 +18,8 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
+from arrwdb.thread_priority import lower_this_thread
+
 log = logging.getLogger("arrwdb.store")
 
 # The writer's own automatic checkpoint, kept as a backstop: 32 MiB of log at 8 KiB pages.
@@ -43,6 +45,7 @@ class WalCheckpointer:
         self._thread.join(timeout=30)
 
     def _main(self) -> None:
+        lower_this_thread()
         try:
             conn = self._connect()
         except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the log

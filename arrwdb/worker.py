@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from arrwdb.errors import NotReady
+from arrwdb.thread_priority import lower_this_thread
 
 log = logging.getLogger("arrwdb.worker")
 
@@ -127,6 +128,7 @@ class DeviceWorker:
 
     def _main(self) -> None:
         _local.worker = self
+        lower_this_thread()  # before its first parallel region: its OpenMP team inherits the priority
         try:
             if self._setup is not None:
                 self._setup()

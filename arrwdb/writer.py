@@ -20,6 +20,7 @@ from arrwdb.errors import ArrwdbError, NotReady, StorageFailure
 from arrwdb.records import AppliedWrite, WriteOp
 from arrwdb.store import Store, WriteResult
 from arrwdb.telemetry import Telemetry
+from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import DeviceWorker
 
 log = logging.getLogger("arrwdb.writer")
@@ -103,6 +104,7 @@ class GroupCommitter:
         self._thread.join(timeout=30)
 
     def _main(self) -> None:
+        lower_this_thread()
         while True:
             first = self._requests.get()
             if first is None:

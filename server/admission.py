@@ -1,5 +1,5 @@
 """Load shedding at the door: while the scheduler's queues are full, the hot routes (search, batch
-search, embed) are answered 429 by a plain ASGI layer, before routing, authentication and the body.
+search, embed) are answered 429 before routing, authentication and the body.
 
 At twice the load the server can serve, half the requests are refused.  Refused through the whole
 FastAPI stack (routing, dependencies, the exception handlers) each cost ~0.25 ms of the one event
@@ -9,31 +9,83 @@ one small response: the API's 429 (error body, ``Retry-After``), rendered by ``s
 every error is.  It is counted as ``rejected_queue_full`` and labelled with its route in the HTTP
 metrics like any other answer.  An unauthenticated request is refused too while overloaded: the 429
 says nothing about the library.
+
+``AdmissionDoor`` makes the decision; two places ask it.  The HTTP protocol (``server/protocol.py``)
+asks as soon as a request's headers are parsed and writes the refusal there and then, without an ASGI
+task: a task waits its turn behind every callback already queued on the event loop, and under overload
+that queue holds whole batches of answers (refusals then took 10-30 ms at p99).  ``AdmissionGate``, a
+plain ASGI layer, asks for the requests the protocol leaves to the app (another HTTP implementation,
+a client not reading its answers, CORS, ``Expect: 100-continue``).  The door's answer is final: a
+request it lets in holds a place until its items are queued (``arrwdb/admission.py``), and the gate
+hands that ticket to the request's task instead of asking again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from arrwdb.admission import ADMITTED, AdmissionTicket
 from arrwdb.scheduler import Scheduler
 from arrwdb.server.errors import arrwdb_error_response
 from arrwdb.server.hot_routes import match_hot_route
+from arrwdb.telemetry import Telemetry
+
+
+class AdmissionDoor:
+    def __init__(self, scheduler_of: Callable[[], Scheduler | None], telemetry: Telemetry) -> None:
+        self.scheduler_of = scheduler_of  # None until start-up made one
+        self.telemetry = telemetry
+
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 429 for this request while the queues are full (counted as refused, its route set in
+        ``scope``), or None to let it in: a guarded request let in gets its ticket in ``scope``."""
+        if scope["method"] != "POST":
+            return None
+        scheduler = self.scheduler_of()
+        if scheduler is None:
+            return None
+        match = match_hot_route(scope["path"])
+        if match is None or not match.guarded:
+            return None
+        if not scheduler.full:
+            scope[_TICKET] = scheduler.reserve()
+            return None
+        scope["route"] = match.label
+        return arrwdb_error_response(scheduler.refuse())
+
+    def answered(self, scope: Scope, status: int) -> None:
+        """Count a refusal written by the protocol in the HTTP metrics, as ``HttpMetrics`` counts the
+        answers that pass through it (taking no measurable time: written as the headers arrived)."""
+        self.telemetry.observe_http(scope["method"], scope["route"].path, status, 0.0)
 
 
 class AdmissionGate:
-    def __init__(self, app: ASGIApp, scheduler_of: Callable[[], Scheduler | None]) -> None:
+    def __init__(self, app: ASGIApp, door: AdmissionDoor) -> None:
         self.app = app
-        self.scheduler_of = scheduler_of  # None until start-up made one
+        self.door = door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            scheduler = self.scheduler_of()
-            if scheduler is not None and scheduler.full:
-                match = match_hot_route(scope["path"])
-                if match is not None and match.guarded:
-                    scope["route"] = match.label
-                    await arrwdb_error_response(scheduler.refuse())(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _TICKET not in scope:  # not seen at the door yet
+            refusal = self.door.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        ticket: AdmissionTicket | None = scope.pop(_TICKET, None)
+        if ticket is None:  # not a guarded route
+            await self.app(scope, receive, send)
+            return
+        admitted = ADMITTED.set(ticket)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ticket.release()  # a no-op once its items were queued
+            ADMITTED.reset(admitted)
+
+
+_TICKET = "arrwdb.admission_ticket"  # a scope key: the door's ticket, until the gate takes it

@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
-from arrwdb import __version__
+from arrwdb import __version__, thread_priority
 from arrwdb.config import Settings
 from arrwdb.engine import EmbedderFactory, Engine
 from arrwdb.errors import InvalidInput
 from arrwdb.server import admin, documents, libraries, schemas, search, system
-from arrwdb.server.admission import AdmissionGate
+from arrwdb.server.admission import AdmissionDoor, AdmissionGate
 from arrwdb.server.auth import KeyRing
 from arrwdb.server.errors import install_error_handlers
 from arrwdb.server.fastpath import ArrwdbApp, install_hot_path
@@ -38,6 +38,7 @@ def create_app(
 ) -> FastAPI:
     """``freeze_gc``: once start-up has loaded, move every object alive into the GC's permanent
     generation (``serve`` does; see ``_freeze_gc_when_ready``)."""
+    thread_priority.configure(settings.worker_nice)  # before the engine starts its threads
     engine = Engine(settings, embedder_factory)
 
     @asynccontextmanager
@@ -70,7 +71,8 @@ def create_app(
         app.include_router(module.router)
     if settings.tracemalloc:  # debug only: off by default (see memdebug.py)
         install_memory_debug(app, settings.tracemalloc)
-    layers = _middlewares(settings, engine)
+    app.state.admission_door = AdmissionDoor(lambda: getattr(engine, "scheduler", None), engine.telemetry)
+    layers = _middlewares(settings, engine, app.state.admission_door)
     for middleware, options in layers:
         app.add_middleware(middleware, **options)
     install_hot_path(app, lambda endpoint: _wrapped(endpoint, layers))
@@ -122,12 +124,12 @@ async def _freeze_gc_when_ready(engine: Engine) -> None:
 Middleware = tuple[Any, dict[str, Any]]  # (ASGI middleware class, its options)
 
 
-def _middlewares(settings: Settings, engine: Engine) -> list[Middleware]:
+def _middlewares(settings: Settings, engine: Engine, door: AdmissionDoor) -> list[Middleware]:
     """arrwdb's middlewares, innermost first: the FastAPI stack and the hot path both get these."""
     layers: list[Middleware] = [
         (BodyLimit, {"max_bytes": settings.max_request_bytes}),
         # Inside the metrics (its 429s are counted by route), outside everything else (see admission.py).
-        (AdmissionGate, {"scheduler_of": lambda: getattr(engine, "scheduler", None)}),
+        (AdmissionGate, {"door": door}),
         (HttpMetrics, {"telemetry": engine.telemetry}),
     ]
     # CORS only when origins are configured: without it browsers keep other sites off the API.
@@ -183,6 +185,16 @@ def is_loopback(host: str) -> bool:
 # (GloVe, ef_search 32): 11.7k-12.1k -> 12.6k-14.5k queries/s (bench/results, PERFORMANCE.md).
 GIL_SWITCH_INTERVAL_S = 0.0005
 
+# The cyclic GC's thresholds (Python's: 700, 10, 10).  A young collection runs once 700 more container
+# objects live than at the last one, and a request in flight holds dozens (its coroutines, futures,
+# contexts, timers): under load the loop's population swings by thousands as batches complete and
+# refill, so the GC ran ~150 young, ~13 middle and ~1 full collections a second, on the event loop,
+# while the device's scans kept the memory bus busy: middle ones took 2-3 ms (up to 18), full ones 7-14
+# ms, and nearly every stretch of 429s slower than 5 ms began at one (overload on 2 cores, gc.callbacks
+# timed against the refusals' send times).  At 20,000 a few collections run a minute; memory stays
+# bounded (a young collection still follows every 20,000 objects of uncollected garbage).
+GC_THRESHOLDS = (20_000, 20, 20)
+
 
 def serve(settings: Settings) -> None:
     import uvicorn
@@ -194,17 +206,21 @@ def serve(settings: Settings) -> None:
         )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings, freeze_gc=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings, app.state.admission_door))
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How ``serve`` runs uvicorn (shared with tests that run the app in-process)."""
+def uvicorn_options(settings: Settings, door: AdmissionDoor | None = None) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn (shared with tests that run the app in-process).  ``door``: the app's
+    admission door, for refusals written by the HTTP protocol (server/protocol.py); not with CORS,
+    whose headers a refusal written there would lack (the app's own gate then refuses)."""
+    protocol_door = None if settings.cors_origin_list() else door
     return {
         "access_log": False,  # about 16% of a small request's cost; /metrics counts requests instead
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": 10,
         "timeout_keep_alive": settings.keep_alive_s,
         # A deadline for request headers: idle or slowloris connections do not hold sockets forever.
-        "http": guarded_protocol(settings.header_timeout_s),
+        "http": guarded_protocol(settings.header_timeout_s, protocol_door),
     }

@@ -16,14 +16,19 @@ import uvicorn
 from arrwdb.client import Client
 from arrwdb.config import Settings
 from arrwdb.embed.protocol import Embedder
-from arrwdb.server.app import create_app
+from arrwdb.server.app import create_app, uvicorn_options
 
 
 class ServerThread:
     def __init__(self, data_dir: Path, embedder: Embedder, **settings: Any) -> None:
         self.settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, device="cpu", **settings)
         self.app = create_app(self.settings, embedder_factory=lambda device: embedder)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+        # The production HTTP protocol (header deadline, refusals written at the door) as ``serve``
+        # runs it, without its process-wide settings (log config, GIL and GC tuning).
+        protocol = uvicorn_options(self.settings, self.app.state.admission_door)["http"]
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="warning", access_log=False, http=protocol
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 

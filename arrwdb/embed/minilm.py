@@ -24,6 +24,7 @@ from arrwdb.embed.bert import LeanBert
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
 from arrwdb.embed.hub_kernels import load_hub_kernels_first
 from arrwdb.embed.protocol import Embedder
+from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import current_worker
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -49,6 +50,11 @@ MIN_TEXTS_PER_LANE = 2
 def cpu_lanes(texts: int, cores: int) -> int:
     """Lanes for a CPU forward pass of ``texts`` texts on ``cores`` cores (1: no lanes)."""
     return max(1, min(cores, texts // MIN_TEXTS_PER_LANE))
+
+
+def _start_lane() -> None:
+    torch.set_num_threads(1)  # one single-threaded forward pass per lane
+    lower_this_thread()
 
 
 @dataclass
@@ -119,9 +125,7 @@ class MiniLMEmbedder(Embedder):
         # them runs its urgent jobs meanwhile (a commit's index update: DeviceWorker.serve_urgent_until).
         self.cores = 1 if self.device.type == "cuda" else max(1, os.cpu_count() or 1)
         self._lane_pool = (
-            ThreadPoolExecutor(
-                self.cores, thread_name_prefix="arrwdb-lane", initializer=torch.set_num_threads, initargs=(1,)
-            )
+            ThreadPoolExecutor(self.cores, thread_name_prefix="arrwdb-lane", initializer=_start_lane)
             if self.cores > 1
             else None
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from arrwdb.admission import ADMITTED, AdmissionTicket
 from arrwdb.errors import DeadlineExceeded, NotReady, Overloaded, WorkerFailure
 from arrwdb.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_WRITE, QueueSpec, Scheduler
 from arrwdb.telemetry import Telemetry
@@ -566,5 +567,33 @@ def test_the_worker_takes_the_next_batch_while_the_last_one_is_finished():
         await worker.run_next()
         await _until_done(second)
         assert (await first).value == 1 and (await second).value == 2
+
+    run(body)
+
+
+def test_a_request_admitted_at_the_door_holds_its_place_until_its_items_are_queued():
+    async def body() -> None:
+        scheduler, _worker = make(max_queue=3, max_batch_wait_ms=1000)
+        spec = recording_spec([])
+        running = asyncio.create_task(scheduler.submit(spec, 0, deadline=far()))
+        await settle()  # one waits on the worker
+        first, second = scheduler.reserve(), scheduler.reserve()
+        assert scheduler.full  # one running and two admitted: three places taken
+        with pytest.raises(Overloaded, match="3 requests waiting"):
+            await scheduler.submit(spec, 9, deadline=far())  # no ticket: asked, and refused
+
+        async def submit_with(ticket: AdmissionTicket, payload: int) -> Any:
+            ADMITTED.set(ticket)  # as the gate sets it for the request's task
+            return await scheduler.submit(spec, payload, deadline=far())
+
+        # Admitted at the door: queued without being asked again, though the queue is full.
+        queued = asyncio.create_task(submit_with(first, 1))
+        await settle()
+        assert not first.held and scheduler.waiting == 1 and scheduler.full
+        second.release()  # its request ended without queuing anything (a bad body, say)
+        second.release()  # idempotent: the place is given back once
+        assert not scheduler.full  # one running, one queued
+        for task in (running, queued):
+            task.cancel()
 
     run(body)
