@@ -73,11 +73,10 @@ class Settings(BaseSettings):
     # cores for larger batches (engine's rules, device.WorkerThreads); all cores on CUDA.
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads of the device worker (fixed).")
 
-    worker_nice: int = Field(
-        10,
-        ge=0,
-        le=19,
-        description="How many nice steps below the event loop arrwdb's compute threads run (Linux; 0 = equal).",
+    worker_priority: Literal["auto", "idle", "low", "normal"] = Field(
+        "auto",
+        description="CPU priority of arrwdb's compute threads below the event loop (Linux): idle = SCHED_IDLE, "
+        "low = 10 nice values lower; auto: idle with 2+ cores, low on one.",
     )
 
     build_threads: int = Field(

@@ -38,7 +38,7 @@ def create_app(
 ) -> FastAPI:
     """``freeze_gc``: once start-up has loaded, move every object alive into the GC's permanent
     generation (``serve`` does; see ``_freeze_gc_when_ready``)."""
-    thread_priority.configure(settings.worker_nice)  # before the engine starts its threads
+    thread_priority.configure(settings.worker_priority)  # before the engine starts its threads
     engine = Engine(settings, embedder_factory)
 
     @asynccontextmanager

@@ -9,19 +9,24 @@ from typing import Any
 
 import pytest
 
-from arrwdb.thread_priority import DEFAULT_STEPS
+from arrwdb import thread_priority
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
 def test_the_device_threads_run_below_the_event_loop(server: Any, client: Any) -> None:
     client.create_library("p", dimension=4)
     client.add_document("p", {"id": "a", "embedding": [1, 0, 0, 0]})
     assert client.search("p", embedding=[1, 0, 0, 0], k=1)["results"][0]["document_id"] == "a"
     loop_thread = server.thread.native_id  # uvicorn's event loop runs on the harness's thread
-    loop_nice = os.getpriority(os.PRIO_PROCESS, loop_thread)
-    scheduler = server.engine.scheduler
-    compute_threads = [server.engine.worker._thread, *scheduler._finish_pool._threads]
-    assert len(compute_threads) >= 2
-    for thread in compute_threads:
-        assert isinstance(thread, threading.Thread)
-        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, loop_nice + DEFAULT_STEPS)
+    loop = (os.sched_getscheduler(loop_thread), os.getpriority(os.PRIO_PROCESS, loop_thread))
+    assert loop[0] == os.SCHED_OTHER
+    expected = {
+        "idle": (os.SCHED_IDLE, loop[1]),
+        "low": (loop[0], min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + thread_priority.LOW_NICE_STEPS)),
+    }[thread_priority.resolve(server.settings.worker_priority)]
+    # Every thread arrwdb starts is named arrwdb-...: the device worker, its pools, the writers.
+    ours = {t.name: t.native_id for t in threading.enumerate() if t.name.startswith("arrwdb-")}
+    assert server.engine.worker._thread.name in ours
+    assert {name: (os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)) for name, tid in ours.items()} == {
+        name: expected for name in ours
+    }
