@@ -6,8 +6,8 @@ from then on: its place counts against ``ARRWDB_MAX_QUEUE`` (``Scheduler.full``)
 queued, which take the place over, or until the request ends without queuing anything (a bad body, a
 missing library).  Its submits are not asked again: asked again at submit time, some requests were let
 in at the door and refused after their body was read, when the queue had filled meanwhile (under
-twice the saturating load, 3-10% of the refusals, and the slowest: 15-30 ms at p99 where the door's
-took 5-10 ms).  The ticket travels in a context variable, set for the request's task by the gate.
+twice the saturating load on 2 cores: 3-14% of the refusals, and the slowest, 14-49 ms at p99 where
+the door's took 5-19 ms).  The ticket travels in a context variable, set for the request's task by the gate.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ async def open_loop(
         nonlocal opened
         sent = time.perf_counter()
         for attempt in range(2):
-            reused = bool(idle)
+            reused = bool(idle) and attempt == 0  # a retry takes a new connection: others may be stale too
             if reused:
                 reader, writer = idle.pop()
             elif opened < max_connections:

@@ -191,7 +191,7 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 # refill, so the GC ran ~150 young, ~13 middle and ~1 full collections a second, on the event loop,
 # while the device's scans kept the memory bus busy: middle ones took 2-3 ms (up to 18), full ones 7-14
 # ms, and nearly every stretch of 429s slower than 5 ms began at one (overload on 2 cores, gc.callbacks
-# timed against the refusals' send times).  At 20,000 a few collections run a minute; memory stays
+# timed against the refusals' send times).  At 20,000 one runs every few seconds; memory stays
 # bounded (a young collection still follows every 20,000 objects of uncollected garbage).
 GC_THRESHOLDS = (20_000, 20, 20)
 
