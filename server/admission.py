@@ -13,7 +13,7 @@ says nothing about the library.
 ``AdmissionDoor`` makes the decision; two places ask it.  The HTTP protocol (``server/protocol.py``)
 asks as soon as a request's headers are parsed and writes the refusal there and then, without an ASGI
 task: a task waits its turn behind every callback already queued on the event loop, and under overload
-that queue holds whole batches of answers (refusals then took 10-30 ms at p99).  ``AdmissionGate``, a
+that queue holds whole batches of answers (a refusal waited 7-15 ms there at p99).  ``AdmissionGate``, a
 plain ASGI layer, asks for the requests the protocol leaves to the app (another HTTP implementation,
 a client not reading its answers, CORS, ``Expect: 100-continue``).  The door's answer is final: a
 request it lets in holds a place until its items are queued (``arrwdb/admission.py``), and the gate
@@ -35,6 +35,9 @@ from arrwdb.telemetry import Telemetry
 
 
 class AdmissionDoor:
+    """Whether a request may wait for the device: asked once per request, by whichever layer sees it
+    first (the protocol, else the gate)."""
+
     def __init__(self, scheduler_of: Callable[[], Scheduler | None], telemetry: Telemetry) -> None:
         self.scheduler_of = scheduler_of  # None until start-up made one
         self.telemetry = telemetry
