@@ -28,7 +28,6 @@ log = logging.getLogger("arrwdb.threads")
 
 PRIORITIES = ("auto", "idle", "low", "normal")
 LOW_NICE_STEPS = 10
-_mode = "idle"
 
 
 def resolve(priority: str) -> str:
@@ -46,8 +45,7 @@ def configure(priority: str) -> None:
     _mode = resolve(priority)
 
 
-def mode() -> str:
-    return _mode
+_mode = resolve("auto")  # until ``configure`` (create_app calls it with the setting)
 
 
 def lower_this_thread() -> None:
