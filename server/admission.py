@@ -44,7 +44,9 @@ class AdmissionDoor:
 
     def refusal(self, scope: Scope) -> Response | None:
         """The 429 for this request while the queues are full (counted as refused, its route set in
-        ``scope``), or None to let it in: a guarded request let in gets its ticket in ``scope``."""
+        ``scope``), or None to let it in: a guarded request let in gets its ticket in ``scope`` (other
+        requests None there, so that the gate does not ask again)."""
+        scope[_TICKET] = None
         if scope["method"] != "POST":
             return None
         scheduler = self.scheduler_of()
@@ -74,12 +76,12 @@ class AdmissionGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if _TICKET not in scope:  # not seen at the door yet
+        if _TICKET not in scope:  # not asked at the door (the protocol left it to the app)
             refusal = self.door.refusal(scope)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-        ticket: AdmissionTicket | None = scope.pop(_TICKET, None)
+        ticket: AdmissionTicket | None = scope.pop(_TICKET)
         if ticket is None:  # not a guarded route
             await self.app(scope, receive, send)
             return
@@ -91,4 +93,4 @@ class AdmissionGate:
             ADMITTED.reset(admitted)
 
 
-_TICKET = "arrwdb.admission_ticket"  # a scope key: the door's ticket, until the gate takes it
+_TICKET = "arrwdb.admission_ticket"  # a scope key: the door's answer (a ticket or None) until the gate takes it
