@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# Keep a torch that is already there (a GPU host's CUDA build); else take the CPU wheel.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --disable-pip-version-check "$(TORCH_SPEC)"

@@ -17,13 +17,22 @@ if TYPE_CHECKING:
 
 PROG = "arrwdb"
 DEFAULT_URL = "http://127.0.0.1:8000"  # kept in sync with arrwdb.client.DEFAULT_URL (not imported: cost)
-SERVE_FLAGS = ("host", "port", "data_dir", "device")
+SERVE_FLAGS = ("host", "port", "data_dir", "device", "workers")
 
 
 def _batch_size(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 1000:
         raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return value
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be auto or a number of processes (0 or more)")
     return value
 
 
@@ -40,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default=None, help="env ARRWDB_DEVICE, default auto"
+    )
+
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N|auto",
+        help="HTTP worker processes beside the engine process; 0 = one process (env ARRWDB_WORKERS, default auto)",
     )
 
     ingest = commands.add_parser("ingest", help="load a JSONL file of documents into a library")
@@ -82,7 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _fail(f"invalid settings: {problems}")
     try:
-        from arrwdb.server.app import serve
+        from arrwdb.server.serve import serve
     except ModuleNotFoundError as exc:  # a missing optional dependency (e.g. faiss), or no server build
         return _fail(f"cannot start the server: {exc}")
     serve(settings)

@@ -7,7 +7,7 @@ down explicitly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="Where the SQLite store and index snapshots live.")
     host: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(8000, ge=0, le=65535, description="Listen port (0 picks a free one).")
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="HTTP worker processes beside the engine process (they share the port); 0 = HTTP inside "
+        "the engine's process. auto: see workers_for().",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when torch sees a GPU, else the CPU. Resolved once at start."
     )

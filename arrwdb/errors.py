@@ -82,6 +82,15 @@ class NotReady(ArrwdbError):
     status = 503
 
 
+class OutcomeUnknown(ArrwdbError):
+    """A write was in flight when the engine process ended (or stopped answering): it may or may not
+    have been applied.  The one error answer that does not mean "nothing was done": read back before
+    writing again."""
+
+    type = "outcome_unknown"
+    status = 503
+
+
 class DeadlineExceeded(ArrwdbError):
     type = "deadline_exceeded"
     status = 504

@@ -34,9 +34,10 @@ class HitsJSON:
     """One query's hits, best first, as the JSON array of the API's Hit objects (``json``, written into
     an answer as it is)."""
 
-    __slots__ = ("json", "nbytes")
+    __slots__ = ("data", "json", "nbytes")
 
     def __init__(self, json: bytes) -> None:
+        self.data = json  # the bytes themselves: what the engine protocol sends (the fragment shares them)
         self.json = orjson.Fragment(json)
         self.nbytes = len(json)
 
@@ -92,8 +93,3 @@ def queries_json(
             pieces.append(b"]")
         answers.append(HitsJSON(b"".join(pieces)))
     return answers, added
-
-
-def body_hits(hits: Sequence[Hit] | HitsJSON) -> Sequence[Hit] | orjson.Fragment:
-    """What an answer's body holds for one query: its JSON when it comes rendered, else its hits."""
-    return hits.json if isinstance(hits, HitsJSON) else hits

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +75,9 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
         self._dead: BaseException | None = None
+        # Called after every dispatch pass, the point after which ``full`` may read differently (every
+        # submit, completion and batch start leads to one): the engine process posts it for its workers.
+        self.on_dispatched: Callable[[], None] | None = None
         # Batches dispatched and not yet answered, oldest first (the worker runs them in about this order:
         # a batch with a prepare step reaches it only once prepared).
         self._jobs_in_flight: dict[BatchJob, None] = {}
@@ -224,6 +227,11 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
+        self._dispatch_batches()
+        if self.on_dispatched is not None:
+            self.on_dispatched()
+
+    def _dispatch_batches(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

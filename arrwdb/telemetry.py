@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -41,7 +41,7 @@ class Telemetry:
         )
         self.http_latency = Histogram(
             "arrwdb_http_request_seconds", "HTTP request latency", ["method", "route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_depth = Gauge("arrwdb_queue_depth", "Requests waiting, per queue kind", ["queue"], registry=r)
         self.batch_size = Histogram(
@@ -49,18 +49,18 @@ class Telemetry:
         )
         self.queue_wait = Histogram(
             "arrwdb_queue_wait_seconds", "Time from admission to batch start", ["queue"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.compute = Histogram(
             "arrwdb_batch_compute_seconds",
             "Device time of one batch",
             ["queue"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.end_to_end = Histogram(
             "arrwdb_request_seconds", "Admission to result, per queue kind", ["queue"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.dropped = Counter(
             "arrwdb_requests_dropped", "Requests refused or dropped, by reason", ["reason"], registry=r

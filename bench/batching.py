@@ -23,6 +23,7 @@ from arrwdb.bench.plots import throughput_and_p99
 from arrwdb.bench.serverproc import ServerProcess
 
 SETTINGS = {"off": 1, "on": 256}
+BASELINE = "baseline"  # batching on, served by another checkout's interpreter (``baseline_python``)
 LIBRARY = "vectors"
 
 
@@ -75,7 +76,10 @@ def run_batching(
     rows: int = 100_000,
     scenarios: tuple[str, ...] = ("vector", "text", "insert"),
     progress: bool = True,
+    baseline_python: str | None = None,
 ) -> dict[str, Any]:
+    """``baseline_python``: also measure batching on as the server of that interpreter's arrwdb serves
+    it (a checkout of an earlier commit, in its own environment), in the same run, as ``baseline``."""
     dimension = 384
     output.parent.mkdir(parents=True, exist_ok=True)
     vectors = random_vectors(rows, dimension, seed=1)
@@ -89,15 +93,19 @@ def run_batching(
     memory: dict[str, int] = {}
     from tqdm import tqdm
 
-    total = len(SETTINGS) * len(scenarios) * len(concurrencies)
+    servers = [(setting, batch_size, None) for setting, batch_size in SETTINGS.items()]
+    if baseline_python is not None:
+        servers.append((BASELINE, SETTINGS["on"], baseline_python))
+    total = len(servers) * len(scenarios) * len(concurrencies)
     bar = tqdm(total=total, desc="batching", disable=not progress)
-    for setting, batch_size in SETTINGS.items():
+    for setting, batch_size, python in servers:
         env = {
             "ARRWDB_MAX_BATCH_SIZE": str(batch_size),
             "ARRWDB_EMBED_CACHE_BYTES": "0",
             "ARRWDB_RESULT_CACHE_BYTES": "0",
         }
-        with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+        log_path = output.with_suffix(".server.log")
+        with ServerProcess(data_dir, env=env, log_path=log_path, python=python) as server:
             server.wait_settled()
             target = ("127.0.0.1", server.port)
             for scenario in scenarios:
@@ -130,6 +138,7 @@ def run_batching(
             "seconds": seconds,
             "warmup": warmup,
             "batch_size": SETTINGS,
+            "baseline_python": baseline_python,
         },
         "results": results,
         "server_rss_bytes": memory,
@@ -206,6 +215,10 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         on1, off1 = _at(settings.get("on", []), 1), _at(settings.get("off", []), 1)
         if on1 and off1:
             out[f"{scenario}.p50_added_ms@1"] = on1["p50_ms"] - off1["p50_ms"]
+        for clients in (1, 8, 64, 256):
+            on, baseline = _at(settings.get("on", []), clients), _at(settings.get(BASELINE, []), clients)
+            if on and baseline and baseline["qps"] > 0:
+                out[f"{scenario}.qps_on_over_baseline@{clients}"] = on["qps"] / baseline["qps"]
     on64 = _at(results.get("vector", {}).get("on", []), 64)
     in_process = {p["batch"]: p for p in report.get("in_process", [])}
     if on64 and 64 in in_process:

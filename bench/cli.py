@@ -32,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--rows", type=int, default=100_000)
     batching.add_argument("--scenarios", default="vector,text,insert")
     batching.add_argument("--no-progress", action="store_true")
+    workers = sub.add_parser("workers", help="HTTP-bound throughput by number of HTTP worker processes")
+    workers.add_argument("--output", type=Path, default=Path("bench/results/workers.json"))
+    workers.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
+    workers.add_argument("--workers", type=_ints, default=(0, 1, 2), help="comma-separated counts; 0 = one process")
+    workers.add_argument("--clients", type=int, default=64)
+    workers.add_argument("--seconds", type=float, default=6.0)
+    batching.add_argument(
+        "--baseline-python",
+        default=None,
+        metavar="PYTHON",
+        help="also measure batching on served by this interpreter's arrwdb (another checkout's venv)",
+    )
     embed = sub.add_parser("embed", help="texts/s of the packaged model by batch size, in process")
     embed.add_argument("--batches", type=_ints, default=(1, 8, 64, 256))
     embed.add_argument("--seconds", type=float, default=3.0)
@@ -79,9 +91,17 @@ def main(argv: list[str] | None = None) -> int:
             rows=args.rows,
             scenarios=tuple(s for s in args.scenarios.split(",") if s),
             progress=not args.no_progress,
+            baseline_python=args.baseline_python,
         )
         print(format_table(report))
         print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}", file=sys.stderr)
+    if args.benchmark == "workers":
+        from arrwdb.bench.workers import format_workers, run_workers
+
+        report = run_workers(
+            args.output, args.cache_dir, workers=args.workers, clients=args.clients, seconds=args.seconds
+        )
+        print(format_workers(report))
     if args.benchmark == "embed":
         from arrwdb.bench.embed import format_embed, run_embed
 

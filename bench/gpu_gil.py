@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from arrwdb.bench.gpu import GpuBenchConfig, random_rows, timed
-from arrwdb.server.app import GIL_SWITCH_INTERVAL_S
+from arrwdb.gc_tuning import GIL_SWITCH_INTERVAL_S
 
 
 @contextmanager

@@ -32,8 +32,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        python: str | None = None,
+    ) -> None:
+        """``python``: the interpreter to serve with (another checkout's environment, to compare with)."""
         self.data_dir = data_dir
+        self.python = python or sys.executable
         self.port = free_port()
         self.env = {**os.environ, "ARRWDB_LOG_LEVEL": "warning", **(env or {})}
         self.log_path = log_path
@@ -45,7 +53,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 300.0) -> ServerProcess:
         command = [
-            sys.executable,
+            self.python,
             "-m",
             "arrwdb.cli",
             "serve",

@@ -6,7 +6,6 @@ ring at once: it works on the next request, and a revoked key fails on the next 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
 from typing import Any
@@ -16,9 +15,10 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from arrwdb.api_key_store import ApiKeyRecord, new_api_key_record
+from arrwdb.engine_api import key_record_body
 from arrwdb.server.auth import KeyRing, admin, digest
 from arrwdb.server.body import openapi_body, parse_body
-from arrwdb.server.deps import engine_of
+from arrwdb.server.deps import api_of
 from arrwdb.server.responses import JSON
 from arrwdb.server.schemas import Strict
 from arrwdb.validation import check_name
@@ -69,13 +69,6 @@ def keyring_of(request: Request) -> KeyRing:
     return request.app.state.keyring  # type: ignore[no-any-return]
 
 
-def load_minted_keys(keyring: KeyRing, records: list[ApiKeyRecord]) -> None:
-    """At start-up: every minted key that is not revoked goes into the key ring."""
-    for record in records:
-        if record.revoked_at is None:
-            keyring.add_minted(record.id, bytes.fromhex(record.digest), record.tenant)
-
-
 @router.post(
     "/keys", status_code=201, responses={201: {"model": ApiKeyCreated}}, openapi_extra=openapi_body(ApiKeyCreate)
 )
@@ -85,7 +78,7 @@ async def create_key(request: Request) -> Response:
     key = KEY_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
     key_digest = digest(key)
     record = new_api_key_record(uuid.uuid4().hex, tenant, body.name, key_digest.hex(), key[:_SHOWN_CHARS])
-    await asyncio.to_thread(engine_of(request).store.create_api_key, record)
+    await api_of(request).create_api_key(key_record_body(record))
     keyring_of(request).add_minted(record.id, key_digest, tenant)
     return JSON({**key_body(record), "key": key}, status_code=201)
 
@@ -96,7 +89,7 @@ async def list_keys(
     tenant: str | None = Query(None, description="Only this tenant's keys."),
     include_revoked: bool = Query(True, description="List revoked keys too (with revoked_at)."),
 ) -> Response:
-    records = await asyncio.to_thread(engine_of(request).store.api_keys, tenant)
+    records = [ApiKeyRecord(**fields) for fields in await api_of(request).api_keys(tenant)]
     return JSON({"keys": [key_body(r) for r in records if include_revoked or r.revoked_at is None]})
 
 
@@ -105,5 +98,5 @@ async def revoke_key(key_id: str, request: Request) -> Response:
     # Out of the live ring first: a leaked key stops working even if the store then fails (the admin
     # gets that error and retries; until a restart the key stays refused either way).
     keyring_of(request).revoke_minted(key_id)
-    await asyncio.to_thread(engine_of(request).store.revoke_api_key, key_id)
+    await api_of(request).revoke_api_key(key_id)
     return Response(status_code=204)

@@ -18,28 +18,65 @@ plain ASGI layer, asks for the requests the protocol leaves to the app (another 
 a client not reading its answers, CORS, ``Expect: 100-continue``).  The door's answer is final: a
 request it lets in holds a place until its items are queued (``arrwdb/admission.py``), and the gate
 hands that ticket to the request's task instead of asking again.
+
+Where the engine runs in its own process, its scheduler's admission is the only real one: it posts
+whether its queues are full on the board (``arrwdb.ipc.board``), and ``BoardAdmission`` reads that at
+the door, without a round trip.  A request let in there holds no ticket: the engine asks its own queues
+again when the request arrives, and answers 429 itself if they filled meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arrwdb.admission import ADMITTED, AdmissionTicket
-from arrwdb.scheduler import Scheduler
+from arrwdb.errors import Overloaded
+from arrwdb.ipc.board import READY, Board
 from arrwdb.server.errors import arrwdb_error_response
 from arrwdb.server.hot_routes import match_hot_route
-from arrwdb.telemetry import Telemetry
+
+
+class Admission(Protocol):
+    """What the door asks: the scheduler in this process, or ``BoardAdmission``."""
+
+    @property
+    def full(self) -> bool: ...
+
+    def reserve(self) -> AdmissionTicket | None: ...
+
+    def refuse(self) -> Overloaded: ...
+
+
+class BoardAdmission:
+    """The engine process's admission, as it posts it on the board."""
+
+    def __init__(self, board: Board, telemetry: Any) -> None:
+        self.board = board
+        self.telemetry = telemetry
+
+    @property
+    def full(self) -> bool:
+        board = self.board
+        return board.queue_full and board.state == READY
+
+    def reserve(self) -> None:
+        return None  # the engine counts the request when it arrives
+
+    def refuse(self) -> Overloaded:
+        self.telemetry.dropped.labels("rejected_queue_full").inc()
+        return Overloaded("the server is overloaded (its queues are full)", retry_after_s=1)
 
 
 class AdmissionDoor:
     """Whether a request may wait for the device: asked once per request, by whichever layer sees it
     first (the protocol, else the gate)."""
 
-    def __init__(self, scheduler_of: Callable[[], Scheduler | None], telemetry: Telemetry) -> None:
-        self.scheduler_of = scheduler_of  # None until start-up made one
+    def __init__(self, admission_of: Callable[[], Admission | None], telemetry: Any) -> None:
+        self.admission_of = admission_of  # None until start-up made one
         self.telemetry = telemetry
 
     def refusal(self, scope: Scope) -> Response | None:
@@ -49,17 +86,17 @@ class AdmissionDoor:
         scope[_TICKET] = None
         if scope["method"] != "POST":
             return None
-        scheduler = self.scheduler_of()
-        if scheduler is None:
+        admission = self.admission_of()
+        if admission is None:
             return None
         match = match_hot_route(scope["path"])
         if match is None or not match.guarded:
             return None
-        if not scheduler.full:
-            scope[_TICKET] = scheduler.reserve()
+        if not admission.full:
+            scope[_TICKET] = admission.reserve()
             return None
         scope["route"] = match.label
-        return arrwdb_error_response(scheduler.refuse())
+        return arrwdb_error_response(admission.refuse())
 
     def answered(self, scope: Scope, status: int) -> None:
         """Count a refusal written by the protocol in the HTTP metrics, as ``HttpMetrics`` counts the

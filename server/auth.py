@@ -13,14 +13,20 @@ the tenant "default" (allowed only on a loopback host: ``arrwdb serve`` refuses 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from arrwdb.errors import Unauthorized
-from arrwdb.server.ratelimit import RateLimiter
+from arrwdb.ratelimit import RATE_KEY, RateLimiter
+
+if TYPE_CHECKING:
+    from arrwdb.engine_api import EngineAPI
 
 DEFAULT_TENANT = "default"
 
@@ -55,6 +61,15 @@ class KeyRing:
     def add_minted(self, key_id: str, key_digest: bytes, tenant: str) -> None:
         self._entries[key_digest] = (key_digest, tenant)
         self._minted[key_id] = key_digest
+
+    def replace_minted(self, records: list[dict[str, object]]) -> None:
+        """Every minted key the store holds, in place of those the ring had (revoked ones left out)."""
+        for key_digest in self._minted.values():
+            self._entries.pop(key_digest, None)
+        self._minted.clear()
+        for record in records:
+            if record["revoked_at"] is None:
+                self.add_minted(str(record["id"]), bytes.fromhex(str(record["digest"])), str(record["tenant"]))
 
     def revoke_minted(self, key_id: str) -> None:
         key_digest = self._minted.pop(key_id, None)
@@ -95,18 +110,48 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
+class MintedKeySync:
+    """Keeps an HTTP worker's key ring in step with the minted keys in the store, which another worker
+    may have changed: ``version`` reads a number the engine raises after every minted or revoked key
+    (``arrwdb.ipc.board``), and the ring is reloaded before the next key is checked."""
+
+    def __init__(self, keyring: KeyRing, api: EngineAPI, version: Callable[[], int]) -> None:
+        self.keyring = keyring
+        self.api = api
+        self.version = version
+        self.seen = -1
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        if self.version() == self.seen:
+            return
+        async with self._lock:
+            version = self.version()
+            if version != self.seen:
+                self.keyring.replace_minted(await self.api.api_keys(None))
+                self.seen = version
+
+
 async def tenant(request: Request) -> str:
     """FastAPI dependency: the caller's tenant (async: a plain def would cost a thread-pool hop).
 
-    Applies the per-key rate limit too, so every tenant route (the fast paths included) is covered.
+    Applies the per-key rate limit too, so every tenant route (the fast paths included) is covered:
+    here, or in the engine process when it keeps the server's one limit (``remote_rate_limit``).
     """
     state = request.app.state
     keyring: KeyRing = state.keyring
+    sync: MintedKeySync | None = state.key_sync
+    if sync is not None and keyring.enabled:
+        await sync.refresh()
     identity = keyring.identify(presented_key(request))
     limiter: RateLimiter | None = state.rate_limiter
-    if limiter is not None:
+    if limiter is not None or state.remote_rate_limit:
         client = request.client.host if request.client else ""
-        limiter.take(identity.key_digest or client.encode())
+        rate_key = identity.key_digest or client.encode()
+        if limiter is not None:
+            limiter.take(rate_key)
+        else:
+            RATE_KEY.set(rate_key)
     return identity.tenant
 
 

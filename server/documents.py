@@ -14,7 +14,7 @@ from arrwdb.metadata import validate_metadata
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
-from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.deps import api_of, deadline_of
 from arrwdb.server.responses import JSON
 from arrwdb.server.vectors import client_vector
 from arrwdb.validation import check_name
@@ -40,8 +40,7 @@ def document_input(doc: schemas.Document, where: str) -> DocumentInput:
 )
 async def add_document(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     body = await parse_body(request, schemas.Document)
-    engine = engine_of(request)
-    ids = await engine.upsert_documents(
+    ids = await api_of(request).upsert_documents(
         tenant, library, [document_input(body, "document")], bulk=False, deadline=deadline_of(request)
     )
     return JSON({"id": ids[0]}, status_code=201)
@@ -56,8 +55,7 @@ async def add_document(library: str, request: Request, tenant: str = Depends(ten
 async def add_documents(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     body = await parse_body(request, schemas.DocumentBatch)
     docs = [document_input(doc, f"documents[{i}]") for i, doc in enumerate(body.documents)]
-    engine = engine_of(request)
-    ids = await engine.upsert_documents(tenant, library, docs, bulk=True, deadline=deadline_of(request))
+    ids = await api_of(request).upsert_documents(tenant, library, docs, bulk=True, deadline=deadline_of(request))
     return JSON({"ids": ids}, status_code=201)
 
 
@@ -82,16 +80,16 @@ async def list_documents(
     tenant: str = Depends(tenant),
 ) -> Response:
     after = None if cursor is None else decode_cursor(cursor)
-    docs, last = await engine_of(request).list_documents(tenant, library, limit, after)
+    docs, last = await api_of(request).list_documents(tenant, library, limit, after)
     return JSON({"documents": docs, "next_cursor": None if last is None else encode_cursor(last)})
 
 
 @router.get("/{doc_id}", responses={200: {"model": schemas.Document}})
 async def get_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
-    return JSON(await engine_of(request).get_document(tenant, library, doc_id))
+    return JSON(await api_of(request).get_document(tenant, library, doc_id))
 
 
 @router.delete("/{doc_id}", status_code=204)
 async def delete_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
-    await engine_of(request).delete_document(tenant, library, doc_id)
+    await api_of(request).delete_document(tenant, library, doc_id)
     return Response(status_code=204)

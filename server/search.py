@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
-from arrwdb.hits_json import HitsJSON, body_hits
-from arrwdb.inputs import Hit, SearchInput
+from arrwdb.hits_json import HitsJSON
+from arrwdb.inputs import SearchInput
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
-from arrwdb.server.deps import deadline_of, engine_of
+from arrwdb.server.deps import api_of, deadline_of, settings_of
 from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
 from arrwdb.server.slowlog import log_slow_search
@@ -68,13 +68,12 @@ def _headers(timings: Timings) -> dict[str, str]:
 
 async def _run_search(
     request: Request, route: str, tenant: str, library: str, queries: list[SearchInput], started: float
-) -> tuple[list[list[Hit] | HitsJSON], Timings]:
+) -> tuple[list[HitsJSON], Timings]:
     """Run the search, and log it on the slow-query log when it took too long (failed ones too)."""
-    engine = engine_of(request)
-    threshold_ms = engine.settings.slow_query_ms
-    work = engine.search(tenant, library, queries, deadline_of(request))
+    threshold_ms = settings_of(request).slow_query_ms
+    work = api_of(request).search(tenant, library, queries, deadline_of(request))
     try:
-        results, timings = await unless_disconnected(request, work, engine.telemetry)
+        results, timings = await unless_disconnected(request, work, request.app.state.telemetry)
     except ArrwdbError as exc:
         total_ms = (time.perf_counter() - started) * 1000.0
         log_slow_search(
@@ -97,9 +96,8 @@ async def search(library: str, request: Request, tenant: str = Depends(tenant)) 
     query = search_input(body, "query")
     results, timings = await _run_search(request, "search", tenant, library, [query], started)
     took_ms = (time.perf_counter() - started) * 1000.0
-    # Hits come as the API's JSON (arrwdb.hits_json), or as inputs.Hit objects, which orjson writes as
-    # objects of their fields, in order: the API's Hit (tests/unit/test_search_response.py).
-    return JSON({"results": body_hits(results[0]), "took_ms": took_ms}, headers=_headers(timings))
+    # Hits come as the API's JSON (arrwdb.hits_json), written into the answer as they are.
+    return JSON({"results": results[0].json, "took_ms": took_ms}, headers=_headers(timings))
 
 
 @router.post(
@@ -113,7 +111,7 @@ async def search_batch(library: str, request: Request, tenant: str = Depends(ten
     queries = [search_input(q, f"queries[{i}]") for i, q in enumerate(body.queries)]
     results, timings = await _run_search(request, "search_batch", tenant, library, queries, started)
     took_ms = (time.perf_counter() - started) * 1000.0
-    body = {"results": [body_hits(hits) for hits in results], "took_ms": took_ms}  # hits: see above
+    body = {"results": [hits.json for hits in results], "took_ms": took_ms}  # hits: see above
     return JSON(body, headers=_headers(timings))
 
 
@@ -127,8 +125,6 @@ async def embed(request: Request, tenant: str = Depends(tenant)) -> Response:
     for i, text in enumerate(body.texts):
         if not text.strip():
             raise InvalidInput(f"texts[{i}] must not be empty")
-    engine = engine_of(request)
-    engine.check_ready()
-    work = engine.embed(body.texts, engine.embed_priority(len(body.texts)), deadline_of(request))
-    vectors, timings = await unless_disconnected(request, work, engine.telemetry)
+    work = api_of(request).embed(body.texts, deadline_of(request))
+    vectors, timings = await unless_disconnected(request, work, request.app.state.telemetry)
     return JSON({"embeddings": vectors, "dimension": int(vectors.shape[1])}, headers=_headers(timings))

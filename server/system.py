@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from arrwdb.server.deps import engine_of
+from arrwdb.errors import ArrwdbError
+from arrwdb.server.deps import api_of
 from arrwdb.server.errors import arrwdb_error_response
 from arrwdb.server.responses import JSON
 
@@ -15,28 +18,22 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health")
 async def health() -> Response:
-    return JSON({"status": "ok"})
+    return JSON({"status": "ok", "pid": os.getpid()})  # which process answered: one of several HTTP workers
 
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    engine = engine_of(request)
     try:
-        engine.check_ready()
-    except Exception as exc:  # NotReady: report it in the API.md error shape
-        from arrwdb.errors import NotReady
-
-        return arrwdb_error_response(exc if isinstance(exc, NotReady) else NotReady(str(exc)))
-    return JSON({"status": "ready", "device": str(engine.device), "libraries": len(engine.libraries)})
+        return JSON(await api_of(request).ready())
+    except ArrwdbError as exc:  # NotReady: reported in the API.md error shape
+        return arrwdb_error_response(exc)
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    engine = engine_of(request)
-    telemetry = engine.telemetry
-    telemetry.device_busy.set(engine.worker.busy_fraction())
-    if engine.device.type == "cuda":
-        import torch
-
-        telemetry.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
-    return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+    """The whole server's metrics in one scrape: the engine's, and (with HTTP worker processes) every
+    worker's HTTP figures added up (``server/http_telemetry.py``)."""
+    engine_text = await api_of(request).metrics()
+    merge = getattr(request.app.state, "merge_metrics", None)
+    body = engine_text if merge is None else merge(engine_text)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -219,7 +219,7 @@ def test_embed_matches_document_vectors(client):
 
 
 def test_health_ready_metrics_docs(server, corpus):
-    assert corpus.health() == {"status": "ok"}
+    assert corpus.health()["status"] == "ok"
     assert corpus.ready()["status"] == "ready"
     corpus.search("news", query="x")
     text = corpus.metrics()

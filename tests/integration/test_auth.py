@@ -13,8 +13,8 @@ import pytest
 from arrwdb.client import ApiError
 from arrwdb.config import Settings
 from arrwdb.errors import InvalidInput, RateLimited
-from arrwdb.server.app import is_loopback, serve
-from arrwdb.server.ratelimit import RateLimiter
+from arrwdb.ratelimit import RateLimiter
+from arrwdb.server.serve import is_loopback, serve
 
 KEY_A, KEY_B = "key-of-tenant-a", "key-of-tenant-b"
 ADMIN = "the-admin-key"

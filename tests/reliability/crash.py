@@ -11,12 +11,17 @@ verifies everything against the ledger (see ledger.py):
 - nothing unknown appeared; statistics (the in-memory indexes) count what the store lists;
 - every live document is the top hit of a search with its own vector (or, for text, its own text).
 
+Kill targets: ``server`` (SIGKILL to ``arrwdb serve``'s parent process, which takes every process of
+the server with it) or ``engine`` (SIGKILL to the engine process alone: the HTTP workers answer 503
+while the parent restarts it; a write in flight then answers ``outcome_unknown``, counted as unanswered).
+
 Kill modes: ``random`` (a random moment of the write load), ``build`` (while the HNSW library's
 index is being built in the background) and ``snapshot`` (while an index snapshot's temp files are
 being written).
 
     python -m tests.reliability.crash --rounds 50            # the long run (docs/RELIABILITY.md)
     python -m tests.reliability.crash --rounds 2 --writers 3 # about a minute
+    python -m tests.reliability.crash --rounds 20 --target engine
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Report:
     unanswered_ops: int = 0
     unanswered_docs_landed: int = 0  # documents of unanswered writes found at their new version
     unanswered_docs_not_landed: int = 0
+    refused_while_down: int = 0  # 503 not_ready while the engine restarted: did nothing
     error_answers: Counter[str] = field(default_factory=Counter)
     docs_verified: int = 0
     deletes_verified: int = 0
@@ -162,6 +168,16 @@ class Writer(threading.Thread):
             self.ledger.unanswered(lib.name, writes)
             self.report.add("unanswered_ops")
             return False
+        if response.status_code == 503:
+            kind = response.json()["error"]["type"]
+            if kind == "outcome_unknown":  # in flight when the engine ended: as if cut off
+                self.ledger.unanswered(lib.name, writes)
+                self.report.add("unanswered_ops")
+                return False
+            if kind == "not_ready":  # the engine is restarting: refused, nothing done
+                self.report.add("refused_while_down")
+                time.sleep(0.05)
+                return True
         if response.status_code >= 300:
             self.report.error_answers[str(response.status_code)] += 1
             self.report.fail(
@@ -346,7 +362,14 @@ def seed_ann(url: str, ledger: Ledger, writers: int) -> None:
 
 
 def run_round(
-    server: KillableServer, data_dir: Path, mode: str, ledger: Ledger, report: Report, writers: int, rng: random.Random
+    server: KillableServer,
+    data_dir: Path,
+    mode: str,
+    ledger: Ledger,
+    report: Report,
+    writers: int,
+    rng: random.Random,
+    target: str = "server",
 ) -> None:
     since = time.time() - 1.0  # mtime granularity
     stop = threading.Event()
@@ -354,7 +377,11 @@ def run_round(
     for thread in threads:
         thread.start()
     seen = wait_for_moment(mode, server, data_dir, rng, since)
-    server.kill()
+    if target == "engine":
+        server.kill_engine()
+        time.sleep(0.5)  # the parent has seen it end: /ready answers for the next engine only
+    else:
+        server.kill()
     killed_at = time.monotonic()
     interrupted_snapshot = bool(snapshot_temp_files(data_dir, since))
     stop.set()
@@ -370,7 +397,10 @@ def run_round(
     report.add("integrity_checks")
     if result != "ok":
         report.fail(f"SQLite integrity check after the kill: {result}")
-    server.start()
+    if target == "engine":
+        server.wait_ready()  # the parent restarted the engine
+    else:
+        server.start()
     restarted_at = time.monotonic()
     verify(server.url, ledger, report)
     report.restart_seconds.append(round(restarted_at - killed_at, 1))
@@ -385,6 +415,7 @@ def run(
     work_dir: Path | None = None,
     modes: tuple[str, ...] = KILL_MODES,
     progress: bool = False,
+    target: str = "server",
 ) -> Report:
     report = Report()
     started = time.monotonic()
@@ -400,7 +431,7 @@ def run(
             seed_ann(server.url, ledger, writers)
             for number in range(rounds):
                 mode = modes[number % len(modes)]
-                run_round(server, data_dir, mode, ledger, report, writers, rng)
+                run_round(server, data_dir, mode, ledger, report, writers, rng, target)
                 if progress:
                     print(
                         f"[{time.monotonic() - started:6.1f} s] round {number + 1}/{rounds} ({mode}): "
@@ -428,11 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(KILL_MODES), help="kill modes, taken in turn")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the store and server log here")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--target", choices=("server", "engine"), default="server", help="what each round kills")
     args = parser.parse_args(argv)
     modes = tuple(args.modes.split(","))
     if set(modes) - set(KILL_MODES):
         parser.error(f"--modes takes {', '.join(KILL_MODES)}")
-    report = run(args.rounds, args.writers, args.seed, args.work_dir, modes, progress=True)
+    report = run(args.rounds, args.writers, args.seed, args.work_dir, modes, progress=True, target=args.target)
     summary = report.as_dict()
     print(json.dumps(summary, indent=2, default=str))
     if args.json:

@@ -16,3 +16,14 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
     assert report.searches_verified > 0
     assert report.integrity_checks == 3
     assert report.error_answers == {}
+
+
+def test_acknowledged_writes_survive_sigkill_of_the_engine_process(tmp_path):
+    """The engine process alone killed under the writers: the HTTP workers answer 503 while the
+    parent restarts it, and every acknowledged write is there afterwards."""
+    report = run(rounds=2, writers=3, seed=11, work_dir=tmp_path, modes=("random", "build"), target="engine")
+    assert report.failures == []
+    assert report.kills == 2 and report.rounds == 2
+    assert report.acknowledged_docs > 0 and report.docs_verified >= report.acknowledged_docs
+    assert report.searches_verified > 0
+    assert report.error_answers == {}

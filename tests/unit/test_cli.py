@@ -59,9 +59,9 @@ def test_serve_rejects_unknown_device(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_serve_hands_settings_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[Any] = []
-    fake_app = types.ModuleType("arrwdb.server.app")
+    fake_app = types.ModuleType("arrwdb.server.serve")
     fake_app.serve = received.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "arrwdb.server.app", fake_app)
+    monkeypatch.setitem(sys.modules, "arrwdb.server.serve", fake_app)
     monkeypatch.setenv("ARRWDB_HOST", "127.0.0.2")
     assert main(["serve", "--port", "0"]) == 0
     assert len(received) == 1
@@ -77,7 +77,7 @@ def test_serve_bad_environment_is_one_line(monkeypatch: pytest.MonkeyPatch, caps
 
 
 def test_serve_missing_module_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "arrwdb.server.app", None)  # None in sys.modules: import fails
+    monkeypatch.setitem(sys.modules, "arrwdb.server.serve", None)  # None in sys.modules: import fails
     assert main(["serve"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("arrwdb: error: cannot start the server:") and err.count("\n") == 1

@@ -1,5 +1,5 @@
 """What the documents' metadata load makes after /ready leaves the cyclic GC while the load still
-runs (server.app._freeze_gc_when_ready), not only once it is over."""
+runs (arrwdb.gc_tuning.freeze_gc_when_ready), not only once it is over."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import gc
 from types import SimpleNamespace
 
-from arrwdb.server import app as server_app
+from arrwdb import gc_tuning
 
 
 class _SlowDocuments:
@@ -32,7 +32,7 @@ async def _scenario() -> tuple[int, int, int, int]:
     engine = SimpleNamespace(
         ready=True, load_error=None, documents=documents, telemetry=SimpleNamespace(gc_frozen_objects=gauge)
     )
-    task = asyncio.create_task(server_app._freeze_gc_when_ready(engine))  # type: ignore[arg-type]
+    task = asyncio.create_task(gc_tuning.freeze_gc_when_ready(engine))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)  # the start-up objects go at /ready
     at_ready = gc.get_freeze_count()
     loaded = [[i] for i in range(50_000)]  # what the load makes meanwhile (lists: the GC always tracks them)

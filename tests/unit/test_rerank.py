@@ -32,8 +32,9 @@ def _assert_same_up_to_ties(
     (scores, ids), (ref_scores, ref_ids) = half, reference
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
     differ = ids != ref_ids
-    # Where ids differ, both sides hold equal scores: tied rows in another order.
-    np.testing.assert_allclose(scores[differ], ref_scores[differ], rtol=0, atol=1e-6)
+    # Where ids differ, both sides hold equal scores (within two float32 steps at their size: the two
+    # paths sum in different orders): tied rows in another order.
+    np.testing.assert_allclose(scores[differ], ref_scores[differ], rtol=2.5e-7, atol=1e-6)
     assert differ.mean() <= max_tied
 
 

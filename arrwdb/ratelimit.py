@@ -7,6 +7,7 @@ configured).  A refused request costs one dictionary lookup and becomes a 429 wi
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections import OrderedDict
@@ -16,6 +17,10 @@ from arrwdb.errors import RateLimited
 # Buckets of keys not seen for a while are dropped beyond this many (a dropped bucket is full again,
 # which only ever favours a key that has been quiet): memory stays bounded whatever the callers send.
 MAX_BUCKETS = 65536
+
+# The rate-limit key of the request being served, set by the HTTP layer's auth where the limit is kept
+# by the engine process (one limit for every HTTP worker of the server): the engine protocol sends it.
+RATE_KEY: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("arrwdb_rate_key", default=None)
 
 
 class RateLimiter:

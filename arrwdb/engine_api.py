@@ -1,0 +1,173 @@
+"""What the HTTP layer asks of an engine: every call async, every answer plain data.
+
+``EngineAPI`` is the one surface an HTTP worker uses, whether the engine runs in its own process
+(``arrwdb.ipc.remote.RemoteEngine``, over ZMQ) or in the same one (``LocalEngine``, tests and
+benchmarks).  The engine process serves its protocol by calling a ``LocalEngine``, so the two cannot
+answer differently.  Answers are plain values (dicts, lists, numpy arrays, rendered hits), never live
+engine objects, so that they can cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from arrwdb.hits_json import HitsJSON
+from arrwdb.inputs import DocumentInput, SearchInput
+from arrwdb.timings import Timings
+
+if TYPE_CHECKING:
+    from arrwdb.api_key_store import ApiKeyRecord
+    from arrwdb.engine import Engine
+    from arrwdb.library import LibraryState
+
+
+class EngineAPI(Protocol):
+    async def ready(self) -> dict[str, Any]: ...
+
+    async def create_library(
+        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def list_libraries(self, tenant: str) -> list[dict[str, Any]]: ...
+
+    async def get_library(self, tenant: str, key: str) -> dict[str, Any]: ...
+
+    async def delete_library(self, tenant: str, key: str) -> None: ...
+
+    async def statistics(self, tenant: str, key: str) -> dict[str, Any]: ...
+
+    async def upsert_documents(
+        self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float
+    ) -> list[str]: ...
+
+    async def delete_document(self, tenant: str, key: str, doc_id: str) -> None: ...
+
+    async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]: ...
+
+    async def list_documents(
+        self, tenant: str, key: str, limit: int, after: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def search(
+        self, tenant: str, key: str, queries: list[SearchInput], deadline: float
+    ) -> tuple[list[HitsJSON], Timings]: ...
+
+    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]: ...
+
+    async def create_api_key(self, record: dict[str, Any]) -> None: ...
+
+    async def revoke_api_key(self, key_id: str) -> None: ...
+
+    async def api_keys(self, tenant: str | None) -> list[dict[str, Any]]: ...
+
+    async def metrics(self) -> bytes: ...
+
+
+def library_body(state: LibraryState) -> dict[str, Any]:
+    """A library as the API shows it."""
+    r = state.record
+    return {
+        "id": r.id,
+        "name": r.name,
+        "dimension": r.dimension,
+        "index_type": r.index_type,
+        "metric": r.metric,
+        "index_params": r.index_params,
+        "document_count": state.document_count,
+        "created_at": r.created_at,
+    }
+
+
+def key_record_body(record: ApiKeyRecord) -> dict[str, Any]:
+    return asdict(record)
+
+
+class LocalEngine:
+    """``EngineAPI`` over an ``Engine`` in this process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def ready(self) -> dict[str, Any]:
+        engine = self.engine
+        engine.check_ready()
+        return {"status": "ready", "device": str(engine.device), "libraries": len(engine.libraries)}
+
+    async def create_library(
+        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        state = await self.engine.create_library(tenant, name, dimension, index_type, metric, params)
+        return library_body(state)
+
+    async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:
+        self.engine.check_ready()
+        return [library_body(s) for s in self.engine.list_libraries(tenant)]
+
+    async def get_library(self, tenant: str, key: str) -> dict[str, Any]:
+        self.engine.check_ready()
+        return library_body(self.engine.library(tenant, key))
+
+    async def delete_library(self, tenant: str, key: str) -> None:
+        await self.engine.delete_library(tenant, key)
+
+    async def statistics(self, tenant: str, key: str) -> dict[str, Any]:
+        engine = self.engine
+        engine.check_ready()
+        # On the device worker: the index is mutated there, and read from here it can be caught halfway
+        # through an update (the crash harness saw an IndexError, a 500, under concurrent writes).
+        return await engine.on_worker(lambda: engine.statistics(tenant, key))  # type: ignore[no-any-return]
+
+    async def upsert_documents(
+        self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float
+    ) -> list[str]:
+        return await self.engine.upsert_documents(tenant, key, docs, bulk=bulk, deadline=deadline)
+
+    async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:
+        await self.engine.delete_document(tenant, key, doc_id)
+
+    async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]:
+        return await self.engine.get_document(tenant, key, doc_id)
+
+    async def list_documents(
+        self, tenant: str, key: str, limit: int, after: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.engine.list_documents(tenant, key, limit, after)
+
+    async def search(
+        self, tenant: str, key: str, queries: list[SearchInput], deadline: float
+    ) -> tuple[list[HitsJSON], Timings]:
+        results, timings = await self.engine.search(tenant, key, queries, deadline)
+        return [hits if isinstance(hits, HitsJSON) else HitsJSON.of(hits) for hits in results], timings
+
+    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]:
+        engine = self.engine
+        engine.check_ready()
+        return await engine.embed(texts, engine.embed_priority(len(texts)), deadline)
+
+    async def create_api_key(self, record: dict[str, Any]) -> None:
+        from arrwdb.api_key_store import ApiKeyRecord
+
+        await asyncio.to_thread(self.engine.store.create_api_key, ApiKeyRecord(**record))
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        await asyncio.to_thread(self.engine.store.revoke_api_key, key_id)
+
+    async def api_keys(self, tenant: str | None) -> list[dict[str, Any]]:
+        records = await asyncio.to_thread(self.engine.store.api_keys, tenant)
+        return [key_record_body(r) for r in records]
+
+    async def metrics(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        engine = self.engine
+        telemetry = engine.telemetry
+        telemetry.device_busy.set(engine.worker.busy_fraction())
+        if engine.device.type == "cuda":
+            import torch
+
+            telemetry.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
+        return generate_latest(telemetry.registry)  # type: ignore[no-any-return]

@@ -1,0 +1,159 @@
+"""The engine protocol's messages: a msgpack header, then raw frames (vectors, rendered hits).
+
+A request is ``[header, *frames]`` with header ``{"i": id, "op": name, "g": engine generation, "a":
+arguments, "r": rate-limit key or None, "ms": milliseconds left before the deadline}``.  A reply is
+``[header, *frames]`` with header ``{"i": id, "v": value, "t": [queue_ms, compute_ms, batch_size]}``
+or ``{"i": id, "e": [error class, message, retry_after_s]}``.  An abort is a request whose op is
+``abort``: the engine cancels the request ``i`` names, and its queued work is dropped before compute.
+
+Vectors travel as raw little-endian float32 frames, never as lists of numbers; hits travel as the
+JSON the HTTP answer holds, written into it as they are.  Errors travel as their class in
+``arrwdb.errors`` and come out as the same typed error on the other side.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from arrwdb import errors
+from arrwdb.filters import parse_filter
+from arrwdb.inputs import DocumentInput, SearchInput
+from arrwdb.timings import Timings
+
+ABORT = "abort"
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=lambda value: _plain(value))
+_decoder = msgspec.msgpack.Decoder()
+_ERRORS: dict[str, type[errors.ArrwdbError]] = {
+    cls.__name__: cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.ArrwdbError)
+}
+
+
+def _plain(value: Any) -> Any:
+    """msgpack has no numpy types: arrays become lists, numpy scalars Python numbers."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot send {type(value).__name__} over the engine protocol")
+
+
+def pack(header: dict[str, Any]) -> bytes:
+    return _encoder.encode(header)
+
+
+def unpack(frame: bytes | memoryview) -> dict[str, Any]:
+    return _decoder.decode(frame)  # type: ignore[no-any-return]
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def error_fields(exc: BaseException) -> list[Any]:
+    if isinstance(exc, errors.ArrwdbError):
+        return [type(exc).__name__, exc.message, getattr(exc, "retry_after_s", 1)]
+    return ["ArrwdbError", f"the engine failed: {type(exc).__name__}: {exc}", 1]
+
+
+def error_from(fields: list[Any]) -> errors.ArrwdbError:
+    name, message, retry_after_s = fields
+    cls = _ERRORS.get(name, errors.ArrwdbError)
+    if issubclass(cls, errors.Overloaded):
+        return cls(message, retry_after_s=retry_after_s)
+    return cls(message)
+
+
+def timings_fields(timings: Timings) -> list[Any]:
+    return [timings.queue_ms, timings.compute_ms, timings.batch_size]
+
+
+def timings_from(fields: list[Any] | None) -> Timings:
+    return Timings() if fields is None else Timings(fields[0], fields[1], fields[2])
+
+
+# -- vectors -----------------------------------------------------------------------------------------
+
+
+def vector_frame(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from(frame: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(frame, dtype="<f4").copy()  # writable, and not tied to the message
+
+
+# -- search queries ------------------------------------------------------------------------------------
+
+
+def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The queries as header fields, and their client vectors as frames (``v`` is a frame's index)."""
+    described, frames = [], []
+    for query in queries:
+        position = -1
+        if query.embedding is not None:
+            position = len(frames)
+            frames.append(vector_frame(query.embedding))
+        described.append(
+            {
+                "q": query.query,
+                "k": query.k,
+                "f": query.filter_key if query.filter is not None else None,
+                "t": query.include_text,
+                "p": query.params,
+                "v": position,
+            }
+        )
+    return described, frames
+
+
+def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[SearchInput]:
+    """The engine's side of ``queries_out``: filters parsed again from their canonical JSON (the HTTP
+    worker checked them; parsing is what the engine needs of them)."""
+    queries = []
+    for fields in described:
+        source = fields["f"]
+        position = fields["v"]
+        queries.append(
+            SearchInput(
+                query=fields["q"],
+                embedding=None if position < 0 else vector_from(frames[position]),
+                k=fields["k"],
+                filter=None if source is None else parse_filter(json.loads(source)),
+                filter_key="" if source is None else source,
+                include_text=fields["t"],
+                params=fields["p"],
+                json=True,
+            )
+        )
+    return queries
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+
+def documents_out(docs: list[DocumentInput]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    described, frames = [], []
+    for doc in docs:
+        position = -1
+        if doc.embedding is not None:
+            position = len(frames)
+            frames.append(vector_frame(doc.embedding))
+        described.append({"id": doc.id, "title": doc.title, "text": doc.text, "m": doc.metadata, "v": position})
+    return described, frames
+
+
+def documents_in(described: list[dict[str, Any]], frames: list[Any]) -> list[DocumentInput]:
+    return [
+        DocumentInput(
+            id=fields["id"],
+            title=fields["title"],
+            text=fields["text"],
+            embedding=None if fields["v"] < 0 else vector_from(frames[fields["v"]]),
+            metadata=fields["m"],
+        )
+        for fields in described
+    ]

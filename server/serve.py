@@ -1,0 +1,50 @@
+"""``arrwdb serve``: the HTTP worker processes and the engine process (``server/supervisor.py``), or
+with ``ARRWDB_WORKERS=0`` one process serving HTTP beside its engine."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+
+import uvicorn
+
+from arrwdb.config import Settings
+from arrwdb.errors import InvalidInput
+from arrwdb.gc_tuning import tune_process
+from arrwdb.server.app import create_app, uvicorn_options
+from arrwdb.server.supervisor import run_server
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def workers_for(settings: Settings) -> int:
+    """How many HTTP worker processes ``serve`` starts: the setting, or for ``auto`` one per core left
+    once the engine process has one, at most 8 (docs/CONFIGURATION.md has the measurements)."""
+    if settings.workers != "auto":
+        return int(settings.workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores - 1))
+
+
+def serve(settings: Settings) -> None:
+    if not settings.auth_enabled() and not is_loopback(settings.host):
+        raise InvalidInput(
+            f"refusing to listen on {settings.host} without API keys: set ARRWDB_API_KEYS or ARRWDB_ADMIN_KEY "
+            "(auth may be off only on a loopback address)"
+        )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = workers_for(settings)
+    if workers > 0:
+        run_server(settings, workers)
+        return
+    tune_process()
+    app = create_app(settings, freeze_gc=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings, app.state.admission_door))
