@@ -23,6 +23,7 @@ from arrwdb.errors import InvalidInput
 from arrwdb.server import admin, documents, libraries, schemas, search, system
 from arrwdb.server.admission import AdmissionDoor, AdmissionGate
 from arrwdb.server.auth import KeyRing
+from arrwdb.server.docs_page import install_docs
 from arrwdb.server.errors import install_error_handlers
 from arrwdb.server.fastpath import ArrwdbApp, install_hot_path
 from arrwdb.server.memdebug import install_memory_debug
@@ -77,6 +78,7 @@ def create_app(
         app.add_middleware(middleware, **options)
     install_hot_path(app, lambda endpoint: _wrapped(endpoint, layers))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_docs(app)  # /docs from packaged assets, and the API-key security scheme (docs_page.py)
     return app
 
 
