@@ -23,6 +23,7 @@ from arrwdb.errors import InvalidInput
 from arrwdb.server import admin, documents, libraries, schemas, search, system
 from arrwdb.server.admission import AdmissionDoor, AdmissionGate
 from arrwdb.server.auth import KeyRing
+from arrwdb.server.auth_startup import start_auth
 from arrwdb.server.docs_page import install_docs
 from arrwdb.server.errors import install_error_handlers
 from arrwdb.server.fastpath import ArrwdbApp, install_hot_path
@@ -46,9 +47,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
         freezer = asyncio.create_task(_freeze_gc_when_ready(engine)) if freeze_gc else None
-        # Read on a worker thread: a store connection opened on the caller's thread would stay open
-        # for that thread's life, and SQLite then keeps every closed connection's file open too.
-        admin.load_minted_keys(app.state.keyring, await asyncio.to_thread(engine.store.api_keys))
+        # Minted keys, whether auth is on, and the start-up lines that say so (auth_startup.py).
+        await start_auth(app.state.keyring, engine.store, settings)
         try:
             yield
         finally:
