@@ -1,12 +1,14 @@
 # arrwdb: `make run` serves on the embedded defaults; `make test` runs the whole suite.
 # Both create .venv and install on first use (torch's CPU wheel first, so that pip never pulls a
-# multi-GB CUDA build as a dependency), then reinstall only when pyproject.toml changes.
+# multi-GB CUDA build as a dependency), then reinstall only when pyproject.toml changes.  `run`
+# installs only what serving needs (RUN_EXTRAS: FAISS for the CPU); `test` adds the test tools (EXTRAS).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,dev
+RUN_EXTRAS ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: install run test lint unit integration clean loadtest profile memreport k6
@@ -20,7 +22,9 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/pip install --disable-pip-version-check -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-run: install
+# Serving needs no test tools (ruff, pytest, schemathesis, hypothesis): install with RUN_EXTRAS only.
+run:
+	$(MAKE) install EXTRAS=$(RUN_EXTRAS)
 	$(BIN)/arrwdb serve
 
 lint: install

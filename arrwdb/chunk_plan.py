@@ -8,7 +8,7 @@ from arrwdb.embed.protocol import Embedder
 from arrwdb.errors import InvalidInput
 from arrwdb.inputs import DocumentInput
 from arrwdb.records import LibraryRecord
-from arrwdb.validation import check_vector, checked_rows
+from arrwdb.validation import check_vector, checked_rows, field_path, subject
 
 
 def checked_embedding(record: LibraryRecord, doc: DocumentInput, position: int) -> np.ndarray | None:
@@ -16,7 +16,14 @@ def checked_embedding(record: LibraryRecord, doc: DocumentInput, position: int) 
     float32; None when the document has none (its text is embedded)."""
     if doc.embedding is None:
         return None
-    return check_vector(doc.embedding, record.dimension, record.metric, f"documents[{position}].embedding")
+    return check_vector(
+        doc.embedding, record.dimension, record.metric, field_path(_where(doc, position), doc.vector_field)
+    )
+
+
+def _where(doc: DocumentInput, position: int) -> str:
+    """The document's path in its request body (the HTTP layer says; other callers by position)."""
+    return doc.where if doc.where is not None else f"documents[{position}]"
 
 
 def checked_embeddings(record: LibraryRecord, docs: list[DocumentInput]) -> list[np.ndarray | None]:
@@ -42,7 +49,7 @@ def plan_chunks(
     record: LibraryRecord, doc: DocumentInput, position: int, embedder: Embedder
 ) -> tuple[list[tuple[int, int]], list[str] | None]:
     """Chunk spans of a document, and the texts to embed (None when the client gave a vector)."""
-    where = f"documents[{position}]"
+    where = subject(_where(doc, position), "the document")
     if doc.embedding is not None:
         return [(0, len(doc.text or ""))], None
     if doc.text is None or not doc.text.strip():

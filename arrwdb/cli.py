@@ -68,7 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"server URL (env ARRWDB_URL, default {DEFAULT_URL})",
     )
     ingest.add_argument("--batch", type=_batch_size, default=256, help="documents per request (1-1000)")
-    ingest.add_argument("--api-key", default=None, help="API key (default: env ARRWDB_API_KEY)")
+    ingest.add_argument(
+        "--create", action="store_true", help="create the library (server defaults) if it does not exist"
+    )
+    ingest.add_argument(
+        "--api-key",
+        default=None,
+        help="the one API key to send (default: env ARRWDB_API_KEY; not ARRWDB_API_KEYS, the server's list)",
+    )
     ingest.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     ingest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -112,11 +119,20 @@ def _ingest(args: argparse.Namespace) -> int:
     from arrwdb.client import ApiError, Client
     from arrwdb.ingest import IngestError, ingest_jsonl
 
-    api_key = args.api_key or os.environ.get("ARRWDB_API_KEY") or None
     try:
-        with Client(args.url, api_key=api_key, timeout=args.timeout) as client:
-            report = ingest_jsonl(args.file, args.library, client, batch_size=args.batch, progress=not args.no_progress)
+        # api_key None: the client sends $ARRWDB_API_KEY.
+        with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
+            report = ingest_jsonl(
+                args.file,
+                args.library,
+                client,
+                batch_size=args.batch,
+                progress=not args.no_progress,
+                create=args.create,
+            )
     except ApiError as exc:
+        if exc.status == 404 and exc.type == "not_found" and not args.create:
+            return _fail(f"server answered {exc}; add --create to create library {args.library!r}")
         return _fail(f"server answered {exc}")
     except httpx.TransportError as exc:
         return _fail(f"cannot reach {args.url}: {exc or type(exc).__name__}")

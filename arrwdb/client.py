@@ -14,8 +14,11 @@ and numpy only ever reaches it as a value (orjson serialises arrays without impo
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -23,7 +26,18 @@ import httpx
 
 from arrwdb import __version__
 from arrwdb import client_calls as calls
-from arrwdb.client_calls import ApiError, Call, Json, decode_response, request_args
+from arrwdb.client_calls import (
+    KEY_VARIABLE,
+    MAX_BATCH,
+    ApiError,
+    Call,
+    Json,
+    decode_response,
+    document_batches,
+    library_mismatch,
+    request_args,
+    upload_progress,
+)
 
 __all__ = ["ApiError", "AsyncClient", "Call", "Client"]
 
@@ -32,11 +46,28 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
-def _named(method: Callable[..., Any], owner: str) -> Any:
+_CALL_OF = re.compile(r"Call\[(.*)\]")
+
+
+def _plain_return(annotation: Any) -> Any:
+    """What a method returns, from its builder's ``Call[...]``: ``Call[Json]`` -> ``dict[str, Any]``."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    match = _CALL_OF.fullmatch(text)
+    return re.sub(r"\bJson\b", "dict[str, Any]", match.group(1)) if match else annotation
+
+
+def _named(method: Callable[..., Any], owner: str, builder: Callable[..., Any]) -> Any:
     # wraps() copied the builder's "arrwdb.client_calls.search"; tracebacks and help() should say
-    # "arrwdb.client.Client.search".
+    # "arrwdb.client.Client.search", and show what the method returns (a dict, a list), not the Call.
     method.__module__ = __name__
     method.__qualname__ = f"{owner}.{method.__name__}"
+    signature = inspect.signature(builder)
+    returns = _plain_return(signature.return_annotation)
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    method.__signature__ = signature.replace(
+        parameters=[self_param, *signature.parameters.values()], return_annotation=returns
+    )
+    method.__annotations__ = {**builder.__annotations__, "return": returns}
     return method
 
 
@@ -47,7 +78,7 @@ def _sync(builder: Callable[P, Call[T]]) -> Callable[Concatenate[Client, P], T]:
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._send(builder(*args, **kwargs))
 
-    return _named(method, "Client")
+    return _named(method, "Client", builder)
 
 
 def _async(builder: Callable[P, Call[T]]) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
@@ -57,7 +88,12 @@ def _async(builder: Callable[P, Call[T]]) -> Callable[Concatenate[AsyncClient, P
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._send(builder(*args, **kwargs))
 
-    return _named(method, "AsyncClient")
+    return _named(method, "AsyncClient", builder)
+
+
+def _api_key(api_key: str | None) -> str | None:
+    """The key to send: the one given, else ``$ARRWDB_API_KEY``; "" sends none."""
+    return (os.environ.get(KEY_VARIABLE) if api_key is None else api_key) or None
 
 
 def _http_options(url: str, api_key: str | None, timeout: float, limits: httpx.Limits | None) -> dict:
@@ -68,6 +104,13 @@ def _http_options(url: str, api_key: str | None, timeout: float, limits: httpx.L
     return options | ({"limits": limits} if limits is not None else {})
 
 
+def _existing(library: Json, name: str, fields: dict[str, Any]) -> Json:
+    mismatch = library_mismatch(library, fields)
+    if mismatch:
+        raise ValueError(f"library {name!r} exists with other settings: {mismatch}")
+    return library
+
+
 def _not_ready(exc: Exception) -> bool:
     """True for the failures that mean 'still starting': 503, or nothing listening yet."""
     return isinstance(exc, httpx.TransportError) or (isinstance(exc, ApiError) and exc.status == 503)
@@ -75,7 +118,8 @@ def _not_ready(exc: Exception) -> bool:
 
 class Client:
     """Synchronous client.  Raises :class:`ApiError` on any non-2xx answer and httpx's own
-    ``httpx.TransportError`` when the server cannot be reached."""
+    ``httpx.TransportError`` when the server cannot be reached.  ``api_key`` defaults to
+    ``$ARRWDB_API_KEY``.  Every method is described in docs/CLIENT.md."""
 
     def __init__(
         self,
@@ -85,6 +129,8 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         limits: httpx.Limits | None = None,
     ) -> None:
+        api_key = _api_key(api_key)
+        self._key_sent = api_key is not None
         self._http = httpx.Client(transport=transport, **_http_options(url, api_key, timeout, limits))
 
     def __enter__(self) -> Client:
@@ -97,7 +143,38 @@ class Client:
         self._http.close()
 
     def _send(self, call: Call[T]) -> T:
-        return decode_response(call, self._http.request(call.method, call.path, **request_args(call)))
+        response = self._http.request(call.method, call.path, **request_args(call))
+        return decode_response(call, response, self._key_sent)
+
+    def get_or_create_library(self, name: str, **fields: Any) -> dict[str, Any]:
+        """The library named ``name``, created with ``fields`` if it does not exist (as Chroma's
+        ``get_or_create_collection``).  An existing library whose given fields differ (``dimension``,
+        ``metric``, ...) raises ValueError rather than being silently used."""
+        try:
+            return self.create_library(name, **fields)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        return _existing(self.get_library(name), name, fields)
+
+    def add_documents(
+        self, library: str, documents: Iterable[Json], batch_size: int = MAX_BATCH, progress: bool = False
+    ) -> list[str]:
+        """Add (or replace, by ``id``) any number of Documents; returns their ids in input order.
+
+        Sent in requests of at most ``batch_size`` (1 to 1000) documents, each all or nothing; if one
+        fails, the batches before it stay committed and the ApiError's ``written`` lists their ids.
+        ``progress=True`` shows a tqdm bar."""
+        ids: list[str] = []
+        with upload_progress(documents, progress) as bar:
+            for batch in document_batches(documents, batch_size):
+                try:
+                    ids += self._send(calls.add_document_batch(library, batch))
+                except ApiError as exc:
+                    exc.written = ids
+                    raise
+                bar.update(len(batch))
+        return ids
 
     health = _sync(calls.health)
     ready = _sync(calls.ready)
@@ -108,7 +185,6 @@ class Client:
     delete_library = _sync(calls.delete_library)
     statistics = _sync(calls.statistics)
     add_document = _sync(calls.add_document)
-    add_documents = _sync(calls.add_documents)
     list_documents = _sync(calls.list_documents)
     get_document = _sync(calls.get_document)
     delete_document = _sync(calls.delete_document)
@@ -150,6 +226,8 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
     ) -> None:
+        api_key = _api_key(api_key)
+        self._key_sent = api_key is not None
         self._http = httpx.AsyncClient(transport=transport, **_http_options(url, api_key, timeout, limits))
 
     async def __aenter__(self) -> AsyncClient:
@@ -164,7 +242,32 @@ class AsyncClient:
     aclose = close
 
     async def _send(self, call: Call[T]) -> T:
-        return decode_response(call, await self._http.request(call.method, call.path, **request_args(call)))
+        response = await self._http.request(call.method, call.path, **request_args(call))
+        return decode_response(call, response, self._key_sent)
+
+    async def get_or_create_library(self, name: str, **fields: Any) -> dict[str, Any]:
+        """See :meth:`Client.get_or_create_library`."""
+        try:
+            return await self.create_library(name, **fields)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        return _existing(await self.get_library(name), name, fields)
+
+    async def add_documents(
+        self, library: str, documents: Iterable[Json], batch_size: int = MAX_BATCH, progress: bool = False
+    ) -> list[str]:
+        """See :meth:`Client.add_documents`."""
+        ids: list[str] = []
+        with upload_progress(documents, progress) as bar:
+            for batch in document_batches(documents, batch_size):
+                try:
+                    ids += await self._send(calls.add_document_batch(library, batch))
+                except ApiError as exc:
+                    exc.written = ids
+                    raise
+                bar.update(len(batch))
+        return ids
 
     health = _async(calls.health)
     ready = _async(calls.ready)
@@ -175,7 +278,6 @@ class AsyncClient:
     delete_library = _async(calls.delete_library)
     statistics = _async(calls.statistics)
     add_document = _async(calls.add_document)
-    add_documents = _async(calls.add_documents)
     list_documents = _async(calls.list_documents)
     get_document = _async(calls.get_document)
     delete_document = _async(calls.delete_document)

@@ -10,7 +10,7 @@ ever reaches it as a value, which orjson serialises without importing numpy here
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
@@ -37,6 +37,8 @@ class ApiError(Exception):
         self.type = type
         self.message = message
         self.retry_after = retry_after
+        # Set by add_documents when a later batch fails: the ids of the batches already committed.
+        self.written: list[str] | None = None
 
     def __str__(self) -> str:
         return f"{self.status} {self.type}: {self.message}"
@@ -104,10 +106,25 @@ def _field(name: str) -> Callable[[httpx.Response], Any]:
     return decode
 
 
-def decode_response(call: Call[T], response: httpx.Response) -> T:
-    """The Call's decoded answer, or the ApiError that a non-2xx answer stands for."""
+KEY_VARIABLE = "ARRWDB_API_KEY"  # the one key a client sends; the server's list is ARRWDB_API_KEYS
+
+
+def _key_hint(key_sent: bool) -> str:
+    said = "the key sent was refused" if key_sent else "no API key was sent"
+    return (
+        f"{said}: pass one with Client(api_key=...), arrwdb ingest --api-key KEY, or the environment "
+        f"variable {KEY_VARIABLE} (one key, one of those the server lists in ARRWDB_API_KEYS or minted)"
+    )
+
+
+def decode_response(call: Call[T], response: httpx.Response, key_sent: bool = False) -> T:
+    """The Call's decoded answer, or the ApiError that a non-2xx answer stands for (a 401 says how
+    to pass a key)."""
     if not response.is_success:
-        raise _error(response)
+        error = _error(response)
+        if error.status == 401 and not call.path.startswith("/v1/admin"):
+            error = ApiError(401, error.type, f"{error.message} ({_key_hint(key_sent)})", error.retry_after)
+        raise error
     return call.decode(response)
 
 
@@ -172,12 +189,31 @@ def create_library(
     index_type: str | None = None,
     metric: str | None = None,
     index_params: Json | None = None,
+    **fields: Any,
 ) -> Call[Json]:
-    """POST /v1/libraries -> the Library; unset options take the server's defaults."""
+    """POST /v1/libraries -> the Library; unset options take the server's defaults; other keyword
+    arguments are sent as further fields of the body.  ApiError 409 if the name exists."""
     body = _without_none(
-        name=name, dimension=dimension, index_type=index_type, metric=metric, index_params=index_params
+        name=name, dimension=dimension, index_type=index_type, metric=metric, index_params=index_params, **fields
     )
     return Call("POST", "/v1/libraries", body)
+
+
+def library_mismatch(library: Json, fields: Mapping[str, Any]) -> str | None:
+    """What differs between an existing Library and the fields asked for (None: nothing).  Only the
+    fields given are compared, and of ``index_params`` only the parameters given."""
+    differences = []
+    for name, wanted in fields.items():
+        if wanted is None or name not in library:
+            continue
+        have = library[name]
+        if name == "index_params" and isinstance(wanted, Mapping) and isinstance(have, Mapping):
+            differences += [
+                f"index_params.{k} is {have.get(k)!r}, not {v!r}" for k, v in wanted.items() if have.get(k) != v
+            ]
+        elif have != wanted:
+            differences.append(f"{name} is {have!r}, not {wanted!r}")
+    return "; ".join(differences) or None
 
 
 def list_libraries() -> Call[list[Json]]:
@@ -201,9 +237,34 @@ def add_document(library: str, document: Json) -> Call[str]:
     return Call("POST", f"{_lib(library)}/documents", document, decode=_field("id"))
 
 
-def add_documents(library: str, documents: Sequence[Json]) -> Call[list[str]]:
-    """1 to 1000 Documents, all or nothing; returns their ids in input order."""
+def add_document_batch(library: str, documents: Sequence[Json]) -> Call[list[str]]:
+    """One request of 1 to 1000 Documents, all or nothing; returns their ids in input order."""
     return Call("POST", f"{_lib(library)}/documents/batch", {"documents": documents}, decode=_field("ids"))
+
+
+MAX_BATCH = 1000  # API.md: a batch request holds 1 to 1000 documents
+
+
+def document_batches(documents: Iterable[Json], batch_size: int) -> Iterator[list[Json]]:
+    """``documents`` in lists of at most ``batch_size`` (1 to 1000), in input order."""
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
+    batch: list[Json] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def upload_progress(documents: Iterable[Json], progress: bool) -> Any:
+    """A tqdm bar counting documents (a no-op bar unless ``progress``)."""
+    from tqdm import tqdm  # only the uploads need it
+
+    total = len(documents) if isinstance(documents, Sized) else None
+    return tqdm(total=total, unit="doc", desc="add_documents", disable=not progress)
 
 
 def list_documents(library: str, limit: int = 100, cursor: str | None = None) -> Call[Json]:
@@ -228,9 +289,11 @@ def search(
     include_text: bool = True,
     params: Json | None = None,
     embedding_base64: str | None = None,
-) -> Call[Json]:
+    **fields: Any,
+) -> Call[list[Json]]:
     """Exactly one of ``query`` / ``embedding`` (a list or numpy array) / ``embedding_base64`` (base64 of
-    little-endian float32) -> ``{"results", "took_ms"}``."""
+    little-endian float32) -> the hits, best first (each ``{document_id, chunk_index, score, title,
+    text, metadata}``).  Other keyword arguments are sent as further Query fields."""
     body = _without_none(
         query=query,
         embedding=embedding,
@@ -239,13 +302,14 @@ def search(
         filter=filter,
         include_text=include_text,
         params=params,
+        **fields,
     )
-    return Call("POST", f"{_lib(library)}/search", body)
+    return Call("POST", f"{_lib(library)}/search", body, decode=_field("results"))
 
 
-def search_batch(library: str, queries: Sequence[Json]) -> Call[Json]:
-    """1 to 1000 Query objects -> ``{"results": [[Hit]], "took_ms"}``."""
-    return Call("POST", f"{_lib(library)}/search/batch", {"queries": queries})
+def search_batch(library: str, queries: Sequence[Json]) -> Call[list[list[Json]]]:
+    """1 to 1000 Query objects -> one list of hits per query, in input order."""
+    return Call("POST", f"{_lib(library)}/search/batch", {"queries": queries}, decode=_field("results"))
 
 
 def embed(texts: Sequence[str]) -> Call[Json]:

@@ -33,6 +33,9 @@ MAX_IN_VALUES: Final = 1024
 MAX_FIELD_CHARS: Final = 256
 
 COMPARE_OPS: Final = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+# In the order error messages list them.
+LOGICAL_OPS: Final = ("$and", "$or", "$not")
+FIELD_OPS: Final = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$not")
 _RANGE_OPS: Final[dict[str, Callable[[object, object], bool]]] = {
     "$gt": operator.gt,
     "$gte": operator.ge,
@@ -216,6 +219,10 @@ def parse_filter(obj: object) -> Filter | None:
     return _Parser().filter(obj, "filter", 1)
 
 
+def _known(operators: tuple[str, ...]) -> str:
+    return " ".join(operators)
+
+
 def _label(key: str) -> str:
     """A key as it appears in a path; an over-long (hence rejected) one is cut to keep messages small."""
     return key if len(key) <= 64 else key[:64] + "..."
@@ -263,7 +270,10 @@ class _Parser:
                     f'{path}: operator "{key}" must be applied to a field: {{"field": {{"{key}": ...}}}}'
                 )
             elif key.startswith("$"):
-                raise InvalidInput(f'{path}: unknown operator "{_label(key)}"')
+                raise InvalidInput(
+                    f'{path}: unknown operator "{_label(key)}"; known here: {_known(LOGICAL_OPS)}, '
+                    f"and on a field: {_known(FIELD_OPS)}"
+                )
             else:
                 if len(key) > MAX_FIELD_CHARS:
                     raise InvalidInput(f"{path}: field name {_label(key)!r} is over {MAX_FIELD_CHARS} characters")
@@ -294,7 +304,7 @@ class _Parser:
                     raise InvalidInput(f"{sub}: must be an operator object, got {json_type_name(arg)}")
                 parts.append(self._node(Not(self.field(name, arg, sub, depth + 1)), sub))
             elif isinstance(op, str) and op.startswith("$"):
-                raise InvalidInput(f'{path}: unknown operator "{_label(op)}"')
+                raise InvalidInput(f'{path}: unknown operator "{_label(op)}"; known on a field: {_known(FIELD_OPS)}')
             else:
                 raise InvalidInput(f'{sub}: expected an operator such as "$eq" (metadata holds no objects)')
         if len(parts) == 1:

@@ -83,8 +83,10 @@ def ingest_jsonl(
     batch_size: int = 256,
     progress: bool = True,
     max_retries: int = 10,
+    create: bool = False,
 ) -> IngestReport:
-    """Post every Document of ``path`` (one JSON object per line) to ``library``, in input order.
+    """Post every Document of ``path`` (one JSON object per line) to ``library``, in input order;
+    ``create``: first create the library (server defaults) if it does not exist.
 
     Transport failures (timeouts, a dropped connection) are not retried: the batch may have been
     committed, and resending documents without an ``id`` would duplicate them.
@@ -105,6 +107,8 @@ def ingest_jsonl(
             disable=not progress,
         ) as bar,
     ):
+        if create:  # once the file could be opened: a wrong path creates nothing
+            client.get_or_create_library(library)
         for batch, consumed in _batches(stream, path, batch_size):
             if batch:
                 _send(client, library, batch, max_retries)

@@ -18,6 +18,10 @@ class DocumentInput:
     text: str | None
     embedding: np.ndarray | None  # float32 [dimension], checked against the library by the engine
     metadata: Metadata = field(default_factory=dict)
+    # Where the document sits in the request body, for messages (arrwdb.validation.field_path): ""
+    # for the body itself, "documents[3]" in a batch; None: named by its position in the batch.
+    where: str | None = None
+    vector_field: str = "embedding"  # the body field its vector came from ("embedding_base64" too)
 
 
 @dataclass
@@ -36,6 +40,10 @@ class SearchInput:
     # Answer with the hits as the API's JSON (arrwdb.hits_json.HitsJSON) instead of Hit objects: the
     # HTTP layer, which only writes them out.
     json: bool = False
+    # Where the query sits in the request body, for messages: "" for the body itself, "queries[3]" in
+    # a batch; None: named by its position.  vector_field: the body field its vector came from.
+    where: str | None = None
+    vector_field: str = "embedding"
 
 
 @dataclass

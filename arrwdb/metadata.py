@@ -13,9 +13,12 @@ from __future__ import annotations
 import math
 
 from arrwdb.errors import InvalidInput
+from arrwdb.validation import field_path
 
 MetadataValue = str | int | float | bool | list[str]
 Metadata = dict[str, MetadataValue]
+# What every message about a wrong value says a value may be.
+ALLOWED = "a string, a number, a boolean or a list of strings"
 
 MAX_KEYS = 256
 MAX_KEY_CHARS = 256
@@ -63,10 +66,15 @@ def _check_value(value: object, where: str) -> MetadataValue:
             items.append(_check_string(item, f"{where}[{i}]"))
         return items
     if value is None:
-        raise InvalidInput(f"{where} must not be null (omit the key instead)")
+        raise InvalidInput(f"{where} must be {ALLOWED}, not null (to leave the key out, omit it)")
     if isinstance(value, dict):
-        raise InvalidInput(f"{where} must not be an object: metadata is flat")
-    raise InvalidInput(f"{where} must be a string, number, boolean or list of strings, got {json_type_name(value)}")
+        leaf = where.rsplit(".", 1)[-1]
+        example = f" (e.g. '{leaf}.{_key_label(str(next(iter(value))))}')" if value else ""
+        raise InvalidInput(
+            f"{where} must be {ALLOWED}, not an object: metadata is flat, so give each nested value a key "
+            f"of its own{example}"
+        )
+    raise InvalidInput(f"{where} must be {ALLOWED}, got {json_type_name(value)}")
 
 
 def check_int(value: int, where: str) -> int:
@@ -92,8 +100,9 @@ def json_type_name(value: object) -> str:
     return type(value).__name__
 
 
-def validate_metadata(obj: object) -> Metadata:
-    """Check document metadata and return a fresh, normalised copy.
+def validate_metadata(obj: object, where: str = "") -> Metadata:
+    """Check document metadata and return a fresh, normalised copy; ``where`` is the path of the
+    document in its request body ("" for the body itself, "documents[3]" in a batch).
 
     ``None`` (metadata omitted) is ``{}``.  The result shares no mutable list with the input, so a
     caller mutating its request object later cannot change what was stored.
@@ -103,19 +112,20 @@ def validate_metadata(obj: object) -> Metadata:
     """
     if obj is None:
         return {}
+    path = field_path(where, "metadata")
     if not isinstance(obj, dict):
-        raise InvalidInput(f"metadata must be an object, got {json_type_name(obj)}")
+        raise InvalidInput(f"{path} must be an object of keys to values ({ALLOWED}), got {json_type_name(obj)}")
     if len(obj) > MAX_KEYS:
-        raise InvalidInput(f"metadata has {len(obj)} keys; at most {MAX_KEYS} are allowed")
+        raise InvalidInput(f"{path} has {len(obj)} keys; at most {MAX_KEYS} are allowed")
     out: Metadata = {}
     for key, value in obj.items():
         if not isinstance(key, str):
-            raise InvalidInput(f"metadata keys must be strings, got {json_type_name(key)} {key!r}")
+            raise InvalidInput(f"{path} keys must be strings, got {json_type_name(key)} {key!r}")
         if not 1 <= len(key) <= MAX_KEY_CHARS:
-            raise InvalidInput(f"metadata key {_key_label(key)!r} must be 1 to {MAX_KEY_CHARS} characters long")
+            raise InvalidInput(f"{path} key {_key_label(key)!r} must be 1 to {MAX_KEY_CHARS} characters long")
         if key.startswith("$"):
             # "$" keys are reserved for filter operators; allowing them would make a filter on such a
             # field ambiguous with an operator.
-            raise InvalidInput(f'metadata key {_key_label(key)!r} must not start with "$"')
-        out[str(key)] = _check_value(value, f"metadata.{_key_label(key)}")
+            raise InvalidInput(f'{path} key {_key_label(key)!r} must not start with "$"')
+        out[str(key)] = _check_value(value, f"{path}.{_key_label(key)}")
     return out

@@ -14,7 +14,7 @@ import orjson
 from arrwdb.errors import InvalidInput
 from arrwdb.inputs import SearchInput
 from arrwdb.records import LibraryRecord
-from arrwdb.validation import check_k, check_query_params, check_vector, checked_rows
+from arrwdb.validation import check_k, check_query_params, check_vector, checked_rows, field_path
 
 
 def query_vectors(record: LibraryRecord, queries: list[SearchInput], model_dimension: int) -> list[np.ndarray | None]:
@@ -22,7 +22,7 @@ def query_vectors(record: LibraryRecord, queries: list[SearchInput], model_dimen
     queries all carry vectors is checked as one matrix; check_vector names the first bad one."""
     many = len(queries) > 1
     for position, query in enumerate(queries):
-        where = f"queries[{position}]" if many else "query"
+        where = _where(query, position, many)
         check_k(query.k, where)
         check_query_params(query.params, where)
         if query.embedding is None and record.dimension != model_dimension:
@@ -36,10 +36,17 @@ def query_vectors(record: LibraryRecord, queries: list[SearchInput], model_dimen
         if rows is not None:
             return list(rows)
     checked: list[np.ndarray | None] = []
-    for position, vector in enumerate(given):
-        where = f"queries[{position}].embedding" if many else "query.embedding"
-        checked.append(None if vector is None else check_vector(vector, record.dimension, record.metric, where))
+    for position, (query, vector) in enumerate(zip(queries, given, strict=True)):
+        what = field_path(_where(query, position, many), query.vector_field)
+        checked.append(None if vector is None else check_vector(vector, record.dimension, record.metric, what))
     return checked
+
+
+def _where(query: SearchInput, position: int, many: bool) -> str:
+    """The query's path in its request body (the HTTP layer says; other callers are named by position)."""
+    if query.where is not None:
+        return query.where
+    return f"queries[{position}]" if many else ""
 
 
 def query_blocks(queries: list[SearchInput], positions: list[int], max_rows: int) -> list[list[int]]:

@@ -41,13 +41,25 @@ def check_library_settings(dimension: int, index_type: str, metric: str, params:
     return checked
 
 
-def check_query_params(params: dict[str, Any], where: str = "query") -> dict[str, Any]:
-    return check_params(params, QUERY_PARAM_RULES, f"{where}.params")
+def field_path(where: str, name: str) -> str:
+    """A field's path in the request body, the one style of every message: ``k`` in a single
+    query's body, ``queries[2].k`` in a batch, ``documents[0].metadata.year``.  ``where`` is the path
+    of the object holding the field ("" for the body itself)."""
+    return f"{where}.{name}" if where else name
 
 
-def check_k(k: int, where: str = "query") -> int:
+def subject(where: str, whole: str) -> str:
+    """How a message names an item of the body: its path, or ``whole`` ("the query") for the body."""
+    return where or whole
+
+
+def check_query_params(params: dict[str, Any], where: str = "") -> dict[str, Any]:
+    return check_params(params, QUERY_PARAM_RULES, field_path(where, "params"))
+
+
+def check_k(k: int, where: str = "") -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise InvalidInput(f"{where}.k must be an integer between 1 and {MAX_K}")
+        raise InvalidInput(f"{field_path(where, 'k')} must be an integer between 1 and {MAX_K}")
     return k
 
 

@@ -21,6 +21,8 @@ from arrwdb.ratelimit import RateLimiter
 from arrwdb.server import admin, documents, libraries, schemas, search, system
 from arrwdb.server.admission import Admission, AdmissionDoor, AdmissionGate
 from arrwdb.server.auth import KeyRing
+from arrwdb.server.auth_startup import start_auth
+from arrwdb.server.docs_page import install_docs
 from arrwdb.server.errors import install_error_handlers
 from arrwdb.server.fastpath import ArrwdbApp, install_hot_path
 from arrwdb.server.memdebug import install_memory_debug
@@ -51,7 +53,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
         freezer = asyncio.create_task(freeze_gc_when_ready(engine)) if freeze_gc else None
-        app.state.keyring.replace_minted(await api.api_keys(None))
+        # Minted keys, whether auth is on, and the start-up lines that say so (auth_startup.py).
+        await start_auth(app.state.keyring, engine.store, settings)
         try:
             yield
         finally:
@@ -67,9 +70,12 @@ def create_app(
     return app
 
 
-def create_worker_app(settings: Settings, endpoint: str, board_path: Path, metrics_dir: str) -> FastAPI:
+def create_worker_app(
+    settings: Settings, endpoint: str, board_path: Path, metrics_dir: str, auth_enabled: bool
+) -> FastAPI:
     """An HTTP worker process's server: its engine is the engine process at ``endpoint``, its figures
-    go to ``metrics_dir`` (Prometheus's multiprocess folder, set in this process's environment)."""
+    go to ``metrics_dir`` (Prometheus's multiprocess folder, set in this process's environment);
+    ``auth_enabled`` as the parent decided it from the store (server/auth_startup.py)."""
     from arrwdb.ipc.board import Board
     from arrwdb.ipc.remote import RemoteEngine
     from arrwdb.server.admission import BoardAdmission
@@ -90,6 +96,7 @@ def create_worker_app(settings: Settings, endpoint: str, board_path: Path, metri
             await remote.stop()
 
     app = _build_app(settings, remote, telemetry, lambda: admission, lifespan, None)
+    app.state.keyring.enabled = auth_enabled
     app.state.key_sync = MintedKeySync(app.state.keyring, remote, lambda: board.keys)
     app.state.remote_rate_limit = settings.rate_limit_per_s > 0  # kept by the engine, for every worker
     app.state.merge_metrics = lambda text: merge_metrics(text, metrics_dir)
@@ -128,6 +135,7 @@ def _build_app(
         app.add_middleware(middleware, **options)
     install_hot_path(app, lambda endpoint: _wrapped(endpoint, layers))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_docs(app)  # /docs from packaged assets, and the API-key security scheme (docs_page.py)
     return app
 
 

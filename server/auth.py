@@ -6,9 +6,10 @@ presented key is hashed and its digest looked up; the final match is made with
 ``hmac.compare_digest`` (constant time).  The lookup is keyed by the digest, which an attacker cannot
 steer toward a stored one without the key itself, so its timing says nothing about the stored keys.
 
-Each configured key is a tenant of its own (``key-<first 16 hex digits of its digest>``); a minted key
-names its tenant.  With no key configured at all (neither tenant keys nor an admin key), everyone is
-the tenant "default" (allowed only on a loopback host: ``arrwdb serve`` refuses otherwise).
+Each configured key is a tenant of its own (``key-<first 16 hex digits of its digest>``) unless its
+entry names one (``tenant=key``); a minted key names its tenant.  With no key at all (no tenant keys,
+no admin key, no minted key in the store: see arrwdb/auth_policy.py), everyone is the tenant
+"default" (allowed only on a loopback host: ``arrwdb serve`` refuses otherwise).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from arrwdb import auth_policy
+from arrwdb.auth_policy import tenant_keys
 from arrwdb.errors import Unauthorized
 from arrwdb.ratelimit import RATE_KEY, RateLimiter
 
 if TYPE_CHECKING:
     from arrwdb.engine_api import EngineAPI
 
-DEFAULT_TENANT = "default"
+DEFAULT_TENANT = auth_policy.DEFAULT_TENANT
 
 
 def digest(key: str) -> bytes:
@@ -51,7 +54,10 @@ class Identity:
 class KeyRing:
     def __init__(self, keys: list[str], admin_key: str = "", enabled: bool | None = None) -> None:
         # digest -> (digest, tenant): the stored digest is what the presented one is compared with.
-        self._entries: dict[bytes, tuple[bytes, str]] = {digest(k): (digest(k), configured_tenant(k)) for k in keys}
+        # "tenant=key" entries name their tenant; a plain key is a tenant of its own (auth_policy.py).
+        self._entries: dict[bytes, tuple[bytes, str]] = {
+            digest(k): (digest(k), t) for t, k in tenant_keys(keys, configured_tenant)
+        }
         self._minted: dict[str, bytes] = {}  # key id -> digest, to revoke by id
         self._admin = digest(admin_key) if admin_key else None
         self.enabled = bool(keys or admin_key) if enabled is None else enabled

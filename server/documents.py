@@ -16,19 +16,21 @@ from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import api_of, deadline_of
 from arrwdb.server.responses import JSON
-from arrwdb.server.vectors import client_vector
-from arrwdb.validation import check_name
+from arrwdb.server.vectors import client_vector, vector_field
+from arrwdb.validation import check_name, field_path
 
 router = APIRouter(prefix="/v1/libraries/{library}/documents", tags=["documents"])
 
 
 def document_input(doc: schemas.Document, where: str) -> DocumentInput:
     return DocumentInput(
-        id=None if doc.id is None else check_name(doc.id, f"{where}.id"),
+        id=None if doc.id is None else check_name(doc.id, field_path(where, "id")),
         title=doc.title,
         text=doc.text,
         embedding=client_vector(doc.embedding, doc.embedding_base64, where),
-        metadata=validate_metadata(doc.metadata),
+        metadata=validate_metadata(doc.metadata, where),
+        where=where,  # paths in messages: arrwdb.validation.field_path ("" = the body itself)
+        vector_field=vector_field(doc.embedding_base64),
     )
 
 
@@ -41,7 +43,7 @@ def document_input(doc: schemas.Document, where: str) -> DocumentInput:
 async def add_document(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     body = await parse_body(request, schemas.Document)
     ids = await api_of(request).upsert_documents(
-        tenant, library, [document_input(body, "document")], bulk=False, deadline=deadline_of(request)
+        tenant, library, [document_input(body, "")], bulk=False, deadline=deadline_of(request)
     )
     return JSON({"id": ids[0]}, status_code=201)
 

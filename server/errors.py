@@ -37,12 +37,34 @@ def arrwdb_error_response(exc: ArrwdbError) -> Response:
     return error_response(exc.status, exc.type, exc.message, headers)
 
 
-def describe_validation_errors(errors: list[dict]) -> str:  # type: ignore[type-arg]
+# Where FastAPI says a request parameter came from (the first part of its error location).
+_PARAMETER_SOURCES = frozenset({"query", "path", "header", "cookie", "body"})
+
+
+def error_path(location: tuple[object, ...]) -> str:
+    """A location as the path every message uses (arrwdb.validation.field_path's style): fields
+    joined by dots, list positions in brackets: ``queries[0].k``, ``documents[2].metadata``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def describe_validation_errors(errors: list[dict], parameters: bool = False) -> str:  # type: ignore[type-arg]
+    """``parameters``: the errors are FastAPI's, about request parameters, whose locations start with
+    their source ("query", "path"); a parameter is then named by itself (``limit``), as a body field
+    is by its path in the body (``k``)."""
     parts = []
     for error in errors[:3]:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+        location = tuple(error.get("loc", ()))
+        if parameters and location and location[0] in _PARAMETER_SOURCES:
+            location = location[1:]
+        path = error_path(location)
         message = error.get("msg", "invalid value")
-        parts.append(f"{location}: {message}" if location else message)
+        parts.append(f"{path}: {message}" if path else message)
     more = len(errors) - 3
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
@@ -62,7 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, "invalid_input", describe_validation_errors(list(exc.errors())))
+        return error_response(422, "invalid_input", describe_validation_errors(list(exc.errors()), parameters=True))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

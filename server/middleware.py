@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arrwdb.config import MIB
 from arrwdb.errors import PayloadTooLarge
 from arrwdb.server.errors import arrwdb_error_response
 from arrwdb.telemetry import Telemetry
@@ -43,7 +44,11 @@ class BodyLimit:
         await self.app(scope, counted_receive, send)
 
     def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the body is larger than {self.max_bytes} bytes")
+        # Names the setting: the limit is the operator's to raise, not a fixed property of the API.
+        return PayloadTooLarge(
+            f"the body is larger than {self.max_bytes} bytes ({self.max_bytes / MIB:g} MiB), the limit set by "
+            "ARRWDB_MAX_REQUEST_BYTES; send fewer documents or queries a request"
+        )
 
 
 def _content_length(scope: Scope) -> int | None:

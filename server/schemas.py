@@ -3,9 +3,9 @@ fields are refused so a typo ("filtr") is an error, not a silently unfiltered se
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 
 class Strict(BaseModel):
@@ -14,6 +14,12 @@ class Strict(BaseModel):
 
 Scalar = str | int | float | bool
 MetadataValue = Scalar | list[str]
+# Metadata is checked by arrwdb.metadata.validate_metadata, whose messages name the key and say what a
+# value may be (pydantic's union errors list one failure per allowed type instead); the schema still
+# declares the allowed values.
+MetadataField = Annotated[
+    dict[str, Any] | None, WithJsonSchema(TypeAdapter(dict[str, MetadataValue] | None).json_schema())
+]
 
 
 class LibraryCreate(Strict):
@@ -55,7 +61,7 @@ class Document(Strict):
     text: str | None = None
     embedding: list[float] | None = None
     embedding_base64: str | None = EMBEDDING_BASE64
-    metadata: dict[str, MetadataValue] | None = None
+    metadata: MetadataField = Field(None, description="Keys to a string, a number, a boolean or a list of strings.")
 
 
 class DocumentBatch(Strict):

@@ -21,9 +21,9 @@ from arrwdb.server.deps import api_of, deadline_of, settings_of
 from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
 from arrwdb.server.slowlog import log_slow_search
-from arrwdb.server.vectors import client_vector
+from arrwdb.server.vectors import client_vector, vector_field
 from arrwdb.timings import Timings
-from arrwdb.validation import check_k, check_query_params
+from arrwdb.validation import check_k, check_query_params, field_path, subject
 
 router = APIRouter(tags=["search"])
 
@@ -31,14 +31,17 @@ router = APIRouter(tags=["search"])
 def search_input(query: schemas.Query, where: str) -> SearchInput:
     embedding = client_vector(query.embedding, query.embedding_base64, where)
     if (query.query is None) == (embedding is None):
-        raise InvalidInput(f"{where}: give exactly one of query and embedding (or embedding_base64)")
+        # Paths in messages: arrwdb.validation.field_path ("" = the body itself).
+        raise InvalidInput(
+            f"{subject(where, 'the query')}: give exactly one of query and embedding (or embedding_base64)"
+        )
     if query.query is not None and not query.query.strip():
-        raise InvalidInput(f"{where}.query must not be empty")
+        raise InvalidInput(f"{field_path(where, 'query')} must not be empty")
     check_k(query.k, where)
     try:
         filter_ = parse_filter(query.filter)
     except InvalidInput as exc:
-        raise InvalidInput(f"{where}.{exc.message}") from None
+        raise InvalidInput(field_path(where, exc.message)) from None
     params = {} if query.params is None else query.params.given()
     check_query_params(params, where)
     return SearchInput(
@@ -50,6 +53,8 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         include_text=query.include_text,
         params=params,
         json=True,  # the answer is written out as it comes: see arrwdb.hits_json
+        where=where,
+        vector_field=vector_field(query.embedding_base64),
     )
 
 
@@ -93,7 +98,7 @@ async def _run_search(
 async def search(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     started = time.perf_counter()
     body = await parse_body(request, schemas.Query)
-    query = search_input(body, "query")
+    query = search_input(body, "")
     results, timings = await _run_search(request, "search", tenant, library, [query], started)
     took_ms = (time.perf_counter() - started) * 1000.0
     # Hits come as the API's JSON (arrwdb.hits_json), written into the answer as they are.

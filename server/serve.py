@@ -13,6 +13,7 @@ from arrwdb.config import Settings
 from arrwdb.errors import InvalidInput
 from arrwdb.gc_tuning import tune_process
 from arrwdb.server.app import create_app, uvicorn_options
+from arrwdb.server.auth_startup import decide_from_store
 from arrwdb.server.supervisor import run_server
 
 
@@ -35,15 +36,17 @@ def workers_for(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> None:
-    if not settings.auth_enabled() and not is_loopback(settings.host):
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    auth = decide_from_store(settings)  # minted keys in the store keep auth on
+    if not auth.enabled and not is_loopback(settings.host):
         raise InvalidInput(
             f"refusing to listen on {settings.host} without API keys: set ARRWDB_API_KEYS or ARRWDB_ADMIN_KEY "
             "(auth may be off only on a loopback address)"
         )
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     workers = workers_for(settings)
     if workers > 0:
-        run_server(settings, workers)
+        auth.log()
+        run_server(settings, workers, auth_enabled=auth.enabled)
         return
     tune_process()
     app = create_app(settings, freeze_gc=True)

@@ -35,11 +35,12 @@ _RESTART_PAUSE_S = 0.5  # between a child's end and its restart, so a child that
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(self, settings: Settings, workers: int, auth_enabled: bool) -> None:
         from arrwdb.server.worker_main import listening_socket
 
         self.settings = settings
         self.worker_count = workers
+        self.auth_enabled = auth_enabled  # decided once from the store (server/auth_startup.py)
         self.run_dir = Path(tempfile.mkdtemp(prefix="arrwdb-"))
         self.endpoint = f"ipc://{self.run_dir / 'engine.sock'}"
         self.board_path = self.run_dir / "board"
@@ -69,7 +70,7 @@ class Supervisor:
     def _start_worker(self, index: int) -> None:
         from arrwdb.server.worker_main import run_worker
 
-        args = (self.settings, self.port, self.endpoint, self.board_path, str(self.metrics_dir))
+        args = (self.settings, self.port, self.endpoint, self.board_path, str(self.metrics_dir), self.auth_enabled)
         process = self.context.Process(target=run_worker, args=args, name=f"arrwdb-http-{index}")
         process.start()
         self.workers[index] = process
@@ -150,5 +151,5 @@ def _stop(processes: list[BaseProcess], grace_s: float) -> None:
             process.join(5)
 
 
-def run_server(settings: Settings, workers: int) -> None:
-    Supervisor(settings, workers).run()
+def run_server(settings: Settings, workers: int, auth_enabled: bool) -> None:
+    Supervisor(settings, workers, auth_enabled).run()

@@ -27,7 +27,9 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
     return sock
 
 
-def run_worker(settings: Settings, port: int, endpoint: str, board_path: Path, metrics_dir: str) -> None:
+def run_worker(
+    settings: Settings, port: int, endpoint: str, board_path: Path, metrics_dir: str, auth_enabled: bool
+) -> None:
     """The worker process's main: serve until SIGTERM (uvicorn answers the requests in flight first)."""
     # Before prometheus_client is imported: this process's figures go to the shared folder.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -41,7 +43,7 @@ def run_worker(settings: Settings, port: int, endpoint: str, board_path: Path, m
     from arrwdb.server.app import create_worker_app, uvicorn_options
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_worker_app(settings, endpoint, board_path, metrics_dir)
+    app = create_worker_app(settings, endpoint, board_path, metrics_dir, auth_enabled)
     sock = listening_socket(settings.host, port)
     config = uvicorn.Config(app, **uvicorn_options(settings, app.state.admission_door))
     uvicorn.Server(config).run(sockets=[sock])

@@ -105,6 +105,8 @@ def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[
                 "t": query.include_text,
                 "p": query.params,
                 "v": position,
+                "w": query.where,
+                "vf": query.vector_field,
             }
         )
     return described, frames
@@ -127,6 +129,8 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
                 include_text=fields["t"],
                 params=fields["p"],
                 json=True,
+                where=fields["w"],
+                vector_field=fields["vf"],
             )
         )
     return queries
@@ -142,7 +146,17 @@ def documents_out(docs: list[DocumentInput]) -> tuple[list[dict[str, Any]], list
         if doc.embedding is not None:
             position = len(frames)
             frames.append(vector_frame(doc.embedding))
-        described.append({"id": doc.id, "title": doc.title, "text": doc.text, "m": doc.metadata, "v": position})
+        described.append(
+            {
+                "id": doc.id,
+                "title": doc.title,
+                "text": doc.text,
+                "m": doc.metadata,
+                "v": position,
+                "w": doc.where,
+                "vf": doc.vector_field,
+            }
+        )
     return described, frames
 
 
@@ -154,6 +168,8 @@ def documents_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Doc
             text=fields["text"],
             embedding=None if fields["v"] < 0 else vector_from(frames[fields["v"]]),
             metadata=fields["m"],
+            where=fields["w"],
+            vector_field=fields["vf"],
         )
         for fields in described
     ]

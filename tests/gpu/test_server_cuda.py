@@ -79,14 +79,14 @@ def test_search_on_cuda_matches_the_reference(server: Client, index_type: str, m
     params = {"nprobe": 65536} if index_type == "ivf" else {"ef_search": 1024} if index_type == "hnsw" else None
     found = []
     for query in queries:
-        hits = server.search(name, embedding=query.tolist(), k=10, include_text=False, params=params)["results"]
+        hits = server.search(name, embedding=query.tolist(), k=10, include_text=False, params=params)
         found.append([int(h["document_id"][1:]) for h in hits])
     found_ids = np.array(found)
     overlap = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found_ids, truth, strict=True)])
     assert overlap >= (0.99 if index_type == "brute_force" else 0.97)
     body = [{"embedding": q.tolist(), "k": 10, "include_text": False, "params": params or {}} for q in queries]
     batch = server.search_batch(name, body)
-    batch_ids = np.array([[int(h["document_id"][1:]) for h in hits] for hits in batch["results"]])
+    batch_ids = np.array([[int(h["document_id"][1:]) for h in hits] for hits in batch])
     np.testing.assert_array_equal(batch_ids, found_ids)  # batch invariance over HTTP
     stats = server.statistics(name)
     assert stats["device"] == "cuda" and stats["gpu_memory_bytes"] > 0 and stats["vector_count"] == ROWS
@@ -100,7 +100,7 @@ def test_text_search_embeds_on_cuda(server: Client) -> None:
     texts = ["The cat sleeps on the warm windowsill.", "Stock markets fell sharply.", "Rain is expected tomorrow."]
     server.add_documents("texts", [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)])
     for i, text in enumerate(texts):
-        hits = server.search("texts", query=text, k=1)["results"]
+        hits = server.search("texts", query=text, k=1)
         assert hits[0]["document_id"] == f"t{i}" and hits[0]["score"] > 0.99
     embedded = server.embed(texts)
     assert embedded["dimension"] == len(embedded["embeddings"][0])

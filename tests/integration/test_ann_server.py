@@ -29,7 +29,7 @@ def test_ann_library_builds_in_background_and_survives_restart(start_server, tmp
         ]
         client.add_documents("ann", docs)
         # Searches are answered throughout (exactly until the index exists).
-        assert client.search("ann", embedding=vectors[start].tolist(), k=1)["results"][0]["document_id"] == f"d{start}"
+        assert client.search("ann", embedding=vectors[start].tolist(), k=1)[0]["document_id"] == f"d{start}"
     stats = wait_built(server, client, "ann")
     assert stats["state"] == "ann"
     assert stats["trained"] is True
@@ -43,7 +43,7 @@ def test_ann_library_builds_in_background_and_survives_restart(start_server, tmp
     assert stats["tombstones"] == 0
     assert client.statistics("ann")["index"]["tombstones"] == 1
     before = [client.search("ann", embedding=q.tolist(), k=10, filter={"g": {"$ne": 3}}) for q in queries]
-    assert all(h["document_id"] != "d5" for r in before for h in r["results"])
+    assert all(h["document_id"] != "d5" for r in before for h in r)
     assert (tmp_path / "store" / "indexes").exists()
     client.close()
     server.stop()
@@ -56,7 +56,7 @@ def test_ann_library_builds_in_background_and_survives_restart(start_server, tmp
         assert stats["tombstones"] == 1  # the delete after the snapshot, replayed from the store
         after = [c.search("ann", embedding=q.tolist(), k=10, filter={"g": {"$ne": 3}}) for q in queries]
         for b, a in zip(before, after, strict=True):
-            assert [h["document_id"] for h in a["results"]] == [h["document_id"] for h in b["results"]]
+            assert [h["document_id"] for h in a] == [h["document_id"] for h in b]
 
 
 def test_corrupt_snapshot_is_rebuilt_from_the_store(start_server, tmp_path):
@@ -81,7 +81,7 @@ def test_corrupt_snapshot_is_rebuilt_from_the_store(start_server, tmp_path):
         stats = wait_built(again, c, "h")
         assert stats["state"] == "ann"
         assert stats["builds"] == 1  # rebuilt, not served from the broken file
-        assert c.search("h", embedding=vectors[42].tolist(), k=1)["results"][0]["document_id"] == "d42"
+        assert c.search("h", embedding=vectors[42].tolist(), k=1)[0]["document_id"] == "d42"
         assert c.statistics("h")["vector_count"] == 3000  # every vector back, from the store
 
 
@@ -120,4 +120,4 @@ def test_a_missing_vector_snapshot_is_written_again(start_server, tmp_path, monk
     third = start_server(data_dir)
     with third.client() as c:
         assert c.statistics("h")["vector_count"] == 3000
-        assert c.search("h", embedding=vectors[7].tolist(), k=1)["results"][0]["document_id"] == "d7"
+        assert c.search("h", embedding=vectors[7].tolist(), k=1)[0]["document_id"] == "d7"

@@ -44,7 +44,7 @@ def test_upsert_replaces(client, lib):
     stats = client.statistics("docs")
     assert stats["document_count"] == 1
     assert stats["vector_count"] == 1
-    hit = client.search("docs", query="cats", k=5)["results"]
+    hit = client.search("docs", query="cats", k=5)
     assert [h["text"] for h in hit] == ["second version about finance"]
 
 
@@ -81,7 +81,7 @@ def test_long_text_is_chunked_with_offsets(client, lib):
     stats = client.statistics("docs")
     assert stats["document_count"] == 1
     assert stats["chunk_count"] >= 4
-    hits = client.search("docs", query="Sentence 150 talks about topic 3", k=stats["chunk_count"])["results"]
+    hits = client.search("docs", query="Sentence 150 talks about topic 3", k=stats["chunk_count"])
     assert {h["chunk_index"] for h in hits} == set(range(stats["chunk_count"]))
     for hit in hits:
         assert hit["document_id"] == "long"
@@ -123,7 +123,7 @@ def test_delete_document(client, lib):
     with pytest.raises(ApiError) as err:
         client.delete_document("docs", "a")
     assert err.value.status == 404
-    hits = client.search("docs", query="to delete", k=10)["results"]
+    hits = client.search("docs", query="to delete", k=10)
     assert [h["document_id"] for h in hits] == ["b"]
 
 
@@ -218,7 +218,7 @@ def test_embedding_base64_is_the_same_vector_as_a_list(client, vec_lib):
     client.add_documents("vecs", [{"id": "encoded", "embedding_base64": _b64(values), "text": "t"}])
     listed, encoded = client.get_document("vecs", "listed"), client.get_document("vecs", "encoded")
     assert encoded["embedding"] == listed["embedding"]
-    hits = client.search("vecs", embedding=values, k=2)["results"]
+    hits = client.search("vecs", embedding=values, k=2)
     assert {h["document_id"] for h in hits} == {"listed", "encoded"}
     assert hits[0]["score"] == pytest.approx(hits[1]["score"], abs=1e-6)
 

@@ -26,7 +26,7 @@ def test_every_index_type_and_metric_is_accepted(client, index_type, metric):
     assert (lib["index_type"], lib["metric"], lib["dimension"]) == (index_type, metric, 8)
     vectors = {f"d{i}": [float((i * 7 + j) % 5) + 0.5 for j in range(8)] for i in range(6)}
     client.add_documents(lib["id"], [{"id": k, "embedding": v} for k, v in vectors.items()])
-    hits = client.search(lib["id"], embedding=vectors["d3"], k=3)["results"]
+    hits = client.search(lib["id"], embedding=vectors["d3"], k=3)
     assert len(hits) == 3
     assert hits[0]["document_id"] == "d3"  # exact until an ANN index is built
 

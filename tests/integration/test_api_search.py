@@ -29,19 +29,20 @@ def corpus(client):
     return client
 
 
-def ids(response):
-    return [hit["document_id"] for hit in response["results"]]
+def ids(hits):
+    return [hit["document_id"] for hit in hits]
 
 
-def test_text_search_ranks_by_meaning(corpus):
+def test_text_search_ranks_by_meaning(server, corpus):
     assert ids(corpus.search("news", query="kitten napping", k=1)) == ["cat"]
     assert ids(corpus.search("news", query="interest rates and inflation", k=1)) == ["bonds"]
-    result = corpus.search("news", query="puppy playing", k=6)
-    assert len(result["results"]) == 6
-    scores = [h["score"] for h in result["results"]]
+    hits = corpus.search("news", query="puppy playing", k=6)
+    assert len(hits) == 6
+    scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
-    assert result["took_ms"] > 0
-    top = result["results"][0]
+    answer = httpx.post(f"{server.url}/v1/libraries/news/search", json={"query": "puppy playing", "k": 6}).json()
+    assert answer["took_ms"] > 0 and answer["results"] == hits
+    top = hits[0]
     assert top == {
         "document_id": "dog",
         "chunk_index": 0,
@@ -53,7 +54,7 @@ def test_text_search_ranks_by_meaning(corpus):
 
 
 def test_include_text_false(corpus):
-    hits = corpus.search("news", query="weather", k=2, include_text=False)["results"]
+    hits = corpus.search("news", query="weather", k=2, include_text=False)
     assert all(h["text"] is None for h in hits)
     assert all(h["title"] for h in hits)
 
@@ -88,7 +89,7 @@ def test_filter_returns_k_when_k_match(client):
     # The 10 nearest to the origin are d0..d9, but only odd ids match: the filter applies before top-k.
     got = client.search("many", embedding=[0.0, 0.0], k=10, filter={"even": False})
     assert ids(got) == [f"d{i}" for i in range(1, 20, 2)]
-    assert [h["score"] for h in got["results"]] == [-float(i * i) for i in range(1, 20, 2)]
+    assert [h["score"] for h in got] == [-float(i * i) for i in range(1, 20, 2)]
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
@@ -106,7 +107,7 @@ def test_vector_search_matches_numpy(client, metric):
     else:
         scores = -((data - query) ** 2).sum(axis=1)
     expected = np.argsort(-scores)[:10]
-    got = client.search("v", embedding=query.tolist(), k=10)["results"]
+    got = client.search("v", embedding=query.tolist(), k=10)
     assert [int(h["document_id"]) for h in got] == expected.tolist()
     assert np.allclose([h["score"] for h in got], scores[expected], rtol=1e-4, atol=1e-4)
 
@@ -121,23 +122,23 @@ def test_embedding_base64_queries_match_json_queries(client):
     client.create_library("b64", dimension=16, metric="l2")
     client.add_documents("b64", [{"id": str(i), "embedding": row.tolist()} for i, row in enumerate(data)])
     queries = rng.normal(size=(5, 16)).astype(np.float32)
-    listed = client.search_batch("b64", [{"embedding": q.tolist(), "k": 7} for q in queries])["results"]
-    encoded = client.search_batch("b64", [{"embedding_base64": _b64(q), "k": 7} for q in queries])["results"]
+    listed = client.search_batch("b64", [{"embedding": q.tolist(), "k": 7} for q in queries])
+    encoded = client.search_batch("b64", [{"embedding_base64": _b64(q), "k": 7} for q in queries])
     assert encoded == listed
-    single = client.search("b64", embedding_base64=_b64(queries[0]), k=7)["results"]
+    single = client.search("b64", embedding_base64=_b64(queries[0]), k=7)
     assert single == listed[0]
 
 
 def test_search_batch(corpus):
     queries = [{"query": "kitten"}, {"query": "inflation", "k": 2}, {"query": "rain", "filter": {"topic": "pets"}}]
     got = corpus.search_batch("news", queries)
-    assert [len(r) for r in got["results"]] == [6, 2, 2]
-    assert got["results"][0][0]["document_id"] == "cat"
-    assert got["results"][1][0]["document_id"] == "bonds"
-    assert {h["document_id"] for h in got["results"][2]} == {"cat", "dog"}
+    assert [len(r) for r in got] == [6, 2, 2]
+    assert got[0][0]["document_id"] == "cat"
+    assert got[1][0]["document_id"] == "bonds"
+    assert {h["document_id"] for h in got[2]} == {"cat", "dog"}
     # The same queries one at a time give the same answers.
-    for query, batched in zip(queries, got["results"], strict=True):
-        single = corpus.search("news", **query)["results"]
+    for query, batched in zip(queries, got, strict=True):
+        single = corpus.search("news", **query)
         assert [h["document_id"] for h in single] == [h["document_id"] for h in batched]
 
 
@@ -210,10 +211,10 @@ def test_embed_matches_document_vectors(client):
     client.create_library("e")
     text = "Embedding the same text twice gives the same vector."
     vector = client.embed([text])["embeddings"][0]
-    hit = client.search("e", embedding=vector, k=1)["results"]
+    hit = client.search("e", embedding=vector, k=1)
     assert hit == []
     client.add_document("e", {"id": "same", "text": text})
-    hit = client.search("e", embedding=vector, k=1)["results"][0]
+    hit = client.search("e", embedding=vector, k=1)[0]
     assert hit["document_id"] == "same"
     assert hit["score"] == pytest.approx(1.0, abs=1e-5)
 

@@ -67,7 +67,7 @@ def test_tenant_isolation(keyed):
                 call()
             assert err.value.status == 404
         assert [x["id"] for x in b.list_libraries()] == [b_lib["id"]]
-        assert b.search("shared-name", query="private")["results"] == []
+        assert b.search("shared-name", query="private") == []
         # A's data is untouched.
         assert a.get_document(lib["id"], "secret")["text"] == "tenant A's private text"
         assert a.get_library(lib["id"])["document_count"] == 1
@@ -289,7 +289,7 @@ def test_every_endpoint_as_another_tenant_is_404_and_leaks_nothing(start_server)
     with server.client(KEY_B) as b:
         assert [x["id"] for x in b.list_libraries()] == [b_lib["id"]]
         assert [d["id"] for d in b.list_documents(b_lib["id"])["documents"]] == ["b-doc"]
-        hits = b.search(b_lib["id"], embedding=VECTOR, k=10)["results"]
+        hits = b.search(b_lib["id"], embedding=VECTOR, k=10)
         assert [h["document_id"] for h in hits] == ["b-doc"]
     with server.client(KEY_A) as a:  # A's library is exactly as it was: no write of B's landed
         assert (a.get_library(lib["id"]), a.get_document(lib["id"], "secret-doc"), a.statistics(lib["id"])) == a_before

@@ -79,10 +79,10 @@ def test_read_your_writes(client):
     for i in range(30):
         vector = rng.normal(size=8).tolist()
         client.add_document("ryw", {"id": f"v{i}", "embedding": vector})
-        assert client.search("ryw", embedding=vector, k=1)["results"][0]["document_id"] == f"v{i}"
+        assert client.search("ryw", embedding=vector, k=1)[0]["document_id"] == f"v{i}"
         if i % 3 == 0:
             client.delete_document("ryw", f"v{i}")
-            hits = client.search("ryw", embedding=vector, k=30)["results"]
+            hits = client.search("ryw", embedding=vector, k=30)
             assert f"v{i}" not in [h["document_id"] for h in hits]
 
 
@@ -116,14 +116,14 @@ def _check_batch_invariance(server, client, index_type):
         elif i % 5 == 0:
             query["filter"] = {"even": True}
         queries.append(query)
-    alone = [client.search("inv", **q)["results"] for q in queries]
+    alone = [client.search("inv", **q) for q in queries]
 
     async def concurrently() -> list[list[dict]]:
         async with AsyncClient(server.url) as c:
             responses = await asyncio.gather(*(c.search("inv", **q) for q in queries))
-        return [r["results"] for r in responses]
+        return responses
 
-    batched = client.search_batch("inv", queries)["results"]
+    batched = client.search_batch("inv", queries)
     concurrent = asyncio.run(concurrently())
     for single, in_batch, in_concurrent in zip(alone, batched, concurrent, strict=True):
         for other in (in_batch, in_concurrent):
@@ -165,7 +165,7 @@ def test_overload_answers_429_at_once_and_recovers(start_server):
         assert len(served) + len(rejected) == 12
         assert all(o[2] is not None and int(o[2]) >= 1 for o in rejected)
         assert all(o[1] < 0.5 for o in rejected)  # refused at once, not after the worker freed
-        assert client.search("o", embedding=[1, 2, 3, 4], k=1)["results"][0]["document_id"] == "a"
+        assert client.search("o", embedding=[1, 2, 3, 4], k=1)[0]["document_id"] == "a"
         # Every 429 above is counted (how many there were varies with the batches formed meanwhile).
         assert metric(client.metrics(), "arrwdb_requests_dropped_total", 'reason="rejected_queue_full"') == len(
             rejected
@@ -194,7 +194,7 @@ def test_deadline_passes_with_504_and_costs_no_compute(server, client):
     finally:
         job.release.set()
     text = client.search("d", embedding=[1, 0, 0, 0], k=1)
-    assert text["results"][0]["document_id"] == "a"
+    assert text[0]["document_id"] == "a"
     metrics = client.metrics()
     assert metric(metrics, "arrwdb_requests_dropped_total", 'reason="deadline"') >= 1
 

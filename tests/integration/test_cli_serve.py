@@ -66,7 +66,7 @@ def test_serve_on_defaults_and_ingest(served):
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 120
     assert client.get_library("books")["document_count"] == 30
-    assert client.search("books", query="Chapter 12", k=1)["results"][0]["document_id"].startswith("b")
+    assert client.search("books", query="Chapter 12", k=1)[0]["document_id"].startswith("b")
 
 
 def test_serve_refuses_public_host_without_keys(tmp_path):

@@ -18,7 +18,7 @@ def add(client, vectors: np.ndarray, first: int, count: int) -> None:
 
 
 def top(client, vector: np.ndarray) -> list[str]:
-    return [h["document_id"] for h in client.search("exact", embedding=vector.tolist(), k=5)["results"]]
+    return [h["document_id"] for h in client.search("exact", embedding=vector.tolist(), k=5)]
 
 
 def test_a_large_exact_library_restarts_from_its_vector_snapshot(start_server, tmp_path, monkeypatch):

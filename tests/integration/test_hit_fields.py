@@ -32,8 +32,8 @@ def _both_ways(c: Any) -> list[list[dict[str, Any]]]:
     """Each query's hits without text (memory) after checking them against the hits with text (store)."""
     answers = []
     for query in QUERIES:
-        plain = c.search("hits", query=query, **PARAMS)["results"]
-        with_text = c.search("hits", query=query, k=20, include_text=True)["results"]
+        plain = c.search("hits", query=query, **PARAMS)
+        with_text = c.search("hits", query=query, k=20, include_text=True)
         assert all(hit["text"] for hit in with_text)
         assert plain == [{**hit, "text": None} for hit in with_text]
         answers.append(plain)
@@ -69,9 +69,7 @@ def test_hits_from_memory_match_the_store_through_writes_and_a_restart(start_ser
         for a, b in zip(after, before, strict=True):
             np.testing.assert_allclose([h["score"] for h in a], [h["score"] for h in b], rtol=1e-5, atol=1e-6)
         c.add_document("hits", {"id": "n1", "title": "Renamed", "text": "note 1 about subject 1", "metadata": {}})
-        renamed = [
-            h for h in c.search("hits", query="note 1 about subject 1", **PARAMS)["results"] if h["document_id"] == "n1"
-        ]
+        renamed = [h for h in c.search("hits", query="note 1 about subject 1", **PARAMS) if h["document_id"] == "n1"]
         assert renamed and renamed[0]["title"] == "Renamed" and renamed[0]["metadata"] == {}
         _both_ways(c)
 
@@ -83,16 +81,14 @@ def test_vector_only_hits_from_memory(client):
     client.add_documents(
         "vecs", [{"id": f"v{i}", "embedding": v.tolist(), "metadata": {"i": i}} for i, v in enumerate(vectors)]
     )
-    answer = client.search("vecs", embedding=vectors[4].tolist(), k=3, include_text=False)["results"]
+    answer = client.search("vecs", embedding=vectors[4].tolist(), k=3, include_text=False)
     assert answer[0]["document_id"] == "v4" and answer[0]["metadata"] == {"i": 4} and answer[0]["chunk_index"] == 0
-    assert answer == [
-        {**hit, "text": None} for hit in client.search("vecs", embedding=vectors[4].tolist(), k=3)["results"]
-    ]
+    assert answer == [{**hit, "text": None} for hit in client.search("vecs", embedding=vectors[4].tolist(), k=3)]
 
 
 def _texts(c: Any, embedding: list[float]) -> dict[str, str | None]:
     """Every document's hit text (include_text), by id: memory answers when no hit has a text."""
-    return {hit["document_id"]: hit["text"] for hit in c.search("mixed", embedding=embedding, k=50)["results"]}
+    return {hit["document_id"]: hit["text"] for hit in c.search("mixed", embedding=embedding, k=50)}
 
 
 def test_texts_of_a_mixed_library_through_writes_and_a_restart(start_server, tmp_path):
@@ -121,7 +117,7 @@ def test_texts_of_a_mixed_library_through_writes_and_a_restart(start_server, tmp
         del expected["v2"]
         assert _texts(c, vectors[3].tolist()) == expected
         # Hits of text-less documents only (memory): the vector's own document first, text None.
-        alone = c.search("mixed", embedding=vectors[3].tolist(), k=1)["results"]
+        alone = c.search("mixed", embedding=vectors[3].tolist(), k=1)
         assert alone[0]["document_id"] == "v3" and alone[0]["text"] is None and alone[0]["metadata"] == {"i": 3}
     first.stop()
 

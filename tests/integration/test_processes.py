@@ -275,3 +275,25 @@ def test_a_stop_answers_the_requests_in_flight(tmp_path):
         thread.join(timeout=120)
     assert statuses == [200, 200, 200]
     assert not [pid for pid in descendants if alive(pid)]
+
+
+def test_minted_keys_stay_enforced_by_every_worker_after_a_restart_without_the_admin_key(tmp_path):
+    data_dir = tmp_path / "data"
+    server = start_processes(data_dir, workers=2)
+    try:
+        minted = _mint(server.url)
+    finally:
+        server.stop()
+    server = start_processes(data_dir, workers=2, ARRWDB_ADMIN_KEY="")
+    try:
+        pinned = pinned_clients(server.url, 2)
+        try:
+            for _, client in pinned:
+                assert client.get("/v1/libraries", headers={"X-API-Key": "not-a-key"}).status_code == 401
+                assert client.get("/v1/libraries").status_code == 401
+                assert client.get("/v1/libraries", headers={"X-API-Key": minted["X-API-Key"]}).status_code == 200
+        finally:
+            for _, client in pinned:
+                client.close()
+    finally:
+        server.stop()

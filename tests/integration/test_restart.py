@@ -36,11 +36,11 @@ def test_restart_restores_everything(start_server, tmp_path):
             for key in ("document_count", "chunk_count", "vector_count", "dimension", "index_type", "metric"):
                 assert stats[key] == before_stats[name][key]
         after_hits = c.search("vecs", embedding=vectors[3].tolist(), k=5, filter={"i": {"$lt": 900}})
-        assert [h["document_id"] for h in after_hits["results"]] == [h["document_id"] for h in before_hits["results"]]
-        assert "v7" not in [h["document_id"] for h in c.search("vecs", embedding=vectors[7].tolist(), k=50)["results"]]
+        assert [h["document_id"] for h in after_hits] == [h["document_id"] for h in before_hits]
+        assert "v7" not in [h["document_id"] for h in c.search("vecs", embedding=vectors[7].tolist(), k=50)]
         after_text = c.search("texts", query="subject 2", k=4)
-        assert after_text["results"] == before_text["results"]
+        assert after_text == before_text
         # Writes keep working after the restart, with fresh internal ids.
         c.add_document("vecs", {"id": "new", "embedding": vectors[0].tolist()})
-        assert c.search("vecs", embedding=vectors[0].tolist(), k=2)["results"][0]["document_id"] in {"new", "v0"}
+        assert c.search("vecs", embedding=vectors[0].tolist(), k=2)[0]["document_id"] in {"new", "v0"}
         assert c.statistics("vecs")["document_count"] == 50

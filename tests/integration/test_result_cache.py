@@ -17,7 +17,7 @@ QUERY = [1.0, 0.5, 0.25, 0.125]
 
 def top_ids(client, library: str, k: int = 1, **query) -> list[str]:
     query.setdefault("embedding", QUERY)
-    return [h["document_id"] for h in client.search(library, k=k, **query)["results"]]
+    return [h["document_id"] for h in client.search(library, k=k, **query)]
 
 
 def test_a_repeated_search_is_a_hit_with_zero_batch_and_compute(server, client):
@@ -42,7 +42,7 @@ def test_batch_search_mixes_hits_and_misses_in_order(client):
     client.add_documents("b", [{"id": f"d{i}", "embedding": [1, i, 0, 0]} for i in range(4)])
     queries = [{"embedding": [1, i, 0, 0], "k": 1} for i in range(4)]
     client.search("b", **queries[2])  # one of them is cached
-    assert [r[0]["document_id"] for r in client.search_batch("b", queries)["results"]] == ["d0", "d1", "d2", "d3"]
+    assert [r[0]["document_id"] for r in client.search_batch("b", queries)] == ["d0", "d1", "d2", "d3"]
 
 
 def test_every_kind_of_write_is_seen_by_the_next_search(client):
@@ -55,7 +55,7 @@ def test_every_kind_of_write_is_seen_by_the_next_search(client):
     client.add_document("w", {"id": "better", "embedding": [0, 0, 0, 1]})
     assert top_ids(client, "w") == ["base"]  # an upsert that moves the document away
     client.add_document("w", {"id": "base", "embedding": [1, 0, 0, 0], "title": "new"})
-    assert client.search("w", embedding=QUERY, k=1)["results"][0]["title"] == "new"  # fields of an upsert
+    assert client.search("w", embedding=QUERY, k=1)[0]["title"] == "new"  # fields of an upsert
     client.add_documents("w", [{"id": "top", "embedding": [3, 3, 3, 3]}])
     assert top_ids(client, "w") == ["top"]  # a batch insert
     client.delete_document("w", "top")
@@ -84,7 +84,7 @@ def test_a_search_in_flight_across_a_write_is_not_served_after_it(server, client
             first = await during
             await write  # acknowledged
             after = await c.search("flight", embedding=QUERY, k=1)
-        return [h["document_id"] for h in first["results"]], [h["document_id"] for h in after["results"]]
+        return [h["document_id"] for h in first], [h["document_id"] for h in after]
 
     first, after = asyncio.run(scenario())
     assert first in (["old"], ["new"])  # concurrent with the write: either state is a valid answer

@@ -16,7 +16,7 @@ from arrwdb import thread_priority
 def test_the_device_threads_run_below_the_event_loop(server: Any, client: Any) -> None:
     client.create_library("p", dimension=4)
     client.add_document("p", {"id": "a", "embedding": [1, 0, 0, 0]})
-    assert client.search("p", embedding=[1, 0, 0, 0], k=1)["results"][0]["document_id"] == "a"
+    assert client.search("p", embedding=[1, 0, 0, 0], k=1)[0]["document_id"] == "a"
     loop_thread = server.thread.native_id  # uvicorn's event loop runs on the harness's thread
     loop = (os.sched_getscheduler(loop_thread), os.getpriority(os.PRIO_PROCESS, loop_thread))
     assert loop[0] == os.SCHED_OTHER

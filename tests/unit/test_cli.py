@@ -95,6 +95,8 @@ def test_ingest_arguments() -> None:
         build_parser().parse_args(["ingest", "f.jsonl", "--library", "docs", "--batch", "1001"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "f.jsonl"])  # --library is required
+    assert build_parser().parse_args(["ingest", "f.jsonl", "--library", "d", "--create"]).create
+    assert "ARRWDB_API_KEY" in build_parser()._subparsers._group_actions[0].choices["ingest"].format_help()
 
 
 def mock_client_class(handler: Any) -> type[arrwdb.client.Client]:
@@ -124,7 +126,7 @@ def test_ingest_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
     code = main(["ingest", str(path), "--library", "docs", "--url", "http://h:1", "--no-progress"])
     assert code == 0
-    assert client_class.seen == {"url": "http://h:1", "api_key": "env-key"}
+    assert client_class.seen == {"url": "http://h:1", "api_key": None}  # None: the client reads the env
     assert [r.url.path for r in seen] == ["/v1/libraries/docs/documents/batch"]
     assert seen[0].headers["x-api-key"] == "env-key"
     assert "ingested 3 documents in 1 batches" in capsys.readouterr().out
@@ -138,7 +140,9 @@ def test_ingest_api_error_is_one_line(
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n')
     assert main(["ingest", str(path), "--library", "nope", "--api-key", "k", "--no-progress"]) == 1
-    assert capsys.readouterr().err == "arrwdb: error: server answered 404 not_found: library 'nope' not found\n"
+    assert capsys.readouterr().err == (
+        "arrwdb: error: server answered 404 not_found: library 'nope' not found; add --create to create library 'nope'\n"
+    )
 
 
 def test_ingest_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,10 @@ def reply_for(request: httpx.Request) -> httpx.Response:
         return httpx.Response(201, json={"id": "d1"})
     if path == "/v1/libraries" and request.method == "GET":
         return httpx.Response(200, json={"libraries": [{"id": "l1", "name": "docs"}]})
+    if path.endswith("/search"):
+        return httpx.Response(200, json={"results": [{"document_id": "d1"}], "took_ms": 1.0})
+    if path.endswith("/search/batch"):
+        return httpx.Response(200, json={"results": [[{"document_id": "d1"}], []], "took_ms": 1.0})
     return httpx.Response(200, json={"echo": path})
 
 
@@ -182,6 +187,8 @@ def test_decoded_return_values() -> None:
         assert client.delete_library("docs") is None
         assert client.metrics().startswith("# HELP")
         assert client.health() == {"echo": "/health"}
+        assert client.search("docs", query="q") == [{"document_id": "d1"}]
+        assert client.search_batch("docs", [{"query": "a"}, {"query": "b"}]) == [[{"document_id": "d1"}], []]
 
 
 def test_2xx_without_contract_field_is_an_api_error() -> None:
@@ -314,3 +321,129 @@ def test_wait_until_ready_does_not_swallow_other_errors() -> None:
     with error_client(httpx.Response(401)) as client, pytest.raises(ApiError) as info:
         client.wait_until_ready(timeout=5, interval=0.001)
     assert info.value.status == 401
+
+
+def batch_reply(request: httpx.Request) -> httpx.Response:
+    """Answers a batch insert with its documents' ids."""
+    documents = orjson.loads(request.content)["documents"]
+    return httpx.Response(201, json={"ids": [d["id"] for d in documents]})
+
+
+def test_add_documents_splits_into_batches_of_at_most_1000() -> None:
+    recorder = Recorder(batch_reply)
+    documents = [{"id": f"d{i}", "text": "x"} for i in range(2500)]
+    with Client(URL, transport=httpx.MockTransport(recorder)) as client:
+        assert client.add_documents("docs", documents) == [d["id"] for d in documents]
+        assert [len(recorder.shape(i)[3]["documents"]) for i in range(3)] == [1000, 1000, 500]
+        # Any iterable, any batch size from 1 to 1000.
+        assert client.add_documents("docs", iter(documents[:5]), batch_size=2) == ["d0", "d1", "d2", "d3", "d4"]
+        assert [len(recorder.shape(i)[3]["documents"]) for i in range(3, 6)] == [2, 2, 1]
+        assert client.add_documents("docs", []) == []
+        assert len(recorder.requests) == 6
+        for size in (0, 1001):
+            with pytest.raises(ValueError, match="batch_size must be between 1 and 1000"):
+                client.add_documents("docs", documents, batch_size=size)
+
+
+def test_add_documents_async_matches_sync_and_reports_what_was_written() -> None:
+    answers = iter(
+        [batch_reply, lambda request: httpx.Response(422, json={"error": {"type": "invalid_input", "message": "bad"}})]
+    )
+    recorder = Recorder(lambda request: next(answers)(request))
+
+    async def drive() -> ApiError:
+        async with AsyncClient(URL, transport=httpx.MockTransport(recorder)) as client:
+            with pytest.raises(ApiError) as info:
+                await client.add_documents("docs", [{"id": f"d{i}"} for i in range(4)], batch_size=2, progress=True)
+            return info.value
+
+    error = asyncio.run(drive())
+    assert error.status == 422 and error.written == ["d0", "d1"]
+
+
+def library_reply(existing: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
+    def reply(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(409, json={"error": {"type": "conflict", "message": "name taken"}})
+        return httpx.Response(200, json=existing)
+
+    return reply
+
+
+def test_get_or_create_library() -> None:
+    created = Recorder(lambda request: httpx.Response(201, json={"name": "docs", "metric": "cosine"}))
+    with Client(URL, transport=httpx.MockTransport(created)) as client:
+        assert client.get_or_create_library("docs", metric="cosine") == {"name": "docs", "metric": "cosine"}
+    assert [r.method for r in created.requests] == ["POST"]
+    existing = {"name": "docs", "metric": "cosine", "dimension": 384, "index_params": {"m": 16, "ef_search": 64}}
+    recorder = Recorder(library_reply(existing))
+    with Client(URL, transport=httpx.MockTransport(recorder)) as client:
+        assert client.get_or_create_library("docs", dimension=384, index_params={"m": 16}) == existing
+        with pytest.raises(ValueError, match=r"exists with other settings: metric is 'cosine', not 'l2'"):
+            client.get_or_create_library("docs", metric="l2")
+    assert [(r.method, r.url.path) for r in recorder.requests[:2]] == [
+        ("POST", "/v1/libraries"),
+        ("GET", "/v1/libraries/docs"),
+    ]
+
+    async def drive() -> Any:
+        async with AsyncClient(URL, transport=httpx.MockTransport(Recorder(library_reply(existing)))) as client:
+            return await client.get_or_create_library("docs")
+
+    assert asyncio.run(drive()) == existing
+
+
+def test_api_key_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARRWDB_API_KEY", "from-env")
+    recorder = Recorder()
+    with Client(URL, transport=httpx.MockTransport(recorder)) as client:
+        client.health()
+    with Client(URL, api_key="given", transport=httpx.MockTransport(recorder)) as client:
+        client.health()
+    with Client(URL, api_key="", transport=httpx.MockTransport(recorder)) as client:
+        client.health()
+    assert [r.headers.get("x-api-key") for r in recorder.requests] == ["from-env", "given", None]
+
+
+def test_401_says_how_to_pass_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARRWDB_API_KEY", raising=False)
+    body = {"error": {"type": "unauthorized", "message": "an API key is required"}}
+    for api_key, said in ((None, "no API key was sent"), ("wrong", "the key sent was refused")):
+        transport = httpx.MockTransport(lambda request: httpx.Response(401, json=body))
+        with Client(URL, api_key=api_key, transport=transport) as client, pytest.raises(ApiError) as info:
+            client.list_libraries()
+        assert info.value.message.startswith("an API key is required (" + said)
+        assert "ARRWDB_API_KEY" in info.value.message and "--api-key" in info.value.message
+
+
+def test_methods_show_plain_return_types() -> None:
+    import inspect
+
+    expected = {
+        "search": "list[dict[str, Any]]",
+        "search_batch": "list[list[dict[str, Any]]]",
+        "create_library": "dict[str, Any]",
+        "get_or_create_library": "dict[str, Any]",
+        "add_documents": "list[str]",
+        "add_document": "str",
+        "list_libraries": "list[dict[str, Any]]",
+        "metrics": "str",
+    }
+    for cls in (Client, AsyncClient):
+        for name, returns in expected.items():
+            signature = inspect.signature(getattr(cls, name))
+            assert signature.return_annotation == returns, (cls.__name__, name)
+            assert "Call" not in str(signature)
+            assert next(iter(signature.parameters)) == "self"
+
+
+def test_every_public_method_is_in_the_reference() -> None:
+    from pathlib import Path
+
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "CLIENT.md").read_text()
+    documented = set(re.findall(r"^### `(\w+)\(", reference, flags=re.MULTILINE))
+    for cls in (Client, AsyncClient):
+        public = {name for name in dir(cls) if not name.startswith("_") and callable(getattr(cls, name))}
+        public.discard("aclose")  # AsyncClient's alias of close, described under close
+        assert public <= documented, sorted(public - documented)
+    assert {"Client", "get_or_create_library", "add_documents", "search"} <= documented

@@ -512,3 +512,16 @@ def _all_keys(obj: object) -> set[str]:
     if isinstance(obj, list):
         return set().union(*(_all_keys(v) for v in obj))
     return set()
+
+
+def test_unknown_operators_list_the_known_ones() -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_filter({"year": {"$regex": "x"}})
+    assert info.value.message == (
+        'filter.year: unknown operator "$regex"; known on a field: $eq $ne $gt $gte $lt $lte $in $nin $not'
+    )
+    with pytest.raises(InvalidInput) as info:
+        parse_filter({"$nor": []})
+    assert info.value.message.endswith(
+        "known here: $and $or $not, and on a field: $eq $ne $gt $gte $lt $lte $in $nin $not"
+    )

@@ -91,12 +91,15 @@ def test_dollar_keys_are_reserved() -> None:
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        (None, "metadata.k must not be null"),
-        ({"x": 1}, "metadata.k must not be an object"),
-        ({}, "metadata.k must not be an object"),
-        (("a", "b"), "metadata.k must be a string, number, boolean or list of strings"),
-        ({"a"}, "metadata.k must be a string, number, boolean or list of strings"),
-        (b"bytes", "metadata.k must be a string, number, boolean or list of strings"),
+        (None, "metadata.k must be a string, a number, a boolean or a list of strings, not null"),
+        (
+            {"x": 1},
+            "metadata.k must be a string, a number, a boolean or a list of strings, not an object: metadata is flat, so give each nested value a key of its own (e.g. 'k.x')",
+        ),
+        ({}, "metadata.k must be a string, a number, a boolean or a list of strings, not an object"),
+        (("a", "b"), "metadata.k must be a string, a number, a boolean or a list of strings, got array"),
+        ({"a"}, "metadata.k must be a string, a number, a boolean or a list of strings, got set"),
+        (b"bytes", "metadata.k must be a string, a number, a boolean or a list of strings, got bytes"),
         (float("nan"), "metadata.k must be a finite number"),
         (float("inf"), "metadata.k must be a finite number"),
         (float("-inf"), "metadata.k must be a finite number"),
@@ -179,3 +182,12 @@ def test_arbitrary_json_is_accepted_or_invalid_input(obj: object) -> None:
         else:
             assert isinstance(value, str | int | float | bool)
             assert not isinstance(value, float) or math.isfinite(value)
+
+
+def test_paths_name_the_document_in_a_batch() -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_metadata({"nested": {"a": 1}}, "documents[3]")
+    assert info.value.message.startswith("documents[3].metadata.nested must be a string, a number, a boolean")
+    with pytest.raises(InvalidInput) as info:
+        validate_metadata([1], "documents[0]")
+    assert info.value.message.startswith("documents[0].metadata must be an object")
