@@ -54,6 +54,7 @@ class ServerProcess:
     def start(self, timeout: float = 300.0) -> ServerProcess:
         command = [
             self.python,
+            "-P",  # not the working directory's arrwdb/: the interpreter's own install (another checkout's)
             "-m",
             "arrwdb.cli",
             "serve",

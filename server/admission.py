@@ -19,10 +19,13 @@ a client not reading its answers, CORS, ``Expect: 100-continue``).  The door's a
 request it lets in holds a place until its items are queued (``arrwdb/admission.py``), and the gate
 hands that ticket to the request's task instead of asking again.
 
-Where the engine runs in its own process, its scheduler's admission is the only real one: it posts
-whether its queues are full on the board (``arrwdb.ipc.board``), and ``BoardAdmission`` reads that at
-the door, without a round trip.  A request let in there holds no ticket: the engine asks its own queues
-again when the request arrives, and answers 429 itself if they filled meanwhile.
+Where the engine runs in its own process, each HTTP worker holds a share of ``ARRWDB_MAX_QUEUE``
+(``BoardAdmission``): a request it lets in holds a ticket until its answer is written, and the door
+refuses while the worker's tickets fill its share, or while the engine posts on the board
+(``arrwdb.ipc.board``) that its queues are full (a batch request weighs its queries there).  The shares
+add up to the engine's queue, so what the doors let in is what the engine can hold: the decision at
+the door stays final, without a round trip.  The engine still asks its own queues when a request
+arrives (a request of many queries may not fit), and answers 429 itself then.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any, Protocol
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from arrwdb.admission import ADMITTED, AdmissionTicket
+from arrwdb.admission import ADMITTED, AdmissionTicket, ReservedPlaces
 from arrwdb.errors import Overloaded
 from arrwdb.ipc.board import READY, Board
 from arrwdb.server.errors import arrwdb_error_response
@@ -52,19 +55,23 @@ class Admission(Protocol):
 
 
 class BoardAdmission:
-    """The engine process's admission, as it posts it on the board."""
+    """An HTTP worker's door: its share of the engine's queue, and the engine's own word on the board."""
 
-    def __init__(self, board: Board, telemetry: Any) -> None:
+    def __init__(self, board: Board, telemetry: Any, share: int) -> None:
         self.board = board
         self.telemetry = telemetry
+        self.share = share
+        self._places = ReservedPlaces()  # requests let in and not answered yet
 
     @property
     def full(self) -> bool:
+        if self._places.count >= self.share:
+            return True
         board = self.board
         return board.queue_full and board.state == READY
 
-    def reserve(self) -> None:
-        return None  # the engine counts the request when it arrives
+    def reserve(self) -> AdmissionTicket:
+        return AdmissionTicket(self._places)  # released by the gate when the request ends
 
     def refuse(self) -> Overloaded:
         self.telemetry.dropped.labels("rejected_queue_full").inc()

@@ -71,11 +71,12 @@ def create_app(
 
 
 def create_worker_app(
-    settings: Settings, endpoint: str, board_path: Path, metrics_dir: str, auth_enabled: bool
+    settings: Settings, endpoint: str, board_path: Path, metrics_dir: str, auth_enabled: bool, workers: int = 1
 ) -> FastAPI:
     """An HTTP worker process's server: its engine is the engine process at ``endpoint``, its figures
     go to ``metrics_dir`` (Prometheus's multiprocess folder, set in this process's environment);
-    ``auth_enabled`` as the parent decided it from the store (server/auth_startup.py)."""
+    ``auth_enabled`` as the parent decided it from the store (server/auth_startup.py); ``workers``: how
+    many share the engine's queue (each admits its share of ``ARRWDB_MAX_QUEUE``)."""
     from arrwdb.ipc.board import Board
     from arrwdb.ipc.remote import RemoteEngine
     from arrwdb.server.admission import BoardAdmission
@@ -85,7 +86,7 @@ def create_worker_app(
     board = Board(board_path)
     remote = RemoteEngine(endpoint, board, settings.request_timeout_ms)
     telemetry = HttpTelemetry()
-    admission = BoardAdmission(board, telemetry)
+    admission = BoardAdmission(board, telemetry, share=max(1, settings.max_queue // workers))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

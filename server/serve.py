@@ -26,13 +26,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Up to this many cores, ``auto`` serves HTTP inside the engine's process: on 2 cores the HTTP worker
+# and the engine share the cores the device thread needs, and one process answered more (64 vector
+# clients, 100k x 384 exact: 973-1,061 q/s in one process, 828-848 with one HTTP worker; text queries
+# and inserts within 5%; docs/ARCHITECTURE.md, "How many HTTP workers").
+ONE_PROCESS_UP_TO_CORES = 2
+MAX_AUTO_WORKERS = 8
+
+
 def workers_for(settings: Settings) -> int:
-    """How many HTTP worker processes ``serve`` starts: the setting, or for ``auto`` one per core left
-    once the engine process has one, at most 8 (docs/CONFIGURATION.md has the measurements)."""
+    """How many HTTP worker processes ``serve`` starts: the setting, or for ``auto`` none on a machine
+    of 2 cores or fewer, else one per core left once the engine process has one, at most 8."""
     if settings.workers != "auto":
         return int(settings.workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores - 1))
+    if cores <= ONE_PROCESS_UP_TO_CORES:
+        return 0
+    return min(MAX_AUTO_WORKERS, cores - 1)
 
 
 def serve(settings: Settings) -> None:

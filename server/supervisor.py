@@ -31,6 +31,7 @@ from arrwdb.ipc.board import Board
 log = logging.getLogger("arrwdb.server")
 
 _WORKER_STOP_S = 15.0  # a worker's graceful shutdown (uvicorn's is 10 s) before it is killed
+_RUN_PREFIX = "arrwdb-run-"  # run folders are named after their parent's pid
 _RESTART_PAUSE_S = 0.5  # between a child's end and its restart, so a child that fails at once cannot spin
 
 
@@ -41,7 +42,8 @@ class Supervisor:
         self.settings = settings
         self.worker_count = workers
         self.auth_enabled = auth_enabled  # decided once from the store (server/auth_startup.py)
-        self.run_dir = Path(tempfile.mkdtemp(prefix="arrwdb-"))
+        _remove_stale_run_dirs()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{_RUN_PREFIX}{os.getpid()}-"))
         self.endpoint = f"ipc://{self.run_dir / 'engine.sock'}"
         self.board_path = self.run_dir / "board"
         self.board = Board(self.board_path, create=True)
@@ -70,7 +72,15 @@ class Supervisor:
     def _start_worker(self, index: int) -> None:
         from arrwdb.server.worker_main import run_worker
 
-        args = (self.settings, self.port, self.endpoint, self.board_path, str(self.metrics_dir), self.auth_enabled)
+        args = (
+            self.settings,
+            self.port,
+            self.endpoint,
+            self.board_path,
+            str(self.metrics_dir),
+            self.auth_enabled,
+            self.worker_count,
+        )
         process = self.context.Process(target=run_worker, args=args, name=f"arrwdb-http-{index}")
         process.start()
         self.workers[index] = process
@@ -149,6 +159,14 @@ def _stop(processes: list[BaseProcess], grace_s: float) -> None:
             log.error("%s did not stop within %.0f s: killing it", process.name, grace_s)
             process.kill()
             process.join(5)
+
+
+def _remove_stale_run_dirs() -> None:
+    """Run folders of parents that died without cleaning up (``kill -9``): their pid is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_RUN_PREFIX}*"):
+        pid = folder.name[len(_RUN_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_server(settings: Settings, workers: int, auth_enabled: bool) -> None:

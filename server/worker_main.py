@@ -28,7 +28,7 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
 
 
 def run_worker(
-    settings: Settings, port: int, endpoint: str, board_path: Path, metrics_dir: str, auth_enabled: bool
+    settings: Settings, port: int, endpoint: str, board_path: Path, metrics_dir: str, auth_enabled: bool, workers: int
 ) -> None:
     """The worker process's main: serve until SIGTERM (uvicorn answers the requests in flight first)."""
     # Before prometheus_client is imported: this process's figures go to the shared folder.
@@ -43,7 +43,7 @@ def run_worker(
     from arrwdb.server.app import create_worker_app, uvicorn_options
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_worker_app(settings, endpoint, board_path, metrics_dir, auth_enabled)
+    app = create_worker_app(settings, endpoint, board_path, metrics_dir, auth_enabled, workers)
     sock = listening_socket(settings.host, port)
     config = uvicorn.Config(app, **uvicorn_options(settings, app.state.admission_door))
     uvicorn.Server(config).run(sockets=[sock])

@@ -55,6 +55,8 @@ class RemoteEngine:
         self._socket: zmq.asyncio.Socket | None = None
         self._generation = -1
         self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: list[list[bytes]] = []
+        self._flush_scheduled = False
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -76,6 +78,8 @@ class RemoteEngine:
         self._generation = self.board.generation
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, 0)  # admission bounds what is in flight
+        socket.setsockopt(zmq.RCVHWM, 0)
         socket.connect(self.endpoint)
         self._socket = socket
         reader = asyncio.create_task(self._read(socket))
@@ -129,13 +133,12 @@ class RemoteEngine:
         write = op in _WRITES
         self._pending[request_id] = (future, write)
         timer = loop.call_later(wait_s, _time_out, future, write)
+        self._post([wire.pack(header), *(frames or ())])
         try:
-            await self._socket.send_multipart([wire.pack(header), *(frames or ())], copy=False)  # type: ignore[union-attr]
             reply, out_frames = await future
         except asyncio.CancelledError:
-            if self._pending.pop(request_id, None) is not None and self._socket is not None:
-                abort = wire.pack({"i": request_id, "op": wire.ABORT})
-                self._socket.send(abort, zmq.NOBLOCK)
+            if self._pending.pop(request_id, None) is not None:
+                self._post([wire.pack({"i": request_id, "op": wire.ABORT})])
             raise
         finally:
             timer.cancel()
@@ -144,6 +147,24 @@ class RemoteEngine:
         if error is not None:
             raise wire.error_from(error)
         return reply, out_frames
+
+    def _post(self, message: list[bytes]) -> None:
+        """Queue a message; the queue goes out once the event loop has run what is ready now.  Requests
+        whose headers arrived together (a closed loop of clients answering a batch) then reach the
+        engine together, and its scheduler forms one batch of them, as one process would."""
+        self._outbox.append(message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, []
+        socket = self._socket
+        if socket is None:
+            return
+        for message in outbox:
+            socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
 
     async def _value(self, op: str, **args: Any) -> Any:
         reply, _ = await self._call(op, args)

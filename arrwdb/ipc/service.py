@@ -74,6 +74,9 @@ class EngineService:
         context = zmq.asyncio.Context()
         self.socket = context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        # No high-water marks: admission bounds what is in flight, and a ROUTER drops what exceeds one.
+        self.socket.setsockopt(zmq.SNDHWM, 0)
+        self.socket.setsockopt(zmq.RCVHWM, 0)
         self.socket.bind(self.endpoint)
         ready = asyncio.create_task(self._post_ready())
         freezing = asyncio.create_task(freeze_gc_when_ready(engine))
@@ -101,19 +104,31 @@ class EngineService:
         self.board.engine_ready()
 
     async def _receive(self) -> None:
+        """Take every message waiting before the loop moves on: requests that arrived together start
+        together, and their submits reach the scheduler in one pass (one batch, not a batch of the
+        first and another of the rest)."""
         socket = self.socket
         while True:
-            identity, head, *frames = await socket.recv_multipart()
-            header = wire.unpack(head)
-            if header["op"] == wire.ABORT:
-                task = self._tasks.get((identity, header["i"]))
-                if task is not None:
-                    task.cancel()
-                continue
-            key = (identity, header["i"])
-            task = asyncio.create_task(self._serve(identity, header, frames))
-            self._tasks[key] = task
-            task.add_done_callback(lambda _, key=key: self._tasks.pop(key, None))
+            self._start(await socket.recv_multipart())
+            while True:
+                try:
+                    message = await socket.recv_multipart(flags=zmq.NOBLOCK)  # done at once, or Again
+                except zmq.Again:
+                    break
+                self._start(message)
+
+    def _start(self, message: list[bytes]) -> None:
+        identity, head, *frames = message
+        header = wire.unpack(head)
+        key = (identity, header["i"])
+        if header["op"] == wire.ABORT:
+            running = self._tasks.get(key)
+            if running is not None:
+                running.cancel()
+            return
+        task = asyncio.create_task(self._serve(identity, header, frames))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _, key=key: self._tasks.pop(key, None))
 
     async def _serve(self, identity: bytes, header: dict[str, Any], frames: list[bytes]) -> None:
         telemetry = self.engine.telemetry

@@ -416,6 +416,7 @@ def run(
     modes: tuple[str, ...] = KILL_MODES,
     progress: bool = False,
     target: str = "server",
+    workers: int = 2,
 ) -> Report:
     report = Report()
     started = time.monotonic()
@@ -424,7 +425,8 @@ def run(
         root = work_dir or Path(scratch)
         data_dir = root / "data"
         log_path = root / "server.log"
-        server = KillableServer(data_dir, log_path=log_path).start()
+        env = {"ARRWDB_WORKERS": str(workers)}  # the multi-process server (0: one process)
+        server = KillableServer(data_dir, env=env, log_path=log_path).start()
         ledger = Ledger()
         try:
             create_libraries(server.url)
@@ -460,11 +462,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the store and server log here")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument("--target", choices=("server", "engine"), default="server", help="what each round kills")
+    parser.add_argument("--workers", type=int, default=2, help="HTTP worker processes of the server (0: one process)")
     args = parser.parse_args(argv)
     modes = tuple(args.modes.split(","))
     if set(modes) - set(KILL_MODES):
         parser.error(f"--modes takes {', '.join(KILL_MODES)}")
-    report = run(args.rounds, args.writers, args.seed, args.work_dir, modes, progress=True, target=args.target)
+    report = run(
+        args.rounds,
+        args.writers,
+        args.seed,
+        args.work_dir,
+        modes,
+        progress=True,
+        target=args.target,
+        workers=args.workers,
+    )
     summary = report.as_dict()
     print(json.dumps(summary, indent=2, default=str))
     if args.json:
