@@ -139,8 +139,7 @@ class EngineService:
             if timings is not None:
                 reply["t"] = wire.timings_fields(timings)
         except asyncio.CancelledError:
-            telemetry.dropped.labels("disconnected").inc()
-            return  # aborted: the worker answers its client itself
+            return  # aborted: the worker counts the disconnect and answers its client itself
         except Exception as exc:
             if not isinstance(exc, ArrwdbError):
                 log.exception("engine request %s failed", header.get("op"))
