@@ -27,10 +27,32 @@ class QueueMetrics:
     end_to_end: Any
 
 
-class Telemetry:
+class HttpFigures:
+    """Requests counted by route template and status, and their latency: ``http_requests`` and
+    ``http_latency`` are set by the subclass (an engine's registry, or an HTTP worker's)."""
+
+    http_requests: Counter
+    http_latency: Histogram
+
     def __init__(self) -> None:
+        self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # labelled children, resolved once
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        children = self._http.get(key)
+        if children is None:
+            children = self._http[key] = (
+                self.http_requests.labels(method, route, key[2]),
+                self.http_latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class Telemetry(HttpFigures):
+    def __init__(self) -> None:
+        super().__init__()
         self._queues: dict[str, QueueMetrics] = {}
-        self._http: dict[tuple[str, str, str], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_requests = Counter(
@@ -133,14 +155,3 @@ class Telemetry:
         every core.  (Not "no request in flight": a client polling statistics while it waits for a
         build would then keep the build on one thread.)"""
         return self.batches_running == 0 and time.monotonic() - self.last_work_at >= quiet_s
-
-    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
-        children = self._http.get(key)
-        if children is None:
-            children = self._http[key] = (
-                self.http_requests.labels(method, route, key[2]),
-                self.http_latency.labels(method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)

@@ -16,17 +16,17 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from arrwdb.telemetry import LATENCY_BUCKETS
+from arrwdb.telemetry import LATENCY_BUCKETS, HttpFigures
 
 # Families the workers own: the engine's copies (it serves no HTTP itself) are left out of a scrape.
 _WORKER_FAMILIES = ("arrwdb_http_requests", "arrwdb_http_request_seconds", "arrwdb_http_requests_in_flight")
 
 
-class HttpTelemetry:
+class HttpTelemetry(HttpFigures):
     """What ``HttpMetrics``, the admission door and the disconnect watcher count in a worker."""
 
     def __init__(self) -> None:
-        self._http: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        super().__init__()
         self.http_requests = Counter(
             "arrwdb_http_requests", "HTTP requests by route template and status", ["method", "route", "status"]
         )
@@ -46,17 +46,6 @@ class HttpTelemetry:
     def request_ended(self) -> None:
         self.requests_in_flight -= 1
         self.in_flight.dec()
-
-    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
-        children = self._http.get(key)
-        if children is None:
-            children = self._http[key] = (
-                self.http_requests.labels(method, route, key[2]),
-                self.http_latency.labels(method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
 
 
 class _Merged:

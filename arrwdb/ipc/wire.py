@@ -82,6 +82,14 @@ def vector_frame(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
+def _framed(vector: np.ndarray | None, frames: list[bytes]) -> int:
+    """Append the vector's frame; its index, or -1 for no vector."""
+    if vector is None:
+        return -1
+    frames.append(vector_frame(vector))
+    return len(frames) - 1
+
+
 def vector_from(frame: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(frame, dtype="<f4").copy()  # writable, and not tied to the message
 
@@ -91,12 +99,10 @@ def vector_from(frame: bytes | memoryview) -> np.ndarray:
 
 def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[bytes]]:
     """The queries as header fields, and their client vectors as frames (``v`` is a frame's index)."""
-    described, frames = [], []
+    described: list[dict[str, Any]] = []
+    frames: list[bytes] = []
     for query in queries:
-        position = -1
-        if query.embedding is not None:
-            position = len(frames)
-            frames.append(vector_frame(query.embedding))
+        position = _framed(query.embedding, frames)
         described.append(
             {
                 "q": query.query,
@@ -140,12 +146,10 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
 
 
 def documents_out(docs: list[DocumentInput]) -> tuple[list[dict[str, Any]], list[bytes]]:
-    described, frames = [], []
+    described: list[dict[str, Any]] = []
+    frames: list[bytes] = []
     for doc in docs:
-        position = -1
-        if doc.embedding is not None:
-            position = len(frames)
-            frames.append(vector_frame(doc.embedding))
+        position = _framed(doc.embedding, frames)
         described.append(
             {
                 "id": doc.id,

@@ -84,6 +84,7 @@ def test_one_scrape_of_metrics_counts_every_worker(server, key):
         for _, client in pinned:
             for _ in range(5):
                 assert client.get("/v1/libraries").status_code == 200
+        assert pinned[0][1].post("/v1/embed", json={"texts": ["one batch"]}).status_code == 200
     finally:
         for _, client in pinned:
             client.close()
