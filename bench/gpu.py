@@ -45,6 +45,8 @@ class GpuBenchConfig:
     server_rows: int = 500_000
     server_dimension: int = 768
     clients: int = 256
+    # HTTP worker processes of the batched server runs (the unbatched run takes the most of them).
+    server_workers: tuple[int, ...] = (1, 4, 8, 14)
     seconds: float = 5.0
     warmup: float = 2.0
     budget_s: float = 330.0  # steps that would start past this are skipped, so the run ends in time
@@ -67,6 +69,7 @@ def cpu_config(**overrides: Any) -> GpuBenchConfig:
         server_rows=5_000,
         server_dimension=64,
         clients=16,
+        server_workers=(0, 1),
         seconds=1.5,
         warmup=0.5,
         simulate_half=True,

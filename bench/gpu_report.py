@@ -98,7 +98,8 @@ def _server_rows(result: dict[str, Any], row: Any) -> None:
         search = run["search"]
         busy = search.get("device_busy")
         row(
-            f"  {run['device']}, batching {run['batching']}, {search['clients']} clients",
+            f"  {run['device']}, batching {run['batching']}, {run.get('workers', 0)} HTTP workers, "
+            f"{search['clients']} clients",
             f"{search['qps']:,.0f} q/s",
             f"p50 {search['p50_ms']:.1f} ms, p99 {search['p99_ms']:.1f} ms, batch {search['mean_batch_size']:.0f}"
             + (f", device busy {busy:.0%}" if busy is not None else "")

@@ -55,7 +55,7 @@ class RemoteEngine:
         self._socket: zmq.asyncio.Socket | None = None
         self._generation = -1
         self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: list[list[bytes]] = []
+        self._outbox: list[tuple[int, list[bytes]]] = []  # (request id, or 0 for an abort; message)
         self._flush_scheduled = False
 
     # -- life cycle ----------------------------------------------------------------------------------
@@ -91,7 +91,11 @@ class RemoteEngine:
                 head, *frames = await socket.recv_multipart()
             except (zmq.ZMQError, asyncio.CancelledError):
                 return  # the socket was closed: a new one has its own reader
-            header = wire.unpack(head)
+            try:
+                header = wire.unpack(head)
+            except Exception:
+                log.exception("an unreadable reply from the engine was dropped")
+                continue
             entry = self._pending.pop(header["i"], None)
             if entry is not None and not entry[0].done():
                 entry[0].set_result((header, frames))
@@ -133,12 +137,12 @@ class RemoteEngine:
         write = op in _WRITES
         self._pending[request_id] = (future, write)
         timer = loop.call_later(wait_s, _time_out, future, write)
-        self._post([wire.pack(header), *(frames or ())])
+        self._post(request_id, [wire.pack(header), *(frames or ())])
         try:
             reply, out_frames = await future
         except asyncio.CancelledError:
             if self._pending.pop(request_id, None) is not None:
-                self._post([wire.pack({"i": request_id, "op": wire.ABORT})])
+                self._post(0, [wire.pack({"i": request_id, "op": wire.ABORT})])
             raise
         finally:
             timer.cancel()
@@ -148,11 +152,11 @@ class RemoteEngine:
             raise wire.error_from(error)
         return reply, out_frames
 
-    def _post(self, message: list[bytes]) -> None:
+    def _post(self, request_id: int, message: list[bytes]) -> None:
         """Queue a message; the queue goes out once the event loop has run what is ready now.  Requests
         whose headers arrived together (a closed loop of clients answering a batch) then reach the
         engine together, and its scheduler forms one batch of them, as one process would."""
-        self._outbox.append(message)
+        self._outbox.append((request_id, message))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -163,8 +167,19 @@ class RemoteEngine:
         socket = self._socket
         if socket is None:
             return
-        for message in outbox:
-            socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+        for request_id, message in outbox:
+            sent = socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            sent.add_done_callback(lambda sent, request_id=request_id: self._check_sent(sent, request_id))
+
+    def _check_sent(self, sent: asyncio.Future[Any], request_id: int) -> None:
+        """A message the socket refused fails its call at once (503: it never left this process)."""
+        error = None if sent.cancelled() else sent.exception()
+        if error is None:
+            return
+        log.warning("the engine protocol could not send request %d: %r", request_id, error)
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(NotReady(f"the request could not be sent to the engine ({error!r}): try again"))
 
     async def _value(self, op: str, **args: Any) -> Any:
         reply, _ = await self._call(op, args)
