@@ -51,7 +51,7 @@ mkdir -p "$OUT"
 # parser, and the server's header deadline is off).  --no-deps: every one is named.
 packages=(fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
           annotated-types annotated-doc typing-extensions uvicorn httptools orjson pybase64 setuptools
-          opentelemetry-api)
+          opentelemetry-api pyzmq msgspec)
 download "$OUT" $(for p in "${packages[@]}"; do pinned "$p"; done) "faiss-cpu==$("$PY" -c \
     "from importlib.metadata import version; print(version('faiss-cpu'))")"
 
