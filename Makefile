@@ -11,7 +11,7 @@ EXTRAS ?= cpu,dev
 RUN_EXTRAS ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install run test lint unit integration clean loadtest profile memreport k6
+.PHONY: install run test lint unit integration clean crash loadtest profile memreport k6
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest -q tests/integration
+
+# The crash harness's long form against the multi-process server: the whole server, then the engine
+# process alone, killed in 20 rounds each (docs/RELIABILITY.md; make test runs 2 of each).
+CRASH_ROUNDS ?= 20
+crash: install
+	$(BIN)/python -m tests.reliability.crash --rounds $(CRASH_ROUNDS) --workers 2 --target server
+	$(BIN)/python -m tests.reliability.crash --rounds $(CRASH_ROUNDS) --workers 2 --target engine
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
