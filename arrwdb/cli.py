@@ -109,7 +109,12 @@ def _serve(args: argparse.Namespace) -> int:
         from arrwdb.server.serve import serve
     except ModuleNotFoundError as exc:  # a missing optional dependency (e.g. faiss), or no server build
         return _fail(f"cannot start the server: {exc}")
-    serve(settings)
+    from arrwdb.errors import ArrwdbError
+
+    try:
+        serve(settings)
+    except ArrwdbError as exc:  # a setting or a store the server cannot start with
+        return _fail(exc.message)
     return 0
 
 

@@ -10,12 +10,14 @@ rings then load the minted keys through the engine protocol).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from dataclasses import asdict
 
 from arrwdb.api_key_store import ApiKeyRecord
 from arrwdb.auth_policy import AuthDecision, decide_auth
 from arrwdb.config import Settings
+from arrwdb.errors import StorageFailure
 from arrwdb.server.auth import KeyRing
 from arrwdb.store import Store
 
@@ -42,9 +44,13 @@ async def start_auth(keyring: KeyRing, store: Store, settings: Settings) -> Auth
 
 def decide_from_store(settings: Settings) -> AuthDecision:
     """The decision for a server about to start on ``settings.data_dir`` (read, then closed)."""
-    store = Store(settings.data_dir / "arrwdb.sqlite3")
+    path = settings.data_dir / "arrwdb.sqlite3"
     try:
-        records, tenants = _read(store)
-    finally:
-        store.close()
+        store = Store(path)
+        try:
+            records, tenants = _read(store)
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(f"cannot read the store {path}: {exc}") from None
     return _decide(settings, records, tenants)

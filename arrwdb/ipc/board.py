@@ -4,7 +4,8 @@ without asking it (a round trip per request would cost the very thing the split 
 - ``generation``: which start of the engine is serving; the parent raises it before each restart.  A
   worker stamps its requests with the generation it saw, and the engine drops any of another one, so
   a request sent to a dead engine never runs on its successor after its client was told 503.
-- ``state``: starting, ready, or down (set by the parent the moment the engine process ends).
+- ``state``: starting, ready, failed (its start-up raised: the log says why), or down (set by the
+  parent the moment the engine process ends).
 - ``queue_full``: the engine's admission (``Scheduler.full``), posted after every dispatch pass:
   workers answer 429 while it is set, at the door, before reading a body.
 - ``keys``: raised after every minted or revoked key, so every worker reloads its key ring before it
@@ -21,7 +22,7 @@ import os
 import struct
 from pathlib import Path
 
-STARTING, READY, DOWN = 0, 1, 2
+STARTING, READY, DOWN, FAILED = 0, 1, 2, 3
 _FIELDS = ("generation", "state", "queue_full", "keys", "engine_pid")
 _WORD = struct.Struct("<q")
 _SIZE = mmap.PAGESIZE
@@ -82,6 +83,9 @@ class Board:
 
     def engine_ready(self) -> None:
         self._set("state", READY)
+
+    def engine_failed(self) -> None:
+        self._set("state", FAILED)
 
     def post_queue_full(self, full: bool) -> None:
         _WORD.pack_into(self._map, 16, int(full))

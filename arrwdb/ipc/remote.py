@@ -28,7 +28,7 @@ from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, OutcomeUnknow
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.ipc import wire
-from arrwdb.ipc.board import READY, Board
+from arrwdb.ipc.board import FAILED, READY, Board
 from arrwdb.ratelimit import RATE_KEY
 from arrwdb.timings import Timings
 
@@ -124,6 +124,8 @@ class RemoteEngine:
     ) -> Reply:
         board = self.board
         if board.state != READY or board.generation != self._generation:
+            if board.state == FAILED:
+                raise NotReady("the engine's start-up failed: the server log says why")
             raise NotReady("the engine is not ready: try again once /ready answers 200")
         request_id = next(self._ids)
         header: dict[str, Any] = {"i": request_id, "op": op, "g": self._generation, "a": args, "r": RATE_KEY.get()}

@@ -99,6 +99,7 @@ class EngineService:
     async def _post_ready(self) -> None:
         while not self.engine.ready:
             if self.engine.load_error is not None:
+                self.board.engine_failed()
                 return
             await asyncio.sleep(0.02)
         self.board.engine_ready()

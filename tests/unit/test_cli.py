@@ -180,3 +180,10 @@ def test_import_does_not_load_torch_or_the_server() -> None:
     code = "import arrwdb.cli, sys; print(sorted(m for m in sys.modules if m.startswith('arrwdb.server')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_on_an_unreadable_store_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "arrwdb.sqlite3").write_text("not a database")
+    assert main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("arrwdb: error: cannot read the store") and err.count("\n") == 1
