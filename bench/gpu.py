@@ -164,6 +164,7 @@ def brute_force(config: GpuBenchConfig, bandwidth_gb_s: float | None) -> dict[st
             point["over_bandwidth_floor"] = seconds * 1000 / floor_ms
         points.append(point)
     parts = kernel_parts(config, index.dtype, queries[:256])
+    fused = fused_points(config, index.dtype, queries, floor_ms)
     return {
         "rows": config.rows,
         "dimension": config.dimension,
@@ -177,7 +178,43 @@ def brute_force(config: GpuBenchConfig, bandwidth_gb_s: float | None) -> dict[st
         "kernel_parts_batch256": parts,
         "profile_batch256": _profile(config, lambda: index.search(queries[:256], 10)),
         "widened_queries": index.widened_queries,
+        "fused": fused,
     }
+
+
+def fused_points(
+    config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray, floor_ms: float | None
+) -> dict[str, Any]:
+    """The fused scan (kernels/fused.py) against ``search_exact`` on a matrix of the brute-force shape,
+    at each batch: both kernels alone (no index, no re-rank), and each over the bandwidth floor.  Needs
+    Triton: compiled on CUDA; on a CPU only through its interpreter (TRITON_INTERPRET=1, tiny sizes)."""
+    import os
+
+    if config.device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return {"skipped": "the fused scan runs compiled on CUDA only (TRITON_INTERPRET=1 for a dry run)"}
+    try:
+        from arrwdb.kernels.fused import fused_search
+    except ImportError as exc:
+        return {"skipped": f"no Triton: {exc}"}
+    from arrwdb.kernels import block_rows_for, search_exact, topk_group_for
+
+    device = torch.device(config.device)
+    matrix = torch.randn((config.rows, config.dimension), device=device).to(dtype)
+    points = []
+    for batch in config.batches:
+        query_tensor = torch.from_numpy(queries[:batch]).to(device)
+        block, group = block_rows_for(device, batch), topk_group_for(device)
+        current = timed(
+            lambda q=query_tensor, b=block, g=group: search_exact(matrix, q, 10, "ip", block_rows=b, group=g),
+            config.device,
+        )
+        fused = timed(lambda q=query_tensor: fused_search(matrix, q, 10, "ip"), config.device)
+        point = {"batch": batch, "current_ms": current * 1000, "fused_ms": fused * 1000}
+        if floor_ms:
+            point["current_over_floor"] = current * 1000 / floor_ms
+            point["fused_over_floor"] = fused * 1000 / floor_ms
+        points.append(point)
+    return {"k": 10, "metric": "ip", "dtype": str(dtype), "points": points}
 
 
 def kernel_parts(config: GpuBenchConfig, dtype: torch.dtype, queries: np.ndarray) -> dict[str, float]:

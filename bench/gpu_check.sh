@@ -155,6 +155,7 @@ if (( RUN_TESTS )); then
     log "tests: tests/gpu and the device logic's unit tests"
     timeout 240 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rs tests/gpu tests/unit/test_kernels.py \
         tests/unit/test_device.py tests/unit/test_rerank.py tests/unit/test_oom_split.py tests/unit/test_faiss_gpu.py \
+        tests/unit/test_fused_scan.py \
         2>&1 | tee "$RESULTS/tests.log"
     tests_rc=${PIPESTATUS[0]}
     log "tests exited with $tests_rc"

@@ -54,6 +54,16 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{parts['products_ms']:.2f} ms, one block's top-k {parts['block_topk_plain_ms']:.2f} ms "
                 f"(grouped {parts['block_topk_grouped_ms']:.2f} ms)",
             )
+            fused = result.get("fused", {})
+            if "skipped" in fused:
+                row("  fused scan", "-", fused["skipped"])
+            for p in fused.get("points", []):
+                over = f", {p['fused_over_floor']:.1f}x floor (current {p['current_over_floor']:.1f}x)"
+                row(
+                    f"  fused scan, batch {p['batch']}",
+                    f"{p['fused_ms']:.2f} ms",
+                    f"current kernel {p['current_ms']:.2f} ms" + (over if "fused_over_floor" in p else ""),
+                )
         elif name == "ivf":
             row(
                 f"IVF {result['rows'] // 1000}k ({result['backend']})",
