@@ -25,6 +25,20 @@ def process_rss_bytes(pid: int) -> int:
     return 0
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,7 +107,8 @@ class ServerProcess:
         raise RuntimeError("arrwdb serve never settled after start-up")
 
     def rss_bytes(self) -> int:
-        return 0 if self.process is None else process_rss_bytes(self.process.pid)
+        """Resident memory of the server: its process and every child (engine, HTTP workers)."""
+        return 0 if self.process is None else sum(process_rss_bytes(pid) for pid in _process_tree(self.process.pid))
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
