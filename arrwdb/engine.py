@@ -20,12 +20,13 @@ from arrwdb.config import Settings
 from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.chunking import token_estimate
-from arrwdb.embed.protocol import Embedder
+from arrwdb.embed.protocol import Embedder, Item
 from arrwdb.errors import Conflict, DeadlineExceeded, NotFound, NotReady
 from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
+from arrwdb.models import ModelRegistry, check_dimensions, check_token_inputs
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.result_cache import ResultCache
 from arrwdb.scheduler import (
@@ -65,7 +66,8 @@ class Engine:
         self.cache = EmbeddingCache(settings.embed_cache_bytes)
         self.result_cache = ResultCache(settings.result_cache_bytes)
         self.libraries: dict[str, LibraryState] = {}
-        self.embedder: Embedder | None = None
+        self.embedder: Embedder | None = None  # the default model
+        self.models = ModelRegistry()
         self.ready = False
         self.load_error: BaseException | None = None
         precision = settings.embed_precision
@@ -97,19 +99,7 @@ class Engine:
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
         )
-        self._embed_specs = {
-            priority: QueueSpec(
-                key=("embed", priority),
-                kind="embed",
-                priority=priority,
-                run=self._run_embed,
-                prepare=self._prepare_embed,
-                max_cost=s.embed_token_budget,
-                # Single inserts ride along in query batches; bulk work never delays an interactive one.
-                top_up=None if priority == PRIORITY_BULK else "embed",
-            )
-            for priority in (PRIORITY_INTERACTIVE, PRIORITY_WRITE, PRIORITY_BULK)
-        }
+        self._embed_specs: dict[tuple[str, int], QueueSpec] = {}  # (model, priority) -> its queue
         self.documents = DocumentLoader(self.store, self.worker, self.loop)
         self._loading = asyncio.create_task(self._load())
 
@@ -129,6 +119,7 @@ class Engine:
                     await self.on_worker(lambda record=record: self._load_library(record))
             finally:
                 self.embedder = await model
+                self.models.add(self.embedder)
             await self.on_worker(self._warm_up)
             self.ready = True
             self.documents.start(list(self.libraries.values()))
@@ -294,40 +285,76 @@ class Engine:
 
     # -- embedding ---------------------------------------------------------------------------
 
-    async def embed(self, texts: list[str], priority: int, deadline: float) -> tuple[np.ndarray, Timings]:
-        """Normalised vectors of ``texts``; cached texts skip the device."""
+    async def embed(
+        self, texts: list[Item], priority: int, deadline: float, model: str | None = None
+    ) -> tuple[np.ndarray, Timings]:
+        """Normalised vectors of ``texts`` (or token-id inputs) by ``model`` (None: the default);
+        cached texts skip the device.  Each model has its own queues: a batch never mixes models."""
         self.check_ready()
-        embedder = self.model
+        name = self.models.name_of(model)
+        embedder = self.models.embedders[name]
         out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
         if not texts:
             return out, Timings()
-        cached = self.cache.get_many(texts)
-        missing = [i for i, vector in enumerate(cached) if vector is None]
+        # The cache holds texts of every model: a key is the text, prefixed by the model's name unless it
+        # is the default.  Token-id inputs are not cached.
+        prefix = "" if name == self.models.default else f"{name}\x00"
+        keys = [prefix + t if isinstance(t, str) else None for t in texts]
+        cached = self.cache.get_many([k or "" for k in keys])
+        missing = [i for i, vector in enumerate(cached) if vector is None or keys[i] is None]
         self.telemetry.embed_cache_hits.inc(len(texts) - len(missing))
         self.telemetry.embed_cache_misses.inc(len(missing))
         for i, vector in enumerate(cached):
-            if vector is not None:
+            if vector is not None and keys[i] is not None:
                 out[i] = vector
         if not missing:
             return out, Timings()
-        spec = self._embed_specs[priority]
-        costs = [token_estimate(texts[i]) for i in missing]
+        spec = self._embed_spec(name, priority)
+        costs = [token_estimate(t) if isinstance(t, str) else len(t) + 2 for t in (texts[i] for i in missing)]
         done = await self.scheduler.submit_many(spec, [texts[i] for i in missing], deadline=deadline, costs=costs)
         for i, completed in zip(missing, done, strict=True):
             out[i] = completed.value
-        self.cache.put_many([texts[i] for i in missing], [out[i] for i in missing])
+        stored = [i for i in missing if keys[i] is not None]
+        self.cache.put_many([keys[i] for i in stored], [out[i] for i in stored])  # type: ignore[misc]
         return out, Timings.of(list(done))
 
     def embed_priority(self, count: int) -> int:
         return PRIORITY_INTERACTIVE if count <= _BULK_EMBED_TEXTS else PRIORITY_BULK
 
-    def _prepare_embed(self, texts: list[str]) -> Any:
-        return self.model.prepare(texts)
+    def _embed_spec(self, model: str, priority: int) -> QueueSpec:
+        """The queue of ``model``'s embeddings at ``priority``: top-ups stay within one model."""
+        spec = self._embed_specs.get((model, priority))
+        if spec is None:
+            embedder = self.models.embedders[model]
+            spec = self._embed_specs[(model, priority)] = QueueSpec(
+                key=("embed", model, priority),
+                kind="embed",
+                priority=priority,
+                run=lambda prepared: self._run_embed(embedder, prepared),
+                prepare=embedder.prepare,
+                max_cost=self.settings.embed_token_budget,
+                # Single inserts ride along in query batches; bulk work never delays an interactive one.
+                top_up=None if priority == PRIORITY_BULK else f"embed:{model}",
+            )
+        return spec
 
-    def _run_embed(self, prepared: Any) -> list[np.ndarray]:
+    def _run_embed(self, embedder: Embedder, prepared: Any) -> list[np.ndarray]:
         self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
         with self.telemetry.working():
-            return list(self.model.embed_prepared(prepared))
+            return list(embedder.embed_prepared(prepared))
+
+    async def embeddings(
+        self, inputs: list[Item], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        """An OpenAI-style embeddings call: the vectors, the tokens the model read, and its name."""
+        self.check_ready()
+        name = self.models.name_of(model)
+        embedder = self.models.embedders[name]
+        check_dimensions(embedder, name, dimensions)
+        check_token_inputs(embedder, inputs)
+        tokens = sum(embedder.token_counts(inputs))
+        vectors, timings = await self.embed(inputs, self.embed_priority(len(inputs)), deadline, name)
+        return vectors, tokens, name, timings
 
     # -- search ------------------------------------------------------------------------------
 

@@ -56,7 +56,17 @@ class EngineAPI(Protocol):
         self, tenant: str, key: str, queries: list[SearchInput], deadline: float
     ) -> tuple[list[HitsJSON], Timings]: ...
 
-    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]: ...
+    async def embed(
+        self, texts: list[str], deadline: float, model: str | None = None
+    ) -> tuple[np.ndarray, Timings]: ...
+
+    async def embeddings(
+        self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        """OpenAI-style: the vectors, the tokens the model read, and the model's name."""
+        ...
+
+    async def models(self) -> list[dict[str, Any]]: ...
 
     async def create_api_key(self, record: dict[str, Any]) -> None: ...
 
@@ -143,10 +153,19 @@ class LocalEngine:
         results, timings = await self.engine.search(tenant, key, queries, deadline)
         return [hits if isinstance(hits, HitsJSON) else HitsJSON.of(hits) for hits in results], timings
 
-    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]:
+    async def embed(self, texts: list[str], deadline: float, model: str | None = None) -> tuple[np.ndarray, Timings]:
         engine = self.engine
         engine.check_ready()
-        return await engine.embed(texts, engine.embed_priority(len(texts)), deadline)
+        return await engine.embed(list(texts), engine.embed_priority(len(texts)), deadline, model)
+
+    async def embeddings(
+        self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        return await self.engine.embeddings(list(inputs), model, deadline, dimensions)
+
+    async def models(self) -> list[dict[str, Any]]:
+        self.engine.check_ready()
+        return self.engine.models.describe()
 
     async def create_api_key(self, record: dict[str, Any]) -> None:
         from arrwdb.api_key_store import ApiKeyRecord

@@ -140,6 +140,9 @@ class MiniLMEmbedder(Embedder):
         self._chunk_tokenizer = Tokenizer.from_file(tokenizer_file)
         self._chunk_tokenizer.no_padding()
         self._chunk_tokenizer.no_truncation()
+        self.vocab_size = self._tokenizer.get_vocab_size()
+        self._cls = self._special_id("[CLS]")
+        self._sep = self._special_id("[SEP]")
 
         hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in server logs
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
@@ -151,13 +154,37 @@ class MiniLMEmbedder(Embedder):
         # next batch's tokens reach the GPU while the current batch's forward pass runs.
         self._copy_stream = torch.cuda.Stream(self.device) if self._pin else None
 
+    def _special_id(self, token: str) -> int:
+        found = self._tokenizer.token_to_id(token)
+        if found is None:
+            raise ValueError(f"the tokenizer has no {token} token")
+        return int(found)
+
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         enc = self._chunk_tokenizer.encode(text, add_special_tokens=False)
         return spans_from_offsets(enc.offsets, enc.word_ids, len(text), self.max_tokens, self.chunk_overlap)
 
-    def prepare(self, texts: Sequence[str]) -> TokenBatch:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    def token_ids(self, items: Sequence[str | Sequence[int]]) -> list[list[int]]:
+        """The ids the model sees for each item, special tokens included, truncated to its window.  An
+        item is a text, or token ids of this model's vocabulary (OpenAI's token-array input): those get
+        [CLS] and [SEP] around them, as the tokenizer would add."""
+        texts = [item for item in items if isinstance(item, str)]
+        encoded = iter(self._tokenizer.encode_batch(texts) if texts else ())
+        out: list[list[int]] = []
+        for item in items:
+            if isinstance(item, str):
+                out.append(next(encoded).ids)
+            else:
+                out.append([self._cls, *list(item)[: self.max_tokens], self._sep])
+        return out
+
+    def token_counts(self, items: Sequence[str | Sequence[int]]) -> list[int]:
+        """How many tokens the model reads for each item (the usage an OpenAI-style answer reports)."""
+        return [len(ids) for ids in self.token_ids(items)]
+
+    def prepare(self, texts: Sequence[str | Sequence[int]]) -> TokenBatch:
+        encodings = self.token_ids(texts)
+        lengths = np.fromiter((len(ids) for ids in encodings), dtype=np.int64, count=len(encodings))
         # Longest first, stable so equal lengths keep input order (and thus reproducible groups).
         by_length = np.argsort(-lengths, kind="stable")
         lanes = cpu_lanes(len(encodings), self.cores)
@@ -172,13 +199,15 @@ class MiniLMEmbedder(Embedder):
         order = np.concatenate(dealt) if lanes > 1 else by_length
         return self._to_device(TokenBatch(len(encodings), order, groups, lanes=lanes, lane_of=lane_of))
 
-    def _group(self, encodings: list, lengths: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _group(
+        self, encodings: list[list[int]], lengths: np.ndarray, idx: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """One sub-batch: the texts ``idx`` padded to the longest of them, and whether any row is padded."""
         width = int(lengths[idx].max())
         ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for row, i in enumerate(idx):
-            ids[row, : lengths[i]] = encodings[i].ids
+            ids[row, : lengths[i]] = encodings[i]
             mask[row, : lengths[i]] = 1
         ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
         if self._pin:  # page-locked memory lets the copy to the device run asynchronously

@@ -55,16 +55,16 @@ def unpack(frame: bytes | memoryview) -> dict[str, Any]:
 
 def error_fields(exc: BaseException) -> list[Any]:
     if isinstance(exc, errors.ArrwdbError):
-        return [type(exc).__name__, exc.message, getattr(exc, "retry_after_s", 1)]
-    return ["ArrwdbError", f"the engine failed: {type(exc).__name__}: {exc}", 1]
+        return [type(exc).__name__, exc.message, getattr(exc, "retry_after_s", 1), exc.param]
+    return ["ArrwdbError", f"the engine failed: {type(exc).__name__}: {exc}", 1, None]
 
 
 def error_from(fields: list[Any]) -> errors.ArrwdbError:
-    name, message, retry_after_s = fields
+    name, message, retry_after_s, param = fields
     cls = _ERRORS.get(name, errors.ArrwdbError)
     if issubclass(cls, errors.Overloaded):
         return cls(message, retry_after_s=retry_after_s)
-    return cls(message)
+    return cls(message, param=param)
 
 
 def timings_fields(timings: Timings) -> list[Any]:
