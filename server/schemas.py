@@ -126,11 +126,64 @@ class BatchSearchResponse(BaseModel):
 
 class EmbedRequest(Strict):
     texts: list[str] = Field(min_length=1, max_length=1000)
+    model: str | None = Field(None, description="A model of GET /v1/models; defaults to the packaged MiniLM.")
 
 
 class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
     dimension: int
+
+
+# OpenAI's input: checked by server/openai_api.embedding_inputs, whose messages say which shape is
+# expected (pydantic's union errors list a failure per shape); the schema still declares the shapes.
+_INPUT_SHAPES = TypeAdapter(str | list[str] | list[int] | list[list[int]]).json_schema()
+EmbeddingsInput = Annotated[Any, WithJsonSchema(_INPUT_SHAPES)]
+
+
+class EmbeddingsRequest(Strict):
+    """OpenAI's embeddings request.  ``user`` is accepted and ignored, as by other OpenAI-compatible servers."""
+
+    input: EmbeddingsInput
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(
+        None, ge=1, description="Only the model's own dimension: these models cannot shorten their vectors."
+    )
+    user: str | None = None
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingsUsage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    kind: str
+    dimension: int | None
+    max_tokens: int
+    default: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
 
 
 class Statistics(BaseModel):
@@ -161,4 +214,5 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     Query,
     QueryBatch,
     EmbedRequest,
+    EmbeddingsRequest,
 )

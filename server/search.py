@@ -130,6 +130,6 @@ async def embed(request: Request, tenant: str = Depends(tenant)) -> Response:
     for i, text in enumerate(body.texts):
         if not text.strip():
             raise InvalidInput(f"texts[{i}] must not be empty")
-    work = api_of(request).embed(body.texts, deadline_of(request))
+    work = api_of(request).embed(body.texts, deadline_of(request), body.model)
     vectors, timings = await unless_disconnected(request, work, request.app.state.telemetry)
     return JSON({"embeddings": vectors, "dimension": int(vectors.shape[1])}, headers=_headers(timings))
