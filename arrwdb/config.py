@@ -6,6 +6,7 @@ down explicitly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 
 
 class Settings(BaseSettings):
@@ -116,8 +118,29 @@ class Settings(BaseSettings):
 
     log_level: str = Field("info", description="Python logging level.")
 
+    # Models beside the packaged MiniLM (model_paths() parses them; a bad entry stops the start).
+    models: str = Field(
+        "",
+        description="Extra embedding models: comma-separated name=PATH pairs, PATH a local "
+        "sentence-transformers / Hugging Face BERT-family directory (loaded offline).",
+    )
+
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    def model_paths(self) -> dict[str, Path]:
+        """ARRWDB_MODELS as {name: directory}; a malformed entry or a repeated name is a ValueError."""
+        found: dict[str, Path] = {}
+        for entry in (part.strip() for part in self.models.split(",")):
+            if not entry:
+                continue
+            name, sep, path = (piece.strip() for piece in entry.partition("="))
+            if not sep or not _MODEL_NAME.fullmatch(name) or not path:
+                raise ValueError(f"ARRWDB_MODELS: {entry!r} is not name=PATH (a name of letters, digits and . _ : / -)")
+            if name in found:
+                raise ValueError(f"ARRWDB_MODELS: the name {name!r} is given twice")
+            found[name] = Path(path).expanduser()
+        return found
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

@@ -12,21 +12,20 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from arrwdb.chunk_plan import checked_embeddings, plan_chunks
 from arrwdb.config import Settings
 from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
-from arrwdb.embed.chunking import token_estimate
-from arrwdb.embed.protocol import Embedder, Item
+from arrwdb.embed.protocol import Embedder
+from arrwdb.engine_embed import EmbeddingMixin
 from arrwdb.errors import Conflict, DeadlineExceeded, NotFound, NotReady
 from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
-from arrwdb.models import ModelRegistry, check_dimensions, check_token_inputs
+from arrwdb.models import ModelRegistry, model_memory
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.result_cache import ResultCache
 from arrwdb.scheduler import (
@@ -48,7 +47,6 @@ from arrwdb.worker import DeviceWorker, await_on_worker
 log = logging.getLogger("arrwdb.engine")
 
 EmbedderFactory = Callable[[torch.device], Embedder]
-_BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
 
 
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
@@ -57,7 +55,7 @@ def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder
     return load_embedder(device, dtype=model_dtype(device, precision))  # fp16 on CUDA, bf16 with AMX
 
 
-class Engine:
+class Engine(EmbeddingMixin):
     def __init__(self, settings: Settings, embedder_factory: EmbedderFactory | None = None) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
@@ -110,7 +108,7 @@ class Engine:
         try:
             # The model loads on a thread of its own while the worker loads the libraries and the
             # builder reads their index snapshots: a cold start overlaps all three.
-            model = asyncio.ensure_future(asyncio.to_thread(self._embedder_factory, self.device))
+            model = asyncio.ensure_future(asyncio.to_thread(self._load_models))
             try:
                 records = self.store.libraries()
                 for record in records:
@@ -118,8 +116,12 @@ class Engine:
                 for record in records:
                     await self.on_worker(lambda record=record: self._load_library(record))
             finally:
-                self.embedder = await model
+                self.embedder, extra = await model
                 self.models.add(self.embedder)
+                for name, embedder in extra.items():
+                    self.models.add(embedder, name)
+                for name, embedder in self.models.embedders.items():
+                    self.telemetry.model_memory.labels(name).set(model_memory(embedder))
             await self.on_worker(self._warm_up)
             self.ready = True
             self.documents.start(list(self.libraries.values()))
@@ -127,6 +129,18 @@ class Engine:
         except BaseException as exc:
             self.load_error = exc
             log.exception("start-up failed")
+
+    def _load_models(self) -> tuple[Embedder, dict[str, Embedder]]:
+        """The default model, then each of ARRWDB_MODELS (by name), on the one device."""
+        from arrwdb.embed.loader import load_embedder
+
+        default = self._embedder_factory(self.device)
+        dtype = model_dtype(self.device, self.settings.embed_precision)
+        extra = {
+            name: load_embedder(self.device, model_dir=path, dtype=dtype, name=name)
+            for name, path in self.settings.model_paths().items()
+        }
+        return default, extra
 
     async def stop(self) -> None:
         self.ready = False
@@ -282,79 +296,6 @@ class Engine:
             state = self.libraries.get(library_id)
             if state is not None:
                 state.apply(list(run))
-
-    # -- embedding ---------------------------------------------------------------------------
-
-    async def embed(
-        self, texts: list[Item], priority: int, deadline: float, model: str | None = None
-    ) -> tuple[np.ndarray, Timings]:
-        """Normalised vectors of ``texts`` (or token-id inputs) by ``model`` (None: the default);
-        cached texts skip the device.  Each model has its own queues: a batch never mixes models."""
-        self.check_ready()
-        name = self.models.name_of(model)
-        embedder = self.models.embedders[name]
-        out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-        if not texts:
-            return out, Timings()
-        # The cache holds texts of every model: a key is the text, prefixed by the model's name unless it
-        # is the default.  Token-id inputs are not cached.
-        prefix = "" if name == self.models.default else f"{name}\x00"
-        keys = [prefix + t if isinstance(t, str) else None for t in texts]
-        cached = self.cache.get_many([k or "" for k in keys])
-        missing = [i for i, vector in enumerate(cached) if vector is None or keys[i] is None]
-        self.telemetry.embed_cache_hits.inc(len(texts) - len(missing))
-        self.telemetry.embed_cache_misses.inc(len(missing))
-        for i, vector in enumerate(cached):
-            if vector is not None and keys[i] is not None:
-                out[i] = vector
-        if not missing:
-            return out, Timings()
-        spec = self._embed_spec(name, priority)
-        costs = [token_estimate(t) if isinstance(t, str) else len(t) + 2 for t in (texts[i] for i in missing)]
-        done = await self.scheduler.submit_many(spec, [texts[i] for i in missing], deadline=deadline, costs=costs)
-        for i, completed in zip(missing, done, strict=True):
-            out[i] = completed.value
-        stored = [i for i in missing if keys[i] is not None]
-        self.cache.put_many([keys[i] for i in stored], [out[i] for i in stored])  # type: ignore[misc]
-        return out, Timings.of(list(done))
-
-    def embed_priority(self, count: int) -> int:
-        return PRIORITY_INTERACTIVE if count <= _BULK_EMBED_TEXTS else PRIORITY_BULK
-
-    def _embed_spec(self, model: str, priority: int) -> QueueSpec:
-        """The queue of ``model``'s embeddings at ``priority``: top-ups stay within one model."""
-        spec = self._embed_specs.get((model, priority))
-        if spec is None:
-            embedder = self.models.embedders[model]
-            spec = self._embed_specs[(model, priority)] = QueueSpec(
-                key=("embed", model, priority),
-                kind="embed",
-                priority=priority,
-                run=lambda prepared: self._run_embed(embedder, prepared),
-                prepare=embedder.prepare,
-                max_cost=self.settings.embed_token_budget,
-                # Single inserts ride along in query batches; bulk work never delays an interactive one.
-                top_up=None if priority == PRIORITY_BULK else f"embed:{model}",
-            )
-        return spec
-
-    def _run_embed(self, embedder: Embedder, prepared: Any) -> list[np.ndarray]:
-        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
-        with self.telemetry.working():
-            return list(embedder.embed_prepared(prepared))
-
-    async def embeddings(
-        self, inputs: list[Item], model: str | None, deadline: float, dimensions: int | None = None
-    ) -> tuple[np.ndarray, int, str, Timings]:
-        """An OpenAI-style embeddings call: the vectors, the tokens the model read, and its name."""
-        self.check_ready()
-        name = self.models.name_of(model)
-        embedder = self.models.embedders[name]
-        check_dimensions(embedder, name, dimensions)
-        check_token_inputs(embedder, inputs)
-        tokens = sum(embedder.token_counts(inputs))
-        vectors, timings = await self.embed(inputs, self.embed_priority(len(inputs)), deadline, name)
-        return vectors, tokens, name, timings
 
     # -- search ------------------------------------------------------------------------------
 

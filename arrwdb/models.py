@@ -55,9 +55,15 @@ class ModelRegistry:
                 "dimension": embedder.dimension,
                 "max_tokens": embedder.max_tokens,
                 "default": name == self.default,
+                "memory_bytes": model_memory(embedder),
             }
             for name, embedder in self.embedders.items()
         ]
+
+
+def model_memory(embedder: Embedder) -> int:
+    """Bytes of the model's weights on its device (0 for a model-free embedder)."""
+    return int(getattr(embedder, "memory_bytes", 0))
 
 
 def check_token_inputs(embedder: Embedder, inputs: Sequence[Item]) -> None:

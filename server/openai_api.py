@@ -118,6 +118,7 @@ def _model_body(model: dict[str, Any]) -> dict[str, Any]:
         "dimension": model.get("dimension"),
         "max_tokens": model["max_tokens"],
         "default": model["default"],
+        "memory_bytes": model["memory_bytes"],
     }
 
 

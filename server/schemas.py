@@ -179,6 +179,7 @@ class ModelCard(BaseModel):
     dimension: int | None
     max_tokens: int
     default: bool
+    memory_bytes: int
 
 
 class ModelList(BaseModel):
