@@ -20,7 +20,7 @@ from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.protocol import Embedder
 from arrwdb.engine_embed import EmbeddingMixin
-from arrwdb.errors import Conflict, DeadlineExceeded, NotFound, NotReady
+from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
 from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
@@ -189,6 +189,10 @@ class Engine(EmbeddingMixin):
             raise NotReady("the embedding model is still loading")
         return self.embedder
 
+    def library_model(self, record: LibraryRecord) -> Embedder:
+        """The model that embeds a library's texts; a 404 naming the loaded ones if it is not loaded."""
+        return self.models.get(record.model or None)
+
     def check_ready(self) -> None:
         if not self.ready:
             reason = f": start-up failed ({self.load_error!r})" if self.load_error else ": still loading"
@@ -225,12 +229,21 @@ class Engine(EmbeddingMixin):
         index_type: str,
         metric: str,
         index_params: dict[str, Any],
+        model: str | None = None,
     ) -> LibraryState:
         self.check_ready()
         check_name(name, "name")
-        dimension = self.model.dimension if dimension is None else dimension
+        model_name = self.models.name_of(model)
+        model_dimension = self.models.embedders[model_name].dimension
+        if model is not None and dimension is not None and dimension != model_dimension:
+            raise InvalidInput(
+                f"dimension {dimension} differs from model {model_name!r}'s {model_dimension}: a library's "
+                "dimension follows its model (leave dimension out)",
+                param="dimension",
+            )
+        dimension = model_dimension if dimension is None else dimension
         params = check_library_settings(dimension, index_type, metric, index_params)
-        record = new_library_record(uuid.uuid4().hex, tenant, name, dimension, index_type, metric, params)
+        record = new_library_record(uuid.uuid4().hex, tenant, name, dimension, index_type, metric, params, model_name)
         if any(s.record.tenant == tenant and s.record.name == name for s in self.libraries.values()):
             raise Conflict(f"a library named {name!r} already exists")
         await asyncio.to_thread(self.store.create_library, record)
@@ -256,9 +269,12 @@ class Engine(EmbeddingMixin):
         record = state.record
         ids = [doc.id or uuid.uuid4().hex for doc in docs]
         given = checked_embeddings(record, docs)  # the client vectors, float32, checked
-        planned = [plan_chunks(record, doc, index, self.model) for index, doc in enumerate(docs)]
+        # The library's model, looked up only when some text needs embedding (vectors need no model).
+        embedder = self.library_model(record) if any(doc.embedding is None for doc in docs) else self.model
+        planned = [plan_chunks(record, doc, index, embedder) for index, doc in enumerate(docs)]
         texts = [text for plan in planned if plan[1] is not None for text in plan[1]]
-        vectors, _ = await self.embed(texts, PRIORITY_BULK if bulk else PRIORITY_WRITE, deadline)
+        priority = PRIORITY_BULK if bulk else PRIORITY_WRITE
+        vectors, _ = await self.embed(texts, priority, deadline, record.model or None)
         upserts, cursor = [], 0
         for doc_id, doc, vector, (spans, chunk_texts) in zip(ids, docs, given, planned, strict=True):
             if chunk_texts is None:  # the client's vector: one chunk, the whole text
@@ -308,7 +324,9 @@ class Engine(EmbeddingMixin):
         self.check_ready()
         state = self.library(tenant, key)
         record = state.record
-        vectors = query_vectors(record, queries, self.model.dimension)
+        text_queries = any(query.embedding is None for query in queries)
+        model_dimension = self.library_model(record).dimension if text_queries else record.dimension
+        vectors = query_vectors(record, queries, model_dimension)
         if not state.documents_loaded and any(query.filter is not None for query in queries):
             await self.documents.wait(record.id, deadline)  # right after a restart
         keys, results = self.result_cache.lookup(state, queries)
@@ -320,9 +338,8 @@ class Engine(EmbeddingMixin):
         text_positions = [i for i in pending if vectors[i] is None]
         timings = Timings()
         if text_positions:
-            embedded, timings = await self.embed(
-                [queries[i].query or "" for i in text_positions], PRIORITY_INTERACTIVE, deadline
-            )
+            texts = [queries[i].query or "" for i in text_positions]
+            embedded, timings = await self.embed(texts, PRIORITY_INTERACTIVE, deadline, record.model or None)
             for row, position in enumerate(text_positions):
                 vectors[position] = embedded[row]
         blocks = query_blocks(queries, pending, self.scheduler.max_batch_size)
@@ -359,8 +376,14 @@ class Engine(EmbeddingMixin):
 
     def statistics(self, tenant: str, key: str) -> dict[str, Any]:
         self.check_ready()
-        stats = self.library(tenant, key).statistics()
+        state = self.library(tenant, key)
+        stats = state.statistics()
         # Where this library is (a library too big for the GPU stays on the CPU), and what it holds there.
         stats["device"] = stats["index"].get("device", str(self.device))
         stats["gpu_memory_bytes"] = int(stats["index"].get("gpu_memory_bytes", 0))
+        # Its model, and that model's weights on the device (shared by every library of the model).
+        model = state.record.model or self.models.default
+        embedder = self.models.embedders.get(model or "")
+        stats["model"] = model
+        stats["model_memory_bytes"] = 0 if embedder is None else model_memory(embedder)
         return stats

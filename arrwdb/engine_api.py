@@ -29,7 +29,14 @@ class EngineAPI(Protocol):
     async def ready(self) -> dict[str, Any]: ...
 
     async def create_library(
-        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]: ...
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]: ...
@@ -77,8 +84,8 @@ class EngineAPI(Protocol):
     async def metrics(self) -> bytes: ...
 
 
-def library_body(state: LibraryState) -> dict[str, Any]:
-    """A library as the API shows it."""
+def library_body(state: LibraryState, default_model: str | None) -> dict[str, Any]:
+    """A library as the API shows it (``default_model``: what a library without a model uses)."""
     r = state.record
     return {
         "id": r.id,
@@ -89,6 +96,7 @@ def library_body(state: LibraryState) -> dict[str, Any]:
         "index_params": r.index_params,
         "document_count": state.document_count,
         "created_at": r.created_at,
+        "model": r.model or default_model,
     }
 
 
@@ -108,18 +116,28 @@ class LocalEngine:
         return {"status": "ready", "device": str(engine.device), "libraries": len(engine.libraries)}
 
     async def create_library(
-        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]:
-        state = await self.engine.create_library(tenant, name, dimension, index_type, metric, params)
-        return library_body(state)
+        state = await self.engine.create_library(tenant, name, dimension, index_type, metric, params, model)
+        return self._body(state)
+
+    def _body(self, state: LibraryState) -> dict[str, Any]:
+        return library_body(state, self.engine.models.default)
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:
         self.engine.check_ready()
-        return [library_body(s) for s in self.engine.list_libraries(tenant)]
+        return [self._body(s) for s in self.engine.list_libraries(tenant)]
 
     async def get_library(self, tenant: str, key: str) -> dict[str, Any]:
         self.engine.check_ready()
-        return library_body(self.engine.library(tenant, key))
+        return self._body(self.engine.library(tenant, key))
 
     async def delete_library(self, tenant: str, key: str) -> None:
         await self.engine.delete_library(tenant, key)

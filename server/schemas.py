@@ -30,6 +30,9 @@ class LibraryCreate(Strict):
     index_params: dict[str, Any] | None = Field(
         None, description="ivf: nlist, nprobe; hnsw: m, ef_construction, ef_search."
     )
+    model: str | None = Field(
+        None, description="The embedding model of its texts (GET /v1/models); the dimension follows it."
+    )
 
 
 class Library(BaseModel):
@@ -41,6 +44,7 @@ class Library(BaseModel):
     index_params: dict[str, Any]
     document_count: int
     created_at: str
+    model: str | None = None
 
 
 class LibraryList(BaseModel):
@@ -197,6 +201,8 @@ class Statistics(BaseModel):
     metric: str
     index: dict[str, Any]
     memory_bytes: int
+    model: str | None = None
+    model_memory_bytes: int = 0
 
 
 class ErrorDetail(BaseModel):

@@ -174,7 +174,14 @@ class RemoteEngine:
         return await self._value("ready")  # type: ignore[no-any-return]
 
     async def create_library(
-        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]:
         return await self._value(  # type: ignore[no-any-return]
             "create_library",
@@ -184,6 +191,7 @@ class RemoteEngine:
             index_type=index_type,
             metric=metric,
             params=params,
+            model=model,
         )
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:

@@ -127,3 +127,42 @@ def test_token_windows_follow_each_directory(server: Any) -> None:
     assert answer["usage"]["prompt_tokens"] == 128
     answer = httpx.post(f"{server.url}/v1/embeddings", json={"input": long_text, "model": "plain"}).json()
     assert answer["usage"]["prompt_tokens"] == 402
+
+
+def test_a_library_embeds_with_its_model(start_server: Any, model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    models = ",".join(f"{name}={path}" for name, path in model_dirs.items())
+    data = tmp_path / "store"
+    server = start_server(data_dir=data, models=models, embed_precision="float32")
+    with httpx.Client(base_url=server.url, timeout=60.0) as http:
+        created = http.post("/v1/libraries", json={"name": "bge", "model": "bge-small"})
+        assert created.status_code == 201, created.text
+        assert created.json()["dimension"] == 128 and created.json()["model"] == "bge-small"
+        assert http.post("/v1/libraries", json={"name": "mini"}).json()["model"] == "all-MiniLM-L6-v2"
+        docs = [{"id": f"d{i}", "text": text} for i, text in enumerate(TEXTS)]
+        assert http.post("/v1/libraries/bge/documents/batch", json={"documents": docs}).status_code == 201
+        # A text query is embedded by the library's model: each text finds itself first, at cosine 1.
+        for i, text in enumerate(TEXTS):
+            hits = http.post("/v1/libraries/bge/search", json={"query": text, "k": 1}).json()["results"]
+            assert hits[0]["document_id"] == f"d{i}" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+        # The stored vectors are bge-small's: its own vector of a text scores 1 against that document.
+        vector = _embeddings(server.url, "bge-small", [TEXTS[2]])[0].tolist()
+        hits = http.post("/v1/libraries/bge/search", json={"embedding": vector, "k": 1}).json()["results"]
+        assert hits[0]["document_id"] == "d2" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+        stats = http.get("/v1/libraries/bge/statistics").json()
+        assert stats["model"] == "bge-small" and stats["model_memory_bytes"] > 0
+
+        mismatch = http.post("/v1/libraries", json={"name": "x", "model": "plain", "dimension": 384})
+        assert mismatch.status_code == 422 and "follows its model" in mismatch.json()["error"]["message"]
+        unknown = http.post("/v1/libraries", json={"name": "y", "model": "e5-large"})
+        assert unknown.status_code == 404 and "bge-small" in unknown.json()["error"]["message"]
+    server.stop()
+
+    # Served again without bge-small: the library keeps its model; its text queries are a clear 404
+    # naming the models there are, its vector queries still work.
+    again = start_server(data_dir=data, embed_precision="float32")
+    with httpx.Client(base_url=again.url, timeout=60.0) as http:
+        assert http.get("/v1/libraries/bge").json()["model"] == "bge-small"
+        text_query = http.post("/v1/libraries/bge/search", json={"query": TEXTS[0]})
+        assert text_query.status_code == 404 and "all-MiniLM-L6-v2" in text_query.json()["error"]["message"]
+        hits = http.post("/v1/libraries/bge/search", json={"embedding": vector, "k": 1}).json()["results"]
+        assert hits[0]["document_id"] == "d2"
