@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         description="Extra embedding models: comma-separated name=PATH pairs, PATH a local "
         "sentence-transformers / Hugging Face BERT-family directory (loaded offline).",
     )
+    rerank_model: str = Field(
+        "",
+        description="A local cross-encoder directory (PATH or name=PATH) for /v1/rerank and rerank in search.",
+    )
+    rerank_token_budget: int = Field(
+        4096, ge=256, description="Most tokens in one rerank batch (query and document of each pair)."
+    )
 
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
@@ -141,6 +148,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"ARRWDB_MODELS: the name {name!r} is given twice")
             found[name] = Path(path).expanduser()
         return found
+
+    def rerank_model_path(self) -> tuple[str, Path] | None:
+        """ARRWDB_RERANK_MODEL as (name, directory): ``name=PATH``, or a PATH named by its last folder."""
+        entry = self.rerank_model.strip()
+        if not entry:
+            return None
+        name, sep, path = (piece.strip() for piece in entry.partition("="))
+        if not sep:
+            name, path = Path(entry).expanduser().name, entry
+        if not _MODEL_NAME.fullmatch(name) or not path:
+            raise ValueError(f"ARRWDB_RERANK_MODEL: {entry!r} is not PATH or name=PATH")
+        return name, Path(path).expanduser()
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

@@ -20,6 +20,7 @@ from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
 from arrwdb.embed.protocol import Embedder
 from arrwdb.engine_embed import EmbeddingMixin
+from arrwdb.engine_rerank import RerankMixin
 from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
 from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
@@ -55,7 +56,7 @@ def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder
     return load_embedder(device, dtype=model_dtype(device, precision))  # fp16 on CUDA, bf16 with AMX
 
 
-class Engine(EmbeddingMixin):
+class Engine(EmbeddingMixin, RerankMixin):
     def __init__(self, settings: Settings, embedder_factory: EmbedderFactory | None = None) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
@@ -66,6 +67,8 @@ class Engine(EmbeddingMixin):
         self.libraries: dict[str, LibraryState] = {}
         self.embedder: Embedder | None = None  # the default model
         self.models = ModelRegistry()
+        self.rerankers: dict[str, Any] = {}  # name -> CrossEncoder (ARRWDB_RERANK_MODEL)
+        self._rerank_specs: dict[str, QueueSpec] = {}
         self.ready = False
         self.load_error: BaseException | None = None
         precision = settings.embed_precision
@@ -116,11 +119,11 @@ class Engine(EmbeddingMixin):
                 for record in records:
                     await self.on_worker(lambda record=record: self._load_library(record))
             finally:
-                self.embedder, extra = await model
+                self.embedder, extra, self.rerankers = await model
                 self.models.add(self.embedder)
                 for name, embedder in extra.items():
                     self.models.add(embedder, name)
-                for name, embedder in self.models.embedders.items():
+                for name, embedder in [*self.models.embedders.items(), *self.rerankers.items()]:
                     self.telemetry.model_memory.labels(name).set(model_memory(embedder))
             await self.on_worker(self._warm_up)
             self.ready = True
@@ -130,8 +133,8 @@ class Engine(EmbeddingMixin):
             self.load_error = exc
             log.exception("start-up failed")
 
-    def _load_models(self) -> tuple[Embedder, dict[str, Embedder]]:
-        """The default model, then each of ARRWDB_MODELS (by name), on the one device."""
+    def _load_models(self) -> tuple[Embedder, dict[str, Embedder], dict[str, Any]]:
+        """The default model, each of ARRWDB_MODELS (by name) and the reranker, on the one device."""
         from arrwdb.embed.loader import load_embedder
 
         default = self._embedder_factory(self.device)
@@ -140,7 +143,13 @@ class Engine(EmbeddingMixin):
             name: load_embedder(self.device, model_dir=path, dtype=dtype, name=name)
             for name, path in self.settings.model_paths().items()
         }
-        return default, extra
+        rerankers = {}
+        rerank = self.settings.rerank_model_path()
+        if rerank is not None:
+            from arrwdb.embed.cross_encoder import CrossEncoder
+
+            rerankers[rerank[0]] = CrossEncoder(rerank[1], rerank[0], self.device, dtype)
+        return default, extra, rerankers
 
     async def stop(self) -> None:
         self.ready = False
@@ -320,8 +329,11 @@ class Engine(EmbeddingMixin):
     ) -> tuple[list[list[Hit] | HitsJSON], Timings]:
         """Hits of each query, best first (as JSON for a query that asks: ``SearchInput.json``).  Queries
         answered from the result cache cost no embedding and no device time: they add nothing to the
-        returned timings (all zero when every one hits)."""
+        returned timings (all zero when every one hits).  Reranked queries: ``search_reranked``."""
         self.check_ready()
+        if any(query.rerank is not None for query in queries):
+            plain = lambda inner: self.search(tenant, key, inner, deadline)  # noqa: E731
+            return await self.search_reranked(queries, plain, deadline)
         state = self.library(tenant, key)
         record = state.record
         text_queries = any(query.embedding is None for query in queries)

@@ -75,6 +75,12 @@ class EngineAPI(Protocol):
 
     async def models(self) -> list[dict[str, Any]]: ...
 
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        """Relevance scores of ``documents`` for ``query``, in input order, and the reranker's name."""
+        ...
+
     async def create_api_key(self, record: dict[str, Any]) -> None: ...
 
     async def revoke_api_key(self, key_id: str) -> None: ...
@@ -182,8 +188,26 @@ class LocalEngine:
         return await self.engine.embeddings(list(inputs), model, deadline, dimensions)
 
     async def models(self) -> list[dict[str, Any]]:
-        self.engine.check_ready()
-        return self.engine.models.describe()
+        engine = self.engine
+        engine.check_ready()
+        rerankers = [
+            {
+                "id": name,
+                "created": encoder.created,
+                "dimension": None,
+                "max_tokens": encoder.window,
+                "default": False,
+                "memory_bytes": encoder.memory_bytes,
+                "kind": "rerank",
+            }
+            for name, encoder in engine.rerankers.items()
+        ]
+        return engine.models.describe() + rerankers
+
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        return await self.engine.rerank(query, documents, deadline, model)
 
     async def create_api_key(self, record: dict[str, Any]) -> None:
         from arrwdb.api_key_store import ApiKeyRecord

@@ -56,6 +56,7 @@ class ModelRegistry:
                 "max_tokens": embedder.max_tokens,
                 "default": name == self.default,
                 "memory_bytes": model_memory(embedder),
+                "kind": "embedding",
             }
             for name, embedder in self.embedders.items()
         ]

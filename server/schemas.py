@@ -95,6 +95,11 @@ class QueryParams(Strict):
         return {name: value for name, value in self.__dict__.items() if value is not None}
 
 
+class RerankSpec(Strict):
+    candidates: int = Field(ge=1, le=1000, description="Top hits scored by the cross-encoder before k is cut.")
+    model: str | None = Field(None, description="A reranking model of GET /v1/models; defaults to the loaded one.")
+
+
 class Query(Strict):
     query: str | None = None
     embedding: list[float] | None = None
@@ -103,6 +108,7 @@ class Query(Strict):
     filter: dict[str, Any] | None = None
     include_text: bool = True
     params: QueryParams | None = None
+    rerank: RerankSpec | None = None
 
 
 class QueryBatch(Strict):
@@ -191,6 +197,27 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class RerankRequest(Strict):
+    """Cohere's / TEI's / Infinity's rerank request."""
+
+    query: str
+    documents: list[str] = Field(min_length=1, max_length=1000)
+    top_n: int | None = Field(None, ge=1, description="How many results; defaults to every document.")
+    return_documents: bool = False
+    model: str | None = None
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: str | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[RerankResult]
+
+
 class Statistics(BaseModel):
     document_count: int
     documents_loaded: bool  # False briefly after a restart: filtered searches wait until it is True
@@ -222,4 +249,5 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     QueryBatch,
     EmbedRequest,
     EmbeddingsRequest,
+    RerankRequest,
 )

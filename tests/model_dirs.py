@@ -75,3 +75,30 @@ def _write_sentence_transformers_files(
     (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
     sentence_config = {"max_seq_length": max_seq_length or 512, "do_lower_case": False}
     (path / "sentence_bert_config.json").write_text(json.dumps(sentence_config))
+
+
+def save_cross_encoder(path: Path, *, hidden: int, layers: int, heads: int, seed: int) -> Path:
+    """A one-label BERT sequence classifier with random weights (seeded): an ms-marco-style reranker."""
+    import torch
+
+    from arrwdb.embed.hub_kernels import load_hub_kernels_first
+
+    load_hub_kernels_first()
+    from transformers import BertConfig, BertForSequenceClassification
+
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 4,
+        max_position_embeddings=512,
+        num_labels=1,
+        initializer_range=0.2,  # wider than BERT's 0.02, so random pairs get scores far apart
+    )
+    BertForSequenceClassification(config).eval().save_pretrained(str(path))
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, path / name)
+    return path

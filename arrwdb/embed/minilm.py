@@ -138,14 +138,14 @@ class MiniLMEmbedder(Embedder):
             else None
         )
 
-        tokenizer_json = _tokenizer_json(model_dir)
+        tokenizer_json_text = tokenizer_json(model_dir)
         # tokenizer.json carries its own truncation (128) and fixed padding (128): replace both.
         # Padding is done per sub-batch in prepare(), so the tokenizer itself does none.
-        self._tokenizer = Tokenizer.from_str(tokenizer_json)
+        self._tokenizer = Tokenizer.from_str(tokenizer_json_text)
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=window)
         # A second instance for chunking: it must see every token, and settings are per instance.
-        self._chunk_tokenizer = Tokenizer.from_str(tokenizer_json)
+        self._chunk_tokenizer = Tokenizer.from_str(tokenizer_json_text)
         self._chunk_tokenizer.no_padding()
         self._chunk_tokenizer.no_truncation()
         self.vocab_size = self._tokenizer.get_vocab_size()
@@ -293,7 +293,7 @@ class MiniLMEmbedder(Embedder):
         return pool(hidden, mask, self.spec.pooling, self.spec.normalize)
 
 
-def _tokenizer_json(model_dir: Path) -> str:
+def tokenizer_json(model_dir: Path) -> str:
     """The directory's fast tokenizer as JSON: its tokenizer.json, or the one transformers builds from
     its vocabulary files (a directory saved without tokenizer.json)."""
     path = model_dir / "tokenizer.json"

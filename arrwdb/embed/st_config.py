@@ -41,7 +41,7 @@ class SentenceSpec:
     normalize: bool
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -49,11 +49,11 @@ def _read_json(path: Path) -> Any:
 
 
 def read_sentence_spec(model_dir: Path) -> SentenceSpec:
-    config = _read_json(model_dir / "config.json")
+    config = read_json(model_dir / "config.json")
     modules_file = model_dir / "modules.json"
     pooling, normalize = "mean", False
     if modules_file.exists():
-        modules = _read_json(modules_file)
+        modules = read_json(modules_file)
         types = [module.get("type", "") for module in modules]
         unknown = [t for t in types if t not in _KNOWN_MODULES]
         if unknown:
@@ -62,11 +62,11 @@ def read_sentence_spec(model_dir: Path) -> SentenceSpec:
         for module in modules:
             if module.get("type") == _MODULE + "Pooling":
                 pooling = _pooling_mode(model_dir / module.get("path", "") / "config.json")
-    return SentenceSpec(window=_window(model_dir, config), pooling=pooling, normalize=normalize)
+    return SentenceSpec(window=model_window(model_dir, config), pooling=pooling, normalize=normalize)
 
 
 def _pooling_mode(path: Path) -> str:
-    settings = _read_json(path)
+    settings = read_json(path)
     for key in _UNSUPPORTED_POOLING:
         if settings.get(key):
             raise ValueError(f"{path}: {key} is not supported (CLS, mean, max and mean-sqrt-len pooling are)")
@@ -76,17 +76,18 @@ def _pooling_mode(path: Path) -> str:
     return modes[0]
 
 
-def _window(model_dir: Path, config: dict[str, Any]) -> int:
+def model_window(model_dir: Path, config: dict[str, Any]) -> int:
+    """Tokens the model reads (special tokens included), as sentence-transformers decides it."""
     positions = int(config.get("max_position_embeddings", 512))
     st_config = model_dir / "sentence_bert_config.json"
     if st_config.exists():
-        window = _read_json(st_config).get("max_seq_length")
+        window = read_json(st_config).get("max_seq_length")
         if window is not None:
             return min(int(window), positions)
     tokenizer_config = model_dir / "tokenizer_config.json"
     limit = positions
     if tokenizer_config.exists():
-        declared = _read_json(tokenizer_config).get("model_max_length")
+        declared = read_json(tokenizer_config).get("model_max_length")
         if isinstance(declared, int | float) and declared < _UNBOUNDED_TOKENIZER:
             limit = min(limit, int(declared))
     return limit

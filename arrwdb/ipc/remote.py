@@ -249,6 +249,13 @@ class RemoteEngine:
         vectors = np.frombuffer(frames[0], dtype="<f4").reshape(rows, dimension)
         return vectors, tokens, name, wire.timings_from(reply.get("t"))
 
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        args = {"query": query, "documents": documents, "model": model}
+        reply, frames = await self._call("rerank", args, None, deadline)
+        return np.frombuffer(frames[0], dtype="<f4"), reply["v"], wire.timings_from(reply.get("t"))
+
     async def models(self) -> list[dict[str, Any]]:
         return await self._value("models")  # type: ignore[no-any-return]
 

@@ -186,6 +186,10 @@ class EngineService:
         value = [*vectors.shape, tokens, name]
         return value, [vectors.astype("<f4", copy=False).tobytes()], timings
 
+    async def _rerank(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
+        scores, name, timings = await self.api.rerank(args["query"], args["documents"], args["model"], deadline)
+        return name, [scores.astype("<f4", copy=False).tobytes()], timings
+
     async def _upsert(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
         docs = wire.documents_in(args["docs"], frames)
         ids = await self.api.upsert_documents(args["tenant"], args["key"], docs, args["bulk"], deadline)
@@ -198,6 +202,7 @@ class EngineService:
         "search": _search,
         "embed": _embed,
         "embeddings": _embeddings,
+        "rerank": _rerank,
         "upsert_documents": _upsert,
         "metrics": _metrics,
     }
