@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.model_dirs import save_cross_encoder
+from arrwdb.bench.model_dirs import save_cross_encoder
 from tests.processes import ADMIN_KEY, start_processes
 
 QUERY = "how do cats hunt at night"

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.model_dirs import save_encoder
+from arrwdb.bench.model_dirs import save_encoder
 
 TEXTS = ["the cat sat on the mat", "vector search with micro-batching", "dogs bark at night", "x"]
 

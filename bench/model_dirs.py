@@ -1,4 +1,4 @@
-"""Model directories for tests, built from configs with seeded random weights and saved the way
+"""Model directories for tests and benchmarks, built from configs with seeded random weights and saved the way
 sentence-transformers and Hugging Face save them, so arrwdb loads them exactly as it would load a
 user's BGE, MiniLM or ms-marco directory: BERT weights (safetensors), the packaged MiniLM's
 WordPiece tokenizer files, and, when asked, the sentence-transformers module configs."""
