@@ -5,6 +5,7 @@ sentence-transformers' CrossEncoder scores for the same directory."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from arrwdb.bench.model_dirs import save_cross_encoder
-from tests.processes import ADMIN_KEY, start_processes
+from tests.integration.test_batching import block_worker
+from tests.processes import ADMIN_KEY, metric_sum, start_processes
 
 QUERY = "how do cats hunt at night"
 DOCUMENTS = [
@@ -97,6 +99,27 @@ def test_search_reranks_its_candidates(server: Any, expected: np.ndarray) -> Non
             answer = http.post("/v1/libraries/docs/search", json=bad)
             assert answer.status_code == status, answer.text
             assert answer.json()["error"]["message"]
+
+
+def test_rerank_deadline_and_abort_cost_no_compute(server: Any) -> None:
+    """Pairs queued behind a busy device: a passed deadline is a 504, a client gone is dropped, and
+    neither reaches the cross-encoder."""
+    body = {"query": QUERY, "documents": DOCUMENTS}
+    job = block_worker(server)
+    try:
+        late = httpx.post(f"{server.url}/v1/rerank", json=body, headers={"X-Request-Timeout-Ms": "200"}, timeout=10)
+        assert late.status_code == 504 and late.json()["error"]["type"] == "deadline_exceeded"
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.url}/v1/rerank", json=body, timeout=0.3)  # the client gives up and goes
+        time.sleep(0.3)  # the server notices the disconnect
+    finally:
+        job.release.set()
+    time.sleep(0.3)
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert metric_sum(metrics, "arrwdb_requests_dropped_total", reason="deadline") >= 1
+    assert metric_sum(metrics, "arrwdb_requests_dropped_total", reason="disconnected") >= 1
+    assert metric_sum(metrics, "arrwdb_batch_size_count", queue="rerank") == 0  # no batch ran
+    assert httpx.post(f"{server.url}/v1/rerank", json=body, timeout=60).status_code == 200
 
 
 @pytest.mark.parametrize(
