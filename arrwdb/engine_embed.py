@@ -41,8 +41,9 @@ class EmbeddingMixin:
     async def embed(
         self, texts: list[Item], priority: int, deadline: float, model: str | None = None
     ) -> tuple[np.ndarray, Timings]:
-        """Normalised vectors of ``texts`` (or token-id inputs) by ``model`` (None: the default);
-        cached texts skip the device.  Each model has its own queues: a batch never mixes models."""
+        """Vectors of ``texts`` (or token-id inputs) by ``model`` (None: the default), normalised when
+        the model's directory says so (the packaged MiniLM's does); cached texts skip the device.  Each
+        model has its own queues: a batch never mixes models."""
         self.check_ready()
         name = self.models.name_of(model)
         embedder = self.models.embedders[name]
@@ -53,13 +54,14 @@ class EmbeddingMixin:
         # is the default.  Token-id inputs are not cached.
         prefix = "" if name == self.models.default else f"{name}\x00"
         keys = [prefix + t if isinstance(t, str) else None for t in texts]
-        cached = self.cache.get_many([k or "" for k in keys])
-        missing = [i for i, vector in enumerate(cached) if vector is None or keys[i] is None]
-        self.telemetry.embed_cache_hits.inc(len(texts) - len(missing))
+        looked_up = [i for i, key in enumerate(keys) if key is not None]
+        cached = self.cache.get_many([keys[i] for i in looked_up])  # type: ignore[misc]
+        found = {i: vector for i, vector in zip(looked_up, cached, strict=True) if vector is not None}
+        missing = [i for i in range(len(texts)) if i not in found]
+        self.telemetry.embed_cache_hits.inc(len(found))
         self.telemetry.embed_cache_misses.inc(len(missing))
-        for i, vector in enumerate(cached):
-            if vector is not None and keys[i] is not None:
-                out[i] = vector
+        for i, vector in found.items():
+            out[i] = vector
         if not missing:
             return out, Timings()
         spec = self._embed_spec(name, priority)

@@ -57,7 +57,8 @@ class Embedder(Protocol):
         ...
 
     def embed_prepared(self, batch: PreparedBatch) -> np.ndarray:
-        """Float32 array ``[len(batch), dimension]`` of L2-normalised rows, in input order."""
+        """Float32 array ``[len(batch), dimension]``, in input order: L2-normalised rows when the model
+        normalises (the packaged MiniLM does; a directory without a Normalize module does not)."""
         ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
