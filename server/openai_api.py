@@ -16,13 +16,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from arrwdb.errors import ArrwdbError, InvalidInput, Overloaded, UnknownModel
+from arrwdb.errors import ArrwdbError, InvalidInput, UnknownModel
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, read_body
 from arrwdb.server.deps import api_of, deadline_of
 from arrwdb.server.disconnect import unless_disconnected
-from arrwdb.server.errors import validation_error
+from arrwdb.server.errors import arrwdb_error_response, validation_error
 from arrwdb.server.responses import JSON, timing_headers
 
 router = APIRouter(tags=["models"])
@@ -30,12 +30,6 @@ router = APIRouter(tags=["models"])
 MAX_INPUTS = 2048  # OpenAI's limit of inputs per request
 _MAX_TOKEN_ID = 2**31  # token ids must fit the engine protocol's integers; the model's vocabulary checks the rest
 _INPUT_SHAPES = "a string, a list of strings, a list of token ids, or a list of lists of token ids"
-
-
-def openai_error_response(exc: ArrwdbError) -> Response:
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
-    error = {"type": exc.type, "message": exc.message, "param": exc.param, "code": exc.type}
-    return JSON({"error": error}, status_code=exc.status, headers=headers)
 
 
 def _token_ids(value: Any) -> bool:
@@ -90,7 +84,7 @@ async def embeddings(request: Request) -> Response:
         work = api_of(request).embeddings(inputs, body.model, deadline_of(request), body.dimensions)
         vectors, tokens, name, timings = await unless_disconnected(request, work, request.app.state.telemetry)
     except ArrwdbError as exc:
-        return openai_error_response(exc)
+        return arrwdb_error_response(exc, openai=True)
     data = [
         {"object": "embedding", "index": i, "embedding": encoded}
         for i, encoded in enumerate(_encoded(vectors, body.encoding_format))

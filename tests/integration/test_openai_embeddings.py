@@ -5,6 +5,8 @@ two HTTP workers and an engine process (RemoteEngine)."""
 from __future__ import annotations
 
 import base64
+import json
+import socket
 from typing import Any
 
 import httpx
@@ -12,7 +14,10 @@ import numpy as np
 import openai
 import pytest
 
+from tests.integration.test_admission_door import full_server, post, read_response
 from tests.processes import ADMIN_KEY, start_processes
+
+__all__ = ["full_server"]  # a fixture of the door's tests, used here too
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["the cat sat on the mat", "vector search with micro-batching", "a third, longer sentence about dogs"]
@@ -157,3 +162,30 @@ def test_malformed_json_and_missing_key(start_server: Any) -> None:
         _openai(server.url, "wrong").embeddings.create(input="x", model=MODEL)
     assert caught.value.body["code"] == "unauthorized"
     assert _openai(server.url, "secret").embeddings.create(input="x", model=MODEL).data[0].index == 0
+
+
+def test_a_refusal_at_the_door_carries_openai_keys(full_server: Any) -> None:
+    """A 429 at the door (queues full), answered before the route: OpenAI's keys too."""
+    with socket.create_connection(("127.0.0.1", full_server.port), timeout=10) as sock:
+        buffer = bytearray()
+        sock.sendall(post("/v1/embeddings", b'{"input": "hi"}'))
+        status, headers, body = read_response(sock, buffer)
+    assert status == 429 and headers["retry-after"] == "1"
+    assert json.loads(body)["error"] == {
+        "type": "overloaded",
+        "message": json.loads(body)["error"]["message"],
+        "param": None,
+        "code": "overloaded",
+    }
+
+
+def test_a_body_over_the_limit_carries_openai_keys(start_server: Any) -> None:
+    server = start_server()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        buffer = bytearray()
+        head = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall((head + f"Content-Length: {64 * 1024 * 1024}\r\n\r\n").encode())
+        status, _, body = read_response(sock, buffer)
+    assert status == 413
+    error = json.loads(body)["error"]
+    assert error["type"] == "payload_too_large" and error["code"] == "payload_too_large" and error["param"] is None
