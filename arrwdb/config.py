@@ -6,6 +6,7 @@ down explicitly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 
 
 class Settings(BaseSettings):
@@ -116,8 +118,48 @@ class Settings(BaseSettings):
 
     log_level: str = Field("info", description="Python logging level.")
 
+    # Models beside the packaged MiniLM (model_paths() parses them; a bad entry stops the start).
+    models: str = Field(
+        "",
+        description="Extra embedding models: comma-separated name=PATH pairs, PATH a local "
+        "sentence-transformers / Hugging Face BERT-family directory (loaded offline).",
+    )
+    rerank_model: str = Field(
+        "",
+        description="A local cross-encoder directory (PATH or name=PATH) for /v1/rerank and rerank in search.",
+    )
+    rerank_token_budget: int = Field(
+        4096, ge=256, description="Most tokens in one rerank batch (query and document of each pair)."
+    )
+
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    def model_paths(self) -> dict[str, Path]:
+        """ARRWDB_MODELS as {name: directory}; a malformed entry or a repeated name is a ValueError."""
+        found: dict[str, Path] = {}
+        for entry in (part.strip() for part in self.models.split(",")):
+            if not entry:
+                continue
+            name, sep, path = (piece.strip() for piece in entry.partition("="))
+            if not sep or not _MODEL_NAME.fullmatch(name) or not path:
+                raise ValueError(f"ARRWDB_MODELS: {entry!r} is not name=PATH (a name of letters, digits and . _ : / -)")
+            if name in found:
+                raise ValueError(f"ARRWDB_MODELS: the name {name!r} is given twice")
+            found[name] = Path(path).expanduser()
+        return found
+
+    def rerank_model_path(self) -> tuple[str, Path] | None:
+        """ARRWDB_RERANK_MODEL as (name, directory): ``name=PATH``, or a PATH named by its last folder."""
+        entry = self.rerank_model.strip()
+        if not entry:
+            return None
+        name, sep, path = (piece.strip() for piece in entry.partition("="))
+        if not sep:
+            name, path = Path(entry).expanduser().name, entry
+        if not _MODEL_NAME.fullmatch(name) or not path:
+            raise ValueError(f"ARRWDB_RERANK_MODEL: {entry!r} is not PATH or name=PATH")
+        return name, Path(path).expanduser()
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

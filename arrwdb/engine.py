@@ -12,20 +12,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from arrwdb.chunk_plan import checked_embeddings, plan_chunks
 from arrwdb.config import Settings
 from arrwdb.device import WorkerThreads, model_dtype, resolve_device
 from arrwdb.embed import EmbeddingCache
-from arrwdb.embed.chunking import token_estimate
 from arrwdb.embed.protocol import Embedder
-from arrwdb.errors import Conflict, DeadlineExceeded, NotFound, NotReady
+from arrwdb.engine_embed import EmbeddingMixin
+from arrwdb.engine_rerank import RerankMixin
+from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
 from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
+from arrwdb.models import ModelRegistry, model_memory
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.result_cache import ResultCache
 from arrwdb.scheduler import (
@@ -47,7 +48,6 @@ from arrwdb.worker import DeviceWorker, await_on_worker
 log = logging.getLogger("arrwdb.engine")
 
 EmbedderFactory = Callable[[torch.device], Embedder]
-_BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
 
 
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
@@ -56,7 +56,7 @@ def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder
     return load_embedder(device, dtype=model_dtype(device, precision))  # fp16 on CUDA, bf16 with AMX
 
 
-class Engine:
+class Engine(EmbeddingMixin, RerankMixin):
     def __init__(self, settings: Settings, embedder_factory: EmbedderFactory | None = None) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
@@ -65,7 +65,10 @@ class Engine:
         self.cache = EmbeddingCache(settings.embed_cache_bytes)
         self.result_cache = ResultCache(settings.result_cache_bytes)
         self.libraries: dict[str, LibraryState] = {}
-        self.embedder: Embedder | None = None
+        self.embedder: Embedder | None = None  # the default model
+        self.models = ModelRegistry()
+        self.rerankers: dict[str, Any] = {}  # name -> CrossEncoder (ARRWDB_RERANK_MODEL)
+        self._rerank_specs: dict[str, QueueSpec] = {}
         self.ready = False
         self.load_error: BaseException | None = None
         precision = settings.embed_precision
@@ -97,19 +100,7 @@ class Engine:
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size
         )
-        self._embed_specs = {
-            priority: QueueSpec(
-                key=("embed", priority),
-                kind="embed",
-                priority=priority,
-                run=self._run_embed,
-                prepare=self._prepare_embed,
-                max_cost=s.embed_token_budget,
-                # Single inserts ride along in query batches; bulk work never delays an interactive one.
-                top_up=None if priority == PRIORITY_BULK else "embed",
-            )
-            for priority in (PRIORITY_INTERACTIVE, PRIORITY_WRITE, PRIORITY_BULK)
-        }
+        self._embed_specs: dict[tuple[str, int], QueueSpec] = {}  # (model, priority) -> its queue
         self.documents = DocumentLoader(self.store, self.worker, self.loop)
         self._loading = asyncio.create_task(self._load())
 
@@ -120,7 +111,7 @@ class Engine:
         try:
             # The model loads on a thread of its own while the worker loads the libraries and the
             # builder reads their index snapshots: a cold start overlaps all three.
-            model = asyncio.ensure_future(asyncio.to_thread(self._embedder_factory, self.device))
+            model = asyncio.ensure_future(asyncio.to_thread(self._load_models))
             try:
                 records = self.store.libraries()
                 for record in records:
@@ -128,7 +119,12 @@ class Engine:
                 for record in records:
                     await self.on_worker(lambda record=record: self._load_library(record))
             finally:
-                self.embedder = await model
+                self.embedder, extra, self.rerankers = await model
+                self.models.add(self.embedder)
+                for name, embedder in extra.items():
+                    self.models.add(embedder, name)
+                for name, embedder in [*self.models.embedders.items(), *self.rerankers.items()]:
+                    self.telemetry.model_memory.labels(name).set(model_memory(embedder))
             await self.on_worker(self._warm_up)
             self.ready = True
             self.documents.start(list(self.libraries.values()))
@@ -136,6 +132,24 @@ class Engine:
         except BaseException as exc:
             self.load_error = exc
             log.exception("start-up failed")
+
+    def _load_models(self) -> tuple[Embedder, dict[str, Embedder], dict[str, Any]]:
+        """The default model, each of ARRWDB_MODELS (by name) and the reranker, on the one device."""
+        from arrwdb.embed.loader import load_embedder
+
+        default = self._embedder_factory(self.device)
+        dtype = model_dtype(self.device, self.settings.embed_precision)
+        extra = {
+            name: load_embedder(self.device, model_dir=path, dtype=dtype, name=name)
+            for name, path in self.settings.model_paths().items()
+        }
+        rerankers = {}
+        rerank = self.settings.rerank_model_path()
+        if rerank is not None:
+            from arrwdb.embed.cross_encoder import CrossEncoder
+
+            rerankers[rerank[0]] = CrossEncoder(rerank[1], rerank[0], self.device, dtype)
+        return default, extra, rerankers
 
     async def stop(self) -> None:
         self.ready = False
@@ -184,6 +198,10 @@ class Engine:
             raise NotReady("the embedding model is still loading")
         return self.embedder
 
+    def library_model(self, record: LibraryRecord) -> Embedder:
+        """The model that embeds a library's texts; a 404 naming the loaded ones if it is not loaded."""
+        return self.models.get(record.model or None)
+
     def check_ready(self) -> None:
         if not self.ready:
             reason = f": start-up failed ({self.load_error!r})" if self.load_error else ": still loading"
@@ -220,12 +238,21 @@ class Engine:
         index_type: str,
         metric: str,
         index_params: dict[str, Any],
+        model: str | None = None,
     ) -> LibraryState:
         self.check_ready()
         check_name(name, "name")
-        dimension = self.model.dimension if dimension is None else dimension
+        model_name = self.models.name_of(model)
+        model_dimension = self.models.embedders[model_name].dimension
+        if model is not None and dimension is not None and dimension != model_dimension:
+            raise InvalidInput(
+                f"dimension {dimension} differs from model {model_name!r}'s {model_dimension}: a library's "
+                "dimension follows its model (leave dimension out)",
+                param="dimension",
+            )
+        dimension = model_dimension if dimension is None else dimension
         params = check_library_settings(dimension, index_type, metric, index_params)
-        record = new_library_record(uuid.uuid4().hex, tenant, name, dimension, index_type, metric, params)
+        record = new_library_record(uuid.uuid4().hex, tenant, name, dimension, index_type, metric, params, model_name)
         if any(s.record.tenant == tenant and s.record.name == name for s in self.libraries.values()):
             raise Conflict(f"a library named {name!r} already exists")
         await asyncio.to_thread(self.store.create_library, record)
@@ -251,9 +278,12 @@ class Engine:
         record = state.record
         ids = [doc.id or uuid.uuid4().hex for doc in docs]
         given = checked_embeddings(record, docs)  # the client vectors, float32, checked
-        planned = [plan_chunks(record, doc, index, self.model) for index, doc in enumerate(docs)]
+        # The library's model, looked up only when some text needs embedding (vectors need no model).
+        embedder = self.library_model(record) if any(doc.embedding is None for doc in docs) else self.model
+        planned = [plan_chunks(record, doc, index, embedder) for index, doc in enumerate(docs)]
         texts = [text for plan in planned if plan[1] is not None for text in plan[1]]
-        vectors, _ = await self.embed(texts, PRIORITY_BULK if bulk else PRIORITY_WRITE, deadline)
+        priority = PRIORITY_BULK if bulk else PRIORITY_WRITE
+        vectors, _ = await self.embed(texts, priority, deadline, record.model or None)
         upserts, cursor = [], 0
         for doc_id, doc, vector, (spans, chunk_texts) in zip(ids, docs, given, planned, strict=True):
             if chunk_texts is None:  # the client's vector: one chunk, the whole text
@@ -292,43 +322,6 @@ class Engine:
             if state is not None:
                 state.apply(list(run))
 
-    # -- embedding ---------------------------------------------------------------------------
-
-    async def embed(self, texts: list[str], priority: int, deadline: float) -> tuple[np.ndarray, Timings]:
-        """Normalised vectors of ``texts``; cached texts skip the device."""
-        self.check_ready()
-        embedder = self.model
-        out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-        if not texts:
-            return out, Timings()
-        cached = self.cache.get_many(texts)
-        missing = [i for i, vector in enumerate(cached) if vector is None]
-        self.telemetry.embed_cache_hits.inc(len(texts) - len(missing))
-        self.telemetry.embed_cache_misses.inc(len(missing))
-        for i, vector in enumerate(cached):
-            if vector is not None:
-                out[i] = vector
-        if not missing:
-            return out, Timings()
-        spec = self._embed_specs[priority]
-        costs = [token_estimate(texts[i]) for i in missing]
-        done = await self.scheduler.submit_many(spec, [texts[i] for i in missing], deadline=deadline, costs=costs)
-        for i, completed in zip(missing, done, strict=True):
-            out[i] = completed.value
-        self.cache.put_many([texts[i] for i in missing], [out[i] for i in missing])
-        return out, Timings.of(list(done))
-
-    def embed_priority(self, count: int) -> int:
-        return PRIORITY_INTERACTIVE if count <= _BULK_EMBED_TEXTS else PRIORITY_BULK
-
-    def _prepare_embed(self, texts: list[str]) -> Any:
-        return self.model.prepare(texts)
-
-    def _run_embed(self, prepared: Any) -> list[np.ndarray]:
-        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
-        with self.telemetry.working():
-            return list(self.model.embed_prepared(prepared))
-
     # -- search ------------------------------------------------------------------------------
 
     async def search(
@@ -336,11 +329,16 @@ class Engine:
     ) -> tuple[list[list[Hit] | HitsJSON], Timings]:
         """Hits of each query, best first (as JSON for a query that asks: ``SearchInput.json``).  Queries
         answered from the result cache cost no embedding and no device time: they add nothing to the
-        returned timings (all zero when every one hits)."""
+        returned timings (all zero when every one hits).  Reranked queries: ``search_reranked``."""
         self.check_ready()
+        if any(query.rerank is not None for query in queries):
+            plain = lambda inner: self.search(tenant, key, inner, deadline)  # noqa: E731
+            return await self.search_reranked(queries, plain, deadline)
         state = self.library(tenant, key)
         record = state.record
-        vectors = query_vectors(record, queries, self.model.dimension)
+        text_queries = any(query.embedding is None for query in queries)
+        model_dimension = self.library_model(record).dimension if text_queries else record.dimension
+        vectors = query_vectors(record, queries, model_dimension)
         if not state.documents_loaded and any(query.filter is not None for query in queries):
             await self.documents.wait(record.id, deadline)  # right after a restart
         keys, results = self.result_cache.lookup(state, queries)
@@ -352,9 +350,8 @@ class Engine:
         text_positions = [i for i in pending if vectors[i] is None]
         timings = Timings()
         if text_positions:
-            embedded, timings = await self.embed(
-                [queries[i].query or "" for i in text_positions], PRIORITY_INTERACTIVE, deadline
-            )
+            texts = [queries[i].query or "" for i in text_positions]
+            embedded, timings = await self.embed(texts, PRIORITY_INTERACTIVE, deadline, record.model or None)
             for row, position in enumerate(text_positions):
                 vectors[position] = embedded[row]
         blocks = query_blocks(queries, pending, self.scheduler.max_batch_size)
@@ -391,8 +388,14 @@ class Engine:
 
     def statistics(self, tenant: str, key: str) -> dict[str, Any]:
         self.check_ready()
-        stats = self.library(tenant, key).statistics()
+        state = self.library(tenant, key)
+        stats = state.statistics()
         # Where this library is (a library too big for the GPU stays on the CPU), and what it holds there.
         stats["device"] = stats["index"].get("device", str(self.device))
         stats["gpu_memory_bytes"] = int(stats["index"].get("gpu_memory_bytes", 0))
+        # Its model, and that model's weights on the device (shared by every library of the model).
+        model = state.record.model or self.models.default
+        embedder = self.models.embedders.get(model or "")
+        stats["model"] = model
+        stats["model_memory_bytes"] = 0 if embedder is None else model_memory(embedder)
         return stats

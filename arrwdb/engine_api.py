@@ -29,7 +29,14 @@ class EngineAPI(Protocol):
     async def ready(self) -> dict[str, Any]: ...
 
     async def create_library(
-        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]: ...
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]: ...
@@ -56,7 +63,23 @@ class EngineAPI(Protocol):
         self, tenant: str, key: str, queries: list[SearchInput], deadline: float
     ) -> tuple[list[HitsJSON], Timings]: ...
 
-    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]: ...
+    async def embed(
+        self, texts: list[str], deadline: float, model: str | None = None
+    ) -> tuple[np.ndarray, Timings]: ...
+
+    async def embeddings(
+        self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        """OpenAI-style: the vectors, the tokens the model read, and the model's name."""
+        ...
+
+    async def models(self) -> list[dict[str, Any]]: ...
+
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        """Relevance scores of ``documents`` for ``query``, in input order, and the reranker's name."""
+        ...
 
     async def create_api_key(self, record: dict[str, Any]) -> None: ...
 
@@ -67,8 +90,8 @@ class EngineAPI(Protocol):
     async def metrics(self) -> bytes: ...
 
 
-def library_body(state: LibraryState) -> dict[str, Any]:
-    """A library as the API shows it."""
+def library_body(state: LibraryState, default_model: str | None) -> dict[str, Any]:
+    """A library as the API shows it (``default_model``: what a library without a model uses)."""
     r = state.record
     return {
         "id": r.id,
@@ -79,6 +102,7 @@ def library_body(state: LibraryState) -> dict[str, Any]:
         "index_params": r.index_params,
         "document_count": state.document_count,
         "created_at": r.created_at,
+        "model": r.model or default_model,
     }
 
 
@@ -98,18 +122,28 @@ class LocalEngine:
         return {"status": "ready", "device": str(engine.device), "libraries": len(engine.libraries)}
 
     async def create_library(
-        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]:
-        state = await self.engine.create_library(tenant, name, dimension, index_type, metric, params)
-        return library_body(state)
+        state = await self.engine.create_library(tenant, name, dimension, index_type, metric, params, model)
+        return self._body(state)
+
+    def _body(self, state: LibraryState) -> dict[str, Any]:
+        return library_body(state, self.engine.models.default)
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:
         self.engine.check_ready()
-        return [library_body(s) for s in self.engine.list_libraries(tenant)]
+        return [self._body(s) for s in self.engine.list_libraries(tenant)]
 
     async def get_library(self, tenant: str, key: str) -> dict[str, Any]:
         self.engine.check_ready()
-        return library_body(self.engine.library(tenant, key))
+        return self._body(self.engine.library(tenant, key))
 
     async def delete_library(self, tenant: str, key: str) -> None:
         await self.engine.delete_library(tenant, key)
@@ -143,10 +177,37 @@ class LocalEngine:
         results, timings = await self.engine.search(tenant, key, queries, deadline)
         return [hits if isinstance(hits, HitsJSON) else HitsJSON.of(hits) for hits in results], timings
 
-    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]:
+    async def embed(self, texts: list[str], deadline: float, model: str | None = None) -> tuple[np.ndarray, Timings]:
         engine = self.engine
         engine.check_ready()
-        return await engine.embed(texts, engine.embed_priority(len(texts)), deadline)
+        return await engine.embed(list(texts), engine.embed_priority(len(texts)), deadline, model)
+
+    async def embeddings(
+        self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        return await self.engine.embeddings(list(inputs), model, deadline, dimensions)
+
+    async def models(self) -> list[dict[str, Any]]:
+        engine = self.engine
+        engine.check_ready()
+        rerankers = [
+            {
+                "id": name,
+                "created": encoder.created,
+                "dimension": None,
+                "max_tokens": encoder.window,
+                "default": False,
+                "memory_bytes": encoder.memory_bytes,
+                "kind": "rerank",
+            }
+            for name, encoder in engine.rerankers.items()
+        ]
+        return engine.models.describe() + rerankers
+
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        return await self.engine.rerank(query, documents, deadline, model)
 
     async def create_api_key(self, record: dict[str, Any]) -> None:
         from arrwdb.api_key_store import ApiKeyRecord

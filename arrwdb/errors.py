@@ -14,9 +14,10 @@ class ArrwdbError(Exception):
     type: str = "internal_error"
     status: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param  # the request field at fault, when one is (OpenAI's ``error.param``)
 
 
 class InvalidInput(ArrwdbError):
@@ -31,6 +32,13 @@ class BadRequest(ArrwdbError):
 
     type = "bad_request"
     status = 400
+
+
+class UnknownModel(ArrwdbError):
+    """A request names a model this server has not loaded (404, as OpenAI's ``model_not_found``)."""
+
+    type = "model_not_found"
+    status = 404
 
 
 class Unauthorized(ArrwdbError):

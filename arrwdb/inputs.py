@@ -24,6 +24,14 @@ class DocumentInput:
     vector_field: str = "embedding"  # the body field its vector came from ("embedding_base64" too)
 
 
+@dataclass(frozen=True)
+class RerankInput:
+    """``rerank`` of a query: the top ``candidates`` hits are scored by a cross-encoder before ``k``."""
+
+    candidates: int
+    model: str | None = None
+
+
 @dataclass
 class SearchInput:
     """One query of a search request; read-only by convention, like ``Hit``: a frozen dataclass sets
@@ -44,6 +52,7 @@ class SearchInput:
     # a batch; None: named by its position.  vector_field: the body field its vector came from.
     where: str | None = None
     vector_field: str = "embedding"
+    rerank: RerankInput | None = None
 
 
 @dataclass

@@ -23,6 +23,7 @@ class LibraryRecord:
     metric: str
     index_params: dict[str, Any]
     created_at: str
+    model: str = ""  # the embedding model of its texts; "" (libraries made before models) = the default
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ def _library_from_row(row: sqlite3.Row) -> LibraryRecord:
         metric=row["metric"],
         index_params=orjson.loads(row["index_params"]),
         created_at=row["created_at"],
+        model=row["model"],
     )
 
 
@@ -72,7 +73,7 @@ class Store:
             try:
                 self._db.writer.execute(
                     "INSERT INTO libraries (id, tenant, name, dimension, index_type, metric, index_params,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         library.id,
                         library.tenant,
@@ -82,6 +83,7 @@ class Store:
                         library.metric,
                         orjson.dumps(library.index_params).decode(),
                         library.created_at,
+                        library.model,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -342,5 +344,6 @@ def new_library_record(
     index_type: str,
     metric: str,
     index_params: dict[str, Any],
+    model: str = "",
 ) -> LibraryRecord:
-    return LibraryRecord(library_id, tenant, name, dimension, index_type, metric, index_params, now())
+    return LibraryRecord(library_id, tenant, name, dimension, index_type, metric, index_params, now(), model)

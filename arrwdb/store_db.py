@@ -19,7 +19,7 @@ from pathlib import Path
 from arrwdb.errors import StorageFailure
 from arrwdb.wal_checkpointer import BACKSTOP_PAGES, WalCheckpointer
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PAGE_SIZE = 8192
 
 _SCHEMA = """
@@ -84,6 +84,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at)",
     ),
+    # 3: each library's embedding model (ARRWDB_MODELS); '' = the default model, as every library
+    # made before there were several models used it.
+    3: ("ALTER TABLE libraries ADD COLUMN model TEXT NOT NULL DEFAULT ''",),
 }
 
 

@@ -117,6 +117,9 @@ class Telemetry(HttpFigures):
         )
         self.device_info = Gauge("arrwdb_device_info", "The device the worker runs on", ["device"], registry=r)
         self.gpu_memory = Gauge("arrwdb_gpu_memory_bytes", "GPU memory allocated by torch", registry=r)
+        self.model_memory = Gauge(
+            "arrwdb_model_memory_bytes", "Bytes of each loaded model's weights on the device", ["model"], registry=r
+        )
 
     def queue(self, kind: str) -> QueueMetrics:
         metrics = self._queues.get(kind)

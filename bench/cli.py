@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="queries per POST /search/batch request in the batch-request server leg (0 = no such leg)",
     )
+    models = sub.add_parser("models", help="/v1/embeddings vs /v1/embed, two models on one device, reranking")
+    models.add_argument("--output", type=Path, default=Path("bench/results/models.json"))
+    models.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
+    models.add_argument("--clients", type=int, default=64)
+    models.add_argument("--seconds", type=float, default=5.0)
     toolkit_cli.add_parsers(sub)
     gpu_cli.add_parsers(sub)
     return parser
@@ -95,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_table(report))
         print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}", file=sys.stderr)
+    if args.benchmark == "models":
+        from arrwdb.bench.models import format_models, run_models
+
+        print(format_models(run_models(args.output, args.cache_dir, clients=args.clients, seconds=args.seconds)))
+        print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "workers":
         from arrwdb.bench.workers import format_workers, run_workers
 

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from arrwdb.admission import ADMITTED, AdmissionTicket, ReservedPlaces
 from arrwdb.errors import Overloaded
 from arrwdb.ipc.board import READY, Board
-from arrwdb.server.errors import arrwdb_error_response
+from arrwdb.server.errors import arrwdb_error_response, openai_shaped
 from arrwdb.server.hot_routes import match_hot_route
 
 
@@ -103,7 +103,7 @@ class AdmissionDoor:
             scope[_TICKET] = admission.reserve()
             return None
         scope["route"] = match.label
-        return arrwdb_error_response(admission.refuse())
+        return arrwdb_error_response(admission.refuse(), openai=openai_shaped(scope["path"]))
 
     def answered(self, scope: Scope, status: int) -> None:
         """Count a refusal written by the protocol in the HTTP metrics, as ``HttpMetrics`` counts the

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from arrwdb.errors import ArrwdbError, BadRequest, InvalidInput, Overloaded
 from arrwdb.server.disconnect import ClientDisconnected
+from arrwdb.server.hot_routes import EMBEDDINGS
 from arrwdb.server.responses import JSON
 
 log = logging.getLogger("arrwdb.server")
@@ -32,9 +33,19 @@ def error_response(status: int, type_: str, message: str, headers: dict[str, str
     return JSON({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
 
 
-def arrwdb_error_response(exc: ArrwdbError) -> Response:
+def arrwdb_error_response(exc: ArrwdbError, openai: bool = False) -> Response:
+    """The error's answer; ``openai``: with OpenAI's ``param`` (the field at fault, or null) and ``code``
+    (the error's type) added inside ``error``, as /v1/embeddings answers every error."""
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
-    return error_response(exc.status, exc.type, exc.message, headers)
+    if not openai:
+        return error_response(exc.status, exc.type, exc.message, headers)
+    error = {"type": exc.type, "message": exc.message, "param": exc.param, "code": exc.type}
+    return JSON({"error": error}, status_code=exc.status, headers=headers)
+
+
+def openai_shaped(path: str) -> bool:
+    """Whether errors on ``path`` carry OpenAI's keys (refusals at the door and the body limit too)."""
+    return path == EMBEDDINGS
 
 
 # Where FastAPI says a request parameter came from (the first part of its error location).

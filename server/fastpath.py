@@ -22,9 +22,17 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from arrwdb.server import documents, search
+from arrwdb.server import documents, openai_api, search
 from arrwdb.server.auth import tenant
-from arrwdb.server.hot_routes import DOCUMENTS, DOCUMENTS_BATCH, EMBED, SEARCH, SEARCH_BATCH, match_hot_route
+from arrwdb.server.hot_routes import (
+    DOCUMENTS,
+    DOCUMENTS_BATCH,
+    EMBED,
+    EMBEDDINGS,
+    SEARCH,
+    SEARCH_BATCH,
+    match_hot_route,
+)
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]  # (request, library)
 LibraryHandler = Callable[[str, Request, str], Awaitable[Response]]  # a route's (library, request, tenant)
@@ -42,10 +50,15 @@ async def _embed(request: Request, library: str) -> Response:
     return await search.embed(request, await tenant(request))
 
 
+async def _embeddings(request: Request, library: str) -> Response:
+    return await openai_api.embeddings(request)  # authenticates itself: its errors carry OpenAI's keys
+
+
 _ENDPOINTS: dict[str, Endpoint] = {
     SEARCH: _library_endpoint(search.search),
     SEARCH_BATCH: _library_endpoint(search.search_batch),
     EMBED: _embed,
+    EMBEDDINGS: _embeddings,
     DOCUMENTS: _library_endpoint(documents.add_document),
     DOCUMENTS_BATCH: _library_endpoint(documents.add_documents),
 }

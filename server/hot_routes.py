@@ -12,6 +12,7 @@ from dataclasses import dataclass
 SEARCH = "/v1/libraries/{library}/search"
 SEARCH_BATCH = "/v1/libraries/{library}/search/batch"
 EMBED = "/v1/embed"
+EMBEDDINGS = "/v1/embeddings"  # OpenAI's shape (server/openai_api.py), on the same queue as EMBED
 DOCUMENTS = "/v1/libraries/{library}/documents"
 DOCUMENTS_BATCH = "/v1/libraries/{library}/documents/batch"
 
@@ -24,7 +25,7 @@ _LIBRARY_SUFFIXES = (
 )
 # Refused at the door while the queues are full.  Writes are not: the write queue admits them itself,
 # and an import must not be told "overloaded" because searches fill the read queues.
-_GUARDED = frozenset({SEARCH, SEARCH_BATCH, EMBED})
+_GUARDED = frozenset({SEARCH, SEARCH_BATCH, EMBED, EMBEDDINGS})
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class RouteLabel:
 @dataclass(frozen=True)
 class HotMatch:
     label: RouteLabel
-    library: str  # "" for /v1/embed
+    library: str  # "" for /v1/embed and /v1/embeddings
 
     @property
     def guarded(self) -> bool:
@@ -45,14 +46,14 @@ class HotMatch:
         return self.label.path in _GUARDED
 
 
-_LABELS = {t: RouteLabel(t) for t in (SEARCH, SEARCH_BATCH, EMBED, DOCUMENTS, DOCUMENTS_BATCH)}
+_LABELS = {t: RouteLabel(t) for t in (SEARCH, SEARCH_BATCH, EMBED, EMBEDDINGS, DOCUMENTS, DOCUMENTS_BATCH)}
 
 
 def match_hot_route(path: str) -> HotMatch | None:
     """The hot route a request path names, with its library; None for every other path.  A library
     is one non-empty path segment, as the router's ``{library}`` is."""
-    if path == EMBED:
-        return HotMatch(_LABELS[EMBED], "")
+    if path in (EMBED, EMBEDDINGS):
+        return HotMatch(_LABELS[path], "")
     if path.startswith(_LIBRARY_PREFIX):
         library_and_rest = path[len(_LIBRARY_PREFIX) :]
         for suffix, template in _LIBRARY_SUFFIXES:

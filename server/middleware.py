@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arrwdb.config import MIB
 from arrwdb.errors import PayloadTooLarge
-from arrwdb.server.errors import arrwdb_error_response
+from arrwdb.server.errors import arrwdb_error_response, openai_shaped
 from arrwdb.telemetry import Telemetry
 
 
@@ -27,7 +27,7 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            response = arrwdb_error_response(self._too_large())
+            response = arrwdb_error_response(self._too_large(), openai=openai_shaped(scope["path"]))
             await response(scope, receive, send)
             return
         received = 0

@@ -30,6 +30,9 @@ class LibraryCreate(Strict):
     index_params: dict[str, Any] | None = Field(
         None, description="ivf: nlist, nprobe; hnsw: m, ef_construction, ef_search."
     )
+    model: str | None = Field(
+        None, description="The embedding model of its texts (GET /v1/models); the dimension follows it."
+    )
 
 
 class Library(BaseModel):
@@ -41,6 +44,7 @@ class Library(BaseModel):
     index_params: dict[str, Any]
     document_count: int
     created_at: str
+    model: str | None = None
 
 
 class LibraryList(BaseModel):
@@ -91,6 +95,11 @@ class QueryParams(Strict):
         return {name: value for name, value in self.__dict__.items() if value is not None}
 
 
+class RerankSpec(Strict):
+    candidates: int = Field(ge=1, le=1000, description="Top hits scored by the cross-encoder before k is cut.")
+    model: str | None = Field(None, description="A reranking model of GET /v1/models; defaults to the loaded one.")
+
+
 class Query(Strict):
     query: str | None = None
     embedding: list[float] | None = None
@@ -99,6 +108,7 @@ class Query(Strict):
     filter: dict[str, Any] | None = None
     include_text: bool = True
     params: QueryParams | None = None
+    rerank: RerankSpec | None = None
 
 
 class QueryBatch(Strict):
@@ -126,11 +136,86 @@ class BatchSearchResponse(BaseModel):
 
 class EmbedRequest(Strict):
     texts: list[str] = Field(min_length=1, max_length=1000)
+    model: str | None = Field(None, description="A model of GET /v1/models; defaults to the packaged MiniLM.")
 
 
 class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
     dimension: int
+
+
+# OpenAI's input: checked by server/openai_api.embedding_inputs, whose messages say which shape is
+# expected (pydantic's union errors list a failure per shape); the schema still declares the shapes.
+_INPUT_SHAPES = TypeAdapter(str | list[str] | list[int] | list[list[int]]).json_schema()
+EmbeddingsInput = Annotated[Any, WithJsonSchema(_INPUT_SHAPES)]
+
+
+class EmbeddingsRequest(Strict):
+    """OpenAI's embeddings request.  ``user`` is accepted and ignored, as by other OpenAI-compatible servers."""
+
+    input: EmbeddingsInput
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(
+        None, ge=1, description="Only the model's own dimension: these models cannot shorten their vectors."
+    )
+    user: str | None = None
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingsUsage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    kind: str
+    dimension: int | None
+    max_tokens: int
+    default: bool
+    memory_bytes: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class RerankRequest(Strict):
+    """Cohere's / TEI's / Infinity's rerank request."""
+
+    query: str
+    documents: list[str] = Field(min_length=1, max_length=1000)
+    top_n: int | None = Field(None, ge=1, description="How many results; defaults to every document.")
+    return_documents: bool = False
+    model: str | None = None
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: str | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[RerankResult]
 
 
 class Statistics(BaseModel):
@@ -143,6 +228,8 @@ class Statistics(BaseModel):
     metric: str
     index: dict[str, Any]
     memory_bytes: int
+    model: str | None = None
+    model_memory_bytes: int = 0
 
 
 class ErrorDetail(BaseModel):
@@ -161,4 +248,6 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     Query,
     QueryBatch,
     EmbedRequest,
+    EmbeddingsRequest,
+    RerankRequest,
 )

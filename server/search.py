@@ -13,7 +13,7 @@ from starlette.responses import Response
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.hits_json import HitsJSON
-from arrwdb.inputs import SearchInput
+from arrwdb.inputs import RerankInput, SearchInput
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
@@ -55,7 +55,17 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         json=True,  # the answer is written out as it comes: see arrwdb.hits_json
         where=where,
         vector_field=vector_field(query.embedding_base64),
+        rerank=_rerank_input(query, where),
     )
+
+
+def _rerank_input(query: schemas.Query, where: str) -> RerankInput | None:
+    spec = query.rerank
+    if spec is None:
+        return None
+    if query.query is None:
+        raise InvalidInput(f"{field_path(where, 'rerank')} needs the query's text (query), not only an embedding")
+    return RerankInput(spec.candidates, spec.model)
 
 
 def filter_key(raw: dict[str, Any]) -> str:
@@ -130,6 +140,6 @@ async def embed(request: Request, tenant: str = Depends(tenant)) -> Response:
     for i, text in enumerate(body.texts):
         if not text.strip():
             raise InvalidInput(f"texts[{i}] must not be empty")
-    work = api_of(request).embed(body.texts, deadline_of(request))
+    work = api_of(request).embed(body.texts, deadline_of(request), body.model)
     vectors, timings = await unless_disconnected(request, work, request.app.state.telemetry)
     return JSON({"embeddings": vectors, "dimension": int(vectors.shape[1])}, headers=_headers(timings))

@@ -49,6 +49,7 @@ class HashEmbedder(Embedder):
         self.name = name
         self.dimension = dimension
         self.max_tokens = max_tokens
+        self.vocab_size = 2**31
         self.chunk_overlap = chunk_overlap
         self.seed = seed
         # Per instance, so two embedders with different seeds or dimensions never share vectors.
@@ -67,9 +68,17 @@ class HashEmbedder(Embedder):
         # Each word is its own "word" for boundary purposes, so windows never split one.
         return spans_from_offsets(offsets, range(len(offsets)), len(text), self.max_tokens, self.chunk_overlap)
 
-    def prepare(self, texts: Sequence[str]) -> WordBatch:
-        # Truncate like the model does, so a too-long text embeds as its first window only.
-        return WordBatch([text.split()[: self.max_tokens] for text in texts])
+    def _words(self, item: str | Sequence[int]) -> list[str]:
+        # A token id plays the part of the word "#id"; truncated like the model does, so a too-long
+        # text embeds as its first window only.
+        words = item.split() if isinstance(item, str) else [f"#{token}" for token in item]
+        return words[: self.max_tokens]
+
+    def prepare(self, texts: Sequence[str | Sequence[int]]) -> WordBatch:
+        return WordBatch([self._words(item) for item in texts])
+
+    def token_counts(self, texts: Sequence[str | Sequence[int]]) -> list[int]:
+        return [len(self._words(item)) for item in texts]
 
     def embed_prepared(self, batch: WordBatch) -> np.ndarray:  # type: ignore[override]
         out = np.empty((len(batch), self.dimension), dtype=np.float32)

@@ -21,11 +21,13 @@ def load_embedder(
     model: str = "minilm",
     model_dir: Path | None = None,
     dtype: torch.dtype | str | None = None,
+    name: str | None = None,
 ) -> Embedder:
     """Load the embedder named ``model`` ("minilm", or "hash" for the model-free fake).
 
     ``device`` None picks CUDA when there is one, else the CPU.  ``dtype`` may be a name such as
-    "float16" (as it comes from configuration); None means float32.
+    "float16" (as it comes from configuration); None means float32.  ``model_dir``: a local BERT-family
+    sentence-transformers / Hugging Face directory instead of the packaged MiniLM, called ``name``.
     """
     if model == "hash":
         from arrwdb.embed.fake import HashEmbedder
@@ -45,6 +47,8 @@ def load_embedder(
             raise ValueError(f"unknown dtype {dtype!r}")
         dtype = resolved
     started = time.perf_counter()
-    embedder = MiniLMEmbedder(device=device, model_dir=model_dir, dtype=dtype)
+    if model_dir is not None and not (Path(model_dir) / "config.json").is_file():
+        raise ValueError(f"model {name!r}: {model_dir} is not a model directory (it has no config.json)")
+    embedder = MiniLMEmbedder(device=device, model_dir=model_dir, dtype=dtype, name=name)
     log.info("embedding model %s loaded in %.1f s", embedder.name, time.perf_counter() - started)
     return embedder

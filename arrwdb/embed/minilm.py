@@ -1,8 +1,10 @@
-"""all-MiniLM-L6-v2 run directly on transformers' BertModel, without sentence-transformers.
+"""all-MiniLM-L6-v2 (and any BERT-family sentence-transformers or Hugging Face encoder directory) run
+directly on transformers' BertModel, without sentence-transformers.
 
-sentence-transformers costs about 8 s to import and adds per-call overhead; what it does for this
-model is small and reproduced here exactly: WordPiece tokenisation truncated to 256 tokens, the
-BERT forward pass, mean pooling over the attention mask, L2 normalisation.
+sentence-transformers costs about 8 s to import and adds per-call overhead; what it does for these
+models is small and reproduced here exactly: WordPiece tokenisation truncated to the model's window
+(256 tokens for MiniLM), the BERT forward pass, the pooling and normalisation the directory's own
+files name (``st_config``: mean pooling and L2 normalisation for MiniLM).
 
 torch and transformers are imported inside this module only, and ``arrwdb.embed`` never imports
 it eagerly, so the rest of arrwdb (and its unit tests) can run without loading them.
@@ -23,13 +25,15 @@ from arrwdb.device import split_on_oom
 from arrwdb.embed.bert import LeanBert
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
 from arrwdb.embed.hub_kernels import load_hub_kernels_first
+from arrwdb.embed.pooling import pool
 from arrwdb.embed.protocol import Embedder
+from arrwdb.embed.st_config import read_sentence_spec
 from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import current_worker
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-# sentence_bert_config.json's max_seq_length; tokenizer_config.json says 512, but the model was
-# trained on 256 and sentence-transformers truncates there, so we must too to match its vectors.
+# MiniLM's sentence_bert_config.json's max_seq_length (st_config reads it): tokenizer_config.json says
+# 512, but the model was trained on 256 and sentence-transformers truncates there, as we must too.
 WINDOW = 256
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 # Texts per forward pass.  Sub-batches of similar length waste little compute on padding, and a
@@ -87,7 +91,8 @@ def _default_model_dir() -> Path:
 
 
 class MiniLMEmbedder(Embedder):
-    """The all-MiniLM-L6-v2 sentence embedder (384 dimensions, 254 content tokens per chunk)."""
+    """A BERT sentence embedder: the packaged all-MiniLM-L6-v2 (384 dimensions, 254 content tokens per
+    chunk) unless ``model_dir`` names another local directory, which ``name`` then names."""
 
     def __init__(
         self,
@@ -96,6 +101,7 @@ class MiniLMEmbedder(Embedder):
         dtype: torch.dtype | None = None,
         chunk_overlap: int = DEFAULT_OVERLAP,
         forward_batch: int = DEFAULT_FORWARD_BATCH,
+        name: str | None = None,
     ) -> None:
         # Set here rather than at import: only the process that loads a model should be affected.
         # Offline because the weights ship in a package; no tokenizer thread pool because prepare()
@@ -114,11 +120,13 @@ class MiniLMEmbedder(Embedder):
             raise ValueError(f"dtype {self.dtype} is only supported on CUDA, not on {self.device} (bf16 is)")
         if forward_batch < 1:
             raise ValueError(f"forward_batch must be at least 1, got {forward_batch}")
-        check_window(WINDOW - SPECIAL_TOKENS, chunk_overlap)
         model_dir = Path(model_dir) if model_dir is not None else _default_model_dir()
+        self.spec = read_sentence_spec(model_dir)
+        window = self.spec.window
+        check_window(window - SPECIAL_TOKENS, chunk_overlap)
 
-        self.name = MODEL_NAME
-        self.max_tokens = WINDOW - SPECIAL_TOKENS
+        self.name = name or MODEL_NAME
+        self.max_tokens = window - SPECIAL_TOKENS
         self.chunk_overlap = chunk_overlap
         self.forward_batch = forward_batch
         # The lanes of CPU forward passes (cpu_lanes), one thread each; a device worker that waits for
@@ -130,34 +138,64 @@ class MiniLMEmbedder(Embedder):
             else None
         )
 
-        tokenizer_file = str(model_dir / "tokenizer.json")
+        tokenizer_json_text = tokenizer_json(model_dir)
         # tokenizer.json carries its own truncation (128) and fixed padding (128): replace both.
         # Padding is done per sub-batch in prepare(), so the tokenizer itself does none.
-        self._tokenizer = Tokenizer.from_file(tokenizer_file)
+        self._tokenizer = Tokenizer.from_str(tokenizer_json_text)
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=WINDOW)
+        self._tokenizer.enable_truncation(max_length=window)
         # A second instance for chunking: it must see every token, and settings are per instance.
-        self._chunk_tokenizer = Tokenizer.from_file(tokenizer_file)
+        self._chunk_tokenizer = Tokenizer.from_str(tokenizer_json_text)
         self._chunk_tokenizer.no_padding()
         self._chunk_tokenizer.no_truncation()
+        self.vocab_size = self._tokenizer.get_vocab_size()
+        self._cls = self._special_id("[CLS]")
+        self._sep = self._special_id("[SEP]")
 
         hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in server logs
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        if model.config.model_type != "bert":
+            raise ValueError(f"{model_dir}: a {model.config.model_type!r} model; only BERT-family encoders are served")
         self._model = model.to(device=self.device, dtype=self.dtype).eval()
         self._lean = LeanBert(self._model)  # the same weights, without BertModel's per-call overhead
         self.dimension = int(model.config.hidden_size)
+        self.memory_bytes = sum(p.numel() * p.element_size() for p in self._model.parameters())
         self._pin = self.device.type == "cuda" and torch.cuda.is_available()
         # prepare() runs on the scheduler's prepare thread: copying on a stream of its own lets the
         # next batch's tokens reach the GPU while the current batch's forward pass runs.
         self._copy_stream = torch.cuda.Stream(self.device) if self._pin else None
 
+    def _special_id(self, token: str) -> int:
+        found = self._tokenizer.token_to_id(token)
+        if found is None:
+            raise ValueError(f"the tokenizer has no {token} token")
+        return int(found)
+
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         enc = self._chunk_tokenizer.encode(text, add_special_tokens=False)
         return spans_from_offsets(enc.offsets, enc.word_ids, len(text), self.max_tokens, self.chunk_overlap)
 
-    def prepare(self, texts: Sequence[str]) -> TokenBatch:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    def token_ids(self, items: Sequence[str | Sequence[int]]) -> list[list[int]]:
+        """The ids the model sees for each item, special tokens included, truncated to its window.  An
+        item is a text, or token ids of this model's vocabulary (OpenAI's token-array input): those get
+        [CLS] and [SEP] around them, as the tokenizer would add."""
+        texts = [item for item in items if isinstance(item, str)]
+        encoded = iter(self._tokenizer.encode_batch(texts) if texts else ())
+        out: list[list[int]] = []
+        for item in items:
+            if isinstance(item, str):
+                out.append(next(encoded).ids)
+            else:
+                out.append([self._cls, *list(item)[: self.max_tokens], self._sep])
+        return out
+
+    def token_counts(self, items: Sequence[str | Sequence[int]]) -> list[int]:
+        """How many tokens the model reads for each item (the usage an OpenAI-style answer reports)."""
+        return [len(ids) for ids in self.token_ids(items)]
+
+    def prepare(self, texts: Sequence[str | Sequence[int]]) -> TokenBatch:
+        encodings = self.token_ids(texts)
+        lengths = np.fromiter((len(ids) for ids in encodings), dtype=np.int64, count=len(encodings))
         # Longest first, stable so equal lengths keep input order (and thus reproducible groups).
         by_length = np.argsort(-lengths, kind="stable")
         lanes = cpu_lanes(len(encodings), self.cores)
@@ -172,13 +210,15 @@ class MiniLMEmbedder(Embedder):
         order = np.concatenate(dealt) if lanes > 1 else by_length
         return self._to_device(TokenBatch(len(encodings), order, groups, lanes=lanes, lane_of=lane_of))
 
-    def _group(self, encodings: list, lengths: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _group(
+        self, encodings: list[list[int]], lengths: np.ndarray, idx: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """One sub-batch: the texts ``idx`` padded to the longest of them, and whether any row is padded."""
         width = int(lengths[idx].max())
         ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for row, i in enumerate(idx):
-            ids[row, : lengths[i]] = encodings[i].ids
+            ids[row, : lengths[i]] = encodings[i]
             mask[row, : lengths[i]] = 1
         ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
         if self._pin:  # page-locked memory lets the copy to the device run asynchronously
@@ -250,12 +290,16 @@ class MiniLMEmbedder(Embedder):
         # A sub-batch without padding (always so for one text) needs no attention mask:
         # the result is the same and the mask expansion costs ~5% of a small CPU forward.
         hidden = self._lean.forward(ids, mask if padded else None)
-        return _mean_pool(hidden, mask)
+        return pool(hidden, mask, self.spec.pooling, self.spec.normalize)
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """sentence-transformers' mean pooling and Normalize, computed in float32 whatever the dtype."""
-    weights = mask.unsqueeze(-1).to(torch.float32)
-    summed = (hidden.to(torch.float32) * weights).sum(dim=1)
-    counts = weights.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(summed / counts, p=2, dim=1)
+def tokenizer_json(model_dir: Path) -> str:
+    """The directory's fast tokenizer as JSON: its tokenizer.json, or the one transformers builds from
+    its vocabulary files (a directory saved without tokenizer.json)."""
+    path = model_dir / "tokenizer.json"
+    if path.exists():
+        return path.read_text()
+    from transformers import AutoTokenizer
+
+    built = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return str(built.backend_tokenizer.to_str())

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+Item = str | Sequence[int]  # a text, or token ids (OpenAI's token-array input)
+
 
 @runtime_checkable
 class PreparedBatch(Protocol):
@@ -35,6 +37,7 @@ class Embedder(Protocol):
     name: str
     dimension: int
     max_tokens: int
+    vocab_size: int  # token ids an input may hold: 0 <= id < vocab_size
 
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans ``(start, end)`` of overlapping windows that cover ``text`` in order.
@@ -44,12 +47,18 @@ class Embedder(Protocol):
         """
         ...
 
-    def prepare(self, texts: Sequence[str]) -> PreparedBatch:
-        """CPU-side work for a batch (tokenisation, padding); safe to run on another thread."""
+    def prepare(self, texts: Sequence[Item]) -> PreparedBatch:
+        """CPU-side work for a batch (tokenisation, padding); safe to run on another thread.  An item
+        is a text, or token ids of the model's own vocabulary (already tokenised by the client)."""
+        ...
+
+    def token_counts(self, texts: Sequence[Item]) -> list[int]:
+        """Tokens the model reads for each item, special tokens included, after truncation."""
         ...
 
     def embed_prepared(self, batch: PreparedBatch) -> np.ndarray:
-        """Float32 array ``[len(batch), dimension]`` of L2-normalised rows, in input order."""
+        """Float32 array ``[len(batch), dimension]``, in input order: L2-normalised rows when the model
+        normalises (the packaged MiniLM does; a directory without a Normalize module does not)."""
         ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

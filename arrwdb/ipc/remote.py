@@ -191,7 +191,14 @@ class RemoteEngine:
         return await self._value("ready")  # type: ignore[no-any-return]
 
     async def create_library(
-        self, tenant: str, name: str, dimension: int | None, index_type: str, metric: str, params: dict[str, Any]
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]:
         return await self._value(  # type: ignore[no-any-return]
             "create_library",
@@ -201,6 +208,7 @@ class RemoteEngine:
             index_type=index_type,
             metric=metric,
             params=params,
+            model=model,
         )
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:
@@ -243,11 +251,30 @@ class RemoteEngine:
         reply, hits = await self._call("search", args, frames, deadline)
         return [HitsJSON(bytes(frame)) for frame in hits], wire.timings_from(reply.get("t"))
 
-    async def embed(self, texts: list[str], deadline: float) -> tuple[np.ndarray, Timings]:
-        reply, frames = await self._call("embed", {"texts": texts}, None, deadline)
+    async def embed(self, texts: list[str], deadline: float, model: str | None = None) -> tuple[np.ndarray, Timings]:
+        reply, frames = await self._call("embed", {"texts": texts, "model": model}, None, deadline)
         rows, dimension = reply["v"]
         vectors = np.frombuffer(frames[0], dtype="<f4").reshape(rows, dimension)
         return vectors, wire.timings_from(reply.get("t"))
+
+    async def embeddings(
+        self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        args = {"inputs": inputs, "model": model, "dimensions": dimensions}
+        reply, frames = await self._call("embeddings", args, None, deadline)
+        rows, dimension, tokens, name = reply["v"]
+        vectors = np.frombuffer(frames[0], dtype="<f4").reshape(rows, dimension)
+        return vectors, tokens, name, wire.timings_from(reply.get("t"))
+
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        args = {"query": query, "documents": documents, "model": model}
+        reply, frames = await self._call("rerank", args, None, deadline)
+        return np.frombuffer(frames[0], dtype="<f4"), reply["v"], wire.timings_from(reply.get("t"))
+
+    async def models(self) -> list[dict[str, Any]]:
+        return await self._value("models")  # type: ignore[no-any-return]
 
     async def create_api_key(self, record: dict[str, Any]) -> None:
         await self._value("create_api_key", record=record)

@@ -48,6 +48,7 @@ _PLAIN_OPS = frozenset(
         "get_document",
         "list_documents",
         "api_keys",
+        "models",
     }
 )
 _KEY_OPS = frozenset({"create_api_key", "revoke_api_key"})  # workers reload their key rings after these
@@ -176,8 +177,19 @@ class EngineService:
         return None, [hits.data for hits in results], timings
 
     async def _embed(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
-        vectors, timings = await self.api.embed(args["texts"], deadline)
+        vectors, timings = await self.api.embed(args["texts"], deadline, args.get("model"))
         return list(vectors.shape), [vectors.astype("<f4", copy=False).tobytes()], timings
+
+    async def _embeddings(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
+        vectors, tokens, name, timings = await self.api.embeddings(
+            args["inputs"], args["model"], deadline, args["dimensions"]
+        )
+        value = [*vectors.shape, tokens, name]
+        return value, [vectors.astype("<f4", copy=False).tobytes()], timings
+
+    async def _rerank(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
+        scores, name, timings = await self.api.rerank(args["query"], args["documents"], args["model"], deadline)
+        return name, [scores.astype("<f4", copy=False).tobytes()], timings
 
     async def _upsert(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
         docs = wire.documents_in(args["docs"], frames)
@@ -190,6 +202,8 @@ class EngineService:
     _HANDLERS: ClassVar[dict[str, Callable[..., Awaitable[Reply]]]] = {
         "search": _search,
         "embed": _embed,
+        "embeddings": _embeddings,
+        "rerank": _rerank,
         "upsert_documents": _upsert,
         "metrics": _metrics,
     }

@@ -21,7 +21,7 @@ import numpy as np
 
 from arrwdb import errors
 from arrwdb.filters import parse_filter
-from arrwdb.inputs import DocumentInput, SearchInput
+from arrwdb.inputs import DocumentInput, RerankInput, SearchInput
 from arrwdb.timings import Timings
 
 ABORT = "abort"
@@ -55,16 +55,16 @@ def unpack(frame: bytes | memoryview) -> dict[str, Any]:
 
 def error_fields(exc: BaseException) -> list[Any]:
     if isinstance(exc, errors.ArrwdbError):
-        return [type(exc).__name__, exc.message, getattr(exc, "retry_after_s", 1)]
-    return ["ArrwdbError", f"the engine failed: {type(exc).__name__}: {exc}", 1]
+        return [type(exc).__name__, exc.message, getattr(exc, "retry_after_s", 1), exc.param]
+    return ["ArrwdbError", f"the engine failed: {type(exc).__name__}: {exc}", 1, None]
 
 
 def error_from(fields: list[Any]) -> errors.ArrwdbError:
-    name, message, retry_after_s = fields
+    name, message, retry_after_s, param = fields
     cls = _ERRORS.get(name, errors.ArrwdbError)
     if issubclass(cls, errors.Overloaded):
         return cls(message, retry_after_s=retry_after_s)
-    return cls(message)
+    return cls(message, param=param)
 
 
 def timings_fields(timings: Timings) -> list[Any]:
@@ -113,6 +113,7 @@ def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[
                 "v": position,
                 "w": query.where,
                 "vf": query.vector_field,
+                "rr": None if query.rerank is None else [query.rerank.candidates, query.rerank.model],
             }
         )
     return described, frames
@@ -137,6 +138,7 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
                 json=True,
                 where=fields["w"],
                 vector_field=fields["vf"],
+                rerank=None if fields["rr"] is None else RerankInput(*fields["rr"]),
             )
         )
     return queries

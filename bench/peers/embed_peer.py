@@ -1,4 +1,5 @@
-"""Embedding throughput: arrwdb's /v1/embed against Infinity (`infinity_emb v2`) on the same model.
+"""Embedding throughput: arrwdb against Infinity (`infinity_emb v2`) on the same model, both through
+their OpenAI-compatible embeddings call (arrwdb's /v1/embeddings, Infinity's /embeddings), same bodies.
 
 Both load the packaged all-MiniLM-L6-v2 from its folder, offline, on the CPU, with their default
 batching; the same distinct texts go to both through the same load generator.  arrwdb's embedding
@@ -43,7 +44,10 @@ def _chunks(texts: list[str], size: int) -> list[list[str]]:
 
 
 def arrwdb_requests(texts: list[str], per_request: int) -> list[bytes]:
-    return [encode_post("127.0.0.1", "/v1/embed", orjson.dumps({"texts": c})) for c in _chunks(texts, per_request)]
+    return [
+        encode_post("127.0.0.1", "/v1/embeddings", orjson.dumps({"model": "all-MiniLM-L6-v2", "input": c}))
+        for c in _chunks(texts, per_request)
+    ]
 
 
 def infinity_requests(texts: list[str], per_request: int) -> list[bytes]:
@@ -55,7 +59,7 @@ def infinity_requests(texts: list[str], per_request: int) -> list[bytes]:
 
 def _vectors(system: str, body: bytes) -> np.ndarray:
     answer = orjson.loads(body)
-    rows = answer["embeddings"] if system == "arrwdb" else [d["embedding"] for d in answer["data"]]
+    rows = [d["embedding"] for d in answer["data"]]  # OpenAI's shape on both sides
     vectors = np.asarray(rows, dtype=np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
@@ -138,7 +142,7 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
         except Exception as exc:  # reported in the output, with the reason
             unavailable["infinity"] = f"{type(exc).__name__}: {exc}"
     if "arrwdb" in systems:
-        out["arrwdb"] = {"how": "arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, POST /v1/embed"}
+        out["arrwdb"] = {"how": "arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, POST /v1/embeddings"}
     for threads, env in THREADS.items():
         with ExitStack() as stack:
             ports: dict[str, int] = {}

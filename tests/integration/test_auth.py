@@ -169,17 +169,19 @@ def test_store_migrates_from_schema_version_1(tmp_path):
     path = tmp_path / "arrwdb.sqlite3"
     store = Store(path)
     store.close()
-    # Make it a version-1 store, as the first release wrote it: no api_keys table.
+    # Make it a version-1 store, as the first release wrote it: no api_keys table, no library models.
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE api_keys")
+    conn.execute("ALTER TABLE libraries DROP COLUMN model")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.execute("INSERT INTO libraries VALUES ('lib1', 'default', 'old', 3, 'brute_force', 'l2', '{}', 'then')")
     conn.commit()
     conn.close()
     store = Store(path)
-    assert SCHEMA_VERSION == 2 and store.schema_version() == 2
+    assert SCHEMA_VERSION == 3 and store.schema_version() == 3
     assert store.api_keys() == []
     assert [lib.name for lib in store.libraries()] == ["old"]
+    assert store.libraries()[0].model == ""  # version 3: made before models, it uses the default one
     store.close()
 
 

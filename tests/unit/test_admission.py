@@ -21,7 +21,9 @@ from arrwdb.server.hot_routes import match_hot_route
         ("/v1/libraries/news/documents/d1", None, None, None),
         ("/v1/libraries/a/b/search", None, None, None),
         ("/v1/libraries/news/search/other", None, None, None),
-        ("/v1/embeddings", None, None, None),
+        # OpenAI's embeddings call shares /v1/embed's queue: refused at the door with it.
+        ("/v1/embeddings", "/v1/embeddings", "", True),
+        ("/v1/embeddingsx", None, None, None),
         ("/v1/libraries//search", None, None, None),  # an empty library segment is not a route
         ("/v1/embed/", None, None, None),
     ],

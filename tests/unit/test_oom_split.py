@@ -12,6 +12,7 @@ import torch
 
 from arrwdb.device import split_on_oom
 from arrwdb.embed.minilm import MiniLMEmbedder, TokenBatch
+from arrwdb.embed.st_config import SentenceSpec
 from arrwdb.index.flat import FlatIndex
 from arrwdb.inputs import SearchInput
 from arrwdb.search_batch import SearchItem, run_search_batch
@@ -106,6 +107,7 @@ def _embedder(model: _FussyModel) -> MiniLMEmbedder:
     embedder = object.__new__(MiniLMEmbedder)
     embedder.device = torch.device("cpu")
     embedder.dimension = 3
+    embedder.spec = SentenceSpec(window=256, pooling="mean", normalize=True)  # MiniLM's
     embedder._lean = model  # type: ignore[assignment]
     return embedder
 

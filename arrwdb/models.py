@@ -1,0 +1,97 @@
+"""The embedding models an engine serves: looked up by name, described for ``GET /v1/models``, and
+the inputs of an OpenAI-style embeddings call checked against the model's vocabulary and window."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from arrwdb.embed.protocol import Embedder, Item
+from arrwdb.errors import InvalidInput, NotReady, UnknownModel
+
+
+class ModelRegistry:
+    """Loaded embedders by name; the first one added is the default (the packaged MiniLM)."""
+
+    def __init__(self) -> None:
+        self.embedders: dict[str, Embedder] = {}
+        self.created: dict[str, int] = {}  # Unix seconds when each model was loaded ("created" in /v1/models)
+        self.default: str | None = None
+
+    def add(self, embedder: Embedder, name: str | None = None) -> None:
+        name = name or embedder.name
+        if name in self.embedders:
+            raise ValueError(f"two models are named {name!r}")
+        self.embedders[name] = embedder
+        self.created[name] = int(time.time())
+        if self.default is None:
+            self.default = name
+
+    def names(self) -> list[str]:
+        return list(self.embedders)
+
+    def name_of(self, model: str | None) -> str:
+        """The name of the model a request asks for (None: the default); a 404 naming the known ones
+        for a model that is not loaded."""
+        if self.default is None:
+            raise NotReady("the embedding model is still loading")
+        if model is None:
+            return self.default
+        if model not in self.embedders:
+            known = ", ".join(repr(name) for name in self.embedders)
+            raise UnknownModel(f"model {model!r} is not served here; the models are {known}", param="model")
+        return model
+
+    def get(self, model: str | None) -> Embedder:
+        return self.embedders[self.name_of(model)]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each model as plain values: its id, when it was loaded, its dimension and window."""
+        return [
+            {
+                "id": name,
+                "created": self.created[name],
+                "dimension": embedder.dimension,
+                "max_tokens": embedder.max_tokens,
+                "default": name == self.default,
+                "memory_bytes": model_memory(embedder),
+                "kind": "embedding",
+            }
+            for name, embedder in self.embedders.items()
+        ]
+
+
+def model_memory(embedder: Embedder) -> int:
+    """Bytes of the model's weights on its device (0 for a model-free embedder)."""
+    return int(getattr(embedder, "memory_bytes", 0))
+
+
+def check_token_inputs(embedder: Embedder, inputs: Sequence[Item]) -> None:
+    """Token-id inputs must be ids of the model's vocabulary: anything else is the client's error (a
+    422 naming the input), never an index error on the device."""
+    vocab = embedder.vocab_size
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            if not item.strip():
+                raise InvalidInput(f"input[{i}] must not be empty", param="input")
+            continue
+        if len(item) == 0:
+            raise InvalidInput(f"input[{i}] must hold at least one token id", param="input")
+        bad = next((token for token in item if not 0 <= token < vocab), None)
+        if bad is not None:
+            raise InvalidInput(
+                f"input[{i}] holds token id {bad}, outside the vocabulary of {embedder.name!r} (0 to {vocab - 1})",
+                param="input",
+            )
+
+
+def check_dimensions(embedder: Embedder, name: str, dimensions: int | None) -> None:
+    """OpenAI's ``dimensions``: these models give vectors of one length and cannot shorten them (they
+    were not trained Matryoshka-style), so only their own dimension is accepted."""
+    if dimensions is not None and dimensions != embedder.dimension:
+        raise InvalidInput(
+            f"model {name!r} gives {embedder.dimension}-dimensional vectors and cannot shorten them: "
+            f"leave dimensions out or set it to {embedder.dimension}",
+            param="dimensions",
+        )
