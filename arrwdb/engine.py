@@ -28,6 +28,7 @@ from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.result_cache import ResultCache
+from arrwdb.retrieval_search import RetrievalSearch
 from arrwdb.scheduler import (
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
@@ -111,6 +112,7 @@ class Engine:
             for priority in (PRIORITY_INTERACTIVE, PRIORITY_WRITE, PRIORITY_BULK)
         }
         self.documents = DocumentLoader(self.store, self.worker, self.loop)
+        self.retrieval = RetrievalSearch(self)
         self._loading = asyncio.create_task(self._load())
 
     async def wait_ready(self) -> None:
@@ -152,6 +154,9 @@ class Engine:
         self._threads.fit(0, large_from=1)  # small work until a batch says otherwise
 
     def _load_library(self, record: LibraryRecord) -> None:
+        rebuilt = self.store.ensure_keyword_index(record.id)  # recovery: a missing keyword index
+        if rebuilt is not None:
+            log.warning("library %s: keyword index rebuilt from %d chunks", record.name, rebuilt)
         state = load_library(record, self.device, self.store, self.builder.vectors_path(record.id))
         self.libraries[record.id] = state
         self._attach_builder(state, load_snapshot=True)
@@ -339,6 +344,14 @@ class Engine:
         returned timings (all zero when every one hits)."""
         self.check_ready()
         state = self.library(tenant, key)
+        if any(query.retrieval is not None for query in queries):
+            return await self.retrieval.search(state, queries, deadline)  # type: ignore[return-value]
+        return await self.search_vectors(state, queries, deadline)
+
+    async def search_vectors(
+        self, state: LibraryState, queries: list[SearchInput], deadline: float
+    ) -> tuple[list[list[Hit] | HitsJSON], Timings]:
+        """``search`` of plain vector queries (and the vector leg of the others)."""
         record = state.record
         vectors = query_vectors(record, queries, self.model.dimension)
         if not state.documents_loaded and any(query.filter is not None for query in queries):
@@ -391,7 +404,9 @@ class Engine:
 
     def statistics(self, tenant: str, key: str) -> dict[str, Any]:
         self.check_ready()
-        stats = self.library(tenant, key).statistics()
+        state = self.library(tenant, key)
+        stats = state.statistics()
+        stats["keyword_index"] = {"state": "ready", **self.store.keyword_index_size(state.record.id)}
         # Where this library is (a library too big for the GPU stays on the CPU), and what it holds there.
         stats["device"] = stats["index"].get("device", str(self.device))
         stats["gpu_memory_bytes"] = int(stats["index"].get("gpu_memory_bytes", 0))

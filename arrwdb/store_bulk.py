@@ -23,6 +23,7 @@ from itertools import islice
 import numpy as np
 import orjson
 
+from arrwdb import keyword_store
 from arrwdb.records import AppliedWrite, DocumentRecord, Upsert, WriteOp
 
 _IDS_PER_QUERY = 500  # bound parameters per IN (...) query, well under SQLite's limit
@@ -40,6 +41,7 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
     replaced = [(library_id, doc.id) for doc in docs if doc.id in existing]
     if replaced:
         conn.executemany("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", replaced)
+        keyword_store.delete_rows(conn, library_id, [row for rows in existing.values() for row in rows])
     seqs = _insert_returning_ids(
         conn,
         "oplog",
@@ -78,13 +80,24 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
             ],
         )
     )
+    added_rows = [tuple(islice(row_ids, len(doc.chunks))) for doc in docs]
+    # The chunks' texts into the keyword index, in this transaction (arrwdb.keyword_store).
+    keyword_store.insert_rows(
+        conn,
+        library_id,
+        (
+            (row, doc.text[chunk.start : chunk.end])
+            for doc, rows in zip(docs, added_rows, strict=True)
+            if doc.text
+            for row, chunk in zip(rows, doc.chunks, strict=True)
+        ),
+    )
     # One matrix for the request, each document's vectors a slice of it (a stack per document cost
     # a fifth of the transaction's time).
     matrix = np.stack([chunk.vector for doc in docs for chunk in doc.chunks]).astype(np.float32, copy=False)
     applied, start = [], 0
-    for doc, seq in zip(docs, seqs, strict=True):
+    for doc, seq, added in zip(docs, seqs, added_rows, strict=True):
         count = len(doc.chunks)
-        added = tuple(islice(row_ids, count))
         removed = existing.get(doc.id, ())
         vectors = matrix[start : start + count]
         applied.append(

@@ -91,6 +91,12 @@ class QueryParams(Strict):
         return {name: value for name, value in self.__dict__.items() if value is not None}
 
 
+class Fusion(Strict):
+    method: Literal["rrf", "dbsf"] = "rrf"
+    k: int = Field(60, description="RRF's rank constant: a hit's score is sum(weight / (k + rank)).")
+    weights: list[float] | None = Field(None, description="[vector, keyword]; default [1, 1].")
+
+
 class Query(Strict):
     query: str | None = None
     embedding: list[float] | None = None
@@ -99,6 +105,16 @@ class Query(Strict):
     filter: dict[str, Any] | None = None
     include_text: bool = True
     params: QueryParams | None = None
+    mode: Literal["vector", "keyword", "hybrid"] | None = Field(
+        None, description="vector (default), keyword (BM25 over the chunks' text) or hybrid (both, fused)."
+    )
+    keywords: str | None = Field(None, description="The keyword leg's text; defaults to query.")
+    fusion: Fusion | None = Field(None, description='How hybrid fuses; default {"method": "rrf", "k": 60}.')
+    candidates: int | None = Field(None, description="Hits each leg brings before fusion (k to 1000).")
+    score_threshold: float | None = Field(None, description="Hits scoring below it are left out.")
+    offset: int | None = Field(None, description="Skip this many hits (or groups) first; k + offset <= 1000.")
+    group_by: str | None = Field(None, description='"document_id" or a metadata field: answer with groups.')
+    group_size: int | None = Field(None, description="Hits per group (1 to 100), default 1.")
 
 
 class QueryBatch(Strict):
@@ -116,6 +132,16 @@ class Hit(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[Hit]
+    took_ms: float
+
+
+class Group(BaseModel):
+    key: Any
+    hits: list[Hit]
+
+
+class GroupsResponse(BaseModel):
+    groups: list[Group]
     took_ms: float
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from arrwdb import errors
 from arrwdb.filters import parse_filter
-from arrwdb.inputs import DocumentInput, SearchInput
+from arrwdb.inputs import DocumentInput, Retrieval, SearchInput
 from arrwdb.timings import Timings
 
 ABORT = "abort"
@@ -107,6 +107,7 @@ def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[
                 "v": position,
                 "w": query.where,
                 "vf": query.vector_field,
+                "x": None if query.retrieval is None else query.retrieval.plain(),
             }
         )
     return described, frames
@@ -131,6 +132,7 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
                 json=True,
                 where=fields["w"],
                 vector_field=fields["vf"],
+                retrieval=None if fields["x"] is None else Retrieval.from_plain(fields["x"]),
             )
         )
     return queries
