@@ -46,6 +46,12 @@ class EngineAPI(Protocol):
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None: ...
 
+    async def patch_document(self, tenant: str, key: str, doc_id: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def delete_documents(
+        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, deadline: float
+    ) -> int: ...
+
     async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]: ...
 
     async def list_documents(
@@ -128,6 +134,18 @@ class LocalEngine:
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:
         await self.engine.delete_document(tenant, key, doc_id)
+
+    async def patch_document(self, tenant: str, key: str, doc_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        from arrwdb.document_edits import patch_document
+
+        return await patch_document(self.engine, tenant, key, doc_id, patch)
+
+    async def delete_documents(
+        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, deadline: float
+    ) -> int:
+        from arrwdb.document_edits import delete_documents
+
+        return await delete_documents(self.engine, tenant, key, ids, filter_json, deadline)
 
     async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]:
         return await self.engine.get_document(tenant, key, doc_id)

@@ -22,10 +22,11 @@ from arrwdb.records import (
     AppliedWrite,
     HitRow,
     LibraryRecord,
+    Patch,
     Upsert,
     WriteOp,
 )
-from arrwdb.store_bulk import upsert_many, upserts_of_distinct_documents
+from arrwdb.store_bulk import patch_document, upsert_many, upserts_of_distinct_documents
 from arrwdb.store_db import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: arrwdb.store's public constant
 from arrwdb.store_db import Database, now
 
@@ -172,11 +173,15 @@ class Store:
         _check_library(conn, library_id)  # once: nothing else writes inside this transaction
         if upserts_of_distinct_documents(ops):  # an import: its documents' statements batched
             return upsert_many(conn, library_id, [op.document for op in ops])  # type: ignore[union-attr]
-        return [self._apply(conn, library_id, op) for op in ops]
+        applied = [self._apply(conn, library_id, op) for op in ops]
+        return [write for write in applied if write is not None]
 
-    def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite:
+    def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite | None:
+        """One operation; None for a delete (``missing_ok``) of a document that is not there."""
         if isinstance(op, Upsert):
             return upsert_many(conn, library_id, [op.document])[0]
+        if isinstance(op, Patch):
+            return patch_document(conn, library_id, op, self._log(conn, library_id, op.doc_id, "patch"))
         removed = tuple(
             row[0]
             for row in conn.execute(
@@ -188,6 +193,8 @@ class Store:
             "DELETE FROM documents WHERE library_id = ? AND id = ?", (library_id, op.doc_id)
         ).rowcount
         if not deleted:
+            if op.missing_ok:
+                return None
             raise NotFound(f"document {op.doc_id!r} not found")
         conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, op.doc_id))
         keyword_store.delete_rows(conn, library_id, removed)

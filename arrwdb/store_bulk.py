@@ -24,7 +24,9 @@ import numpy as np
 import orjson
 
 from arrwdb import keyword_store
-from arrwdb.records import AppliedWrite, DocumentRecord, Upsert, WriteOp
+from arrwdb.errors import InvalidInput, NotFound
+from arrwdb.metadata import MAX_KEYS
+from arrwdb.records import AppliedWrite, DocumentRecord, Patch, Upsert, WriteOp
 
 _IDS_PER_QUERY = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
@@ -107,6 +109,39 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
         )
         start += count
     return applied
+
+
+def patch_document(conn: sqlite3.Connection, library_id: str, op: Patch, seq: int) -> AppliedWrite:
+    """Merge ``op`` into the document's title and metadata (RFC 7386: a None value removes a key).
+    The chunks, vectors and keyword index rows stay: nothing is embedded again."""
+    row = conn.execute(
+        "SELECT title, metadata, text IS NOT NULL FROM documents WHERE library_id = ? AND id = ?",
+        (library_id, op.doc_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"document {op.doc_id!r} not found")
+    title = op.title if op.title_given else row[0]
+    metadata = orjson.loads(row[1])
+    for key, value in op.metadata.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    if len(metadata) > MAX_KEYS:
+        raise InvalidInput(f"metadata would have {len(metadata)} keys after the patch; at most {MAX_KEYS} are allowed")
+    conn.execute(
+        "UPDATE documents SET title = ?, metadata = ?, seq = ? WHERE library_id = ? AND id = ?",
+        (title, orjson.dumps(metadata).decode(), seq, library_id, op.doc_id),
+    )
+    rows = tuple(
+        r[0]
+        for r in conn.execute(
+            "SELECT row_id FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY chunk_index",
+            (library_id, op.doc_id),
+        )
+    )
+    # The same rows, no vectors: the index keeps them; the library's fields of each row are replaced.
+    return AppliedWrite(library_id, op.doc_id, (), rows, None, metadata, seq, title, bool(row[2]))
 
 
 def _existing_rows(conn: sqlite3.Connection, library_id: str, doc_ids: list[str]) -> dict[str, tuple[int, ...]]:

@@ -76,6 +76,22 @@ class DocumentIds(BaseModel):
     ids: list[str]
 
 
+class DocumentPatch(Strict):
+    title: str | None = Field(None, description="The new title; null removes it; absent keeps it.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="JSON merge patch: keys to set; a null value removes its key; absent keys stay."
+    )
+
+
+class DeleteDocuments(Strict):
+    ids: list[str] | None = Field(None, description="1 to 1000 document ids (exactly one of ids and filter).")
+    filter: dict[str, Any] | None = Field(None, description="Delete every document whose metadata matches.")
+
+
+class DeletedCount(BaseModel):
+    deleted: int
+
+
 class DocumentPage(BaseModel):
     documents: list[Document]
     next_cursor: str | None
@@ -184,6 +200,8 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     LibraryCreate,
     Document,
     DocumentBatch,
+    DocumentPatch,
+    DeleteDocuments,
     Query,
     QueryBatch,
     EmbedRequest,
