@@ -154,9 +154,6 @@ class Engine:
         self._threads.fit(0, large_from=1)  # small work until a batch says otherwise
 
     def _load_library(self, record: LibraryRecord) -> None:
-        rebuilt = self.store.ensure_keyword_index(record.id)  # recovery: a missing keyword index
-        if rebuilt is not None:
-            log.warning("library %s: keyword index rebuilt from %d chunks", record.name, rebuilt)
         state = load_library(record, self.device, self.store, self.builder.vectors_path(record.id))
         self.libraries[record.id] = state
         self._attach_builder(state, load_snapshot=True)
@@ -404,9 +401,7 @@ class Engine:
 
     def statistics(self, tenant: str, key: str) -> dict[str, Any]:
         self.check_ready()
-        state = self.library(tenant, key)
-        stats = state.statistics()
-        stats["keyword_index"] = {"state": "ready", **self.store.keyword_index_size(state.record.id)}
+        stats = self.library(tenant, key).statistics()
         # Where this library is (a library too big for the GPU stays on the CPU), and what it holds there.
         stats["device"] = stats["index"].get("device", str(self.device))
         stats["gpu_memory_bytes"] = int(stats["index"].get("gpu_memory_bytes", 0))

@@ -125,7 +125,11 @@ class LocalEngine:
         engine.check_ready()
         # On the device worker: the index is mutated there, and read from here it can be caught halfway
         # through an update (the crash harness saw an IndexError, a 500, under concurrent writes).
-        return await engine.on_worker(lambda: engine.statistics(tenant, key))  # type: ignore[no-any-return]
+        stats: dict[str, Any] = await engine.on_worker(lambda: engine.statistics(tenant, key))
+        # The keyword index's figures come from SQLite, read off the device worker (they scan its pages).
+        library_id = engine.library(tenant, key).record.id
+        stats["keyword_index"] = await asyncio.to_thread(engine.store.keyword_index_statistics, library_id)
+        return stats
 
     async def upsert_documents(
         self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float

@@ -123,14 +123,18 @@ def search(
 
 
 def size(conn: sqlite3.Connection, library_id: str) -> dict[str, int]:
-    """Rows in the library's keyword index and its bytes: the inverted index's blocks (the ``_data``
-    shadow table) and the texts it keeps (``_content``).  Reads every row: for statistics only."""
-
-    def shadow(suffix: str) -> str:
-        return '"kw_' + library_id.replace('"', '""') + suffix + '"'
-
-    rows, text_bytes = conn.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(length(CAST(c0 AS BLOB))), 0) FROM {shadow('_content')}"
-    ).fetchone()
-    (index_bytes,) = conn.execute(f"SELECT COALESCE(SUM(length(block)), 0) FROM {shadow('_data')}").fetchone()
-    return {"rows": int(rows), "bytes": int(text_bytes) + int(index_bytes)}
+    """Rows in the library's keyword index (one ``_docsize`` entry each) and the bytes of its tables'
+    pages (SQLite's ``dbstat``; where it is not compiled in, the texts' and index blocks' lengths)."""
+    prefix = "kw_" + library_id
+    shadow = '"' + prefix.replace('"', '""')
+    (rows,) = conn.execute(f'SELECT COUNT(*) FROM {shadow}_docsize"').fetchone()
+    try:
+        (pages,) = conn.execute(
+            "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN (?, ?, ?, ?, ?) AND aggregate = TRUE",
+            tuple(prefix + suffix for suffix in ("_data", "_idx", "_content", "_docsize", "_config")),
+        ).fetchone()
+    except sqlite3.OperationalError:  # no dbstat in this SQLite
+        (text,) = conn.execute(f'SELECT COALESCE(SUM(length(CAST(c0 AS BLOB))), 0) FROM {shadow}_content"').fetchone()
+        (blocks,) = conn.execute(f'SELECT COALESCE(SUM(length(block)), 0) FROM {shadow}_data"').fetchone()
+        pages = int(text) + int(blocks)
+    return {"rows": int(rows), "bytes": int(pages)}

@@ -235,10 +235,10 @@ class Store:
                 raise NotFound(f"library {library_id!r} not found") from None
             raise StorageFailure(f"the keyword search failed: {exc}") from exc
 
-    def keyword_index_size(self, library_id: str) -> dict[str, int]:
-        """The library's keyword index: chunks indexed and bytes on disk (``keyword_store.size``)."""
+    def keyword_index_statistics(self, library_id: str) -> dict[str, Any]:
+        """The library's keyword index: its state, chunks indexed and bytes on disk."""
         try:
-            return keyword_store.size(self._db.reader(), library_id)
+            return {"state": "ready", "type": "fts5-bm25", **keyword_store.size(self._db.reader(), library_id)}
         except sqlite3.OperationalError as exc:
             raise StorageFailure(f"could not read the keyword index: {exc}") from exc
 

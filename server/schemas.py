@@ -162,7 +162,7 @@ class GroupsResponse(BaseModel):
 
 
 class BatchSearchResponse(BaseModel):
-    results: list[list[Hit]]
+    results: list[list[Hit] | list[Group]]  # a query with group_by: its groups
     took_ms: float
 
 
