@@ -19,7 +19,7 @@ from arrwdb.errors import InvalidInput, NotFound
 from arrwdb.filters import Filter
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import Hit, Retrieval, SearchInput
-from arrwdb.keyword_store import match_expression
+from arrwdb.keyword_store import query_words
 from arrwdb.retrieval import finish, fuse, leg_size, render
 from arrwdb.scheduler import PRIORITY_INTERACTIVE, QueueSpec
 from arrwdb.timings import Timings
@@ -36,7 +36,7 @@ _FIELD_CACHE_ENTRIES = 256
 @dataclass(frozen=True, eq=False)
 class KeywordItem:
     library_id: str
-    expression: str | None  # the FTS5 query (arrwdb.keyword_store.match_expression); None: no word
+    words: tuple[str, ...]  # arrwdb.keyword_store.query_words: a chunk matches any; none: no hit
     limit: int
     filter: Filter | None
     filter_key: str
@@ -133,12 +133,9 @@ class RetrievalSearch:
             if state is None:
                 ranked.append(NotFound(f"library {item.library_id!r} not found"))
                 continue
-            if item.expression is None:
-                ranked.append([])
-                continue
             allowed = None if item.filter is None else state.allowed_rows(item.filter, item.filter_key)
             try:
-                ranked.append(engine.store.keyword_search(item.library_id, item.expression, item.limit, allowed))
+                ranked.append(engine.store.keyword_search(item.library_id, item.words, item.limit, allowed))
             except Exception as exc:  # fails this item alone (the scheduler's contract)
                 ranked.append(exc)
         row_ids = sorted({row for rows in ranked if not isinstance(rows, Exception) for row, _ in rows})
@@ -197,9 +194,7 @@ def _vector_leg(query: SearchInput, size: int) -> SearchInput:
 def _keyword_leg(state: LibraryState, query: SearchInput, size: int) -> KeywordItem:
     options: Retrieval = query.retrieval  # type: ignore[assignment]
     text = options.keywords if options.keywords is not None else (query.query or "")
-    return KeywordItem(
-        state.record.id, match_expression(text), size, query.filter, query.filter_key, query.include_text
-    )
+    return KeywordItem(state.record.id, query_words(text), size, query.filter, query.filter_key, query.include_text)
 
 
 async def _nothing() -> tuple[list[Any], Timings]:

@@ -225,11 +225,11 @@ class Store:
         return rows
 
     def keyword_search(
-        self, library_id: str, expression: str, limit: int, allowed: np.ndarray | None
+        self, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None
     ) -> list[tuple[int, float]]:
         """(row id, BM25 score) of the best matching chunks: ``keyword_store.search``."""
         try:
-            return keyword_store.search(self._db.reader(), library_id, expression, limit, allowed)
+            return keyword_store.search(self._db.reader(), library_id, words, limit, allowed)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise NotFound(f"library {library_id!r} not found") from None

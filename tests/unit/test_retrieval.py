@@ -121,23 +121,23 @@ def fts():
 
 
 def test_match_expression_quotes_every_word():
-    assert (
-        keyword_store.match_expression('Cats AND "dogs" cats NEAR(x)') == '"cats" OR "and" OR "dogs" OR "near" OR "x"'
-    )
-    assert keyword_store.match_expression("?! --") is None
+    words = keyword_store.query_words('Cats AND "dogs" cats NEAR(x)')
+    assert keyword_store.match_expression(words) == '"cats" OR "and" OR "dogs" OR "near" OR "x"'
+    assert keyword_store.match_expression(['a"b']) == '"a""b"'
+    assert keyword_store.query_words("?! --") == ()
 
 
 def test_search_ranks_by_bm25_and_filters_by_allowed_rows_in_pages(fts):
     rows = [(i, "common word" + (" rare" if i % 7 == 0 else "")) for i in range(1, 1001)]
     keyword_store.insert_rows(fts, "lib", rows)
-    best = keyword_store.search(fts, "lib", keyword_store.match_expression("rare common"), 5, None)
+    best = keyword_store.search(fts, "lib", ("rare", "common"), 5, None)
     assert all(row % 7 == 0 for row, _ in best) and [s for _, s in best] == sorted((s for _, s in best), reverse=True)
     allowed = np.arange(900, 1001, dtype=np.int64)  # beyond the first page of ranked matches
-    found = keyword_store.search(fts, "lib", '"common"', 500, allowed)
+    found = keyword_store.search(fts, "lib", ("common",), 500, allowed)
     assert sorted(row for row, _ in found) == list(range(900, 1001))
-    assert keyword_store.search(fts, "lib", '"common"', 5, np.array([], dtype=np.int64)) == []
+    assert keyword_store.search(fts, "lib", ("common",), 5, np.array([], dtype=np.int64)) == []
     keyword_store.delete_rows(fts, "lib", [7, 14])
-    assert 7 not in [row for row, _ in keyword_store.search(fts, "lib", '"rare"', 1000, None)]
+    assert 7 not in [row for row, _ in keyword_store.search(fts, "lib", ("rare",), 1000, None)]
     assert keyword_store.size(fts, "lib")["rows"] == 998
 
 
@@ -147,7 +147,7 @@ def test_rebuild_indexes_every_chunk_text(fts):
     keyword_store.drop_table(fts, "lib")
     assert not keyword_store.table_exists(fts, "lib")
     assert keyword_store.rebuild(fts, "lib") == 2
-    assert keyword_store.search(fts, "lib", '"gamma"', 5, None)[0][0] == 2
+    assert keyword_store.search(fts, "lib", ("gamma",), 5, None)[0][0] == 2
 
 
 def test_retrieval_options_cross_the_engine_protocol():
@@ -156,3 +156,12 @@ def test_retrieval_options_cross_the_engine_protocol():
     described, frames = wire.queries_out([query, SearchInput(query="plain", embedding=None)])
     back = wire.queries_in(wire.unpack(wire.pack({"q": described}))["q"], frames)
     assert back[0].retrieval == options and back[1].retrieval is None
+
+
+def test_words_in_half_the_rows_or_more_are_left_out_of_the_match(fts):
+    keyword_store.insert_rows(fts, "lib", [(i, "the fox" if i < 3 else "the hen") for i in range(1, 11)])
+    assert keyword_store._indexed_rows(fts, "lib") == 10
+    assert keyword_store.useful_words(fts, "lib", ["the", "fox", "hen"]) == ["fox"]  # hen: 8 of 10, the: all
+    assert keyword_store.useful_words(fts, "lib", ["the", "hen"]) == ["the", "hen"]  # none useful: all kept
+    hits = keyword_store.search(fts, "lib", ("the", "fox"), 10, None)
+    assert sorted(row for row, _ in hits) == [1, 2]  # "the" alone no longer matches every row
