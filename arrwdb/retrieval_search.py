@@ -65,7 +65,7 @@ class RetrievalSearch:
         if not state.documents_loaded and any(queries[i].filter or queries[i].retrieval.group_by for i in chosen):  # type: ignore[union-attr]
             await engine.documents.wait(state.record.id, deadline)  # right after a restart
         for i in chosen:
-            self._check_group_field(state, queries[i])
+            await self._check_group_field(state, queries[i])
         keys, cached = engine.result_cache.lookup(state, [queries[i] for i in chosen])
         pending = [(i, key) for i, key, hits in zip(chosen, keys, cached, strict=True) if hits is None]
         for i, hits in zip(chosen, cached, strict=True):
@@ -154,7 +154,7 @@ class RetrievalSearch:
             results.append(hits)
         return results
 
-    def _check_group_field(self, state: LibraryState, query: SearchInput) -> None:
+    async def _check_group_field(self, state: LibraryState, query: SearchInput) -> None:
         """``group_by`` on a metadata field that no document of the library has is a 4xx: it would
         always answer no groups, which is far more likely a typo than a wish."""
         field = query.retrieval.group_by  # type: ignore[union-attr]
@@ -163,7 +163,11 @@ class RetrievalSearch:
         key = (state.record.id, state.version, field)
         seen = self._fields_seen.get(key)
         if seen is None:
-            seen = any(field in metadata for metadata in state.doc_meta.values())
+            # On the device worker: the documents' metadata changes there, and a dict must not change
+            # while it is iterated.
+            seen = bool(
+                await self.engine.on_worker(lambda: any(field in metadata for metadata in state.doc_meta.values()))
+            )
             if len(self._fields_seen) >= _FIELD_CACHE_ENTRIES:
                 self._fields_seen.clear()
             self._fields_seen[key] = seen

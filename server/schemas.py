@@ -185,6 +185,9 @@ class Statistics(BaseModel):
     metric: str
     index: dict[str, Any]
     memory_bytes: int
+    keyword_index: dict[str, Any] | None = Field(
+        None, description="The FTS5 keyword index: state, type, rows (chunks indexed) and bytes."
+    )
 
 
 class ErrorDetail(BaseModel):
