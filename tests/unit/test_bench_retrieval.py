@@ -28,3 +28,13 @@ def test_report_table_names_every_mode_and_the_time_ratio():
 
 def _speed(qps: float) -> dict:
     return {"qps": qps, "p50_ms": 1.0, "p99_ms": 2.0, "mean_batch_size": 3.0, "statuses": {"200": 1}}
+
+
+def test_passages_hold_four_verses_and_never_cross_a_chapter():
+    from arrwdb.bench.retrieval import _passages
+
+    verses = {1001000 + v: f"a{v}" for v in range(1, 7)} | {1002001: "b1", 1002002: "b2"}
+    passages, holder = _passages(verses, 10)
+    assert passages == {"1001001": "a1 a2 a3 a4", "1001005": "a5 a6", "1002001": "b1 b2"}
+    assert holder[1001006] == "1001005" and holder[1002002] == "1002001"
+    assert list(_passages(verses, 2)[0]) == ["1001001", "1001005"]
