@@ -7,6 +7,8 @@ import sqlite3
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arrwdb import keyword_store
 from arrwdb.errors import InvalidInput
@@ -165,3 +167,21 @@ def test_words_in_half_the_rows_or_more_are_left_out_of_the_match(fts):
     assert keyword_store.useful_words(fts, "lib", ["the", "hen"]) == ["the", "hen"]  # none useful: all kept
     hits = keyword_store.search(fts, "lib", ("the", "fox"), 10, None)
     assert sorted(row for row, _ in hits) == [1, 2]  # "the" alone no longer matches every row
+
+
+_FUZZ = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+keyword_store.create_table(_FUZZ, "fuzz")
+keyword_store.insert_rows(_FUZZ, "fuzz", [(1, "alpha beta"), (2, 'NEAR "quoted" text*'), (3, "é ß 漢字 😀")])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=200) | st.sampled_from(['"', "*", "NEAR(", "^", ":", "-"])
+)
+def test_no_text_is_fts5_syntax(text):
+    """Any string is a valid keyword query (FTS5 raises on a syntax error; nothing may)."""
+    words = keyword_store.query_words(text)
+    hits = keyword_store.search(_FUZZ, "fuzz", words, 5, None)
+    assert all(row in (1, 2, 3) for row, _ in hits)
+    filtered = keyword_store.search(_FUZZ, "fuzz", words, 5, np.array([2], dtype=np.int64))
+    assert all(row == 2 for row, _ in filtered)
