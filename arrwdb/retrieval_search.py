@@ -67,6 +67,10 @@ class RetrievalSearch:
         for i in chosen:
             await self._check_group_field(state, queries[i])
         keys, cached = engine.result_cache.lookup(state, [queries[i] for i in chosen])
+        if engine.result_cache.enabled:
+            found = sum(hits is not None for hits in cached)
+            engine.telemetry.result_cache_hits.inc(found)
+            engine.telemetry.result_cache_misses.inc(len(chosen) - found)
         pending = [(i, key) for i, key, hits in zip(chosen, keys, cached, strict=True) if hits is None]
         for i, hits in zip(chosen, cached, strict=True):
             if hits is not None:

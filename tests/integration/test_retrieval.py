@@ -97,13 +97,25 @@ def test_batch_mixes_modes_and_the_cache_keeps_them_apart(server, news):
         {"query": "zebra", "k": 2, "mode": "hybrid"},
         {"query": "zebra", "k": 2, "group_by": "topic"},
     ]
+    answers = []
     for _ in range(2):  # the second time from the result cache
+        hits_before = _cache_hits(server)
         answer = httpx.post(f"{server.url}/v1/libraries/news/search/batch", json={"queries": queries})
+        answers.append(answer.json()["results"])
         assert answer.status_code == 200, answer.text
         plain, keyword, hybrid, grouped = answer.json()["results"]
         assert len(plain) == 2 and ids(keyword) == ["zebra"] and ids(hybrid)[0] == "zebra"
         assert grouped[0]["key"] == "misc" and "hits" in grouped[0]
         assert plain[0]["score"] != hybrid[0]["score"]
+    assert _cache_hits(server) - hits_before == len(queries)  # the second pass: every query from the cache
+    assert answers[0] == answers[1]
+
+
+def _cache_hits(server):
+    text = httpx.get(f"{server.url}/metrics").text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("arrwdb_result_cache_hits_total")
+    )
 
 
 def test_read_your_writes_and_deletes_in_the_keyword_index(server, news, client):
