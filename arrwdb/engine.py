@@ -29,6 +29,7 @@ from arrwdb.library import LibraryState
 from arrwdb.models import ModelRegistry, model_memory
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.result_cache import ResultCache
+from arrwdb.retrieval_search import RetrievalSearch
 from arrwdb.scheduler import (
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
@@ -102,6 +103,7 @@ class Engine(EmbeddingMixin, RerankMixin):
         )
         self._embed_specs: dict[tuple[str, int], QueueSpec] = {}  # (model, priority) -> its queue
         self.documents = DocumentLoader(self.store, self.worker, self.loop)
+        self.retrieval = RetrievalSearch(self)
         self._loading = asyncio.create_task(self._load())
 
     async def wait_ready(self) -> None:
@@ -335,6 +337,14 @@ class Engine(EmbeddingMixin, RerankMixin):
             plain = lambda inner: self.search(tenant, key, inner, deadline)  # noqa: E731
             return await self.search_reranked(queries, plain, deadline)
         state = self.library(tenant, key)
+        if any(query.retrieval is not None for query in queries):
+            return await self.retrieval.search(state, queries, deadline)  # type: ignore[return-value]
+        return await self.search_vectors(state, queries, deadline)
+
+    async def search_vectors(
+        self, state: LibraryState, queries: list[SearchInput], deadline: float
+    ) -> tuple[list[list[Hit] | HitsJSON], Timings]:
+        """``search`` of plain vector queries (and the vector leg of the others)."""
         record = state.record
         text_queries = any(query.embedding is None for query in queries)
         model_dimension = self.library_model(record).dimension if text_queries else record.dimension

@@ -53,6 +53,12 @@ class EngineAPI(Protocol):
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None: ...
 
+    async def patch_document(self, tenant: str, key: str, doc_id: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def delete_documents(
+        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, deadline: float
+    ) -> int: ...
+
     async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]: ...
 
     async def list_documents(
@@ -153,7 +159,11 @@ class LocalEngine:
         engine.check_ready()
         # On the device worker: the index is mutated there, and read from here it can be caught halfway
         # through an update (the crash harness saw an IndexError, a 500, under concurrent writes).
-        return await engine.on_worker(lambda: engine.statistics(tenant, key))  # type: ignore[no-any-return]
+        stats: dict[str, Any] = await engine.on_worker(lambda: engine.statistics(tenant, key))
+        # The keyword index's figures come from SQLite, read off the device worker (they scan its pages).
+        library_id = engine.library(tenant, key).record.id
+        stats["keyword_index"] = await asyncio.to_thread(engine.store.keyword_index_statistics, library_id)
+        return stats
 
     async def upsert_documents(
         self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float
@@ -162,6 +172,18 @@ class LocalEngine:
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:
         await self.engine.delete_document(tenant, key, doc_id)
+
+    async def patch_document(self, tenant: str, key: str, doc_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        from arrwdb.document_edits import patch_document
+
+        return await patch_document(self.engine, tenant, key, doc_id, patch)
+
+    async def delete_documents(
+        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, deadline: float
+    ) -> int:
+        from arrwdb.document_edits import delete_documents
+
+        return await delete_documents(self.engine, tenant, key, ids, filter_json, deadline)
 
     async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]:
         return await self.engine.get_document(tenant, key, doc_id)

@@ -97,6 +97,10 @@ class RerankMixin:
                 if query.query is None:
                     raise InvalidInput("rerank needs the query's text (query), not only an embedding", "rerank")
                 self.reranker(query.rerank.model)  # a missing model is refused before any search
+                if query.retrieval is not None and query.retrieval.group_by is not None:
+                    raise InvalidInput(
+                        "rerank cannot be combined with group_by (groups are formed after the cut)", "rerank"
+                    )
         inner = [
             q
             if q.rerank is None

@@ -32,6 +32,48 @@ class RerankInput:
     model: str | None = None
 
 
+MODES = ("vector", "keyword", "hybrid")
+FUSIONS = ("rrf", "dbsf")
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """A query's retrieval options beyond a plain vector search (API.md, Additions: Search): the
+    legs to run and how to fuse them, and what to do with the ranked hits.  Hashable: it is part of
+    the result cache's key.  Checked by ``arrwdb.retrieval.check_retrieval``."""
+
+    mode: str = "vector"  # one of MODES
+    keywords: str | None = None  # the keyword leg's text; None: the query's
+    fusion: str = "rrf"  # one of FUSIONS
+    fusion_k: int = 60  # RRF's rank constant
+    weights: tuple[float, float] = (1.0, 1.0)  # of the vector leg, the keyword leg
+    candidates: int | None = None  # hits each leg contributes; None: arrwdb.retrieval.leg_size
+    score_threshold: float | None = None
+    offset: int = 0
+    group_by: str | None = None  # "document_id" or a metadata field
+    group_size: int = 1
+
+    def plain(self) -> dict[str, Any]:
+        """As plain values (the engine protocol's form)."""
+        return {
+            "mode": self.mode,
+            "keywords": self.keywords,
+            "fusion": self.fusion,
+            "fusion_k": self.fusion_k,
+            "weights": list(self.weights),
+            "candidates": self.candidates,
+            "score_threshold": self.score_threshold,
+            "offset": self.offset,
+            "group_by": self.group_by,
+            "group_size": self.group_size,
+        }
+
+    @classmethod
+    def from_plain(cls, fields: dict[str, Any]) -> Retrieval:
+        weights = fields["weights"]
+        return cls(**{**fields, "weights": (float(weights[0]), float(weights[1]))})
+
+
 @dataclass
 class SearchInput:
     """One query of a search request; read-only by convention, like ``Hit``: a frozen dataclass sets
@@ -53,6 +95,8 @@ class SearchInput:
     where: str | None = None
     vector_field: str = "embedding"
     rerank: RerankInput | None = None
+    # Keyword or hybrid search, thresholds, pagination, groups; None: a plain vector search.
+    retrieval: Retrieval | None = None
 
 
 @dataclass

@@ -198,6 +198,9 @@ class LibraryState:
         self.doc_meta[doc_id] = write.metadata
         self.doc_rows[doc_id] = write.added_rows
         for chunk_index, row in enumerate(write.added_rows):  # a document's rows are in chunk order
+            replaced = self.row_entries.get(row)  # a patch keeps the rows and replaces their entries
+            if replaced is not None:
+                self.hit_json_released += kept_bytes(replaced)
             self.row_entries[row] = RowEntry(doc_id, chunk_index, write.title, write.metadata)
         if write.has_text:
             self.docs_with_text.add(doc_id)

@@ -54,9 +54,20 @@ class Upsert:
 @dataclass(frozen=True)
 class Delete:
     doc_id: str
+    missing_ok: bool = False  # a delete by filter: a document deleted meanwhile is no error, just not counted
 
 
-WriteOp = Upsert | Delete
+@dataclass(frozen=True)
+class Patch:
+    """A JSON merge patch of a document's title and metadata; its text and vectors stay as they are."""
+
+    doc_id: str
+    title_given: bool  # False: the title stays; True: it becomes ``title`` (None removes it)
+    title: str | None
+    metadata: dict[str, Any]  # keys to set; a None value removes the key
+
+
+WriteOp = Upsert | Delete | Patch
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,17 @@ def query_key(library_id: str, generation: tuple[int, int, int], query: SearchIn
     else:
         what = ("q", query.query)
     params = orjson.dumps(query.params, option=orjson.OPT_SORT_KEYS) if query.params else b""
-    return (library_id, generation, what, query.k, query.filter_key, query.include_text, params, query.json)
+    return (
+        library_id,
+        generation,
+        what,
+        query.k,
+        query.filter_key,
+        query.include_text,
+        params,
+        query.json,
+        query.retrieval,  # a frozen dataclass: its fields are the key
+    )
 
 
 def _key_bytes(key: CacheKey) -> int:

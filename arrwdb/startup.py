@@ -28,6 +28,9 @@ def load_library(record: LibraryRecord, device: torch.device, store: Store, vect
     """The library's vectors, on the worker.  Its documents' metadata (what filters need) is read later
     by ``DocumentLoader``: a million documents take seconds of Python work that need not delay /ready."""
     started = time.perf_counter()
+    rebuilt = store.ensure_keyword_index(record.id)  # recovery: a keyword index that is missing
+    if rebuilt is not None:
+        log.warning("library %s: keyword index rebuilt from %d chunks", record.id, rebuilt)
     state = LibraryState(record, device)
     after = _load_vector_snapshot(state, store, vectors_path)
     for row_ids, vectors in store.iter_vectors(record.id, record.dimension, after=after):

@@ -15,16 +15,18 @@ from typing import Any
 import numpy as np
 import orjson
 
+from arrwdb import keyword_store
 from arrwdb.api_key_store import ApiKeyRecord, ApiKeyStore
 from arrwdb.errors import ArrwdbError, Conflict, NotFound, StorageFailure
 from arrwdb.records import (
     AppliedWrite,
     HitRow,
     LibraryRecord,
+    Patch,
     Upsert,
     WriteOp,
 )
-from arrwdb.store_bulk import upsert_many, upserts_of_distinct_documents
+from arrwdb.store_bulk import patch_document, upsert_many, upserts_of_distinct_documents
 from arrwdb.store_db import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: arrwdb.store's public constant
 from arrwdb.store_db import Database, now
 
@@ -71,6 +73,9 @@ class Store:
     def create_library(self, library: LibraryRecord) -> LibraryRecord:
         with self._db.write_lock:
             try:
+                # The library and its keyword index in one transaction: neither exists without the other.
+                self._db.writer.execute("BEGIN IMMEDIATE")
+                keyword_store.create_table(self._db.writer, library.id)
                 self._db.writer.execute(
                     "INSERT INTO libraries (id, tenant, name, dimension, index_type, metric, index_params,"
                     " created_at, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -86,9 +91,12 @@ class Store:
                         library.model,
                     ),
                 )
+                self._db.writer.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
+                self._db.rollback()
                 raise Conflict(f"a library named {library.name!r} already exists") from exc
             except sqlite3.Error as exc:
+                self._db.rollback()
                 raise StorageFailure(f"could not store the library: {exc}") from exc
         return library
 
@@ -99,6 +107,7 @@ class Store:
                 for table, column in (("chunks", "library_id"), ("documents", "library_id")):
                     self._db.writer.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
                 self._db.writer.execute("DELETE FROM oplog WHERE library_id = ?", (library_id,))
+                keyword_store.drop_table(self._db.writer, library_id)
                 self._db.writer.execute("DELETE FROM libraries WHERE id = ?", (library_id,))
                 self._db.writer.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -166,11 +175,15 @@ class Store:
         _check_library(conn, library_id)  # once: nothing else writes inside this transaction
         if upserts_of_distinct_documents(ops):  # an import: its documents' statements batched
             return upsert_many(conn, library_id, [op.document for op in ops])  # type: ignore[union-attr]
-        return [self._apply(conn, library_id, op) for op in ops]
+        applied = [self._apply(conn, library_id, op) for op in ops]
+        return [write for write in applied if write is not None]
 
-    def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite:
+    def _apply(self, conn: sqlite3.Connection, library_id: str, op: WriteOp) -> AppliedWrite | None:
+        """One operation; None for a delete (``missing_ok``) of a document that is not there."""
         if isinstance(op, Upsert):
             return upsert_many(conn, library_id, [op.document])[0]
+        if isinstance(op, Patch):
+            return patch_document(conn, library_id, op, self._log(conn, library_id, op.doc_id, "patch"))
         removed = tuple(
             row[0]
             for row in conn.execute(
@@ -182,8 +195,11 @@ class Store:
             "DELETE FROM documents WHERE library_id = ? AND id = ?", (library_id, op.doc_id)
         ).rowcount
         if not deleted:
+            if op.missing_ok:
+                return None
             raise NotFound(f"document {op.doc_id!r} not found")
         conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, op.doc_id))
+        keyword_store.delete_rows(conn, library_id, removed)
         seq = self._log(conn, library_id, op.doc_id, "delete")
         return AppliedWrite(library_id, op.doc_id, removed, (), None, None, seq)
 
@@ -191,6 +207,42 @@ class Store:
     def _log(conn: sqlite3.Connection, library_id: str, doc_id: str, op: str) -> int:
         cursor = conn.execute("INSERT INTO oplog (library_id, doc_id, op) VALUES (?, ?, ?)", (library_id, doc_id, op))
         return int(cursor.lastrowid or 0)
+
+    # -- the keyword index --------------------------------------------------------------------
+
+    def ensure_keyword_index(self, library_id: str) -> int | None:
+        """Recovery, at start-up: rebuild the library's keyword index from its chunks if its table is
+        missing.  Returns the rows indexed, or None when the table was there."""
+        if keyword_store.table_exists(self._db.reader(), library_id):
+            return None
+        with self._db.write_lock:
+            conn = self._db.writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                rows = keyword_store.rebuild(conn, library_id)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                raise StorageFailure(f"could not rebuild the keyword index: {exc}") from exc
+        return rows
+
+    def keyword_search(
+        self, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """(row id, BM25 score) of the best matching chunks: ``keyword_store.search``."""
+        try:
+            return keyword_store.search(self._db.reader(), library_id, words, limit, allowed)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise NotFound(f"library {library_id!r} not found") from None
+            raise StorageFailure(f"the keyword search failed: {exc}") from exc
+
+    def keyword_index_statistics(self, library_id: str) -> dict[str, Any]:
+        """The library's keyword index: its state, chunks indexed and bytes on disk."""
+        try:
+            return {"state": "ready", "type": "fts5-bm25", **keyword_store.size(self._db.reader(), library_id)}
+        except sqlite3.OperationalError as exc:
+            raise StorageFailure(f"could not read the keyword index: {exc}") from exc
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -23,7 +23,10 @@ from itertools import islice
 import numpy as np
 import orjson
 
-from arrwdb.records import AppliedWrite, DocumentRecord, Upsert, WriteOp
+from arrwdb import keyword_store
+from arrwdb.errors import InvalidInput, NotFound
+from arrwdb.metadata import MAX_KEYS
+from arrwdb.records import AppliedWrite, DocumentRecord, Patch, Upsert, WriteOp
 
 _IDS_PER_QUERY = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
@@ -40,6 +43,7 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
     replaced = [(library_id, doc.id) for doc in docs if doc.id in existing]
     if replaced:
         conn.executemany("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", replaced)
+        keyword_store.delete_rows(conn, library_id, [row for rows in existing.values() for row in rows])
     seqs = _insert_returning_ids(
         conn,
         "oplog",
@@ -78,13 +82,24 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
             ],
         )
     )
+    added_rows = [tuple(islice(row_ids, len(doc.chunks))) for doc in docs]
+    # The chunks' texts into the keyword index, in this transaction (arrwdb.keyword_store).
+    keyword_store.insert_rows(
+        conn,
+        library_id,
+        (
+            (row, doc.text[chunk.start : chunk.end])
+            for doc, rows in zip(docs, added_rows, strict=True)
+            if doc.text
+            for row, chunk in zip(rows, doc.chunks, strict=True)
+        ),
+    )
     # One matrix for the request, each document's vectors a slice of it (a stack per document cost
     # a fifth of the transaction's time).
     matrix = np.stack([chunk.vector for doc in docs for chunk in doc.chunks]).astype(np.float32, copy=False)
     applied, start = [], 0
-    for doc, seq in zip(docs, seqs, strict=True):
+    for doc, seq, added in zip(docs, seqs, added_rows, strict=True):
         count = len(doc.chunks)
-        added = tuple(islice(row_ids, count))
         removed = existing.get(doc.id, ())
         vectors = matrix[start : start + count]
         applied.append(
@@ -94,6 +109,39 @@ def upsert_many(conn: sqlite3.Connection, library_id: str, docs: list[DocumentRe
         )
         start += count
     return applied
+
+
+def patch_document(conn: sqlite3.Connection, library_id: str, op: Patch, seq: int) -> AppliedWrite:
+    """Merge ``op`` into the document's title and metadata (RFC 7386: a None value removes a key).
+    The chunks, vectors and keyword index rows stay: nothing is embedded again."""
+    row = conn.execute(
+        "SELECT title, metadata, text IS NOT NULL FROM documents WHERE library_id = ? AND id = ?",
+        (library_id, op.doc_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"document {op.doc_id!r} not found")
+    title = op.title if op.title_given else row[0]
+    metadata = orjson.loads(row[1])
+    for key, value in op.metadata.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    if len(metadata) > MAX_KEYS:
+        raise InvalidInput(f"metadata would have {len(metadata)} keys after the patch; at most {MAX_KEYS} are allowed")
+    conn.execute(
+        "UPDATE documents SET title = ?, metadata = ?, seq = ? WHERE library_id = ? AND id = ?",
+        (title, orjson.dumps(metadata).decode(), seq, library_id, op.doc_id),
+    )
+    rows = tuple(
+        r[0]
+        for r in conn.execute(
+            "SELECT row_id FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY chunk_index",
+            (library_id, op.doc_id),
+        )
+    )
+    # The same rows, no vectors: the index keeps them; the library's fields of each row are replaced.
+    return AppliedWrite(library_id, op.doc_id, (), rows, None, metadata, seq, title, bool(row[2]))
 
 
 def _existing_rows(conn: sqlite3.Connection, library_id: str, doc_ids: list[str]) -> dict[str, tuple[int, ...]]:

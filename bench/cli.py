@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
     models.add_argument("--clients", type=int, default=64)
     models.add_argument("--seconds", type=float, default=5.0)
+    retrieval = sub.add_parser("retrieval", help="nDCG@10 / recall@10 and q/s of vector, keyword and hybrid search")
+    retrieval.add_argument("--output", type=Path, default=Path("bench/results/retrieval.json"))
+    retrieval.add_argument("--data-dir", type=Path, default=Path(".bench-cache/retrieval-data"), help="emptied first")
+    retrieval.add_argument("--docs", type=int, default=100_000, help="KJV passages, from Genesis 1 on (all: ~8.5k)")
+    retrieval.add_argument("--queries", type=int, default=500, help="per data set")
+    retrieval.add_argument("--clients", type=int, default=64)
+    retrieval.add_argument("--seconds", type=float, default=8.0)
     toolkit_cli.add_parsers(sub)
     gpu_cli.add_parsers(sub)
     return parser
@@ -112,6 +119,17 @@ def main(argv: list[str] | None = None) -> int:
             args.output, args.cache_dir, workers=args.workers, clients=args.clients, seconds=args.seconds
         )
         print(format_workers(report))
+    if args.benchmark == "retrieval":
+        import shutil
+
+        from arrwdb.bench.retrieval import format_retrieval, run_retrieval
+
+        shutil.rmtree(args.data_dir, ignore_errors=True)
+        report = run_retrieval(
+            args.output, args.data_dir, docs=args.docs, queries=args.queries, clients=args.clients, seconds=args.seconds
+        )
+        print(format_retrieval(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "embed":
         from arrwdb.bench.embed import format_embed, run_embed
 

@@ -8,7 +8,9 @@ import binascii
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from arrwdb.errors import BadRequest
+from arrwdb.document_edits import MAX_DELETE_IDS, patch_op
+from arrwdb.errors import BadRequest, InvalidInput
+from arrwdb.filters import parse_filter
 from arrwdb.inputs import DocumentInput
 from arrwdb.metadata import validate_metadata
 from arrwdb.server import schemas
@@ -16,6 +18,7 @@ from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import api_of, deadline_of
 from arrwdb.server.responses import JSON
+from arrwdb.server.search import filter_key
 from arrwdb.server.vectors import client_vector, vector_field
 from arrwdb.validation import check_name, field_path
 
@@ -89,6 +92,41 @@ async def list_documents(
 @router.get("/{doc_id}", responses={200: {"model": schemas.Document}})
 async def get_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     return JSON(await api_of(request).get_document(tenant, library, doc_id))
+
+
+@router.post(
+    "/delete",
+    responses={200: {"model": schemas.DeletedCount}},
+    openapi_extra=openapi_body(schemas.DeleteDocuments),
+)
+async def delete_documents(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
+    body = await parse_body(request, schemas.DeleteDocuments)
+    if (body.ids is None) == (body.filter is None):
+        raise InvalidInput("give exactly one of ids and filter")
+    filter_json = None
+    if body.ids is not None:
+        if not 1 <= len(body.ids) <= MAX_DELETE_IDS:
+            raise InvalidInput(f"ids must hold 1 to {MAX_DELETE_IDS} document ids")
+        for i, doc_id in enumerate(body.ids):
+            check_name(doc_id, f"ids[{i}]")
+    else:
+        if parse_filter(body.filter) is None:
+            raise InvalidInput("filter must not be empty: to delete every document, delete the library")
+        filter_json = filter_key(body.filter)  # type: ignore[arg-type]
+    deleted = await api_of(request).delete_documents(tenant, library, body.ids, filter_json, deadline_of(request))
+    return JSON({"deleted": deleted})
+
+
+@router.patch(
+    "/{doc_id}",
+    responses={200: {"model": schemas.Document}},
+    openapi_extra=openapi_body(schemas.DocumentPatch),
+)
+async def patch_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
+    body = await parse_body(request, schemas.DocumentPatch)
+    patch = body.model_dump(include=body.model_fields_set)  # absent fields stay, null ones are removed
+    patch_op(doc_id, patch)  # checked here: a bad value is a 4xx before the engine is asked
+    return JSON(await api_of(request).patch_document(tenant, library, doc_id, patch))
 
 
 @router.delete("/{doc_id}", status_code=204)

@@ -80,6 +80,22 @@ class DocumentIds(BaseModel):
     ids: list[str]
 
 
+class DocumentPatch(Strict):
+    title: str | None = Field(None, description="The new title; null removes it; absent keeps it.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="JSON merge patch: keys to set; a null value removes its key; absent keys stay."
+    )
+
+
+class DeleteDocuments(Strict):
+    ids: list[str] | None = Field(None, description="1 to 1000 document ids (exactly one of ids and filter).")
+    filter: dict[str, Any] | None = Field(None, description="Delete every document whose metadata matches.")
+
+
+class DeletedCount(BaseModel):
+    deleted: int
+
+
 class DocumentPage(BaseModel):
     documents: list[Document]
     next_cursor: str | None
@@ -100,6 +116,12 @@ class RerankSpec(Strict):
     model: str | None = Field(None, description="A reranking model of GET /v1/models; defaults to the loaded one.")
 
 
+class Fusion(Strict):
+    method: Literal["rrf", "dbsf"] = "rrf"
+    k: int = Field(60, description="RRF's rank constant: a hit's score is sum(weight / (k + rank)).")
+    weights: list[float] | None = Field(None, description="[vector, keyword]; default [1, 1].")
+
+
 class Query(Strict):
     query: str | None = None
     embedding: list[float] | None = None
@@ -109,6 +131,16 @@ class Query(Strict):
     include_text: bool = True
     params: QueryParams | None = None
     rerank: RerankSpec | None = None
+    mode: Literal["vector", "keyword", "hybrid"] | None = Field(
+        None, description="vector (default), keyword (BM25 over the chunks' text) or hybrid (both, fused)."
+    )
+    keywords: str | None = Field(None, description="The keyword leg's text; defaults to query.")
+    fusion: Fusion | None = Field(None, description='How hybrid fuses; default {"method": "rrf", "k": 60}.')
+    candidates: int | None = Field(None, description="Hits each leg brings before fusion (k to 1000).")
+    score_threshold: float | None = Field(None, description="Hits scoring below it are left out.")
+    offset: int | None = Field(None, description="Skip this many hits (or groups) first; k + offset <= 1000.")
+    group_by: str | None = Field(None, description='"document_id" or a metadata field: answer with groups.')
+    group_size: int | None = Field(None, description="Hits per group (1 to 100), default 1.")
 
 
 class QueryBatch(Strict):
@@ -129,8 +161,18 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class Group(BaseModel):
+    key: Any
+    hits: list[Hit]
+
+
+class GroupsResponse(BaseModel):
+    groups: list[Group]
+    took_ms: float
+
+
 class BatchSearchResponse(BaseModel):
-    results: list[list[Hit]]
+    results: list[list[Hit] | list[Group]]  # a query with group_by: its groups
     took_ms: float
 
 
@@ -230,6 +272,9 @@ class Statistics(BaseModel):
     memory_bytes: int
     model: str | None = None
     model_memory_bytes: int = 0
+    keyword_index: dict[str, Any] | None = Field(
+        None, description="The FTS5 keyword index: state, type, rows (chunks indexed) and bytes."
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -245,6 +290,8 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     LibraryCreate,
     Document,
     DocumentBatch,
+    DocumentPatch,
+    DeleteDocuments,
     Query,
     QueryBatch,
     EmbedRequest,

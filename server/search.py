@@ -13,7 +13,8 @@ from starlette.responses import Response
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.hits_json import HitsJSON
-from arrwdb.inputs import RerankInput, SearchInput
+from arrwdb.inputs import RerankInput, Retrieval, SearchInput
+from arrwdb.retrieval import check_retrieval
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
@@ -28,9 +29,37 @@ from arrwdb.validation import check_k, check_query_params, field_path, subject
 router = APIRouter(tags=["search"])
 
 
+def retrieval_of(query: schemas.Query, has_embedding: bool, where: str) -> Retrieval | None:
+    """The query's retrieval options, checked; None for a plain vector search (the fast path)."""
+    fields = (query.keywords, query.fusion, query.candidates, query.score_threshold, query.offset, query.group_by)
+    if query.mode in (None, "vector") and query.group_size is None and all(value is None for value in fields):
+        return None
+    fusion = query.fusion or schemas.Fusion()
+    weights = (1.0, 1.0) if fusion.weights is None else tuple(fusion.weights)
+    if len(weights) != 2:
+        raise InvalidInput(f"{field_path(where, 'fusion.weights')} must hold two numbers: [vector, keyword]")
+    if query.fusion is not None and query.mode != "hybrid":
+        raise InvalidInput(f"{field_path(where, 'fusion')} applies to mode hybrid")
+    options = Retrieval(
+        mode=query.mode or "vector",
+        keywords=query.keywords,
+        fusion=fusion.method,
+        fusion_k=fusion.k,
+        weights=weights,  # type: ignore[arg-type]
+        candidates=query.candidates,
+        score_threshold=query.score_threshold,
+        offset=query.offset or 0,
+        group_by=query.group_by,
+        group_size=1 if query.group_size is None else query.group_size,
+    )
+    check_retrieval(options, query.k, query.query is not None, has_embedding, where)
+    return options
+
+
 def search_input(query: schemas.Query, where: str) -> SearchInput:
     embedding = client_vector(query.embedding, query.embedding_base64, where)
-    if (query.query is None) == (embedding is None):
+    retrieval = retrieval_of(query, embedding is not None, where)
+    if retrieval is None and (query.query is None) == (embedding is None):
         # Paths in messages: arrwdb.validation.field_path ("" = the body itself).
         raise InvalidInput(
             f"{subject(where, 'the query')}: give exactly one of query and embedding (or embedding_base64)"
@@ -56,6 +85,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         where=where,
         vector_field=vector_field(query.embedding_base64),
         rerank=_rerank_input(query, where),
+        retrieval=retrieval,
     )
 
 
@@ -102,7 +132,7 @@ async def _run_search(
 
 @router.post(
     "/v1/libraries/{library}/search",
-    responses={200: {"model": schemas.SearchResponse}},
+    responses={200: {"model": schemas.SearchResponse | schemas.GroupsResponse}},
     openapi_extra=openapi_body(schemas.Query),
 )
 async def search(library: str, request: Request, tenant: str = Depends(tenant)) -> Response:
@@ -111,8 +141,10 @@ async def search(library: str, request: Request, tenant: str = Depends(tenant)) 
     query = search_input(body, "")
     results, timings = await _run_search(request, "search", tenant, library, [query], started)
     took_ms = (time.perf_counter() - started) * 1000.0
-    # Hits come as the API's JSON (arrwdb.hits_json), written into the answer as they are.
-    return JSON({"results": results[0].json, "took_ms": took_ms}, headers=_headers(timings))
+    # Hits come as the API's JSON (arrwdb.hits_json), written into the answer as they are; with
+    # group_by, the groups do.
+    field = "groups" if body.group_by is not None else "results"
+    return JSON({field: results[0].json, "took_ms": took_ms}, headers=_headers(timings))
 
 
 @router.post(

@@ -40,7 +40,16 @@ _NO_DEADLINE_S = 60.0  # calls without a deadline (reads, key changes) wait at m
 
 Reply = tuple[dict[str, Any], list[bytes]]
 _WRITES = frozenset(
-    {"create_library", "delete_library", "upsert_documents", "delete_document", "create_api_key", "revoke_api_key"}
+    {
+        "create_library",
+        "delete_library",
+        "upsert_documents",
+        "delete_document",
+        "patch_document",
+        "delete_documents",
+        "create_api_key",
+        "revoke_api_key",
+    }
 )
 
 
@@ -233,6 +242,17 @@ class RemoteEngine:
 
     async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:
         await self._value("delete_document", tenant=tenant, key=key, doc_id=doc_id)
+
+    async def patch_document(self, tenant: str, key: str, doc_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        answer = await self._value("patch_document", tenant=tenant, key=key, doc_id=doc_id, patch=patch)
+        return answer  # type: ignore[no-any-return]
+
+    async def delete_documents(
+        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, deadline: float
+    ) -> int:
+        args = {"tenant": tenant, "key": key, "ids": ids, "filter_json": filter_json}
+        reply, _ = await self._call("delete_documents", args, [], deadline)
+        return reply["v"]  # type: ignore[no-any-return]
 
     async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]:
         return await self._value("get_document", tenant=tenant, key=key, doc_id=doc_id)  # type: ignore[no-any-return]

@@ -45,6 +45,7 @@ _PLAIN_OPS = frozenset(
         "delete_library",
         "statistics",
         "delete_document",
+        "patch_document",
         "get_document",
         "list_documents",
         "api_keys",
@@ -196,6 +197,10 @@ class EngineService:
         ids = await self.api.upsert_documents(args["tenant"], args["key"], docs, args["bulk"], deadline)
         return ids, [], None
 
+    async def _delete_documents(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
+        count = await self.api.delete_documents(args["tenant"], args["key"], args["ids"], args["filter_json"], deadline)
+        return count, [], None
+
     async def _metrics(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
         return None, [await self.api.metrics()], None
 
@@ -205,6 +210,7 @@ class EngineService:
         "embeddings": _embeddings,
         "rerank": _rerank,
         "upsert_documents": _upsert,
+        "delete_documents": _delete_documents,
         "metrics": _metrics,
     }
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from arrwdb import errors
 from arrwdb.filters import parse_filter
-from arrwdb.inputs import DocumentInput, RerankInput, SearchInput
+from arrwdb.inputs import DocumentInput, RerankInput, Retrieval, SearchInput
 from arrwdb.timings import Timings
 
 ABORT = "abort"
@@ -114,6 +114,7 @@ def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[
                 "w": query.where,
                 "vf": query.vector_field,
                 "rr": None if query.rerank is None else [query.rerank.candidates, query.rerank.model],
+                "x": None if query.retrieval is None else query.retrieval.plain(),
             }
         )
     return described, frames
@@ -139,6 +140,7 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
                 where=fields["w"],
                 vector_field=fields["vf"],
                 rerank=None if fields["rr"] is None else RerankInput(*fields["rr"]),
+                retrieval=None if fields["x"] is None else Retrieval.from_plain(fields["x"]),
             )
         )
     return queries

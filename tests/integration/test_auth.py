@@ -246,6 +246,8 @@ BODIES = {
     ("POST", "/v1/libraries/{library}/documents/batch"): {"documents": [{"id": "intruder", "embedding": VECTOR}]},
     ("POST", "/v1/libraries/{library}/search"): {"embedding": VECTOR, "k": 5},
     ("POST", "/v1/libraries/{library}/search/batch"): {"queries": [{"embedding": VECTOR, "k": 5}]},
+    ("PATCH", "/v1/libraries/{library}/documents/{doc_id}"): {"title": "intruder", "metadata": {"m": None}},
+    ("POST", "/v1/libraries/{library}/documents/delete"): {"ids": ["secret-doc"]},
 }
 SECRET_TEXT = "tenant A's private text"
 

