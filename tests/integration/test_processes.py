@@ -275,6 +275,11 @@ def test_a_stop_answers_the_requests_in_flight(tmp_path):
     for thread in threads:
         thread.join(timeout=120)
     assert statuses == [200, 200, 200]
+    # The parent joined the engine and the workers; multiprocessing's resource tracker leaves when it sees
+    # the parent's pipe close, a moment later.
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in descendants) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not [pid for pid in descendants if alive(pid)]
 
 
