@@ -280,6 +280,20 @@ def delete_document(library: str, doc_id: str) -> Call[None]:
     return Call("DELETE", f"{_lib(library)}/documents/{_seg(doc_id)}", decode=_nothing)
 
 
+def patch_document(library: str, doc_id: str, title: str | None = None, metadata: Json | None = None) -> Call[Json]:
+    """Change a document's title and metadata without embedding it again: ``metadata`` is a JSON merge
+    patch (a key set to None is removed).  Returns the document as it is now."""
+    return Call("PATCH", f"{_lib(library)}/documents/{_seg(doc_id)}", _without_none(title=title, metadata=metadata))
+
+
+def delete_documents(library: str, ids: Sequence[str] | None = None, filter: Json | None = None) -> Call[int]:
+    """Delete by ``ids`` or by ``filter`` (exactly one), all or nothing; returns how many were deleted."""
+    body = {"ids": list(ids)} if ids is not None else {"filter": filter}
+    if (ids is None) == (filter is None):
+        raise ValueError("give exactly one of ids and filter")
+    return Call("POST", f"{_lib(library)}/documents/delete", body, decode=_field("deleted"))
+
+
 def search(
     library: str,
     query: str | None = None,

@@ -95,3 +95,13 @@ def test_bad_deletes_are_4xx_and_delete_nothing(server, notes, body):
     assert answer.status_code in (400, 422), answer.text
     assert answer.json()["error"]["type"]
     assert len(httpx.get(url(server)).json()["documents"]) == len(DOCS)
+
+
+def test_the_python_client_patches_and_deletes(server, notes):
+    patched = notes.patch_document("notes", "d1", title="New", metadata={"kind": None, "extra": "x"})
+    assert patched["title"] == "New" and patched["metadata"] == {"n": 1, "extra": "x"}
+    assert notes.delete_documents("notes", ids=["d0", "d2", "missing"]) == 2
+    assert notes.delete_documents("notes", filter={"kind": "b"}) == 1  # d3 (d1 has no kind now)
+    assert sorted(doc["id"] for doc in notes.list_documents("notes")["documents"]) == ["d1", "d4"]
+    with pytest.raises(ValueError, match="exactly one"):
+        notes.delete_documents("notes")

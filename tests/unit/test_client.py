@@ -86,6 +86,33 @@ CASES: list[tuple[str, tuple, dict, str, str, dict, Any]] = [
     ("get_document", ("docs", "d:1"), {}, "GET", "/v1/libraries/docs/documents/d:1", {}, None),
     ("delete_document", ("docs", "d1"), {}, "DELETE", "/v1/libraries/docs/documents/d1", {}, None),
     (
+        "patch_document",
+        ("docs", "d1"),
+        {"metadata": {"year": None, "topic": "cats"}},
+        "PATCH",
+        "/v1/libraries/docs/documents/d1",
+        {},
+        {"metadata": {"year": None, "topic": "cats"}},
+    ),
+    (
+        "delete_documents",
+        ("docs",),
+        {"ids": ["a", "b"]},
+        "POST",
+        "/v1/libraries/docs/documents/delete",
+        {},
+        {"ids": ["a", "b"]},
+    ),
+    (
+        "delete_documents",
+        ("docs",),
+        {"filter": {"topic": "cats"}},
+        "POST",
+        "/v1/libraries/docs/documents/delete",
+        {},
+        {"filter": {"topic": "cats"}},
+    ),
+    (
         "search",
         ("docs",),
         {"query": "cats"},
@@ -137,6 +164,8 @@ def reply_for(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="# HELP up\nup 1\n")
     if path.endswith("/documents/batch"):
         return httpx.Response(201, json={"ids": ["a", "b"]})
+    if path.endswith("/documents/delete"):
+        return httpx.Response(200, json={"deleted": 2})
     if path.endswith("/documents") and request.method == "POST":
         return httpx.Response(201, json={"id": "d1"})
     if path == "/v1/libraries" and request.method == "GET":
