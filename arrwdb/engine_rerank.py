@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from arrwdb.errors import InvalidInput, UnknownModel
+from arrwdb.errors import InvalidInput, UnknownModel, WorkerFailure
 from arrwdb.inputs import Hit, SearchInput
 from arrwdb.scheduler import PRIORITY_INTERACTIVE, QueueSpec
 from arrwdb.timings import Timings
@@ -116,11 +116,13 @@ class RerankMixin:
         return results, timings
 
     async def _rerank_hits(self, query: SearchInput, hits: list[Hit] | HitsJSON, deadline: float) -> Any:
-        assert query.rerank is not None and query.query is not None and isinstance(hits, list)
+        rerank, text = query.rerank, query.query
+        if rerank is None or text is None or not isinstance(hits, list):  # search_reranked checked both
+            raise WorkerFailure("a reranked query reached the cross-encoder without its text or its hits")
         if not hits:
             return [], Timings()
         texts = [hit.text or "" for hit in hits]
-        scores, _, timings = await self.rerank(query.query, texts, deadline, query.rerank.model)
+        scores, _, timings = await self.rerank(text, texts, deadline, rerank.model)
         reranked = []
         for i in np.argsort(-scores, kind="stable")[: query.k]:
             hit = hits[int(i)]
