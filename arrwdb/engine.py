@@ -26,7 +26,7 @@ from arrwdb.hits_json import HitsJSON
 from arrwdb.index.ann import AnnIndex
 from arrwdb.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library import LibraryState
-from arrwdb.models import ModelRegistry, model_memory
+from arrwdb.models import ModelRegistry, load_configured_models, model_memory
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.result_cache import ResultCache
 from arrwdb.retrieval_search import RetrievalSearch
@@ -137,21 +137,7 @@ class Engine(EmbeddingMixin, RerankMixin):
 
     def _load_models(self) -> tuple[Embedder, dict[str, Embedder], dict[str, Any]]:
         """The default model, each of ARRWDB_MODELS (by name) and the reranker, on the one device."""
-        from arrwdb.embed.loader import load_embedder
-
-        default = self._embedder_factory(self.device)
-        dtype = model_dtype(self.device, self.settings.embed_precision)
-        extra = {
-            name: load_embedder(self.device, model_dir=path, dtype=dtype, name=name)
-            for name, path in self.settings.model_paths().items()
-        }
-        rerankers = {}
-        rerank = self.settings.rerank_model_path()
-        if rerank is not None:
-            from arrwdb.embed.cross_encoder import CrossEncoder
-
-            rerankers[rerank[0]] = CrossEncoder(rerank[1], rerank[0], self.device, dtype)
-        return default, extra, rerankers
+        return self._embedder_factory(self.device), *load_configured_models(self.settings, self.device)
 
     async def stop(self) -> None:
         self.ready = False

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arrwdb.embed.protocol import Embedder, Item
 from arrwdb.errors import InvalidInput, NotReady, UnknownModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from arrwdb.config import Settings
 
 
 class ModelRegistry:
@@ -95,3 +100,23 @@ def check_dimensions(embedder: Embedder, name: str, dimensions: int | None) -> N
             f"leave dimensions out or set it to {embedder.dimension}",
             param="dimensions",
         )
+
+
+def load_configured_models(settings: Settings, device: torch.device) -> tuple[dict[str, Embedder], dict[str, Any]]:
+    """The models the settings name besides the default: each of ARRWDB_MODELS by name, and the
+    ARRWDB_RERANK_MODEL cross-encoder, loaded offline on ``device`` in the engine's dtype."""
+    from arrwdb.device import model_dtype
+    from arrwdb.embed.loader import load_embedder
+
+    dtype = model_dtype(device, settings.embed_precision)
+    extra = {
+        name: load_embedder(device, model_dir=path, dtype=dtype, name=name)
+        for name, path in settings.model_paths().items()
+    }
+    rerankers: dict[str, Any] = {}
+    rerank = settings.rerank_model_path()
+    if rerank is not None:
+        from arrwdb.embed.cross_encoder import CrossEncoder
+
+        rerankers[rerank[0]] = CrossEncoder(rerank[1], rerank[0], device, dtype)
+    return extra, rerankers
