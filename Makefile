@@ -11,7 +11,7 @@ EXTRAS ?= cpu,dev
 RUN_EXTRAS ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install run test lint unit integration clean crash loadtest profile memreport k6
+.PHONY: install run test lint unit integration clean crash cluster loadtest profile memreport k6
 
 install: $(STAMP)
 
@@ -46,6 +46,12 @@ CRASH_ROUNDS ?= 20
 crash: install
 	$(BIN)/python -m tests.reliability.crash --rounds $(CRASH_ROUNDS) --workers 2 --target server
 	$(BIN)/python -m tests.reliability.crash --rounds $(CRASH_ROUNDS) --workers 2 --target engine
+
+# The scale-out tests' long form: a local 2-node Ray cluster on 127.0.0.1, an engine killed under
+# concurrent writes in 10 rounds (make test runs 2); docs/SCALING.md.
+CLUSTER_KILL_ROUNDS ?= 10
+cluster: install
+	ARRWDB_CLUSTER_KILL_ROUNDS=$(CLUSTER_KILL_ROUNDS) $(BIN)/python -m pytest -q -s tests/cluster
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

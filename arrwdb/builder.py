@@ -9,7 +9,6 @@ exact search until a first index exists, then by the previous index plus the exa
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arrwdb.cores import usable_cores
 from arrwdb.index import faiss_ops, snapshot
 from arrwdb.index.ann import AnnIndex
 from arrwdb.library import LibraryState
@@ -26,13 +26,6 @@ from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.builder")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container's cpuset or taskset, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class IndexBuilder:

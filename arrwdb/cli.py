@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 PROG = "arrwdb"
 DEFAULT_URL = "http://127.0.0.1:8000"  # kept in sync with arrwdb.client.DEFAULT_URL (not imported: cost)
-SERVE_FLAGS = ("host", "port", "data_dir", "device", "workers")
+SERVE_FLAGS = ("host", "port", "data_dir", "device", "workers", "ray_address")
 
 
 def _batch_size(text: str) -> int:
@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N|auto",
         help="HTTP worker processes beside the engine process; 0 = one process (env ARRWDB_WORKERS, default auto)",
+    )
+    serve.add_argument(
+        "--ray",
+        dest="ray_address",
+        default=None,
+        metavar="auto|ADDRESS",
+        help="run the engines as actors on this Ray cluster (pip install 'arrwdb[ray]'; env ARRWDB_RAY_ADDRESS)",
     )
 
     ingest = commands.add_parser("ingest", help="load a JSONL file of documents into a library")

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         description="HTTP worker processes beside the engine process (they share the port); 0 = HTTP inside "
         "the engine's process. auto: see workers_for().",
     )
+    ray_address: str = Field(
+        "",
+        description="A Ray cluster to run the engines on as actors (auto: the one `ray start` made on this host; "
+        "empty: no Ray). Needs the ray extra.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when torch sees a GPU, else the CPU. Resolved once at start."
     )

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 
+from arrwdb.cores import usable_cores
 from arrwdb.errors import InvalidInput
 
 log = logging.getLogger("arrwdb.device")
@@ -233,7 +233,7 @@ class WorkerThreads:
     def __init__(self, configured: int | None, device: torch.device) -> None:
         self.small = worker_threads(configured, device)
         self.adaptive = not configured and device.type != "cuda"
-        self.large = (os.cpu_count() or 1) if self.adaptive else self.small
+        self.large = usable_cores() if self.adaptive else self.small
         self._current = 0
 
     def fit_search(self, queries: int, requests_in_flight: int) -> None:
@@ -258,5 +258,5 @@ def worker_threads(configured: int | None, device: torch.device) -> int:
     faster with 1 than 2, while the runtime still spun; a lone text is still faster on one)."""
     if configured:
         return configured
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     return cores if device.type == "cuda" else max(1, cores - 1)

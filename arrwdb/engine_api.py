@@ -10,11 +10,13 @@ engine objects, so that they can cross a process boundary.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from arrwdb.errors import InvalidInput
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.timings import Timings
@@ -37,6 +39,8 @@ class EngineAPI(Protocol):
         metric: str,
         params: dict[str, Any],
         model: str | None = None,
+        shards: int = 1,
+        replicas: int = 1,
     ) -> dict[str, Any]: ...
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]: ...
@@ -95,6 +99,10 @@ class EngineAPI(Protocol):
 
     async def metrics(self) -> bytes: ...
 
+    async def cluster(self) -> dict[str, Any]:
+        """``GET /v1/cluster``: the engines, where they run, and the shards each holds."""
+        ...
+
 
 def library_body(state: LibraryState, default_model: str | None) -> dict[str, Any]:
     """A library as the API shows it (``default_model``: what a library without a model uses)."""
@@ -109,7 +117,27 @@ def library_body(state: LibraryState, default_model: str | None) -> dict[str, An
         "document_count": state.document_count,
         "created_at": r.created_at,
         "model": r.model or default_model,
+        "shards": 1,
+        "replicas": 1,
     }
+
+
+MAX_SHARDS = 64
+
+
+def check_layout(shards: int, replicas: int, clustered: bool) -> None:
+    """A library's shards and replicas, against what this server can hold (InvalidInput says why)."""
+    if not 1 <= shards <= MAX_SHARDS:
+        raise InvalidInput(f"shards must be between 1 and {MAX_SHARDS}", param="shards")
+    if replicas != 1:
+        raise InvalidInput(
+            "replicas must be 1: this server keeps one copy of each shard (no replication)", param="replicas"
+        )
+    if shards > 1 and not clustered:
+        raise InvalidInput(
+            "shards > 1 needs engines on a Ray cluster (arrwdb serve --ray); this server has one engine",
+            param="shards",
+        )
 
 
 def key_record_body(record: ApiKeyRecord) -> dict[str, Any]:
@@ -136,7 +164,10 @@ class LocalEngine:
         metric: str,
         params: dict[str, Any],
         model: str | None = None,
+        shards: int = 1,
+        replicas: int = 1,
     ) -> dict[str, Any]:
+        check_layout(shards, replicas, clustered=False)
         state = await self.engine.create_library(tenant, name, dimension, index_type, metric, params, model)
         return self._body(state)
 
@@ -242,6 +273,11 @@ class LocalEngine:
     async def api_keys(self, tenant: str | None) -> list[dict[str, Any]]:
         records = await asyncio.to_thread(self.engine.store.api_keys, tenant)
         return [key_record_body(r) for r in records]
+
+    async def cluster(self) -> dict[str, Any]:
+        engine = self.engine
+        me = {"name": "arrwdb-engine", "node": socket.gethostname(), "device": str(engine.device), "shards": []}
+        return {"engines": [me]}
 
     async def metrics(self) -> bytes:
         from prometheus_client import generate_latest

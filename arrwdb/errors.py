@@ -99,6 +99,39 @@ class OutcomeUnknown(ArrwdbError):
     status = 503
 
 
+class ShardUnavailable(ArrwdbError):
+    """An engine that holds a shard the request needs is down (Ray is restarting it): nothing was
+    done; try again after ``retry_after_s``."""
+
+    type = "shard_unavailable"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PartialWrite(ArrwdbError):
+    """A batch write to a sharded library that some shards committed and others did not (each shard's
+    part is all or nothing): ``written`` lists the committed ids, ``unknown`` those whose shard ended
+    during the write (read them back); the rest were not written."""
+
+    type = "partial_write"
+    status = 500
+
+    def __init__(
+        self,
+        message: str,
+        written: list[str] | None = None,
+        unknown: list[str] | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.written = written or []
+        self.unknown = unknown or []  # ids whose shard ended mid-write: they may or may not be there
+        self.retry_after_s = retry_after_s  # when the shards that refused will be back (Retry-After)
+
+
 class DeadlineExceeded(ArrwdbError):
     type = "deadline_exceeded"
     status = 504

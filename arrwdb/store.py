@@ -387,6 +387,15 @@ class Store:
         row = self._db.reader().execute("SELECT MAX(seq) FROM oplog").fetchone()
         return int(row[0] or 0)
 
+    def library_sequences(self, library_ids: list[str]) -> dict[str, int]:
+        """The sequence of the last write logged for each library (0: none logged)."""
+        reader = self._db.reader()
+        found = {library_id: 0 for library_id in library_ids}
+        for library_id in library_ids:
+            row = reader.execute("SELECT MAX(seq) FROM oplog WHERE library_id = ?", (library_id,)).fetchone()
+            found[library_id] = int(row[0] or 0)
+        return found
+
 
 def new_library_record(
     library_id: str,

@@ -24,6 +24,8 @@ import os
 import sys
 import threading
 
+from arrwdb.cores import usable_cores
+
 log = logging.getLogger("arrwdb.threads")
 
 PRIORITIES = ("auto", "idle", "low", "normal")
@@ -35,7 +37,7 @@ def resolve(priority: str) -> str:
     if priority not in PRIORITIES:
         raise ValueError(f"the worker priority must be one of {PRIORITIES}, not {priority!r}")
     if priority == "auto":
-        return "idle" if (os.cpu_count() or 1) >= 2 else "low"
+        return "idle" if usable_cores() >= 2 else "low"
     return priority
 
 

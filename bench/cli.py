@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PYTHON",
         help="also measure batching on served by this interpreter's arrwdb (another checkout's venv)",
     )
+    shards = sub.add_parser("shards", help="fan-out cost: 1 vs 2 vs 4 shards on a local 2-node Ray cluster")
+    shards.add_argument("--output", type=Path, default=Path("bench/results/shards.json"))
+    shards.add_argument("--data-dir", type=Path, default=Path(".bench-cache/shards-data"), help="emptied first")
+    shards.add_argument("--rows", type=int, default=50_000)
+    shards.add_argument("--shards", type=_ints, default=(1, 2, 4))
+    shards.add_argument("--requests", type=int, default=60, help="sequential requests per latency point")
+    shards.add_argument("--clients", type=int, default=64)
+    shards.add_argument("--seconds", type=float, default=5.0)
     embed = sub.add_parser("embed", help="texts/s of the packaged model by batch size, in process")
     embed.add_argument("--batches", type=_ints, default=(1, 8, 64, 256))
     embed.add_argument("--seconds", type=float, default=3.0)
@@ -111,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         from arrwdb.bench.models import format_models, run_models
 
         print(format_models(run_models(args.output, args.cache_dir, clients=args.clients, seconds=args.seconds)))
+        print(f"\nwrote {args.output}", file=sys.stderr)
+    if args.benchmark == "shards":
+        from arrwdb.bench.shards import format_shards, run_shards
+
+        report = run_shards(
+            args.output,
+            args.data_dir,
+            rows=args.rows,
+            shard_counts=args.shards,
+            requests=args.requests,
+            clients=args.clients,
+            seconds=args.seconds,
+        )
+        print(format_shards(report))
         print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "workers":
         from arrwdb.bench.workers import format_workers, run_workers

@@ -65,7 +65,7 @@ def create_app(
     limiter = None
     if settings.rate_limit_per_s > 0:
         limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-    app = _build_app(settings, api, engine.telemetry, lambda: getattr(engine, "scheduler", None), lifespan, limiter)
+    app = build_app(settings, api, engine.telemetry, lambda: getattr(engine, "scheduler", None), lifespan, limiter)
     app.state.engine = engine
     return app
 
@@ -96,7 +96,7 @@ def create_worker_app(
         finally:
             await remote.stop()
 
-    app = _build_app(settings, remote, telemetry, lambda: admission, lifespan, None)
+    app = build_app(settings, remote, telemetry, lambda: admission, lifespan, None)
     app.state.keyring.enabled = auth_enabled
     app.state.key_sync = MintedKeySync(app.state.keyring, remote, lambda: board.keys)
     app.state.remote_rate_limit = settings.rate_limit_per_s > 0  # kept by the engine, for every worker
@@ -104,7 +104,7 @@ def create_worker_app(
     return app
 
 
-def _build_app(
+def build_app(
     settings: Settings,
     api: EngineAPI,
     telemetry: Any,

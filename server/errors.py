@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from arrwdb.errors import ArrwdbError, BadRequest, InvalidInput, Overloaded
+from arrwdb.errors import ArrwdbError, BadRequest, InvalidInput, PartialWrite
 from arrwdb.server.disconnect import ClientDisconnected
 from arrwdb.server.hot_routes import EMBEDDINGS
 from arrwdb.server.responses import JSON
@@ -36,7 +36,11 @@ def error_response(status: int, type_: str, message: str, headers: dict[str, str
 def arrwdb_error_response(exc: ArrwdbError, openai: bool = False) -> Response:
     """The error's answer; ``openai``: with OpenAI's ``param`` (the field at fault, or null) and ``code``
     (the error's type) added inside ``error``, as /v1/embeddings answers every error."""
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
+    retry_after = getattr(exc, "retry_after_s", None)  # Overloaded, ShardUnavailable
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if isinstance(exc, PartialWrite):
+        error = {"type": exc.type, "message": exc.message, "written": exc.written, "unknown": exc.unknown}
+        return JSON({"error": error}, status_code=exc.status, headers=headers)
     if not openai:
         return error_response(exc.status, exc.type, exc.message, headers)
     error = {"type": exc.type, "message": exc.message, "param": exc.param, "code": exc.type}

@@ -23,7 +23,15 @@ router = APIRouter(prefix="/v1/libraries", tags=["libraries"])
 async def create_library(request: Request, tenant: str = Depends(tenant)) -> Response:
     body = await parse_body(request, schemas.LibraryCreate)
     library = await api_of(request).create_library(
-        tenant, body.name, body.dimension, body.index_type, body.metric, body.index_params or {}, body.model
+        tenant,
+        body.name,
+        body.dimension,
+        body.index_type,
+        body.metric,
+        body.index_params or {},
+        body.model,
+        shards=body.shards,
+        replicas=body.replicas,
     )
     return JSON(library, status_code=201)
 

@@ -33,6 +33,10 @@ class LibraryCreate(Strict):
     model: str | None = Field(
         None, description="The embedding model of its texts (GET /v1/models); the dimension follows it."
     )
+    shards: int = Field(
+        1, ge=1, le=64, description="Parts the documents are spread over (by id); more than 1 needs --ray."
+    )
+    replicas: int = Field(1, ge=1, le=16, description="Copies of each shard; only 1 is served (no replication).")
 
 
 class Library(BaseModel):
@@ -45,6 +49,8 @@ class Library(BaseModel):
     document_count: int
     created_at: str
     model: str | None = None
+    shards: int = 1
+    replicas: int = 1
 
 
 class LibraryList(BaseModel):

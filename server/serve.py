@@ -1,5 +1,6 @@
 """``arrwdb serve``: the HTTP worker processes and the engine process (``server/supervisor.py``), or
-with ``ARRWDB_WORKERS=0`` one process serving HTTP beside its engine."""
+with ``ARRWDB_WORKERS=0`` one process serving HTTP beside its engine, or with ``--ray`` an HTTP
+process whose engines are actors on a Ray cluster (``server/cluster_app.py``)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def workers_for(settings: Settings) -> int:
 
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.ray_address:
+        from arrwdb.server.cluster_app import serve_cluster
+
+        serve_cluster(settings, loopback=is_loopback(settings.host))
+        return
     auth = decide_from_store(settings)  # minted keys in the store keep auth on
     if not auth.enabled and not is_loopback(settings.host):
         raise InvalidInput(

@@ -1,14 +1,15 @@
-"""Routes: /health, /ready, /metrics (no key needed)."""
+"""Routes: /health, /ready, /metrics (no key needed), /v1/cluster."""
 
 from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from arrwdb.errors import ArrwdbError
+from arrwdb.server.auth import tenant
 from arrwdb.server.deps import api_of
 from arrwdb.server.errors import arrwdb_error_response
 from arrwdb.server.responses import JSON
@@ -37,3 +38,10 @@ async def metrics(request: Request) -> Response:
     merge = getattr(request.app.state, "merge_metrics", None)
     body = engine_text if merge is None else merge(engine_text)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/cluster")
+async def cluster(request: Request, _tenant: str = Depends(tenant)) -> Response:
+    """The engines, the node and device of each, and the shards each holds (one engine, no shards,
+    without Ray)."""
+    return JSON(await api_of(request).cluster())

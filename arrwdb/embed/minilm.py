@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from arrwdb.cores import usable_cores
 from arrwdb.device import split_on_oom
 from arrwdb.embed.bert import LeanBert
 from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
@@ -131,7 +132,7 @@ class MiniLMEmbedder(Embedder):
         self.forward_batch = forward_batch
         # The lanes of CPU forward passes (cpu_lanes), one thread each; a device worker that waits for
         # them runs its urgent jobs meanwhile (a commit's index update: DeviceWorker.serve_urgent_until).
-        self.cores = 1 if self.device.type == "cuda" else max(1, os.cpu_count() or 1)
+        self.cores = 1 if self.device.type == "cuda" else usable_cores()
         self._lane_pool = (
             ThreadPoolExecutor(self.cores, thread_name_prefix="arrwdb-lane", initializer=_start_lane)
             if self.cores > 1

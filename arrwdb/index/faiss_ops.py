@@ -7,7 +7,6 @@ once published: FAISS indexes are not safe to add to and search at once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from arrwdb.cores import usable_cores
 from arrwdb.index import snapshot
 from arrwdb.index.params import HNSWParams, IVFParams
 from arrwdb.index.snapshot import SnapshotError
@@ -168,7 +168,7 @@ def search_threads(queries: int) -> int:
     for a batch.  (All cores but one until session 10: with OpenMP's default spinning, a second thread
     spun against the event loop and made batched HNSW search slower on a busy 2-core server; the
     server's runtime no longer spins, ``arrwdb.openmp``.)"""
-    return 1 if queries == 1 else max(1, os.cpu_count() or 1)
+    return 1 if queries == 1 else usable_cores()
 
 
 def _threaded_search(index: Any, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:

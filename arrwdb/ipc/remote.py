@@ -199,6 +199,9 @@ class RemoteEngine:
     async def ready(self) -> dict[str, Any]:
         return await self._value("ready")  # type: ignore[no-any-return]
 
+    async def cluster(self) -> dict[str, Any]:
+        return await self._value("cluster")  # type: ignore[no-any-return]
+
     async def create_library(
         self,
         tenant: str,
@@ -208,6 +211,8 @@ class RemoteEngine:
         metric: str,
         params: dict[str, Any],
         model: str | None = None,
+        shards: int = 1,
+        replicas: int = 1,
     ) -> dict[str, Any]:
         return await self._value(  # type: ignore[no-any-return]
             "create_library",
@@ -218,6 +223,8 @@ class RemoteEngine:
             metric=metric,
             params=params,
             model=model,
+            shards=shards,
+            replicas=replicas,
         )
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:

@@ -50,6 +50,7 @@ _PLAIN_OPS = frozenset(
         "list_documents",
         "api_keys",
         "models",
+        "cluster",
     }
 )
 _KEY_OPS = frozenset({"create_api_key", "revoke_api_key"})  # workers reload their key rings after these

@@ -62,7 +62,7 @@ def error_fields(exc: BaseException) -> list[Any]:
 def error_from(fields: list[Any]) -> errors.ArrwdbError:
     name, message, retry_after_s, param = fields
     cls = _ERRORS.get(name, errors.ArrwdbError)
-    if issubclass(cls, errors.Overloaded):
+    if issubclass(cls, (errors.Overloaded, errors.ShardUnavailable)):
         return cls(message, retry_after_s=retry_after_s)
     return cls(message, param=param)
 

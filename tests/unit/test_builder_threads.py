@@ -84,8 +84,8 @@ def test_the_builder_takes_every_core_only_while_the_server_is_idle(tmp_path: Pa
 
 
 def test_idle_threads_default_to_the_usable_cores_and_follow_the_setting(tmp_path: Path) -> None:
-    from arrwdb.builder import usable_cores
     from arrwdb.config import Settings
+    from arrwdb.cores import usable_cores
 
     worker = DeviceWorker()
     worker.start()

@@ -1,0 +1,1 @@
+"""Engines on a Ray cluster: placement, the catalog, sharded libraries and their frontend."""

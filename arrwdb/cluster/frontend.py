@@ -1,0 +1,497 @@
+"""``ClusterEngine``: the engine protocol (``arrwdb.engine_api.EngineAPI``) over engine actors on a Ray
+cluster, for the HTTP process of ``arrwdb serve --ray``.
+
+A library is ``shards`` shard libraries, each on one engine (``arrwdb.cluster.sharding``), named
+``<library id>.s<shard>`` in its engine's store; the catalog (``arrwdb.cluster.catalog``, on the
+catalog engine) maps the user's library to them.  Writes go to the shard of each document's id, one
+call per shard; searches are gathered into micro-batches and fanned out once per shard per batch
+(``arrwdb.cluster.fanout``).  API keys live in the catalog engine's store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from arrwdb.chunk_plan import checked_embeddings
+from arrwdb.cluster import metrics_text
+from arrwdb.cluster.actor import CATALOG_ENGINE
+from arrwdb.cluster.fanout import SearchFanout
+from arrwdb.cluster.links import EngineLink
+from arrwdb.cluster.sharding import merge_pages, placement, shard_name, shard_of, split_by_shard
+from arrwdb.engine_api import check_layout
+from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotFound, OutcomeUnknown, PartialWrite, ShardUnavailable
+from arrwdb.hits_json import HitsJSON
+from arrwdb.inputs import DocumentInput, SearchInput
+from arrwdb.ipc import wire
+from arrwdb.timings import Timings
+
+Entry = dict[str, Any]  # a catalog entry (arrwdb.cluster.catalog.Catalog)
+_NO_DEADLINE_S = 60.0
+_TOTALS = ("document_count", "chunk_count", "vector_count", "memory_bytes")
+
+
+class ClusterEngine:
+    def __init__(self, links: dict[str, EngineLink], max_batch: int) -> None:
+        self.links = links
+        self.catalog_link = links[CATALOG_ENGINE]
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self.fanout = SearchFanout(self, max_batch)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def link(self, name: str) -> EngineLink:
+        link = self.links.get(name)
+        if link is None:
+            raise ShardUnavailable(f"engine {name} is not part of this cluster; start its node")
+        return link
+
+    def shard_link(self, entry: Entry, shard: int) -> EngineLink:
+        return self.link(entry["placement"][shard])
+
+    async def _catalog(self, op: str, **args: Any) -> Any:
+        return await self.catalog_link.ask("catalog_call", op, args, write=op in {"reserve", "publish", "remove"})
+
+    async def entry(self, tenant: str, key: str, fresh: bool = False) -> Entry:
+        """The catalog entry of ``tenant``'s library ``key`` (cached: shard maps never change)."""
+        cached = None if fresh else self._entries.get((tenant, key))
+        if cached is not None:
+            return cached
+        found: Entry = await self._catalog("get", tenant=tenant, key=key)
+        self._entries[(tenant, key)] = found
+        return found
+
+    def forget(self, entry: Entry) -> None:
+        for cache_key in [k for k, v in self._entries.items() if v["id"] == entry["id"]]:
+            del self._entries[cache_key]
+
+    async def on_shards(self, tenant: str, key: str, call: Any) -> Any:
+        """``call(entry)`` with the cached entry; once more with a fresh one when a shard library is
+        missing (the library was deleted, or deleted and made anew, through another frontend)."""
+        entry = await self.entry(tenant, key)
+        try:
+            return await call(entry)
+        except NotFound as exc:
+            if not _names_shard(exc):
+                raise _renamed(exc, entry) from None
+            self.forget(entry)
+        except ArrwdbError as exc:
+            raise _renamed(exc, entry) from None
+        entry = await self.entry(tenant, key, fresh=True)
+        try:
+            return await call(entry)
+        except NotFound as exc:
+            if _names_shard(exc):
+                raise NotFound(f"library {key!r} not found") from None
+            raise _renamed(exc, entry) from None
+        except ArrwdbError as exc:
+            raise _renamed(exc, entry) from None
+
+    async def _gather(self, calls: list[Any]) -> list[Any]:
+        """Every call's result; the first error raised once all have ended."""
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    # -- readiness, cluster ----------------------------------------------------------------------
+
+    async def ready(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.catalog_link.ask("call", "ready", {})
+        up = sum(link.up for link in self.links.values())
+        return {**answer, "engines": len(self.links), "engines_up": up}
+
+    async def cluster(self) -> dict[str, Any]:
+        """Every engine, whether it answers, and its shards.  While the catalog engine is down the
+        shards are those of the libraries this frontend has used (``catalog``: ``"unavailable"``)."""
+        catalog = "ok"
+        try:
+            entries: list[Entry] = await self._catalog("entries")
+        except (ShardUnavailable, OutcomeUnknown, DeadlineExceeded):
+            catalog = "unavailable"
+            entries = list({entry["id"]: entry for entry in self._entries.values()}.values())
+        held: dict[str, list[tuple[Entry, int]]] = {name: [] for name in self.links}
+        for entry in entries:
+            for shard, engine in enumerate(entry["placement"]):
+                held.setdefault(engine, []).append((entry, shard))
+        infos = await asyncio.gather(*(self._info(name) for name in held), return_exceptions=True)
+        engines = []
+        for name, info in zip(held, infos, strict=True):
+            alive = not isinstance(info, BaseException)
+            sequences = info.get("sequences", {}) if alive else {}
+            shards = [
+                {
+                    "library": entry["name"],
+                    "tenant": entry["tenant"],
+                    "shard": shard,
+                    "role": "primary",
+                    "sequence": sequences.get(shard_name(entry, shard)),
+                    "in_sync": alive,
+                }
+                for entry, shard in held[name]
+            ]
+            body = {"name": name, "up": alive, "shards": shards}
+            if alive:
+                body.update({k: info[k] for k in ("node", "address", "device", "pid", "cores")})
+            else:
+                body.update({"node": None, "address": None, "device": None, "pid": None, "cores": None})
+            engines.append(body)
+        return {"engines": engines, "catalog": catalog}
+
+    async def _info(self, name: str) -> dict[str, Any]:
+        return await self.link(name).ask("info")  # type: ignore[no-any-return]
+
+    # -- libraries -------------------------------------------------------------------------------
+
+    async def create_library(
+        self,
+        tenant: str,
+        name: str,
+        dimension: int | None,
+        index_type: str,
+        metric: str,
+        params: dict[str, Any],
+        model: str | None = None,
+        shards: int = 1,
+        replicas: int = 1,
+    ) -> dict[str, Any]:
+        check_layout(shards, replicas, clustered=True)
+        library_id = uuid.uuid4().hex
+        engines = sorted(self.links, key=lambda n: int(n.rsplit("-", 1)[-1]))
+        entry: Entry = {
+            "id": library_id,
+            "tenant": tenant,
+            "name": name,
+            "shards": shards,
+            "replicas": replicas,
+            "placement": placement(library_id, shards, engines),
+        }
+        await self._catalog("reserve", entry=entry)
+        created: list[int] = []
+
+        async def make(shard: int) -> dict[str, Any]:
+            args = {
+                "tenant": tenant,
+                "name": shard_name(entry, shard),
+                "dimension": dimension,
+                "index_type": index_type,
+                "metric": metric,
+                "params": params,
+                "model": model,
+            }
+            body: dict[str, Any] = await self.shard_link(entry, shard).ask("call", "create_library", args, write=True)
+            created.append(shard)
+            return body
+
+        try:
+            bodies = await self._gather([make(s) for s in range(shards)])
+        except BaseException:
+            await self._undo(entry, created)
+            raise
+        first = bodies[0]
+        entry["settings"] = {k: first[k] for k in ("dimension", "index_type", "metric", "index_params", "model")}
+        entry["created_at"] = first["created_at"]
+        await self._catalog("publish", entry=entry)
+        return self._body(entry, 0)
+
+    async def _undo(self, entry: Entry, created: list[int]) -> None:
+        for shard in created:
+            try:
+                await self.shard_link(entry, shard).ask(
+                    "call", "delete_library", {"tenant": entry["tenant"], "key": shard_name(entry, shard)}, write=True
+                )
+            except ArrwdbError:
+                continue
+        try:
+            await self._catalog("remove", library_id=entry["id"])
+        except ArrwdbError:
+            pass
+
+    def _body(self, entry: Entry, document_count: int) -> dict[str, Any]:
+        settings = entry["settings"]
+        return {
+            "id": entry["id"],
+            "name": entry["name"],
+            "dimension": settings["dimension"],
+            "index_type": settings["index_type"],
+            "metric": settings["metric"],
+            "index_params": settings["index_params"],
+            "document_count": document_count,
+            "created_at": entry["created_at"],
+            "model": settings["model"],
+            "shards": entry["shards"],
+            "replicas": entry["replicas"],
+        }
+
+    async def _counts(self, tenant: str, entries: list[Entry]) -> dict[str, int]:
+        """Documents of each library (by id), summed over its shards: one call per engine."""
+        wanted: dict[str, list[str]] = {}
+        for entry in entries:
+            for shard, engine in enumerate(entry["placement"]):
+                wanted.setdefault(engine, []).append(shard_name(entry, shard))
+        found = await self._gather(
+            [self.link(engine).ask("describe", tenant, names) for engine, names in wanted.items()]
+        )
+        counts: dict[str, int] = {}
+        for bodies in found:
+            for name, body in bodies.items():
+                library_id = name.rsplit(".s", 1)[0]
+                counts[library_id] = counts.get(library_id, 0) + int(body["document_count"])
+        return counts
+
+    async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:
+        entries: list[Entry] = await self._catalog("entries", tenant=tenant)
+        counts = await self._counts(tenant, entries)
+        return [self._body(entry, counts.get(entry["id"], 0)) for entry in entries]
+
+    async def get_library(self, tenant: str, key: str) -> dict[str, Any]:
+        entry = await self.entry(tenant, key, fresh=True)
+        counts = await self._counts(tenant, [entry])
+        return self._body(entry, counts.get(entry["id"], 0))
+
+    async def delete_library(self, tenant: str, key: str) -> None:
+        entry = await self.entry(tenant, key, fresh=True)
+
+        async def drop(shard: int) -> None:
+            try:
+                args = {"tenant": tenant, "key": shard_name(entry, shard)}
+                await self.shard_link(entry, shard).ask("call", "delete_library", args, write=True)
+            except NotFound:
+                pass
+
+        await self._gather([drop(s) for s in range(entry["shards"])])
+        await self._catalog("remove", library_id=entry["id"])
+        self.forget(entry)
+
+    async def statistics(self, tenant: str, key: str) -> dict[str, Any]:
+        async def run(entry: Entry) -> dict[str, Any]:
+            calls = [
+                self.shard_link(entry, s).ask("call", "statistics", {"tenant": tenant, "key": shard_name(entry, s)})
+                for s in range(entry["shards"])
+            ]
+            per_shard: list[dict[str, Any]] = await self._gather(calls)
+            total = dict(per_shard[0])
+            for field in _TOTALS:
+                total[field] = sum(int(stats.get(field, 0)) for stats in per_shard)
+            total["documents_loaded"] = all(stats.get("documents_loaded", True) for stats in per_shard)
+            total["shards"] = [
+                {"shard": s, "engine": entry["placement"][s], **stats} for s, stats in enumerate(per_shard)
+            ]
+            return total
+
+        return await self.on_shards(tenant, key, run)  # type: ignore[no-any-return]
+
+    # -- documents -------------------------------------------------------------------------------
+
+    async def upsert_documents(
+        self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float
+    ) -> list[str]:
+        entry = await self.entry(tenant, key)
+        settings = entry["settings"]
+        # Vectors checked here, before any shard writes: a bad one refuses the whole batch.
+        checked_embeddings(SimpleNamespace(dimension=settings["dimension"], metric=settings["metric"]), docs)  # type: ignore[arg-type]
+        docs = [doc if doc.id is not None else replace(doc, id=uuid.uuid4().hex) for doc in docs]
+        ids = [doc.id for doc in docs]
+        parts = split_by_shard(ids, entry["shards"])  # type: ignore[arg-type]
+        seconds = max(0.0, deadline - time.monotonic())
+
+        async def write(shard: int, positions: list[int]) -> list[str]:
+            described, frames = wire.documents_out([docs[p] for p in positions])
+            link = self.shard_link(entry, shard)
+            return await link.ask(  # type: ignore[no-any-return]
+                "upsert",
+                tenant,
+                shard_name(entry, shard),
+                described,
+                frames,
+                bulk,
+                seconds,
+                write=True,
+                deadline=deadline,
+            )
+
+        shards = list(parts)
+        results = await asyncio.gather(*(write(s, parts[s]) for s in shards), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            return ids  # type: ignore[return-value]
+        written = [doc_id for r in results if not isinstance(r, BaseException) for doc_id in r]
+        cause = failed[0]
+        if isinstance(cause, ArrwdbError):
+            _renamed(cause, entry)
+        if isinstance(cause, NotFound) and _names_shard(cause):
+            self.forget(entry)
+            if not written:
+                raise NotFound(f"library {key!r} not found")
+        if not written and not any(isinstance(r, OutcomeUnknown) for r in failed):
+            raise cause
+        unknown = [
+            docs[p].id for s, r in zip(shards, results, strict=True) if isinstance(r, OutcomeUnknown) for p in parts[s]
+        ]
+        detail = f"; {len(unknown)} may or may not have been (error.unknown: read them back)" if unknown else ""
+        error = PartialWrite(
+            f"{len(written)} of {len(ids)} documents were written (error.written){detail}; "
+            f"the other shards refused: {_message(cause)}",
+            written=written,
+            unknown=unknown,  # type: ignore[arg-type]
+            retry_after_s=getattr(cause, "retry_after_s", None),
+        )
+        error.status = max(500, getattr(cause, "status", 500))
+        raise error
+
+    async def _on_document(self, tenant: str, key: str, doc_id: str, op: str, args: dict[str, Any], write: bool) -> Any:
+        async def run(entry: Entry) -> Any:
+            shard = shard_of(doc_id, entry["shards"])
+            full = {"tenant": tenant, "key": shard_name(entry, shard), "doc_id": doc_id, **args}
+            return await self.shard_link(entry, shard).ask("call", op, full, write=write)
+
+        return await self.on_shards(tenant, key, run)
+
+    async def delete_document(self, tenant: str, key: str, doc_id: str) -> None:
+        await self._on_document(tenant, key, doc_id, "delete_document", {}, write=True)
+
+    async def patch_document(self, tenant: str, key: str, doc_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await self._on_document(tenant, key, doc_id, "patch_document", {"patch": patch}, write=True)  # type: ignore[no-any-return]
+
+    async def get_document(self, tenant: str, key: str, doc_id: str) -> dict[str, Any]:
+        return await self._on_document(tenant, key, doc_id, "get_document", {}, write=False)  # type: ignore[no-any-return]
+
+    async def delete_documents(
+        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, deadline: float
+    ) -> int:
+        seconds = max(0.0, deadline - time.monotonic())
+
+        async def run(entry: Entry) -> int:
+            if ids is not None:
+                parts = {
+                    s: [ids[p] for p in positions] for s, positions in split_by_shard(ids, entry["shards"]).items()
+                }
+            else:
+                parts = {s: None for s in range(entry["shards"])}
+            calls = [
+                self.shard_link(entry, s).ask(
+                    "delete_documents",
+                    tenant,
+                    shard_name(entry, s),
+                    part,
+                    filter_json,
+                    seconds,
+                    write=True,
+                    deadline=deadline,
+                )
+                for s, part in parts.items()
+            ]
+            return sum(await self._gather(calls))
+
+        return await self.on_shards(tenant, key, run)  # type: ignore[no-any-return]
+
+    async def list_documents(
+        self, tenant: str, key: str, limit: int, after: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        async def run(entry: Entry) -> tuple[list[dict[str, Any]], str | None]:
+            calls = [
+                self.shard_link(entry, s).ask(
+                    "call",
+                    "list_documents",
+                    {"tenant": tenant, "key": shard_name(entry, s), "limit": limit, "after": after},
+                )
+                for s in range(entry["shards"])
+            ]
+            pages = await self._gather(calls)
+            return merge_pages([(docs, cursor) for docs, cursor in pages], limit)
+
+        return await self.on_shards(tenant, key, run)  # type: ignore[no-any-return]
+
+    # -- search, embedding, models -----------------------------------------------------------------
+
+    async def search(
+        self, tenant: str, key: str, queries: list[SearchInput], deadline: float
+    ) -> tuple[list[HitsJSON], Timings]:
+        return await self.on_shards(tenant, key, lambda entry: self.fanout.submit(entry, queries, deadline))  # type: ignore[no-any-return]
+
+    async def embed(self, texts: list[str], deadline: float, model: str | None = None) -> tuple[np.ndarray, Timings]:
+        seconds = max(0.0, deadline - time.monotonic())
+        data, shape, timings = await self.catalog_link.ask("embed", texts, model, seconds, deadline=deadline)
+        return np.frombuffer(data, dtype=np.float32).reshape(shape), wire.timings_from(timings)
+
+    async def embeddings(
+        self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        args = {"inputs": inputs, "model": model, "seconds": _seconds(deadline), "dimensions": dimensions}
+        return await self.catalog_link.ask("call", "embeddings", args, deadline=deadline)  # type: ignore[no-any-return]
+
+    async def models(self) -> list[dict[str, Any]]:
+        return await self.catalog_link.ask("call", "models", {})  # type: ignore[no-any-return]
+
+    async def rerank(
+        self, query: str, documents: list[str], model: str | None, deadline: float
+    ) -> tuple[np.ndarray, str, Timings]:
+        args = {"query": query, "documents": documents, "model": model, "seconds": _seconds(deadline)}
+        return await self.catalog_link.ask("call", "rerank", args, deadline=deadline)  # type: ignore[no-any-return]
+
+    # -- keys, metrics ---------------------------------------------------------------------------
+
+    async def create_api_key(self, record: dict[str, Any]) -> None:
+        await self.catalog_link.ask("call", "create_api_key", {"record": record}, write=True)
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        await self.catalog_link.ask("call", "revoke_api_key", {"key_id": key_id}, write=True)
+
+    async def api_keys(self, tenant: str | None) -> list[dict[str, Any]]:
+        return await self.catalog_link.ask("call", "api_keys", {"tenant": tenant})  # type: ignore[no-any-return]
+
+    async def catalog_tenants(self) -> list[str]:
+        entries: list[Entry] = await self._catalog("entries")
+        return [entry["tenant"] for entry in entries]
+
+    async def metrics(self) -> bytes:
+        """Every engine's metrics, each sample labelled with its engine, and the cluster's gauges."""
+        names = list(self.links)
+        texts = await asyncio.gather(*(self.links[n].ask("metrics") for n in names), return_exceptions=True)
+        own = (
+            "# HELP arrwdb_cluster_engines Engine actors of the cluster.\n"
+            "# TYPE arrwdb_cluster_engines gauge\n"
+            f"arrwdb_cluster_engines {len(names)}\n"
+            "# HELP arrwdb_cluster_engines_up Engine actors answering.\n"
+            "# TYPE arrwdb_cluster_engines_up gauge\n"
+            f"arrwdb_cluster_engines_up {sum(self.links[n].up for n in names)}\n"
+        ).encode()
+        sources = [(n, t) for n, t in zip(names, texts, strict=True) if not isinstance(t, BaseException)]
+        return own + metrics_text.merge(sources)
+
+    async def close(self) -> None:
+        await self.fanout.close()
+        for link in self.links.values():
+            link.close()
+
+
+def _seconds(deadline: float) -> float:
+    """A deadline as the time left: engines on other nodes have other monotonic clocks."""
+    return max(0.0, deadline - time.monotonic())
+
+
+_SHARD_LIBRARY = re.compile(r"'[0-9a-f]{32}\.s\d+'")
+
+
+def _renamed(exc: ArrwdbError, entry: Entry) -> ArrwdbError:
+    """``exc`` with the shard library's internal name in its message replaced by the library's."""
+    exc.message = _SHARD_LIBRARY.sub(repr(entry["name"]), exc.message)
+    exc.args = (exc.message,)
+    return exc
+
+
+def _names_shard(exc: NotFound) -> bool:
+    """Whether a NotFound is about a shard library (``<id>.s<n>``), not a document."""
+    return bool(re.search(r"library '[0-9a-f]{32}\.s\d+'", exc.message))
+
+
+def _message(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, ArrwdbError) else f"{type(exc).__name__}: {exc}"
