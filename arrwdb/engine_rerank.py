@@ -94,13 +94,8 @@ class RerankMixin:
         cross-encoder (every query's pairs at once, so they share batches), and keep the best ``k``."""
         for query in queries:
             if query.rerank is not None:
-                if query.query is None:
-                    raise InvalidInput("rerank needs the query's text (query), not only an embedding", "rerank")
+                check_rerank(query)
                 self.reranker(query.rerank.model)  # a missing model is refused before any search
-                if query.retrieval is not None and query.retrieval.group_by is not None:
-                    raise InvalidInput(
-                        "rerank cannot be combined with group_by (groups are formed after the cut)", "rerank"
-                    )
         inner = [
             q
             if q.rerank is None
@@ -123,9 +118,23 @@ class RerankMixin:
             return [], Timings()
         texts = [hit.text or "" for hit in hits]
         scores, _, timings = await self.rerank(text, texts, deadline, rerank.model)
-        reranked = []
-        for i in np.argsort(-scores, kind="stable")[: query.k]:
-            hit = hits[int(i)]
-            text = hit.text if query.include_text else None
-            reranked.append(Hit(hit.document_id, hit.chunk_index, float(scores[i]), hit.title, text, hit.metadata))
-        return reranked, timings
+        return reranked(query, hits, scores), timings
+
+
+def check_rerank(query: SearchInput) -> None:
+    """The rules of ``rerank`` in a search that need no model."""
+    if query.query is None:
+        raise InvalidInput("rerank needs the query's text (query), not only an embedding", "rerank")
+    if query.retrieval is not None and query.retrieval.group_by is not None:
+        raise InvalidInput("rerank cannot be combined with group_by (groups are formed after the cut)", "rerank")
+
+
+def reranked(query: SearchInput, hits: list[Hit], scores: np.ndarray) -> list[Hit]:
+    """The best ``query.k`` of ``hits`` by the cross-encoder's ``scores`` (ties keep the search order),
+    scored by them; texts only where the query asked for them."""
+    best = []
+    for i in np.argsort(-scores, kind="stable")[: query.k]:
+        hit = hits[int(i)]
+        text = hit.text if query.include_text else None
+        best.append(Hit(hit.document_id, hit.chunk_index, float(scores[i]), hit.title, text, hit.metadata))
+    return best

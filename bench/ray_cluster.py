@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from arrwdb.bench.serverproc import process_tree
 
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -55,7 +56,7 @@ class LocalRayCluster:
         for node in self.cluster.list_all_nodes():
             for infos in node.all_processes.values():
                 for info in infos:
-                    found |= _tree(info.process.pid)
+                    found |= set(process_tree(info.process.pid))
         return found
 
     def listening_beyond_loopback(self) -> list[str]:
@@ -82,16 +83,3 @@ class LocalRayCluster:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
-
-
-def _tree(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found

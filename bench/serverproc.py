@@ -25,7 +25,7 @@ def process_rss_bytes(pid: int) -> int:
     return 0
 
 
-def _process_tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (Linux /proc)."""
     found, todo = [], [pid]
     while todo:
@@ -108,7 +108,7 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server: its process and every child (engine, HTTP workers)."""
-        return 0 if self.process is None else sum(process_rss_bytes(pid) for pid in _process_tree(self.process.pid))
+        return 0 if self.process is None else sum(process_rss_bytes(pid) for pid in process_tree(self.process.pid))
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -49,9 +49,14 @@ def workers_for(settings: Settings) -> int:
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.ray_address:
-        from arrwdb.server.cluster_app import serve_cluster
+        from arrwdb.server.cluster_app import serve_cluster, start_cluster
 
-        serve_cluster(settings, loopback=is_loopback(settings.host))
+        engines, auth_enabled = start_cluster(settings, loopback=is_loopback(settings.host))
+        workers = workers_for(settings)
+        if workers > 0:  # each HTTP worker a frontend of the cluster
+            run_server(settings, workers, auth_enabled=auth_enabled, cluster=True)
+        else:
+            serve_cluster(settings, engines, auth_enabled)
         return
     auth = decide_from_store(settings)  # minted keys in the store keep auth on
     if not auth.enabled and not is_loopback(settings.host):

@@ -36,12 +36,15 @@ _RESTART_PAUSE_S = 0.5  # between a child's end and its restart, so a child that
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int, auth_enabled: bool) -> None:
+    def __init__(self, settings: Settings, workers: int, auth_enabled: bool, cluster: bool = False) -> None:
+        """``cluster``: the engines are Ray actors (``--ray``), already placed; no engine process here,
+        and each worker is a frontend of the cluster (``server/cluster_app.py``)."""
         from arrwdb.server.worker_main import listening_socket
 
         self.settings = settings
         self.worker_count = workers
         self.auth_enabled = auth_enabled  # decided once from the store (server/auth_startup.py)
+        self.cluster = cluster
         _remove_stale_run_dirs()
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"{_RUN_PREFIX}{os.getpid()}-"))
         self.endpoint = f"ipc://{self.run_dir / 'engine.sock'}"
@@ -60,6 +63,8 @@ class Supervisor:
     # -- children ----------------------------------------------------------------------------------
 
     def _start_engine(self) -> None:
+        if self.cluster:
+            return
         from arrwdb.ipc.service import run_engine
 
         self.generation += 1
@@ -70,8 +75,14 @@ class Supervisor:
         self.engine = process
 
     def _start_worker(self, index: int) -> None:
-        from arrwdb.server.worker_main import run_worker
+        from arrwdb.server.worker_main import run_cluster_worker, run_worker
 
+        if self.cluster:
+            cluster_args = (self.settings, self.port, str(self.metrics_dir), self.auth_enabled)
+            process = self.context.Process(target=run_cluster_worker, args=cluster_args, name=f"arrwdb-http-{index}")
+            process.start()
+            self.workers[index] = process
+            return
         args = (
             self.settings,
             self.port,
@@ -97,10 +108,11 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         log.info(
-            "serving on http://%s:%d with %d HTTP worker processes and one engine process (run folder %s)",
+            "serving on http://%s:%d with %d HTTP worker processes and %s (run folder %s)",
             self.settings.host,
             self.port,
             self.worker_count,
+            "engines on Ray" if self.cluster else "one engine process",
             self.run_dir,
         )
         try:
@@ -169,5 +181,5 @@ def _remove_stale_run_dirs() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_server(settings: Settings, workers: int, auth_enabled: bool) -> None:
-    Supervisor(settings, workers, auth_enabled).run()
+def run_server(settings: Settings, workers: int, auth_enabled: bool, cluster: bool = False) -> None:
+    Supervisor(settings, workers, auth_enabled, cluster).run()

@@ -47,3 +47,27 @@ def run_worker(
     sock = listening_socket(settings.host, port)
     config = uvicorn.Config(app, **uvicorn_options(settings, app.state.admission_door))
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def run_cluster_worker(settings: Settings, port: int, metrics_dir: str, auth_enabled: bool) -> None:
+    """An HTTP worker of ``arrwdb serve --ray --workers N``: a frontend of the engines on Ray (placed
+    by the parent), on its own listening socket."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from arrwdb.ipc.lifetime import die_with_parent
+
+    die_with_parent()
+    import logging
+
+    import uvicorn
+
+    from arrwdb.cluster import placement
+    from arrwdb.server.app import uvicorn_options
+    from arrwdb.server.cluster_app import create_cluster_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    placement.connect(settings.ray_address)
+    engines = placement.existing_engines()
+    app = create_cluster_app(settings, engines, auth_enabled=auth_enabled, metrics_dir=metrics_dir)
+    sock = listening_socket(settings.host, port)
+    config = uvicorn.Config(app, **uvicorn_options(settings, None))
+    uvicorn.Server(config).run(sockets=[sock])

@@ -28,6 +28,7 @@ import numpy as np
 import orjson
 
 from arrwdb.cluster.sharding import as_hits, merge_hits, shard_name
+from arrwdb.engine_rerank import check_rerank, reranked
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.hits_json import JSON_OPTIONS, HitsJSON
 from arrwdb.inputs import Hit, Retrieval, SearchInput
@@ -130,7 +131,7 @@ class SearchFanout:
             return [HitsJSON(data) for data in answers[0]], timings
         reranked = [q for q in queries if q.rerank is not None]
         for query in reranked:
-            _check_rerank(query)
+            check_rerank(query)
         inner = [
             q if q.rerank is None else replace(q, k=max(q.k, q.rerank.candidates), include_text=True, rerank=None)
             for q in queries
@@ -205,19 +206,7 @@ class SearchFanout:
         rerank = query.rerank
         assert rerank is not None and query.query is not None
         scores, _, timings = await self.cluster.rerank(query.query, texts, rerank.model, deadline)
-        ranked = []
-        for i in np.argsort(-scores, kind="stable")[: query.k]:
-            hit = hits[int(i)]
-            text = hit.text if query.include_text else None
-            ranked.append(Hit(hit.document_id, hit.chunk_index, float(scores[i]), hit.title, text, hit.metadata))
-        return ranked, timings
-
-
-def _check_rerank(query: SearchInput) -> None:
-    if query.query is None:
-        raise InvalidInput("rerank needs the query's text (query), not only an embedding", "rerank")
-    if query.retrieval is not None and query.retrieval.group_by is not None:
-        raise InvalidInput("rerank cannot be combined with group_by (groups are formed after the cut)", "rerank")
+        return reranked(query, hits, scores), timings
 
 
 def _plan(queries: list[SearchInput]) -> tuple[list[_Plan], list[SearchInput]]:

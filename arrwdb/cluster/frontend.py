@@ -5,7 +5,8 @@ A library is ``shards`` shard libraries, each on one engine (``arrwdb.cluster.sh
 ``<library id>.s<shard>`` in its engine's store; the catalog (``arrwdb.cluster.catalog``, on the
 catalog engine) maps the user's library to them.  Writes go to the shard of each document's id, one
 call per shard; searches are gathered into micro-batches and fanned out once per shard per batch
-(``arrwdb.cluster.fanout``).  API keys live in the catalog engine's store.
+(``arrwdb.cluster.fanout``).  API keys live in the catalog engine's store; embedding and reranking
+requests go to the engines in turn (every engine loads the same models).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class ClusterEngine:
         self.links = links
         self.catalog_link = links[CATALOG_ENGINE]
         self._entries: dict[tuple[str, str], Entry] = {}
+        self._turn = 0
         self.fanout = SearchFanout(self, max_batch)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -52,6 +54,16 @@ class ClusterEngine:
         if link is None:
             raise ShardUnavailable(f"engine {name} is not part of this cluster; start its node")
         return link
+
+    def any_link(self) -> EngineLink:
+        """An engine for work that any engine can do (embedding, reranking): the next one that is up."""
+        names = list(self.links)
+        for _ in range(len(names)):
+            self._turn = (self._turn + 1) % len(names)
+            link = self.links[names[self._turn]]
+            if link.up:
+                return link
+        return self.catalog_link  # none is up: its error says so
 
     def shard_link(self, entry: Entry, shard: int) -> EngineLink:
         return self.link(entry["placement"][shard])
@@ -419,23 +431,23 @@ class ClusterEngine:
 
     async def embed(self, texts: list[str], deadline: float, model: str | None = None) -> tuple[np.ndarray, Timings]:
         seconds = max(0.0, deadline - time.monotonic())
-        data, shape, timings = await self.catalog_link.ask("embed", texts, model, seconds, deadline=deadline)
+        data, shape, timings = await self.any_link().ask("embed", texts, model, seconds, deadline=deadline)
         return np.frombuffer(data, dtype=np.float32).reshape(shape), wire.timings_from(timings)
 
     async def embeddings(
         self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
     ) -> tuple[np.ndarray, int, str, Timings]:
         args = {"inputs": inputs, "model": model, "seconds": _seconds(deadline), "dimensions": dimensions}
-        return await self.catalog_link.ask("call", "embeddings", args, deadline=deadline)  # type: ignore[no-any-return]
+        return await self.any_link().ask("call", "embeddings", args, deadline=deadline)  # type: ignore[no-any-return]
 
     async def models(self) -> list[dict[str, Any]]:
-        return await self.catalog_link.ask("call", "models", {})  # type: ignore[no-any-return]
+        return await self.any_link().ask("call", "models", {})  # type: ignore[no-any-return]
 
     async def rerank(
         self, query: str, documents: list[str], model: str | None, deadline: float
     ) -> tuple[np.ndarray, str, Timings]:
         args = {"query": query, "documents": documents, "model": model, "seconds": _seconds(deadline)}
-        return await self.catalog_link.ask("call", "rerank", args, deadline=deadline)  # type: ignore[no-any-return]
+        return await self.any_link().ask("call", "rerank", args, deadline=deadline)  # type: ignore[no-any-return]
 
     # -- keys, metrics ---------------------------------------------------------------------------
 

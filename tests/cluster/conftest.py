@@ -18,8 +18,13 @@ from arrwdb.bench.serverproc import ServerProcess
 KILL_ROUNDS = int(os.environ.get("ARRWDB_CLUSTER_KILL_ROUNDS", "2"))
 
 
-def start_server(cluster: LocalRayCluster, data_dir: Path, log: Path) -> ServerProcess:
-    env = {"ARRWDB_RAY_ADDRESS": cluster.address, "ARRWDB_DEVICE": "cpu", "ARRWDB_LOG_LEVEL": "info"}
+def start_server(cluster: LocalRayCluster, data_dir: Path, log: Path, workers: int = 0) -> ServerProcess:
+    env = {
+        "ARRWDB_RAY_ADDRESS": cluster.address,
+        "ARRWDB_DEVICE": "cpu",
+        "ARRWDB_LOG_LEVEL": "info",
+        "ARRWDB_WORKERS": str(workers),
+    }
     return ServerProcess(data_dir, env=env, log_path=log).start(timeout=300)
 
 
@@ -27,7 +32,8 @@ def start_server(cluster: LocalRayCluster, data_dir: Path, log: Path) -> ServerP
 def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRayCluster, ServerProcess]]:
     root = tmp_path_factory.mktemp("ray")
     with LocalRayCluster(nodes=2) as cluster:
-        server = start_server(cluster, root / "data", root / "server.log")
+        # Two HTTP worker processes, each a frontend of the cluster (the restart test runs one process).
+        server = start_server(cluster, root / "data", root / "server.log", workers=2)
         try:
             yield cluster, server
         finally:

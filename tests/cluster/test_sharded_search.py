@@ -165,7 +165,22 @@ def test_cluster_view_and_metrics(client: httpx.Client) -> None:
     assert all(e["address"] == "127.0.0.1" and e["device"] == "cpu" for e in engines)
     metrics = client.get("/metrics").text
     assert "arrwdb_cluster_engines_up 2" in metrics
-    assert 'engine="arrwdb-engine-1"' in metrics and 'engine="frontend"' in metrics
+    assert 'engine="arrwdb-engine-0"' in metrics and 'engine="arrwdb-engine-1"' in metrics
+    # The HTTP workers' own figures, added up over the workers (server/http_telemetry.py).
+    assert 'arrwdb_http_requests_total{method="GET",route="/v1/cluster",status="200"}' in metrics
+
+
+def test_two_http_workers_serve_as_frontends(ray_server: tuple[LocalRayCluster, ServerProcess]) -> None:
+    from tests.processes import worker_pids
+
+    url = ray_server[1].url
+    assert len(worker_pids(url, 2)) == 2
+    name = f"w-{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=url, timeout=60) as first:
+        assert first.post("/v1/libraries", json={"name": name, "dimension": DIM, "shards": 2}).status_code == 201
+    for _ in range(6):  # new connections: each lands on either worker, and every worker knows the library
+        with httpx.Client(base_url=url, timeout=60) as other:
+            assert other.get(f"/v1/libraries/{name}").json()["shards"] == 2
 
 
 def test_nothing_listens_beyond_loopback(ray_server: tuple[LocalRayCluster, ServerProcess]) -> None:
