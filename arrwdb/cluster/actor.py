@@ -166,13 +166,6 @@ class EngineActor:
     async def metrics(self) -> Answer:
         return await self._answer(lambda api: api.metrics())
 
-    async def stop(self) -> Answer:
-        """Stop the engine (its writes committed, its store closed); the actor ends after answering."""
-        if self.api is not None:
-            await self.api.engine.stop()
-            self.api = None
-        return "ok", None
-
 
 def _node_address() -> str:
     try:
