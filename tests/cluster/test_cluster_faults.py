@@ -160,7 +160,10 @@ def test_whole_cluster_stopped_and_started_brings_every_library_back(tmp_path: P
                     body = {"name": name, "dimension": DIM, "shards": shards}
                     assert client.post("/v1/libraries", json=body).status_code == 201
                     docs = [_doc(f"{name}-{i}") for i in range(40)]
-                    assert client.post(f"/v1/libraries/{name}/documents/batch", json={"documents": docs}).status_code == 201
+                    assert (
+                        client.post(f"/v1/libraries/{name}/documents/batch", json={"documents": docs}).status_code
+                        == 201
+                    )
                     answers[name] = client.post(f"/v1/libraries/{name}/search", json=probe).json()["results"]
         finally:
             server.stop()

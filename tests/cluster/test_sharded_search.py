@@ -127,9 +127,12 @@ def test_documents_are_routed_and_listed_across_shards(client: httpx.Client) -> 
     assert client.get(f"/v1/libraries/{name}/documents/doc-0042").json()["metadata"] == {"g": 2, "even": True}
     patched = client.patch(f"/v1/libraries/{name}/documents/doc-0042", json={"metadata": {"g": 9}})
     assert patched.status_code == 200, patched.text
-    assert _search(client, name, {"embedding": _docs()[42]["embedding"], "k": 1, "filter": {"g": 9}})["results"][0][
-        "document_id"
-    ] == "doc-0042"
+    assert (
+        _search(client, name, {"embedding": _docs()[42]["embedding"], "k": 1, "filter": {"g": 9}})["results"][0][
+            "document_id"
+        ]
+        == "doc-0042"
+    )
     deleted = client.post(f"/v1/libraries/{name}/documents/delete", json={"filter": {"g": 0}})
     assert deleted.json() == {"deleted": ROWS // 5}
     assert client.delete(f"/v1/libraries/{name}/documents/doc-0043").status_code == 204
