@@ -18,6 +18,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from arrwdb.server import console
 from tests.browser.conftest import KEY
 
 LIBRARY = "poems"
@@ -25,6 +26,7 @@ SCRIPT_TEXT = "<script>window.__xss = 'script'</script> a poem about the sea"
 IMG_TEXT = "<img src=x onerror=\"window.__xss = 'img'\">"
 XSS_ID = "xss-doc"
 WAIT_S = 30
+CONSOLE_FILES = [console.CONSOLE_DIR / console.PAGE, *(console.CONSOLE_DIR / name for name in console.ASSETS)]
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = WAIT_S) -> Any:
@@ -294,7 +296,7 @@ def test_the_live_batching_view_moves_while_a_load_runs(browser, keyed_server, s
     wait_for(browser, lambda d: int(main.get_attribute("data-scrapes") or 0) >= 2)
 
     def requests_in_window() -> int:
-        return int(text_of(browser, "#stat-throughput + small").split()[0])
+        return int(text_of(browser, "#stat-requests + small").split()[0])  # "N answered in S s"
 
     before = requests_in_window()
     stop, sent = threading.Event(), []
@@ -314,6 +316,7 @@ def test_the_live_batching_view_moves_while_a_load_runs(browser, keyed_server, s
         for client in clients:
             client.join(timeout=60)
     assert len(set(seen)) >= 4 and seen[-1] > before, f"the view did not move: {seen}"
+    assert float(text_of(browser, "#stat-requests")) > 0
     assert float(text_of(browser, "#stat-throughput")) > 0
     assert int(text_of(browser, "#stat-batches")) > 0
     bars = [int(text.text) for text in browser.find_elements(By.CSS_SELECTOR, "#chart-batch-sizes text.value")]
@@ -363,7 +366,43 @@ def test_first_paint_is_measured(browser, keyed_server, seeded, results_dir):
         "what": "cold loads of /console (cache cleared) in headless chromium against a local arrwdb serve",
         "command": "make console-test",
         "browser": browser.capabilities.get("browserVersion"),
+        "console_bytes": sum(path.stat().st_size for path in CONSOLE_FILES),
         "runs": runs,
         "median": summary,
     }
     Path(results_dir / "console-paint.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def test_percentiles_follow_prometheus_histogram_quantile(browser, keyed_server):
+    """The live view's arithmetic, run in the page: parsing, bucket sums across series, and the
+    linear interpolation of Prometheus's histogram_quantile (the +Inf bucket answers its lower bound)."""
+    go(browser, keyed_server, "#/batching", "batching")
+    figures = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import("/console/assets/metrics.js").then((m) => {
+          const text = [
+            "# HELP x demo", "# TYPE x histogram",
+            'x_bucket{queue="a",le="0.1"} 6', 'x_bucket{queue="a",le="0.2"} 20', 'x_bucket{queue="a",le="+Inf"} 26',
+            'x_bucket{queue="b",le="0.1"} 4', 'x_bucket{queue="b",le="0.2"} 10', 'x_bucket{queue="b",le="+Inf"} 14',
+            'x_count{queue="a"} 26', 'x_count{queue="b"} 14',
+          ].join("\\n");
+          const samples = m.parseMetrics(text);
+          const all = m.buckets(samples, "x");
+          const older = m.buckets(m.parseMetrics(text.replaceAll(" 26", " 6").replaceAll(" 20", " 6")), "x", { queue: "a" });
+          done({
+            q25: m.quantile(0.25, all), q50: m.quantile(0.5, all), q99: m.quantile(0.99, all),
+            count: m.total(samples, "x_count"), countA: m.total(samples, "x_count", { queue: "a" }),
+            deltaA: m.bucketDelta(m.buckets(samples, "x", { queue: "a" }), older).map(([, c]) => c),
+            empty: m.quantile(0.5, []),
+          });
+        }, (error) => done(String(error)));
+        """
+    )
+    assert figures["q25"] == pytest.approx(0.1)  # rank 10 of 40: the top of the first bucket
+    assert figures["q50"] == pytest.approx(0.15)  # rank 20: half-way through the second (10 of 20)
+    assert figures["q99"] == pytest.approx(0.2)  # in the +Inf bucket: its lower bound
+    assert figures["count"] == 40 and figures["countA"] == 26
+    assert figures["deltaA"] == [0, 14, 20]
+    assert figures["empty"] is None
+    assert page_errors(browser) == []

@@ -17,8 +17,12 @@ export function parseMetrics(text) {
   return samples;
 }
 
+// wanted: { label: value }, { label: [values] } or { label: (value) => bool }; every one must hold.
 function matches(labels, wanted) {
-  return Object.entries(wanted || {}).every(([key, value]) => (Array.isArray(value) ? value.includes(labels[key]) : labels[key] === value));
+  return Object.entries(wanted || {}).every(([key, value]) => {
+    if (typeof value === "function") return key in labels && value(labels[key]);
+    return Array.isArray(value) ? value.includes(labels[key]) : labels[key] === value;
+  });
 }
 
 export function total(samples, name, wanted) {

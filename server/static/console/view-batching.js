@@ -14,6 +14,8 @@ const LATENCIES = [
   ["end to end", "arrwdb_request_seconds"],
 ];
 const DEADLINE_REASONS = ["deadline", "expired"];
+// Requests to the API (/v1/...), not the console's own scrapes of /metrics.
+const API_ROUTES = { route: (value) => value.startsWith("/v1/") };
 
 function stat(id, label) {
   const value = h("span", { class: "stat-value", id }, "–");
@@ -27,12 +29,13 @@ function bucketLabel(bound) {
 
 export async function renderBatching(root) {
   const window_ = new ScrapeWindow(WINDOW_S);
-  const series = { throughput: [], depth: [], busy: [] };
+  const series = { requests: [], depth: [], busy: [] };
   const queue = select("batching-queue", [["", "all queues"]], "");
   const updated = h("span", { class: "muted", id: "batching-updated" }, "waiting for the first scrape");
   const stats = {
     depth: stat("stat-depth", "Queue depth"),
-    throughput: stat("stat-throughput", "Throughput (req/s)"),
+    requests: stat("stat-requests", "API requests/s"),
+    throughput: stat("stat-throughput", "Queued requests/s"),
     batches: stat("stat-batches", "Batches (last minute)"),
     size: stat("stat-mean-batch", "Mean batch size"),
     refused: stat("stat-429", "429 answers"),
@@ -65,8 +68,11 @@ export async function renderBatching(root) {
     const depth = total(newest, "arrwdb_queue_depth", wanted);
     const busy = total(newest, "arrwdb_device_busy_fraction");
     stats.depth.value.textContent = String(depth);
+    const answered = window_.delta("arrwdb_http_requests_total", API_ROUTES);
+    stats.requests.value.textContent = span > 0 ? formatNumber(answered / span, 1) : "–";
+    stats.requests.note.textContent = `${answered} answered in ${formatNumber(span, 0)} s`;
     stats.throughput.value.textContent = span > 0 ? formatNumber(requests / span, 1) : "–";
-    stats.throughput.note.textContent = `${requests} requests in ${formatNumber(span, 0)} s`;
+    stats.throughput.note.textContent = queue.value ? `${requests} through ${queue.value}` : `${requests}, every queue`;
     stats.batches.value.textContent = String(batches);
     stats.size.value.textContent = batches > 0 ? formatNumber(items / batches, 1) : "–";
     stats.refused.value.textContent = String(window_.delta("arrwdb_http_requests_total", { status: "429" }));
@@ -81,7 +87,7 @@ export async function renderBatching(root) {
     });
     replace(percentiles, h("section", { class: "card" }, h("h2", null, "Latency over the last minute (ms)"), table(["", "p50", "p90", "p99"], rows, { id: "latency-table" })));
 
-    series.throughput.push(window_.lastRate("arrwdb_request_seconds_count", wanted));
+    series.requests.push(window_.lastRate("arrwdb_http_requests_total", API_ROUTES));
     series.depth.push(depth);
     series.busy.push(busy * 100);
     for (const values of Object.values(series)) if (values.length > WINDOW_S) values.shift();
@@ -95,7 +101,7 @@ export async function renderBatching(root) {
     replace(
       charts,
       chartCard("Batch sizes (last minute)", barChart("chart-batch-sizes", bars)),
-      chartCard("Throughput", lineChart("chart-throughput", series.throughput, "req/s")),
+      chartCard("API requests", lineChart("chart-requests", series.requests, "req/s")),
       chartCard("Queue depth", lineChart("chart-depth", series.depth, "waiting")),
       chartCard("Device busy", lineChart("chart-busy", series.busy, "%")),
     );
