@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from arrwdb.bench.model_dirs import save_cross_encoder
 from arrwdb.bench.serverproc import ServerProcess
 
 KEY = "console-test-key"
+RERANKER = "tiny-reranker"
 ROOT = Path(__file__).resolve().parents[2]
 # Where screenshots and the first-paint figures go (CONSOLE_RESULTS overrides; docs/CONSOLE.md).
 RESULTS = Path(os.environ.get("CONSOLE_RESULTS", ROOT / "tests" / "browser" / "results"))
@@ -71,8 +73,12 @@ def _serve(data_dir: Path, **env: str) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[ServerProcess]:
-    """A server with auth on (``KEY``); started only once a browser is there to use it."""
-    server = _serve(tmp_path_factory.mktemp("console") / "data", ARRWDB_API_KEYS=KEY)
+    """A server with auth on (``KEY``) and a reranker (``RERANKER``: a tiny cross-encoder with seeded
+    random weights); started only once a browser is there to use it."""
+    reranker = save_cross_encoder(tmp_path_factory.mktemp("rerank") / "tiny", hidden=64, layers=2, heads=2, seed=3)
+    server = _serve(
+        tmp_path_factory.mktemp("console") / "data", ARRWDB_API_KEYS=KEY, ARRWDB_RERANK_MODEL=f"{RERANKER}={reranker}"
+    )
     try:
         yield server
     finally:

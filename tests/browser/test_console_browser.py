@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from arrwdb.server import console
-from tests.browser.conftest import KEY
+from tests.browser.conftest import KEY, RERANKER
 
 LIBRARY = "poems"
 SCRIPT_TEXT = "<script>window.__xss = 'script'</script> a poem about the sea"
@@ -207,6 +207,28 @@ def test_a_search_from_the_playground_shows_hits_and_timing_headers(browser, key
     assert 1 <= len(hits) <= 3
     assert all('"kind":"sea"' in hit.text for hit in hits)
 
+    # Grouped by a metadata field: one section per group.
+    browser.find_element(By.ID, "filter-clear").click()
+    browser.find_element(By.CSS_SELECTOR, "#search-mode option[value=vector]").click()
+    browser.find_element(By.ID, "search-group-by").send_keys("kind")
+    browser.find_element(By.ID, "search-group-size").send_keys("2")
+    browser.find_element(By.ID, "search-submit").click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results section.group"))
+    groups = browser.find_elements(By.CSS_SELECTOR, "#search-results section.group")
+    assert {group.find_element(By.TAG_NAME, "h3").text for group in groups} >= {'group "sea"', 'group "land"'}
+    assert all(1 <= len(group.find_elements(By.CSS_SELECTOR, "tr.hit")) <= 2 for group in groups)
+
+    # Reranked by the configured cross-encoder, which the form offers by name.
+    browser.find_element(By.ID, "search-group-by").clear()
+    assert browser.find_element(By.ID, "search-rerank-model").get_attribute("value") == RERANKER
+    browser.find_element(By.ID, "search-rerank").send_keys("6")
+    browser.find_element(By.ID, "search-submit").click()
+    wait_for(browser, lambda d: RERANKER in d.find_element(By.ID, "search-request").get_attribute("textContent"))
+    wait_for(browser, lambda d: d.find_element(By.ID, "search-output").get_attribute("data-state") == "done")
+    reranked = [float(hit.text) for hit in browser.find_elements(By.CSS_SELECTOR, "#hits-table .score")]
+    assert len(reranked) == 6 and reranked == sorted(reranked, reverse=True)
+    browser.find_element(By.ID, "search-rerank").clear()
+
     # A vector of the wrong dimension: the API's error is shown, not a blank page.
     browser.find_element(By.CSS_SELECTOR, "#search-mode option[value=vector]").click()
     browser.find_element(By.CSS_SELECTOR, "#search-kind option[value=vector]").click()
@@ -331,6 +353,10 @@ def test_with_auth_off_the_console_asks_for_no_key(browser, open_server):
     go(browser, open_server, "", "libraries")  # a new origin: no key kept for it
     assert not browser.find_element(By.ID, "key-form").is_displayed()
     assert "open" in text_of(browser, "#libraries-table")
+    # This server has no reranker: the playground says so and leaves the field off.
+    go(browser, open_server, "#/search", "search")
+    assert not browser.find_element(By.ID, "search-rerank").is_enabled()
+    assert "no reranker configured" in text_of(browser, "#search-form")
     assert page_errors(browser) == []
 
 
@@ -405,4 +431,51 @@ def test_percentiles_follow_prometheus_histogram_quantile(browser, keyed_server)
     assert figures["count"] == 40 and figures["countA"] == 26
     assert figures["deltaA"] == [0, 14, 20]
     assert figures["empty"] is None
+    assert page_errors(browser) == []
+
+
+CLUSTER = {
+    "engines": [
+        {
+            "name": "arrwdb-engine-0",
+            "node": IMG_TEXT,
+            "device": "cuda:0",
+            "shards": [
+                {"library": LIBRARY, "shard": 0, "role": "primary", "sequence": 42, "in_sync": True},
+                {"library": LIBRARY, "shard": 1, "role": "replica", "sequence": 40, "in_sync": False},
+            ],
+        },
+        {"name": "arrwdb-engine-1", "node": "node-2", "device": "cpu", "shards": []},
+    ]
+}
+
+
+def test_the_cluster_view_renders_engines_and_shards(browser, keyed_server, seeded, results_dir):
+    """API.md's GET /v1/cluster answer, given to the page by a stand-in for fetch on that one path
+    (a single-process server has no cluster to show)."""
+    sign_in(browser, keyed_server)
+    browser.execute_script(
+        """
+        const answer = arguments[0];
+        const realFetch = window.fetch;
+        window.fetch = (url, init) => String(url).endsWith("/v1/cluster")
+          ? Promise.resolve(new Response(answer, { status: 200, headers: { "Content-Type": "application/json" } }))
+          : realFetch(url, init);
+        location.hash = "#/cluster";
+        """,
+        json.dumps(CLUSTER),
+    )
+    view_ready(browser, "cluster")
+    engines = browser.find_elements(By.CSS_SELECTOR, "#cluster-engines .engine")
+    assert [engine.get_attribute("data-engine") for engine in engines] == ["arrwdb-engine-0", "arrwdb-engine-1"]
+    first = engines[0].text
+    assert IMG_TEXT in first and "cuda:0" in first
+    rows = engines[0].find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert [row.text.split() for row in rows] == [
+        [LIBRARY, "0", "primary", "42", "in", "sync"],
+        [LIBRARY, "1", "replica", "40", "behind"],
+    ]
+    assert "No shards listed" in engines[1].text
+    browser.save_screenshot(str(results_dir / "console-cluster-engines.png"))
+    nothing_ran(browser)
     assert page_errors(browser) == []
