@@ -314,8 +314,8 @@ def _load(url: str, stop: threading.Event, sent: list[int]) -> None:
 def test_the_live_batching_view_moves_while_a_load_runs(browser, keyed_server, seeded, results_dir):
     sign_in(browser, keyed_server)
     go(browser, keyed_server, "#/batching", "batching")
-    main = browser.find_element(By.ID, "view")
-    wait_for(browser, lambda d: int(main.get_attribute("data-scrapes") or 0) >= 2)
+    updated = browser.find_element(By.ID, "batching-updated")
+    wait_for(browser, lambda d: int(updated.get_attribute("data-scrapes") or 0) >= 2)
 
     def requests_in_window() -> int:
         return int(text_of(browser, "#stat-requests + small").split()[0])  # "N answered in S s"
@@ -329,8 +329,8 @@ def test_the_live_batching_view_moves_while_a_load_runs(browser, keyed_server, s
         seen = [before]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(set(seen)) < 4:
-            scrapes = int(main.get_attribute("data-scrapes"))
-            wait_for(browser, lambda d, s=scrapes: int(main.get_attribute("data-scrapes")) > s)
+            scrapes = int(updated.get_attribute("data-scrapes"))
+            wait_for(browser, lambda d, s=scrapes: int(updated.get_attribute("data-scrapes")) > s)
             seen.append(requests_in_window())
         browser.save_screenshot(str(results_dir / "console-batching-load.png"))
     finally:

@@ -13,6 +13,7 @@ const keyForm = document.getElementById("key-form");
 const keyInput = document.getElementById("key-input");
 const keyStatus = document.getElementById("key-status");
 let stopView = null;
+let shown = 0; // which call of show() is the newest: an older one that finishes late is dropped
 
 // "#/libraries/a%20b/documents?cursor=x" -> { parts: ["libraries", "a b", "documents"], query }
 function parseAddress() {
@@ -46,15 +47,24 @@ async function show() {
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("active", name.startsWith(link.dataset.nav) || (link.dataset.nav === "libraries" && ["library", "documents", "document"].includes(name)));
   }
+  const current = ++shown;
   main.dataset.view = name;
   main.dataset.state = "loading";
-  replace(main, h("p", { class: "muted" }, "Loading…"));
+  // Each view draws into a container of its own, so a slower earlier view cannot draw over this one.
+  const container = h("div", { class: "view-body" }, h("p", { class: "muted" }, "Loading…"));
+  replace(main, container);
   try {
-    stopView = (await render(main, { ...params, query })) || null;
+    const stop = (await render(container, { ...params, query })) || null;
+    if (current !== shown) {
+      if (stop) stop();
+      return;
+    }
+    stopView = stop;
     main.dataset.state = "ready";
   } catch (error) {
+    if (current !== shown) return;
     main.dataset.state = "error";
-    replace(main, h("h1", null, "Something went wrong"), h("p", { class: "error", role: "alert" }, describe(error)));
+    replace(container, h("h1", null, "Something went wrong"), h("p", { class: "error", role: "alert" }, describe(error)));
   }
 }
 

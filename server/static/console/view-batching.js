@@ -114,7 +114,7 @@ export async function renderBatching(root) {
       const queues = labelValues(samples, "arrwdb_batch_size_bucket", "queue");
       for (const name of queues) if (![...queue.options].some((option) => option.value === name)) queue.appendChild(h("option", { value: name }, name));
       scrapes += 1;
-      root.dataset.scrapes = String(scrapes);
+      updated.dataset.scrapes = String(scrapes);
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       replace(problem);
       draw();
@@ -125,10 +125,7 @@ export async function renderBatching(root) {
   queue.addEventListener("change", () => window_.newest && draw());
   await tick();
   const timer = setInterval(tick, INTERVAL_MS);
-  return () => {
-    clearInterval(timer);
-    delete root.dataset.scrapes;
-  };
+  return () => clearInterval(timer);
 }
 
 function ms(seconds) {
