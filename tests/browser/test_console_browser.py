@@ -438,21 +438,27 @@ CLUSTER = {
     "engines": [
         {
             "name": "arrwdb-engine-0",
+            "up": True,
             "node": IMG_TEXT,
+            "address": "10.0.0.1",
             "device": "cuda:0",
+            "pid": 4242,
+            "cores": [0, 1],
             "shards": [
-                {"library": LIBRARY, "shard": 0, "role": "primary", "sequence": 42, "in_sync": True},
-                {"library": LIBRARY, "shard": 1, "role": "replica", "sequence": 40, "in_sync": False},
+                {"library": LIBRARY, "tenant": "t1", "shard": 0, "role": "primary", "sequence": 42, "in_sync": True},
+                {"library": LIBRARY, "tenant": "t1", "shard": 1, "role": "replica", "sequence": 40, "in_sync": False},
             ],
         },
-        {"name": "arrwdb-engine-1", "node": "node-2", "device": "cpu", "shards": []},
-    ]
+        {"name": "arrwdb-engine-1", "up": False, "node": None, "device": None, "shards": []},
+    ],
+    "catalog": "unavailable",
 }
 
 
 def test_the_cluster_view_renders_engines_and_shards(browser, keyed_server, seeded, results_dir):
-    """API.md's GET /v1/cluster answer, given to the page by a stand-in for fetch on that one path
-    (a single-process server has no cluster to show)."""
+    """An answer of GET /v1/cluster's shape (API.md, with the fields of an engine that is down and of a
+    catalog that does not answer), given to the page by a stand-in for fetch on that one path: a
+    single-process server has no cluster to show."""
     sign_in(browser, keyed_server)
     browser.execute_script(
         """
@@ -466,16 +472,19 @@ def test_the_cluster_view_renders_engines_and_shards(browser, keyed_server, seed
         json.dumps(CLUSTER),
     )
     view_ready(browser, "cluster")
+    assert text_of(browser, "#cluster-summary") == "2 engines, 1 up"
+    assert "catalog unavailable" in text_of(browser, "#cluster-catalog")
     engines = browser.find_elements(By.CSS_SELECTOR, "#cluster-engines .engine")
     assert [engine.get_attribute("data-engine") for engine in engines] == ["arrwdb-engine-0", "arrwdb-engine-1"]
     first = engines[0].text
-    assert IMG_TEXT in first and "cuda:0" in first
+    assert IMG_TEXT in first and "cuda:0" in first and "pid 4242" in first and "cores 2" in first
     rows = engines[0].find_elements(By.CSS_SELECTOR, "tbody tr")
     assert [row.text.split() for row in rows] == [
-        [LIBRARY, "0", "primary", "42", "in", "sync"],
-        [LIBRARY, "1", "replica", "40", "behind"],
+        [LIBRARY, "t1", "0", "primary", "42", "in", "sync"],
+        [LIBRARY, "t1", "1", "replica", "40", "behind"],
     ]
-    assert "No shards listed" in engines[1].text
+    assert "down" in engines[1].find_element(By.TAG_NAME, "h2").text
+    assert "node –" in engines[1].text and "No shards listed" in engines[1].text
     browser.save_screenshot(str(results_dir / "console-cluster-engines.png"))
     nothing_ran(browser)
     assert page_errors(browser) == []
