@@ -11,7 +11,7 @@ EXTRAS ?= cpu,dev
 RUN_EXTRAS ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install run test lint unit integration clean crash cluster loadtest profile memreport k6
+.PHONY: install run test lint unit integration console-test clean crash cluster loadtest profile memreport k6
 
 install: $(STAMP)
 
@@ -31,14 +31,21 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The console's browser tests need Debian's chromium and chromedriver, which CI does not install:
+# `make test` checks the console over HTTP (tests/integration/test_console_page.py) and
+# `make console-test` drives it in headless chromium (docs/CONSOLE.md).
 test: install lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/browser
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: install
 	$(BIN)/python -m pytest -q tests/integration
+
+# Screenshots and first-paint figures go to CONSOLE_RESULTS (default tests/browser/results).
+console-test: install
+	$(BIN)/python -m pytest -q tests/browser
 
 # The crash harness's long form against the multi-process server: the whole server, then the engine
 # process alone, killed in 20 rounds each (docs/RELIABILITY.md; make test runs 2 of each).

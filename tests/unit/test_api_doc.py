@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 from arrwdb import errors
-from arrwdb.server import admin, documents, libraries, memdebug, openai_api, rerank, search, system
+from arrwdb.server import admin, console, documents, libraries, memdebug, openai_api, rerank, search, system
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "API.md"
-ROUTERS = (system, libraries, documents, search, admin, memdebug, openai_api, rerank)
+ROUTERS = (system, libraries, documents, search, admin, memdebug, openai_api, rerank, console)
 
 
 def error_classes() -> list[type[errors.ArrwdbError]]:
