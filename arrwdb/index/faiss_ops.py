@@ -85,13 +85,19 @@ def build(
     row_ids: np.ndarray,
     vectors: np.ndarray,
     pace: Pace | None = None,
+    held: np.ndarray | None = None,
 ) -> Any:
     """A new FAISS index of ``vectors``; ``pace`` is called before training and before each chunk of
-    adds (the builder sets its thread count there)."""
+    adds (the builder sets its thread count there).  ``held`` (a boolean mask) leaves those rows out,
+    to be added later with ``add_rows`` (calibration queries them first): a MIPS graph's bound covers
+    them already."""
     faiss = _faiss()
     dimension = vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(row_ids, dtype=np.int64)
+    all_vectors = vectors
+    if held is not None:
+        vectors, ids = vectors[~held], ids[~held]
     if index_type == "hnsw":
         p = HNSWParams.from_dict(params)
         mips = metric == "ip"
@@ -102,7 +108,7 @@ def build(
             _add(index, vectors, ids, pace)
             return index
         # The smallest bound keeps distances discriminative; a longer new row forces a rebuild.
-        wrapped = MipsGraph(index, float(np.linalg.norm(vectors, axis=1).max()) * 1.0001 + 1e-6)
+        wrapped = MipsGraph(index, float(np.linalg.norm(all_vectors, axis=1).max()) * 1.0001 + 1e-6)
         _add(index, wrapped.augment(vectors), ids, pace)
         return wrapped
     p = IVFParams.from_dict(params)
@@ -140,6 +146,16 @@ def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | No
     return grown
 
 
+def add_rows(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | None = None) -> None:
+    """Add rows in place to an index that is still private to the caller (held-out rows, see build)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(row_ids, dtype=np.int64)
+    if isinstance(index, MipsGraph):
+        _add(index.index, index.augment(vectors), ids, pace)
+    else:
+        _add(index, vectors, ids, pace)
+
+
 def can_extend(index: Any, vectors: np.ndarray) -> bool:
     """False when new rows do not fit the index's assumptions (a longer vector than a MIPS graph's
     headroom): the builder then rebuilds instead."""
@@ -171,12 +187,17 @@ def search_threads(queries: int) -> int:
     return 1 if queries == 1 else max(1, os.cpu_count() or 1)
 
 
-def _threaded_search(index: Any, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search`` on ``search_threads`` threads, then the calling thread's count as it was: the
-    count is per thread and shared with torch's intra-op threads on the device worker (one runtime)."""
+def _threaded_search(
+    index: Any, queries: np.ndarray, k: int, params: Any, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` on ``threads`` threads (None: ``search_threads``; 0: the calling thread's count,
+    as the builder paces it), then the calling thread's count as it was: the count is per thread and
+    shared with torch's intra-op threads on the device worker (one runtime)."""
     faiss = _faiss()
+    if threads == 0:
+        return index.search(queries, k, params=params)
     before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(search_threads(len(queries)))
+    faiss.omp_set_num_threads(threads or search_threads(len(queries)))
     try:
         return index.search(queries, k, params=params)
     finally:
@@ -193,15 +214,17 @@ def search(
     ef_search: int | None,
     nprobe: int | None,
     selector: Selector | None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) with higher = closer: FAISS's L2 distances are negated."""
+    """(scores, ids) with higher = closer: FAISS's L2 distances are negated.  ``threads``: see
+    ``_threaded_search``."""
     faiss = _faiss()
     sel = None if selector is None else selector.selector
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if isinstance(index, MipsGraph):
         augmented = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
-        distances, ids = _threaded_search(index.index, augmented, k, params)
+        distances, ids = _threaded_search(index.index, augmented, k, params, threads)
         norms_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
         scores = (norms_sq + index.max_norm**2 - distances) / 2
         return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
@@ -209,7 +232,7 @@ def search(
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
     else:
         params = faiss.SearchParametersIVF(nprobe=nprobe or 1, sel=sel)
-    distances, ids = _threaded_search(index, queries, k, params)
+    distances, ids = _threaded_search(index, queries, k, params, threads)
     scores = -distances if metric == "l2" else distances
     scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
     return scores, ids

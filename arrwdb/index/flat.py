@@ -341,6 +341,16 @@ class FlatIndex:
         source = self._exact if self._exact is not None else self._matrix
         return ids[alive], None, source[start : self._size].to(_CPU)[torch.from_numpy(alive)].float().numpy()
 
+    def vectors_of(self, row_ids: np.ndarray) -> np.ndarray:
+        """float32 rows (as stored: normalised for cosine; a half index's fp32 copy) of ``row_ids``,
+        which must be present."""
+        positions, present = self._lookup(row_ids)
+        if not present.all():
+            raise KeyError("vectors_of: a row id is not in the index")
+        source = self._exact if self._exact is not None else self._matrix
+        index = torch.from_numpy(positions).to(source.device)
+        return source[index].to(_CPU, torch.float32).numpy()
+
     def rescore(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Exact fp32 scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a
         compressed index (SQ8, PQ) proposed.  Missing or deleted candidates score -inf."""
