@@ -1,8 +1,10 @@
 """An ANN library index (IVF or HNSW on FAISS) that never gives up exactness guarantees.
 
 Layout:
-- ``flat``: every live vector in the exact torch index.  It serves the library until the first ANN
-  index is built (or loaded), answers selective filters exactly, and holds the "fresh" rows.
+- ``flat``: every live vector in the exact torch index (``SplitExact``).  It serves the library until the
+  first ANN index is built (or loaded), answers selective filters exactly, and holds the "fresh" rows.
+  Once an HNSW graph over cosine or L2 rows is published, the exact index reads the graph's rows in
+  place from the graph's own storage: a built library holds one copy of each vector.
 - ``ann``: a FAISS index over the rows up to ``built_upto``, built or extended on the builder thread
   on a private copy and then published here; a published FAISS object is never mutated again.
 - fresh rows (ids above ``built_upto``) are searched exactly beside the ANN index and merged, so a
@@ -29,6 +31,7 @@ from arrwdb.index import calibrate, faiss_ops
 from arrwdb.index.calibrate import Calibration
 from arrwdb.index.flat import FlatIndex
 from arrwdb.index.params import HNSWParams, IVFParams
+from arrwdb.index.split_exact import SplitExact
 from arrwdb.records import LibraryRecord
 
 # Filters that match at most this many rows, or this share of the library, are searched exactly:
@@ -56,7 +59,7 @@ class AnnIndex:
         self.metric = record.metric
         self.index_type = record.index_type
         self.params = dict(record.index_params)
-        self.flat = FlatIndex(record.dimension, record.metric, device)
+        self.flat = SplitExact(FlatIndex(record.dimension, record.metric, device))
         self.ann: Any = None
         self.ann_rows = np.empty(0, dtype=np.int64)  # sorted row ids inside ``ann``
         self.built_upto = -1
@@ -174,6 +177,7 @@ class AnnIndex:
             self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
             self.calibration = calibration
             self.built_upto = new_upto
+            self.flat.rebase(faiss_ops.shared_storage(ann), new_upto)
             self.builds += 1
             self.last_build_seconds = seconds
             self._tombstone_version += 1
@@ -196,6 +200,7 @@ class AnnIndex:
         upto = int(rows[-1]) if len(rows) else -1
         self.ann, self.ann_rows, self.built_upto, self.trained_rows = ann, rows, upto, trained_rows
         self.calibration = calibration
+        self.flat.rebase(faiss_ops.shared_storage(ann), upto)
         self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
         self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
         self._tombstone_version += 1
@@ -307,6 +312,7 @@ class AnnIndex:
             "gpu_memory_bytes": self.flat.gpu_memory_bytes() + (self.served.gpu_bytes if self.served else 0),
             **faiss_ops.served_statistics(self.served),
             "memory_bytes": self.memory_bytes(),
+            "shared_rows": self.flat.shared_rows(),
         }
         if self.index_type == "hnsw":
             p = HNSWParams.from_dict(self.params)

@@ -44,6 +44,7 @@ def build(
     among = np.setdiff1d(rows, query_ids, assume_unique=True)
     calibration = _calibrate(index, ann, query_ids, queries, among, count - len(query_ids), on_worker, pace)
     faiss_ops.add_rows(ann, query_ids, queries, pace)
+    faiss_ops.sort_by_id(ann)  # rows in id order: the exact side reads them in place (split_exact.py)
     return ann, calibration
 
 

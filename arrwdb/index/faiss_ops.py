@@ -156,6 +156,49 @@ def add_rows(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | 
         _add(index, vectors, ids, pace)
 
 
+def sort_by_id(index: Any) -> None:
+    """Reorder an HNSW graph (private to the caller) so that it stores its rows in increasing row-id
+    order, as ``shared_storage`` needs (held-out rows were added last).  Other indexes: nothing."""
+    faiss = _faiss()
+    inner = _hnsw_flat(index)
+    if inner is None:
+        return
+    ids = faiss.vector_to_array(index.id_map)
+    order = np.argsort(ids, kind="stable").astype(np.int64)
+    if np.array_equal(order, np.arange(len(ids))):
+        return
+    inner.permute_entries(order)
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids[order]), index.id_map)
+    index.construct_rev_map()
+
+
+def _hnsw_flat(index: Any) -> Any:
+    """The IndexHNSWFlat inside an ``IndexIDMap2`` that ``build`` made for cosine or L2 (not a MIPS graph:
+    it stores augmented rows), else None."""
+    faiss = _faiss()
+    if isinstance(index, MipsGraph) or not isinstance(index, faiss.IndexIDMap2):
+        return None
+    inner = faiss.downcast_index(index.index)
+    return inner if isinstance(inner, faiss.IndexHNSWFlat) else None
+
+
+def shared_storage(index: Any) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    """(row ids in increasing order, a zero-copy float32 view [n, d] of the rows the graph stores, the
+    index that owns them) of a published HNSW graph over plain float32 rows, for the exact side to read in
+    place (``split_exact``); None for any other index, or rows not stored in id order."""
+    faiss = _faiss()
+    inner = _hnsw_flat(index)
+    if inner is None:
+        return None
+    storage = faiss.downcast_index(inner.storage)
+    n, d = int(storage.ntotal), int(storage.d)
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    if n == 0 or len(ids) != n or not bool(np.all(ids[1:] > ids[:-1])) or storage.code_size != d * 4:
+        return None
+    raw = faiss.rev_swig_ptr(storage.codes.data(), n * d * 4)
+    return ids, raw.view(np.float32).reshape(n, d), index
+
+
 def can_extend(index: Any, vectors: np.ndarray) -> bool:
     """False when new rows do not fit the index's assumptions (a longer vector than a MIPS graph's
     headroom): the builder then rebuilds instead."""
@@ -249,10 +292,29 @@ def ivf_nlist(index: Any) -> int | None:
 def memory_bytes(index: Any) -> int:
     faiss = _faiss()
     index = index.index if isinstance(index, MipsGraph) else index
+    if isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
+        return _hnsw_bytes(index)
     try:
         return int(faiss.serialize_index(index).nbytes) if index.ntotal < 200_000 else _estimate(index)
     except RuntimeError:
         return _estimate(index)
+
+
+# An IndexIDMap2's reverse map (std::unordered_map<int64, int64>): a node of two keys and a next pointer,
+# and a bucket pointer, per row.
+_REV_MAP_BYTES_PER_ROW = 40
+
+
+def _hnsw_bytes(index: Any) -> int:
+    """Bytes of an IDMap2-wrapped HNSW graph, from its parts (no serialised copy of it is made): the
+    stored rows, the neighbour lists, levels and offsets, and the id maps."""
+    faiss = _faiss()
+    inner = faiss.downcast_index(index.index)
+    storage = faiss.downcast_index(inner.storage)
+    hnsw = inner.hnsw
+    graph = hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8
+    rows = int(index.ntotal)
+    return int(storage.ntotal * storage.code_size + graph + rows * (8 + _REV_MAP_BYTES_PER_ROW))
 
 
 def _estimate(index: Any) -> int:
