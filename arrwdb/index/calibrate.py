@@ -14,7 +14,7 @@ The sample's recall is an estimate: the aim is the target plus two standard erro
 Efforts are tried on a fixed geometric ladder by binary search (recall grows with the effort), a few
 searches of the sample each.  Calibration raises the effort where the data needs more than the built-in
 default (efSearch 200; nprobe nlist / 8, at least 8) and never lowers it below that: the sample stands for
-queries from the data's own distribution, and queries from elsewhere need more (measured: 64 clustered
+queries from the data's own distribution, and queries from elsewhere need more (measured: 64
 clusters, queries around other centres, recall@10 0.735 at the sample's efSearch, >= 0.95 at 200).
 An effort the user set in ``index_params`` is kept as given: calibration then only measures its recall,
 for the statistics.
