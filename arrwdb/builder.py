@@ -1,9 +1,11 @@
 """The index builder: one background thread that trains, builds, extends, saves and loads ANN
 indexes, so that none of it runs on the request path or blocks the device worker.
 
-A build reads a copy of the rows (taken on the device worker), works on a private FAISS object, and
-publishes it with one short job on the device worker.  Searches keep being answered throughout: by
-exact search until a first index exists, then by the previous index plus the exact fresh segment.
+A build reads a copy of the rows (taken on the device worker), works on a private FAISS object,
+calibrates its search effort (``arrwdb.index.calibrated_build``: exact neighbours come from the device
+worker in short jobs), and publishes it with one short job on the device worker.  Searches keep being
+answered throughout: by exact search until a first index exists, then by the previous index plus the
+exact fresh segment.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from arrwdb.cores import usable_cores
-from arrwdb.index import faiss_ops, snapshot
+from arrwdb.index import calibrated_build, faiss_ops, snapshot
 from arrwdb.index.ann import AnnIndex
+from arrwdb.index.calibrate import Calibration
 from arrwdb.library import LibraryState
 from arrwdb.records import LibraryRecord
 from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.builder")
+T = TypeVar("T")
 
 
 class IndexBuilder:
@@ -162,28 +167,33 @@ class IndexBuilder:
         job = call_on_worker(self.worker, lambda: index.begin(plan))
         started = time.perf_counter()
         try:
-            if job.kind == "build":
-                ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors, self._pace)
-            else:
-                ann = faiss_ops.extend(job.base, job.rows, job.vectors, self._pace)
+            ann, calibration = calibrated_build.build(index, job, self._on_worker, self._pace)
+            _log_calibration(library_id, calibration)
         except Exception:
             call_on_worker(self.worker, index.abort)
             raise
         seconds = time.perf_counter() - started
         if not self._still_current(library_id, state):
             return
-        call_on_worker(self.worker, lambda: index.finish(job, ann, seconds))
+        call_on_worker(self.worker, lambda: index.finish(job, ann, seconds, calibration))
         log.info("library %s: %s of %d rows in %.1f s", library_id, job.kind, len(job.rows), seconds)
         self._save(library_id, state, index, ann)
         if job.kind == "build" and self._still_current(library_id, state):
             snapshot.save_vectors(self.vectors_path(library_id), job.rows, job.vectors, _expected(state))
             call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(job.rows)))
 
+    def _on_worker(self, fn: Callable[[], T]) -> T:
+        return call_on_worker(self.worker, fn)
+
     def _save(self, library_id: str, state: LibraryState, index: AnnIndex, ann: object) -> None:
-        rows, trained = call_on_worker(self.worker, lambda: (index.ann_rows, index.trained_rows))
+        rows, trained, calibration = call_on_worker(
+            self.worker, lambda: (index.ann_rows, index.trained_rows, index.calibration)
+        )
         if index.ann is not ann or not self._still_current(library_id, state):
             return  # superseded meanwhile: the next build saves
         meta = {**_expected(state), "trained_rows": trained}
+        if calibration is not None:
+            meta["calibration"] = calibration.as_dict()
         faiss_ops.save(ann, rows, meta, self.snapshot_path(library_id))
 
     def prefetch(self, record: LibraryRecord) -> None:
@@ -221,8 +231,14 @@ class IndexBuilder:
         if loaded is not None:
             ann, rows, meta = loaded
             if self._still_current(library_id, state):
-                call_on_worker(self.worker, lambda: index.install(ann, rows, int(meta.get("trained_rows", 0))))
+                saved = Calibration.from_dict(meta.get("calibration"))
+                trained = int(meta.get("trained_rows", 0))
+                call_on_worker(self.worker, lambda: index.install(ann, rows, trained, saved))
                 log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
+                if saved is None:  # a snapshot saved without one: calibrate what was loaded
+                    calibration = calibrated_build.calibrate_published(index, ann, self._on_worker, self._pace)
+                    _log_calibration(library_id, calibration)
+                    call_on_worker(self.worker, lambda: index.set_calibration(ann, calibration))
             return
         self._build(library_id)
 
@@ -274,3 +290,17 @@ def expected_meta_of(r: LibraryRecord) -> dict[str, object]:
 
 
 BuildRequester = Callable[[str], None]
+
+
+def _log_calibration(library_id: str, c: Calibration) -> None:
+    log.info(
+        "library %s: %s %d gives recall@10 %.4f on %d held-out rows (target %.3f%s) in %.2f s",
+        library_id,
+        c.parameter,
+        c.value,
+        c.measured_recall,
+        c.sample_queries,
+        c.target_recall,
+        ", set by the user" if c.user_set else "",
+        c.seconds,
+    )

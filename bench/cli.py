@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--seconds", type=float, default=3.0)
     embed.add_argument("--device", default="cpu")
     embed.add_argument("--precision", default="auto", help="auto (the server's choice), float32, bfloat16, float16")
+    engines = sub.add_parser("engines", help="CPU HNSW engines (FAISS, hnswlib, usearch) at equal recall, in process")
+    engines.add_argument("--output", type=Path, default=Path("bench/results/engines.json"))
+    engines.add_argument("--datasets", default="minilm-like,fashion-mnist")
+    engines.add_argument("--rows", type=int, default=20_000)
+    engines.add_argument("--queries", type=int, default=500)
+    engines.add_argument("--m", type=int, default=32)
+    engines.add_argument("--ef-construction", type=int, default=200)
+    engines.add_argument("--seconds", type=float, default=1.0, help="per one-client q/s point")
     cold = sub.add_parser("coldstart", help="time from process start to exact and to ANN answers")
     cold.add_argument("data_dir", type=Path)
     cold.add_argument("--library", required=True)
@@ -156,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         from arrwdb.bench.embed import format_embed, run_embed
 
         print(format_embed(run_embed(args.batches, args.seconds, args.device, args.precision)))
+    if args.benchmark == "engines":
+        from arrwdb.bench.engines import format_engines, run_engines
+
+        datasets = tuple(d for d in args.datasets.split(",") if d)
+        report = run_engines(args.output, args.rows, args.queries, args.m, args.ef_construction, args.seconds, datasets)
+        print(format_engines(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "coldstart":
         import orjson
 

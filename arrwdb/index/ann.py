@@ -1,14 +1,18 @@
 """An ANN library index (IVF or HNSW on FAISS) that never gives up exactness guarantees.
 
 Layout:
-- ``flat``: every live vector in the exact torch index.  It serves the library until the first ANN
-  index is built (or loaded), answers selective filters exactly, and holds the "fresh" rows.
+- ``flat``: every live vector in the exact torch index (``SplitExact``).  It serves the library until the
+  first ANN index is built (or loaded), answers selective filters exactly, and holds the "fresh" rows.
+  Once an HNSW graph over cosine or L2 rows is published, the exact index reads the graph's rows in
+  place from the graph's own storage: a built library holds one copy of each vector.
 - ``ann``: a FAISS index over the rows up to ``built_upto``, built or extended on the builder thread
   on a private copy and then published here; a published FAISS object is never mutated again.
 - fresh rows (ids above ``built_upto``) are searched exactly beside the ANN index and merged, so a
   write is searchable the moment it is acknowledged, however slow HNSW insertion is.
 - deletes and replaced rows become tombstones, excluded INSIDE the FAISS search by an ID selector;
   past 20% tombstones the index is rebuilt in the background.
+- each build or extension is calibrated before it is published (``calibrate.py``): the search effort
+  (efSearch, nprobe) that queries use unless they name their own reaches ``target_recall``.
 
 Mutated only on the device worker; the builder reaches it through worker jobs.
 """
@@ -23,9 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from arrwdb.index import faiss_ops
+from arrwdb.index import calibrate, faiss_ops
+from arrwdb.index.calibrate import Calibration
 from arrwdb.index.flat import FlatIndex
 from arrwdb.index.params import HNSWParams, IVFParams
+from arrwdb.index.split_exact import SplitExact
 from arrwdb.records import LibraryRecord
 
 # Filters that match at most this many rows, or this share of the library, are searched exactly:
@@ -34,7 +40,7 @@ EXACT_FILTER_ROWS = 4096
 EXACT_FILTER_FRACTION = 0.2
 REBUILD_TOMBSTONE_FRACTION = 0.2
 IVF_RETRAIN_GROWTH = 4.0
-RESCORE_FACTOR = 4  # SQ8/PQ propose k * 4 candidates, re-scored exactly
+RESCORE_FACTOR = calibrate.RESCORE_FACTOR  # SQ8/PQ propose k * 4 candidates, re-scored exactly
 
 
 @dataclass
@@ -53,7 +59,7 @@ class AnnIndex:
         self.metric = record.metric
         self.index_type = record.index_type
         self.params = dict(record.index_params)
-        self.flat = FlatIndex(record.dimension, record.metric, device)
+        self.flat = SplitExact(FlatIndex(record.dimension, record.metric, device))
         self.ann: Any = None
         self.ann_rows = np.empty(0, dtype=np.int64)  # sorted row ids inside ``ann``
         self.built_upto = -1
@@ -70,6 +76,7 @@ class AnnIndex:
         self._tombstone_version = 0
         self._selector_cache: tuple[object, faiss_ops.Selector] | None = None
         self.served: Any = None  # what searches use: ``ann`` or its GPU copy (faiss_ops.serve)
+        self.calibration: Calibration | None = None  # of the published ``ann``
 
     def __len__(self) -> int:
         return len(self.flat)
@@ -131,7 +138,31 @@ class AnnIndex:
             rows, vectors = self.flat.copy_rows()
         return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None)
 
-    def finish(self, job: BuildInput, ann: Any, seconds: float) -> None:
+    def calibration_rows(self, job: BuildInput | None) -> tuple[np.ndarray, int]:
+        """(sorted live row ids that the index ``job`` makes will hold, how many rows it holds with the
+        deleted ones): the population its calibration samples and searches exactly.  ``job`` None: the
+        published index's."""
+        if job is None:
+            upto, held = self.built_upto, len(self.ann_rows)
+        else:
+            upto = max(self.built_upto, int(job.rows[-1])) if len(job.rows) else self.built_upto
+            held = len(job.rows) + (len(self.ann_rows) if job.kind == "extend" else 0)
+        live = self.flat.live_rows()
+        return live[live <= upto], held
+
+    def set_calibration(self, ann: Any, calibration: Calibration | None) -> None:
+        """The calibration of ``ann``, if it is still the published index."""
+        if self.ann is ann:
+            self.calibration = calibration
+
+    def vectors_of(self, row_ids: np.ndarray) -> np.ndarray:
+        return self.flat.vectors_of(row_ids)
+
+    def exact_ids(self, queries: np.ndarray, k: int, among: np.ndarray) -> np.ndarray:
+        """Ids of the exact top ``k`` of each query among the rows ``among`` (for calibration)."""
+        return self.flat.search(queries, k, among)[1]
+
+    def finish(self, job: BuildInput, ann: Any, seconds: float, calibration: Calibration | None = None) -> None:
         if len(job.rows):
             new_upto = max(self.built_upto, int(job.rows[-1]))
             removed = {r for r in self.removed_during_build if r <= new_upto}
@@ -144,7 +175,9 @@ class AnnIndex:
                 self.tombstones |= removed
             self.ann = ann
             self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
+            self.calibration = calibration
             self.built_upto = new_upto
+            self.flat.rebase(faiss_ops.shared_storage(ann), new_upto)
             self.builds += 1
             self.last_build_seconds = seconds
             self._tombstone_version += 1
@@ -159,12 +192,15 @@ class AnnIndex:
         self.removed_during_build = []
         self._maybe_request_build()
 
-    def install(self, ann: Any, rows: np.ndarray, trained_rows: int) -> None:
-        """Publish an index loaded from a snapshot: rows deleted since it was saved become tombstones,
-        rows added since are fresh (they are in ``flat``, loaded from the store)."""
+    def install(self, ann: Any, rows: np.ndarray, trained_rows: int, calibration: Calibration | None = None) -> None:
+        """Publish an index loaded from a snapshot (with the calibration saved beside it): rows deleted
+        since it was saved become tombstones, rows added since are fresh (they are in ``flat``, loaded
+        from the store)."""
         live = self.flat.live_rows()
         upto = int(rows[-1]) if len(rows) else -1
         self.ann, self.ann_rows, self.built_upto, self.trained_rows = ann, rows, upto, trained_rows
+        self.calibration = calibration
+        self.flat.rebase(faiss_ops.shared_storage(ann), upto)
         self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
         self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
         self._tombstone_version += 1
@@ -204,11 +240,11 @@ class AnnIndex:
         boost = 1.0 if allowed is None else min(1.0 / max(selectivity, 1e-3), 8.0)
         ef_search = nprobe = None
         if self.index_type == "hnsw":
-            base = params.get("ef_search") or HNSWParams.from_dict(self.params).ef_search
+            base = params.get("ef_search") or self.search_effort()
             ef_search = min(4096, math.ceil(base * boost))
         else:
             nlist = faiss_ops.ivf_nlist(self.ann) or 1
-            base = params.get("nprobe") or IVFParams.from_dict(self.params).nprobe_for(nlist)
+            base = params.get("nprobe") or self.search_effort() or 1
             nprobe = min(nlist, math.ceil(base * boost))
         rescore = self.params.get("encoding") in ("sq8", "pq")
         fetch = min(k * RESCORE_FACTOR, 4096) if rescore else k
@@ -229,6 +265,14 @@ class AnnIndex:
             scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
             ids = np.where(np.isfinite(scores), ids, -1)
         return scores, ids
+
+    def search_effort(self) -> int | None:
+        """efSearch (HNSW) or nprobe (IVF) for a query that names none: the calibrated value, else the
+        index_params value or the built-in default (before the first calibration)."""
+        if self.calibration is not None:
+            return self.calibration.value
+        nlist = faiss_ops.ivf_nlist(self.ann) if self.index_type == "ivf" and self.ann is not None else None
+        return calibrate.default_value(self.index_type, self.params, nlist)
 
     def _selector(self, allowed: np.ndarray | None) -> faiss_ops.Selector | None:
         if allowed is None and not self.tombstones:
@@ -268,19 +312,22 @@ class AnnIndex:
             "gpu_memory_bytes": self.flat.gpu_memory_bytes() + (self.served.gpu_bytes if self.served else 0),
             **faiss_ops.served_statistics(self.served),
             "memory_bytes": self.memory_bytes(),
+            "shared_rows": self.flat.shared_rows(),
         }
         if self.index_type == "hnsw":
             p = HNSWParams.from_dict(self.params)
-            stats.update(m=p.m, ef_construction=p.ef_construction, ef_search=p.ef_search)
+            stats.update(m=p.m, ef_construction=p.ef_construction, ef_search=self.search_effort())
         else:
             p_ivf = IVFParams.from_dict(self.params)
             nlist = faiss_ops.ivf_nlist(self.ann) if self.ann is not None else None
             stats.update(
                 nlist=nlist,
-                nprobe=p_ivf.nprobe_for(nlist) if nlist else p_ivf.nprobe,
+                nprobe=self.search_effort() if nlist else p_ivf.nprobe,
                 encoding=p_ivf.encoding,
                 trained_rows=self.trained_rows,
             )
+        stats["target_recall"] = calibrate.target_of(self.params)
+        stats["calibration"] = None if self.calibration is None else self.calibration.as_dict()
         return stats
 
 

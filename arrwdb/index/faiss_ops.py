@@ -85,13 +85,19 @@ def build(
     row_ids: np.ndarray,
     vectors: np.ndarray,
     pace: Pace | None = None,
+    held: np.ndarray | None = None,
 ) -> Any:
     """A new FAISS index of ``vectors``; ``pace`` is called before training and before each chunk of
-    adds (the builder sets its thread count there)."""
+    adds (the builder sets its thread count there).  ``held`` (a boolean mask) leaves those rows out,
+    to be added later with ``add_rows`` (calibration queries them first): a MIPS graph's bound covers
+    them already."""
     faiss = _faiss()
     dimension = vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(row_ids, dtype=np.int64)
+    all_vectors = vectors
+    if held is not None:
+        vectors, ids = vectors[~held], ids[~held]
     if index_type == "hnsw":
         p = HNSWParams.from_dict(params)
         mips = metric == "ip"
@@ -102,7 +108,7 @@ def build(
             _add(index, vectors, ids, pace)
             return index
         # The smallest bound keeps distances discriminative; a longer new row forces a rebuild.
-        wrapped = MipsGraph(index, float(np.linalg.norm(vectors, axis=1).max()) * 1.0001 + 1e-6)
+        wrapped = MipsGraph(index, float(np.linalg.norm(all_vectors, axis=1).max()) * 1.0001 + 1e-6)
         _add(index, wrapped.augment(vectors), ids, pace)
         return wrapped
     p = IVFParams.from_dict(params)
@@ -140,6 +146,59 @@ def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | No
     return grown
 
 
+def add_rows(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | None = None) -> None:
+    """Add rows in place to an index that is still private to the caller (held-out rows, see build)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(row_ids, dtype=np.int64)
+    if isinstance(index, MipsGraph):
+        _add(index.index, index.augment(vectors), ids, pace)
+    else:
+        _add(index, vectors, ids, pace)
+
+
+def sort_by_id(index: Any) -> None:
+    """Reorder an HNSW graph (private to the caller) so that it stores its rows in increasing row-id
+    order, as ``shared_storage`` needs (held-out rows were added last).  Other indexes: nothing."""
+    faiss = _faiss()
+    inner = _hnsw_flat(index)
+    if inner is None:
+        return
+    ids = faiss.vector_to_array(index.id_map)
+    order = np.argsort(ids, kind="stable").astype(np.int64)
+    if np.array_equal(order, np.arange(len(ids))):
+        return
+    inner.permute_entries(order)
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids[order]), index.id_map)
+    index.construct_rev_map()
+
+
+def _hnsw_flat(index: Any) -> Any:
+    """The IndexHNSWFlat inside an ``IndexIDMap2`` that ``build`` made for cosine or L2 (not a MIPS graph:
+    it stores augmented rows), else None."""
+    faiss = _faiss()
+    if isinstance(index, MipsGraph) or not isinstance(index, faiss.IndexIDMap2):
+        return None
+    inner = faiss.downcast_index(index.index)
+    return inner if isinstance(inner, faiss.IndexHNSWFlat) else None
+
+
+def shared_storage(index: Any) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    """(row ids in increasing order, a zero-copy float32 view [n, d] of the rows the graph stores, the
+    index that owns them) of a published HNSW graph over plain float32 rows, for the exact side to read in
+    place (``split_exact``); None for any other index, or rows not stored in id order."""
+    faiss = _faiss()
+    inner = _hnsw_flat(index)
+    if inner is None:
+        return None
+    storage = faiss.downcast_index(inner.storage)
+    n, d = int(storage.ntotal), int(storage.d)
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    if n == 0 or len(ids) != n or not bool(np.all(ids[1:] > ids[:-1])) or storage.code_size != d * 4:
+        return None
+    raw = faiss.rev_swig_ptr(storage.codes.data(), n * d * 4)
+    return ids, raw.view(np.float32).reshape(n, d), index
+
+
 def can_extend(index: Any, vectors: np.ndarray) -> bool:
     """False when new rows do not fit the index's assumptions (a longer vector than a MIPS graph's
     headroom): the builder then rebuilds instead."""
@@ -171,12 +230,17 @@ def search_threads(queries: int) -> int:
     return 1 if queries == 1 else usable_cores()
 
 
-def _threaded_search(index: Any, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search`` on ``search_threads`` threads, then the calling thread's count as it was: the
-    count is per thread and shared with torch's intra-op threads on the device worker (one runtime)."""
+def _threaded_search(
+    index: Any, queries: np.ndarray, k: int, params: Any, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` on ``threads`` threads (None: ``search_threads``; 0: the calling thread's count,
+    as the builder paces it), then the calling thread's count as it was: the count is per thread and
+    shared with torch's intra-op threads on the device worker (one runtime)."""
     faiss = _faiss()
+    if threads == 0:
+        return index.search(queries, k, params=params)
     before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(search_threads(len(queries)))
+    faiss.omp_set_num_threads(threads or search_threads(len(queries)))
     try:
         return index.search(queries, k, params=params)
     finally:
@@ -193,15 +257,17 @@ def search(
     ef_search: int | None,
     nprobe: int | None,
     selector: Selector | None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) with higher = closer: FAISS's L2 distances are negated."""
+    """(scores, ids) with higher = closer: FAISS's L2 distances are negated.  ``threads``: see
+    ``_threaded_search``."""
     faiss = _faiss()
     sel = None if selector is None else selector.selector
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if isinstance(index, MipsGraph):
         augmented = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
-        distances, ids = _threaded_search(index.index, augmented, k, params)
+        distances, ids = _threaded_search(index.index, augmented, k, params, threads)
         norms_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
         scores = (norms_sq + index.max_norm**2 - distances) / 2
         return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
@@ -209,7 +275,7 @@ def search(
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 16, k), sel=sel)
     else:
         params = faiss.SearchParametersIVF(nprobe=nprobe or 1, sel=sel)
-    distances, ids = _threaded_search(index, queries, k, params)
+    distances, ids = _threaded_search(index, queries, k, params, threads)
     scores = -distances if metric == "l2" else distances
     scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
     return scores, ids
@@ -226,10 +292,29 @@ def ivf_nlist(index: Any) -> int | None:
 def memory_bytes(index: Any) -> int:
     faiss = _faiss()
     index = index.index if isinstance(index, MipsGraph) else index
+    if isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
+        return _hnsw_bytes(index)
     try:
         return int(faiss.serialize_index(index).nbytes) if index.ntotal < 200_000 else _estimate(index)
     except RuntimeError:
         return _estimate(index)
+
+
+# An IndexIDMap2's reverse map (std::unordered_map<int64, int64>): a node of two keys and a next pointer,
+# and a bucket pointer, per row.
+_REV_MAP_BYTES_PER_ROW = 40
+
+
+def _hnsw_bytes(index: Any) -> int:
+    """Bytes of an IDMap2-wrapped HNSW graph, from its parts (no serialised copy of it is made): the
+    stored rows, the neighbour lists, levels and offsets, and the id maps."""
+    faiss = _faiss()
+    inner = faiss.downcast_index(index.index)
+    storage = faiss.downcast_index(inner.storage)
+    hnsw = inner.hnsw
+    graph = hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8
+    rows = int(index.ntotal)
+    return int(storage.ntotal * storage.code_size + graph + rows * (8 + _REV_MAP_BYTES_PER_ROW))
 
 
 def _estimate(index: Any) -> int:

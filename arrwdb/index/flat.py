@@ -63,10 +63,39 @@ class FlatIndex:
         half = self.dtype != torch.float32
         self._exact = torch.empty((0, dimension), dtype=torch.float32, device=device) if half else None
         self._row_ids = np.zeros(0, dtype=np.int64)
+        self._owner: object = None  # set by ``over``: what owns the matrix, kept alive with it
         self._reserve(_MIN_CAPACITY)
+
+    @classmethod
+    def over(
+        cls, dimension: int, metric: str, row_ids: np.ndarray, matrix: np.ndarray, alive: np.ndarray, owner: object
+    ) -> FlatIndex:
+        """A read-only CPU float32 index over rows stored by someone else (``owner``: an ANN graph's own
+        storage, ``matrix`` a zero-copy view of it, rows in increasing id order, as stored here: normalised
+        for cosine).  It takes no adds and never compacts; deletes are flags.  Its ``memory_bytes``
+        leaves the matrix out: the owner counts it."""
+        index = cls(dimension, metric, _CPU, torch.float32)
+        if not index.adopt(row_ids, matrix):
+            raise ValueError("FlatIndex.over: the rows or the matrix do not fit")
+        index._owner = owner
+        dead = np.flatnonzero(~alive)
+        if len(dead):
+            index._alive[torch.from_numpy(dead)] = False
+            index._tombstones = len(dead)
+        return index
 
     def __len__(self) -> int:
         return self._size - self._tombstones
+
+    @property
+    def stored_rows(self) -> int:
+        """Rows stored, deleted ones included."""
+        return self._size
+
+    @property
+    def upto(self) -> int:
+        """The highest row id stored (-1 when empty)."""
+        return int(self._row_ids[self._size - 1]) if self._size else -1
 
     # -- mutation ----------------------------------------------------------------------------
 
@@ -145,6 +174,8 @@ class FlatIndex:
         capacity = self._matrix.shape[0]
         if rows <= capacity:
             return
+        if self._owner is not None:
+            raise RuntimeError("an index over another's storage takes no rows")
         new_capacity = max(rows, capacity * 2, _MIN_CAPACITY)
         if self._budget is not None:
             # By type: the index's device may be named without its index ("cuda") while its tensors
@@ -209,6 +240,8 @@ class FlatIndex:
             self._fall_back_to_cpu("ran out of GPU memory switching to bf16")
 
     def _compact(self) -> None:
+        if self._owner is not None:
+            return  # the rows are the owner's: its rebuild drops the dead ones
         keep = self._alive[: self._size]
         keep_np = keep.cpu().numpy()
         live = int(keep_np.sum())
@@ -341,6 +374,16 @@ class FlatIndex:
         source = self._exact if self._exact is not None else self._matrix
         return ids[alive], None, source[start : self._size].to(_CPU)[torch.from_numpy(alive)].float().numpy()
 
+    def vectors_of(self, row_ids: np.ndarray) -> np.ndarray:
+        """float32 rows (as stored: normalised for cosine; a half index's fp32 copy) of ``row_ids``,
+        which must be present."""
+        positions, present = self._lookup(row_ids)
+        if not present.all():
+            raise KeyError("vectors_of: a row id is not in the index")
+        source = self._exact if self._exact is not None else self._matrix
+        index = torch.from_numpy(positions).to(source.device)
+        return source[index].to(_CPU, torch.float32).numpy()
+
     def rescore(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Exact fp32 scores of ``candidates`` [q, c] (row ids, -1 = none) for each query: re-ranks what a
         compressed index (SQ8, PQ) proposed.  Missing or deleted candidates score -inf."""
@@ -357,7 +400,8 @@ class FlatIndex:
     # -- figures -----------------------------------------------------------------------------
 
     def memory_bytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in self._buffers()) + self._row_ids.nbytes
+        buffers = self._buffers()[1:] if self._owner is not None else self._buffers()
+        return sum(t.element_size() * t.nelement() for t in buffers) + self._row_ids.nbytes
 
     def gpu_memory_bytes(self) -> int:
         return sum(t.element_size() * t.nelement() for t in self._buffers() if t.is_cuda)

@@ -13,6 +13,9 @@ from typing import Any
 from arrwdb.errors import InvalidInput
 
 ENCODINGS = ("flat", "sq8", "pq")
+# recall@10 that each build calibrates its search effort to reach (arrwdb.index.calibrate)
+DEFAULT_TARGET_RECALL = 0.99
+TARGET_RECALL_RANGE = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,11 @@ class IVFParams:
 
 
 # What each index type accepts in index_params: name -> (low, high) for integers, or allowed strings.
-INDEX_PARAM_RULES: dict[str, dict[str, tuple[int, int] | tuple[str, ...]]] = {
+# (low, high) floats for a number.
+INDEX_PARAM_RULES: dict[str, dict[str, tuple[int, int] | tuple[float, float] | tuple[str, ...]]] = {
     "brute_force": {},
-    "ivf": {"nlist": (1, 65536), "nprobe": (1, 65536), "encoding": ENCODINGS},
-    "hnsw": {"m": (2, 256), "ef_construction": (1, 4096), "ef_search": (1, 4096)},
+    "ivf": {"nlist": (1, 65536), "nprobe": (1, 65536), "encoding": ENCODINGS, "target_recall": TARGET_RECALL_RANGE},
+    "hnsw": {"m": (2, 256), "ef_construction": (1, 4096), "ef_search": (1, 4096), "target_recall": TARGET_RECALL_RANGE},
 }
 QUERY_PARAM_RULES: dict[str, tuple[int, int]] = {"ef_search": (1, 4096), "nprobe": (1, 65536)}
 
@@ -65,6 +69,10 @@ def check_params(params: dict[str, Any], rules: dict[str, Any], what: str) -> di
         if isinstance(rule[0], str):
             if value not in rule:
                 raise InvalidInput(f"{what}.{key} must be one of {', '.join(rule)}")
+        elif isinstance(rule[0], float):
+            low, high = rule
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise InvalidInput(f"{what}.{key} must be a number between {low} and {high}")
         else:
             low, high = rule
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.index import faiss_ops
+from arrwdb.index import calibrated_build, faiss_ops
 from arrwdb.index.ann import AnnIndex
 from arrwdb.index.flat import FlatIndex
 from arrwdb.records import LibraryRecord
@@ -28,16 +28,13 @@ def record(index_type: str, metric: str = "cosine", **params: object) -> Library
 
 
 def build_now(index: AnnIndex) -> str | None:
-    """What the builder thread does, inline: plan, copy, build or extend, publish."""
+    """What the builder thread does, inline: plan, copy, build or extend, calibrate, publish."""
     plan = index.plan()
     if plan is None:
         return None
     job = index.begin(plan)
-    if job.kind == "build":
-        ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors)
-    else:
-        ann = faiss_ops.extend(job.base, job.rows, job.vectors)
-    index.finish(job, ann, 0.0)
+    ann, calibration = calibrated_build.build(index, job, lambda fn: fn())
+    index.finish(job, ann, 0.0, calibration)
     return plan
 
 
