@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from arrwdb.bench import engines
 from arrwdb.bench.ann_data import ground_truth
@@ -24,7 +23,6 @@ def test_an_engine_run_reports_build_bytes_and_a_recall_curve():
 
 
 def test_rescored_engines_return_the_exact_order_of_their_candidates():
-    pytest.importorskip("usearch")  # optional: the benchmark's comparison engines are not dependencies
     engine = engines.UsearchEngine("i8")
     data = engines.minilm_like(800, 20)
     engine.build(data.base, data.metric, 16, 64)
