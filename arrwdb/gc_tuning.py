@@ -29,7 +29,8 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 # refill, so with Python's thresholds the GC runs many young and several middle collections a second,
 # on the event loop, while the device's scans keep the memory bus busy: a middle or full collection
 # takes milliseconds, and under overload the slow stretches of 429s start at them.  At 20,000 one
-# runs every few seconds; memory stays bounded (a young collection still follows every 20,000 objects of uncollected garbage).
+# runs every few seconds; memory stays bounded (a young collection still follows every 20,000 objects
+# of uncollected garbage).
 GC_THRESHOLDS = (20_000, 20, 20)
 
 

@@ -41,8 +41,9 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 DEFAULT_FORWARD_BATCH = 64
 # On a CPU a batch of at least two texts a core is embedded in lanes: one single-threaded forward pass
 # per core, all at once, each over every lanes-th text by length (`arrwdb bench embed` measures the
-# packaged model by batch size; docs/PERFORMANCE.md, "Embedding").  A small forward pass is mostly a chain of short operators: a second intra-op thread must be woken
-# for each and waited for, while a second lane runs its own chain and meets the first only at the end.
+# packaged model by batch size; docs/PERFORMANCE.md, "Embedding").  A small forward pass is mostly a
+# chain of short operators: a second intra-op thread must be woken for each and waited for, while a
+# second lane runs its own chain and meets the first only at the end.
 MIN_TEXTS_PER_LANE = 2
 
 
