@@ -82,8 +82,8 @@ class IndexBuilder:
 
     def request_vectors(self, library_id: str) -> None:
         """At start-up the engine asks after the library's index load: writing a snapshot of a million
-        rows takes seconds (measured: the first ANN query 21 s after the start with the load first,
-        31 s with the write first), and the loaded index should not wait for it."""
+        rows takes seconds on the same builder thread, and the loaded index should not wait for it
+        (docs/PERFORMANCE.md, "Cold start")."""
         self._submit("vectors", library_id)
 
     def forget(self, library_id: str) -> None:

@@ -213,21 +213,18 @@ class WorkerThreads:
     """The device worker's intra-op threads, chosen per batch on a CPU when none are configured: all
     cores but one for small work, every core from ``large_from`` units (queries, texts) on.
 
-    The rules of ``fit_search`` and ``fit_embed``, measured on 2 cores with the server's sleeping
-    OpenMP runtime (``arrwdb.openmp``, session 10; docs/PERFORMANCE.md, Batching):
+    The rules of ``fit_search`` and ``fit_embed``, for a server whose OpenMP runtime sleeps between
+    regions (``arrwdb.openmp``; the reasons in docs/CONFIGURATION.md, ``ARRWDB_TORCH_THREADS``):
     - a search takes every core for any batch while the event loop is idle (fewer than 8 requests in
-      flight): a lone 100k x 384 scan 10.9 -> 6.3 ms at 1 client; with the loop busy only from 8
-      queries on (at 64 clients, two threads for the straggler batches broke the one-batch pattern:
-      1,536 -> 1,056-1,265 q/s);
+      flight): a lone scan finishes sooner; with the loop busy only from 8 queries on, because two
+      threads for small straggler batches break the pattern of one full batch at a time;
     - a forward pass takes every core from 8 texts on while the loop is idle and from 32 while it is
-      busy (64 text-search clients: 602 / 627 -> 832 / 768 q/s); a lone text stays on one thread
-      (two: 10 -> 12.8 ms for a text search at 1 client, inserts 3.9 -> 6.2 ms): a small forward pass
-      is mostly per-op overhead, which a second thread only adds to.  Since session 11 a CPU forward
-      pass of two texts a core or more runs in lanes instead, on threads of their own with one
-      intra-op thread each (``arrwdb.embed.minilm.cpu_lanes``): these rules are for the others.
-    Before session 10 the runtime spun ~300,000 iterations after every region and small work kept off
-    the second core entirely.  ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker
-    thread only (OpenMP thread counts are per calling thread).
+      busy; a lone text stays on one thread: a small forward pass is mostly per-op overhead, which a
+      second thread only adds to.  A CPU forward pass of two texts a core or more runs in lanes
+      instead, on threads of their own with one intra-op thread each
+      (``arrwdb.embed.minilm.cpu_lanes``): these rules are for the others.
+    ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker thread only (OpenMP
+    thread counts are per calling thread).
     """
 
     def __init__(self, configured: int | None, device: torch.device) -> None:

@@ -19,18 +19,18 @@ log = logging.getLogger("arrwdb.engine")
 # How long a thread that wants the GIL waits before it asks the holder to drop it (Python's default:
 # 5 ms).  The device worker needs the GIL for moments between GIL-free FAISS and torch calls, and the
 # event loop and the finishing thread hold it in bursts: at 5 ms each such moment could cost the
-# device worker several milliseconds.  At 0.5 ms, 64 clients of 64-query HNSW searches on 2 cores
-# (GloVe, ef_search 32): 11.7k-12.1k -> 12.6k-14.5k queries/s (bench/results, PERFORMANCE.md).
+# device worker several milliseconds; at 0.5 ms it waits a tenth of that (the effect shows in the
+# server legs of `arrwdb bench ann`, docs/PERFORMANCE.md, "ANN indexes").
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 # The cyclic GC's thresholds (Python's: 700, 10, 10).  A young collection runs once 700 more container
 # objects live than at the last one, and a request in flight holds dozens (its coroutines, futures,
 # contexts, timers): under load the loop's population swings by thousands as batches complete and
-# refill, so the GC ran ~150 young, ~13 middle and ~1 full collections a second, on the event loop,
-# while the device's scans kept the memory bus busy: middle ones took 2-3 ms (up to 18), full ones 7-14
-# ms, and nearly every stretch of 429s slower than 5 ms began at one (overload on 2 cores, gc.callbacks
-# timed against the refusals' send times).  At 20,000 one runs every few seconds; memory stays
-# bounded (a young collection still follows every 20,000 objects of uncollected garbage).
+# refill, so with Python's thresholds the GC runs many young and several middle collections a second,
+# on the event loop, while the device's scans keep the memory bus busy: a middle or full collection
+# takes milliseconds, and under overload the slow stretches of 429s start at them.  At 20,000 one
+# runs every few seconds; memory stays bounded (a young collection still follows every 20,000 objects
+# of uncollected garbage).
 GC_THRESHOLDS = (20_000, 20, 20)
 
 

@@ -164,8 +164,8 @@ class LibraryState:
 
     def apply(self, writes: Sequence[AppliedWrite]) -> None:
         """Mirror committed writes of this library, in commit order, with one index add and one remove
-        for all of them (a group commit of single-document inserts used to pay the index's per-call
-        cost once per document).  Adding every new row first and then removing every replaced or
+        for all of them, so that a group commit of single-document inserts pays the index's per-call
+        cost once, not once per document.  Adding every new row first and then removing every replaced or
         deleted one leaves what applying them one by one would: row ids only grow and are never
         reused, so a row removed by a later write of the group is already there to be removed."""
         added = [(w.added_rows, w.added_vectors) for w in writes if w.metadata is not None and w.added_rows]

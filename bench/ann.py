@@ -4,15 +4,14 @@ and nprobe (IVF), three ways on the same built index:
 - raw FAISS in process (the ceiling: the bare index object, no id map, no selector, no Python around it);
 - arrwdb's index in process (AnnIndex: what the device worker calls);
 - through the server with N concurrent closed-loop clients (HTTP, batching, JSON bodies with the
-  vectors in base64 since session 10), loading the same index from a snapshot so that every curve
+  vectors in base64), loading the same index from a snapshot so that every curve
   measures one and the same graph or list structure: once with one query per POST /search request
   ("server"), once with ``request_batch`` queries per POST /search/batch request ("server_batch"; its
   ``qps`` is queries/s = requests/s x request_batch).
 
 Every leg searches the same ``recall_queries`` held-out queries, cycled: a smaller set stays warmer in
 the CPU caches (on GloVe HNSW, 1,000 queries ran raw FAISS 1.7x faster than 10,000), so legs measured
-on different sets are not comparable.  (Until session 8 the server legs used the first 1,000 of the
-raw legs' 2,000, which flattered their ratio to raw FAISS.)
+on different sets are not comparable.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--seconds", type=float, default=3.0)
     embed.add_argument("--device", default="cpu")
     embed.add_argument("--precision", default="auto", help="auto (the server's choice), float32, bfloat16, float16")
+    embed.add_argument("--output", type=Path, default=None, help="also write the report as JSON")
     engines = sub.add_parser("engines", help="CPU HNSW engines (FAISS, hnswlib, usearch) at equal recall, in process")
     engines.add_argument("--output", type=Path, default=Path("bench/results/engines.json"))
     engines.add_argument("--datasets", default="minilm-like,fashion-mnist")
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     cold.add_argument("--library", required=True)
     cold.add_argument("--build-rows", type=int, default=0, help="first build DATA_DIR: this many random 384-d rows")
     cold.add_argument("--index-type", default="hnsw", choices=("hnsw", "brute_force"), help="of the library built")
+    cold.add_argument("--output", type=Path, default=None, help="also write the report as JSON")
     ann = sub.add_parser("ann", help="recall@10 vs QPS for hnsw and ivf: raw FAISS, in process, server")
     ann.add_argument("--output", type=Path, default=Path("bench/results/ann.json"))
     ann.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
@@ -99,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     toolkit_cli.add_parsers(sub)
     gpu_cli.add_parsers(sub)
     return parser
+
+
+def _write_json(path: Path | None, report: dict) -> None:
+    if path is None:
+        return
+    import orjson
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.benchmark == "embed":
         from arrwdb.bench.embed import format_embed, run_embed
 
-        print(format_embed(run_embed(args.batches, args.seconds, args.device, args.precision)))
+        report = run_embed(args.batches, args.seconds, args.device, args.precision)
+        _write_json(args.output, report)
+        print(format_embed(report))
     if args.benchmark == "engines":
         from arrwdb.bench.engines import format_engines, run_engines
 
@@ -178,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.build_rows:
             build_cold_store(args.data_dir, args.library, args.build_rows, index_type=args.index_type)
-        print(orjson.dumps(run_coldstart(args.data_dir, args.library), option=orjson.OPT_INDENT_2).decode())
+        report = run_coldstart(args.data_dir, args.library)
+        _write_json(args.output, report)
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     if args.benchmark == "ann":
         from arrwdb.bench.ann import run_ann
         from arrwdb.bench.ann_report import format_report

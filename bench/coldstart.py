@@ -16,7 +16,7 @@ from arrwdb.bench.machine import machine_info
 from arrwdb.bench.serverproc import ServerProcess
 
 # The store the cold-start target is measured on: 1M x 384 random unit vectors in one HNSW library
-# (a lighter graph than the defaults, as sessions 1-4 built it: the target is about loading, not search).
+# (a lighter graph than the defaults: the target is about loading, not search, and it builds sooner).
 COLD_INDEX_PARAMS = {"m": 16, "ef_construction": 40}
 
 

@@ -147,8 +147,8 @@ def server_end_to_end(config: GpuBenchConfig, log_path: Path, deadline: float = 
                 "start_s": time.perf_counter() - started,
             }
             # /ready comes before the documents' metadata: 2M documents take seconds to read on a thread
-            # that holds the GIL, then a GC pause.  The first H200 run measured inside that window: every
-            # batch took ~480 ms of device-thread time instead of ~6 ms.
+            # that holds the GIL, then a GC pause: a measurement inside that window times those pauses
+            # (on a GPU host, batches hundreds of times slower than once settled).
             server.wait_settled(timeout=300)
             entry["settled_s"] = time.perf_counter() - started
             stats = httpx.get(f"{server.url}/v1/libraries/{LIBRARY}/statistics", timeout=30).json()

@@ -20,11 +20,11 @@ from arrwdb.kernels.script import Scripted
 
 METRICS = ("cosine", "ip", "l2")
 
-# A block's top-k by group maxima (``top_k_of_block``): measured faster than a plain top-k on CPUs
-# (one thread, 100k x 384: batch 64 55.5 -> 48.5 ms, batch 256 210 -> 184 ms), never slower.
+# A block's top-k by group maxima (``top_k_of_block``): the group maxima cut the rows a top-k must
+# sort, which on CPUs is faster than a plain top-k of the whole block, never slower.
 TOPK_GROUP = 64
-# On a GPU, larger groups: the H200's whole kernel (1M x 768 fp16, batch 256) took 1.94 / 1.90 ms with
-# groups of 128 against 2.27 / 2.26 ms with 64 in two runs (docs/gpu/h200-run*.json, session 9).
+# On a GPU, larger groups: the H200 runs' ``kernel_parts`` measured the whole kernel faster with
+# groups of 128 than of 64 (docs/gpu/h200-run*.json; docs/PERFORMANCE.md, "GPU check").
 TOPK_GROUP_CUDA = 128
 _BLOCK_ROWS = 65536  # rows per block on a CPU
 _SCORE_BLOCK_BYTES = 512 << 20  # a GPU block's [queries x rows] fp32 scores: fewer, larger blocks there

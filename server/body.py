@@ -20,8 +20,8 @@ from arrwdb.server.errors import validation_error
 M = TypeVar("M", bound=BaseModel)
 
 # pydantic holds the GIL while it parses, so a thread only frees the event loop for a body whose parse
-# outlasts the interpreter's switch interval; below that the hand-off (~1.8 ms measured for a 2 MB,
-# 1 ms parse) costs more than it gives.
+# outlasts the interpreter's switch interval; below that the hand-off to the thread and back costs
+# more than the parse it moves.
 _INLINE_PARSE_BYTES = 4 * 1024 * 1024
 
 

@@ -28,9 +28,8 @@ def is_loopback(host: str) -> bool:
 
 
 # Up to this many cores, ``auto`` serves HTTP inside the engine's process: on 2 cores the HTTP worker
-# and the engine share the cores the device thread needs, and one process answered more (64 vector
-# clients, 100k x 384 exact: 973-1,061 q/s in one process, 828-848 with one HTTP worker; text queries
-# and inserts within 5%; docs/ARCHITECTURE.md, "How many HTTP workers").
+# and the engine share the cores the device thread needs, and one process answers more
+# (docs/ARCHITECTURE.md, "How many HTTP workers"; docs/PERFORMANCE.md, "HTTP workers").
 ONE_PROCESS_UP_TO_CORES = 2
 MAX_AUTO_WORKERS = 8
 

@@ -41,14 +41,10 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 # bounded size keeps a text's vector (nearly) independent of what else is in its batch.
 DEFAULT_FORWARD_BATCH = 64
 # On a CPU a batch of at least two texts a core is embedded in lanes: one single-threaded forward pass
-# per core, all at once, each over every lanes-th text by length.  Measured on 2 cores (bf16 on AMX,
-# the server's sleeping OpenMP runtime; docs/PERFORMANCE.md, Batching, session 11), texts/s:
-#   batch           4      8     16     32     64
-#   one thread    907  1,365  1,489  1,566  1,554
-#   two threads   559    878  1,229  1,834  2,324   (one forward pass, intra-op)
-#   two lanes   1,149  1,673  2,237  2,911  3,206
-# A small forward pass is mostly a chain of short operators: a second intra-op thread must be woken
-# for each and waited for, while a second lane runs its own chain and meets the first only at the end.
+# per core, all at once, each over every lanes-th text by length (`arrwdb bench embed` measures the
+# packaged model by batch size; docs/PERFORMANCE.md, "Embedding").  A small forward pass is mostly a
+# chain of short operators: a second intra-op thread must be woken for each and waited for, while a
+# second lane runs its own chain and meets the first only at the end.
 MIN_TEXTS_PER_LANE = 2
 
 

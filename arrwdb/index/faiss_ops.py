@@ -223,10 +223,9 @@ def bitmap_selector(allowed: np.ndarray, upto: int) -> Selector:
 
 
 def search_threads(queries: int) -> int:
-    """FAISS threads for one search call: one for a single query (faster than two here), every core
-    for a batch.  (All cores but one until session 10: with OpenMP's default spinning, a second thread
-    spun against the event loop and made batched HNSW search slower on a busy 2-core server; the
-    server's runtime no longer spins, ``arrwdb.openmp``.)"""
+    """FAISS threads for one search call: one for a single query (faster than two), every core for a
+    batch.  Every core is safe beside the event loop only because the server's OpenMP runtime sleeps
+    after a parallel region instead of spinning on the loop's core (``arrwdb.openmp``)."""
     return 1 if queries == 1 else usable_cores()
 
 

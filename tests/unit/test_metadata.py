@@ -64,7 +64,7 @@ def test_large_and_negative_numbers_are_fine() -> None:
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 2**70])
 def test_integers_beyond_64_bits_are_rejected(value: int) -> None:
     # The store (and every JSON library that keeps integers exact) holds 64-bit integers; a larger one
-    # used to fail the whole group commit it was part of.
+    # refused at the door cannot fail the whole group commit it would be part of.
     reject({"n": value}, "metadata.n must be an integer between")
 
 

@@ -111,8 +111,8 @@ def test_a_request_that_a_build_answered_meanwhile_writes_nothing(tmp_path) -> N
 
 
 def test_the_builder_writes_an_exact_librarys_snapshot_even_without_faiss(tmp_path, monkeypatch) -> None:
-    """Without FAISS no ANN index is built, but exact libraries still get their vector snapshots (the
-    builder thread used to stop at start when FAISS was missing)."""
+    """Without FAISS no ANN index is built, but exact libraries still get their vector snapshots: the
+    builder thread must not stop at start when FAISS is missing."""
     import sys
 
     from arrwdb.builder import IndexBuilder
