@@ -339,8 +339,29 @@ def api_key_create(schema: Schema) -> None:
     _set(schema, "tenant", NAME)
 
 
+def _bounds_as_json_schema(schema: Any) -> None:
+    """pydantic writes a bound of an optional annotated integer as ``ge``/``le`` inside its ``anyOf``;
+    JSON Schema's words are ``minimum``/``maximum``."""
+    if isinstance(schema, dict):
+        for ours, theirs in (
+            ("ge", "minimum"),
+            ("le", "maximum"),
+            ("gt", "exclusiveMinimum"),
+            ("lt", "exclusiveMaximum"),
+        ):
+            if ours in schema and "type" in schema:
+                schema[theirs] = schema.pop(ours)
+        for value in schema.values():
+            _bounds_as_json_schema(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _bounds_as_json_schema(item)
+
+
 def apply(components: dict[str, Schema], models: list[Model], rerankers: list[str], max_inputs: int) -> None:
     """Add the rules to the request components (named as their pydantic models)."""
+    for schema in components.values():
+        _bounds_as_json_schema(schema)
     components.update(filter_components())
     library_create(components["LibraryCreate"], models)
     document(components["Document"])

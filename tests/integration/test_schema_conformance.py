@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from arrwdb.bench.model_dirs import save_cross_encoder
+
 KEY, ADMIN = "schema-tenant-key", "schema-admin-key"
 EXAMPLES = os.environ.get("ARRWDB_SCHEMA_EXAMPLES", "8")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -76,14 +78,23 @@ def run_schemathesis(url: str, tmp_path: Path, auth: bool, selection: list[str],
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
     if result.returncode == 0 and "generated" in result.stdout:
         return ""
-    return f"{' '.join(command)}\n{result.stdout[-8000:]}{result.stderr[-2000:]}"
+    failures = result.stdout[result.stdout.find("FAILURES") :]  # the whole output if none is listed
+    return f"{' '.join(command)}\n{failures[:20000]}{result.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("auth", [False, True], ids=["auth-off", "auth-on"])
+@pytest.mark.parametrize("auth", [False, True], ids=["auth-off", "auth-on-reranker"])
 def test_schemathesis_finds_nothing(start_server, tmp_path: Path, auth: bool) -> None:
-    server = start_server(api_keys=KEY, admin_key=ADMIN) if auth else start_server()
+    """With auth off and no reranker; with auth on (tenant and admin keys) and a reranker."""
+    if auth:
+        reranker = save_cross_encoder(tmp_path / "ms-marco-tiny", hidden=32, layers=1, heads=2, seed=3)
+        server = start_server(api_keys=KEY, admin_key=ADMIN, rerank_model=str(reranker))
+    else:
+        server = start_server()
     schema = httpx.get(f"{server.url}/openapi.json").json()
     assert bool(schema["paths"]["/v1/libraries"]["get"].get("security")) == auth  # a key only when needed
+    # The reranker's route and the search's rerank field exist only with a reranker configured.
+    assert ("/v1/rerank" in schema["paths"]) == auth
+    assert ("rerank" in schema["components"]["schemas"]["Query"]["properties"]) == auth
     assert len(schema["paths"]) >= 15
     found = [run_schemathesis(server.url, tmp_path, auth, selection, excluded) for selection, excluded in GROUPS]
     assert not any(found), "\n".join(found)
