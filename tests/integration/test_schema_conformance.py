@@ -109,3 +109,39 @@ def test_405_lists_every_method_of_the_path(start_server) -> None:
     answer = httpx.request("PUT", f"{server.url}/v1/libraries/x/documents/y")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "DELETE, GET, PATCH"
+
+
+def test_a_whole_number_is_an_integer(start_server) -> None:
+    """JSON Schema's integer is any number without a fraction, so 2.0 is accepted where the schema
+    says integer (schemathesis sends both spellings); 2.5 is not."""
+    server = start_server()
+    url = server.url
+    created = httpx.post(
+        f"{url}/v1/libraries", json={"name": "w", "dimension": 2.0, "index_type": "ivf", "index_params": {"nlist": 4.0}}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["dimension"] == 2 and created.json()["index_params"] == {"nlist": 4}
+    httpx.post(f"{url}/v1/libraries/w/documents", json={"id": "a", "embedding": [1.0, 0.5]}).raise_for_status()
+    search = httpx.post(f"{url}/v1/libraries/w/search", json={"embedding": [1.0, 0.5], "k": 3.0})
+    assert search.status_code == 200, search.text
+    assert [hit["document_id"] for hit in search.json()["results"]] == ["a"]
+    refused = httpx.post(f"{url}/v1/libraries/w/search", json={"embedding": [1.0, 0.5], "k": 2.5})
+    assert refused.status_code == 422 and refused.json()["error"]["type"] == "invalid_input"
+    tokens = httpx.post(f"{url}/v1/embeddings", json={"input": [101.0, 7592.0, 102.0]}, timeout=60)
+    assert tokens.status_code == 200, tokens.text
+    by_ints = httpx.post(f"{url}/v1/embeddings", json={"input": [101, 7592, 102]}, timeout=60)
+    assert tokens.json()["data"][0]["embedding"] == by_ints.json()["data"][0]["embedding"]
+    assert httpx.post(f"{url}/v1/embeddings", json={"input": [101.5]}).status_code == 422
+
+
+def test_a_patch_holds_at_most_256_metadata_keys(start_server) -> None:
+    """The schema's maxProperties: those a patch removes count too."""
+    server = start_server()
+    url = server.url
+    httpx.post(f"{url}/v1/libraries", json={"name": "p", "dimension": 2}).raise_for_status()
+    httpx.post(f"{url}/v1/libraries/p/documents", json={"id": "a", "embedding": [1.0, 0.5]}).raise_for_status()
+    patch = {f"k{i}": (None if i % 2 else i) for i in range(257)}
+    answer = httpx.patch(f"{url}/v1/libraries/p/documents/a", json={"metadata": patch})
+    assert answer.status_code == 422 and "256" in answer.json()["error"]["message"]
+    patch.pop("k256")
+    assert httpx.patch(f"{url}/v1/libraries/p/documents/a", json={"metadata": patch}).status_code == 200
