@@ -27,20 +27,20 @@ from arrwdb.server.responses import JSON
 Schema = dict[str, Any]
 OPENAPI_PATH = "/openapi.json"
 
-# What each error status means, and the error types it carries (API.md, "Errors").
-STATUSES: dict[int, tuple[str, tuple[str, ...]]] = {
-    400: ("The body is not valid JSON, a cursor or X-Request-Timeout-Ms is malformed.", ("bad_request",)),
-    401: ("The key is missing or not valid.", ("unauthorized",)),
-    404: ("Not found.", ("not_found",)),
-    408: ("The body did not arrive before the request's deadline.", ("request_timeout",)),
-    409: ("A library of that name already exists for this tenant.", ("conflict",)),
-    413: ("The body is larger than ARRWDB_MAX_REQUEST_BYTES.", ("payload_too_large",)),
-    422: ("A value is not acceptable; the message names the field.", ("invalid_input",)),
-    429: ("Refused for now: retry after Retry-After seconds.", ("overloaded",)),
-    500: ("The device batch failed, or an unexpected error (see the server log).", ("internal_error",)),
-    503: ("Not ready (starting, stopping, or the engine process restarting).", ("not_ready",)),
-    504: ("The request's deadline passed before it was answered.", ("deadline_exceeded",)),
-    507: ("The store could not make the write durable.", ("storage_failure",)),
+# What each error status means (API.md, "Errors"); each response also names the types it carries.
+STATUSES: dict[int, str] = {
+    400: "The body is not valid JSON, or a cursor or X-Request-Timeout-Ms is malformed.",
+    401: "The key is missing or not valid.",
+    404: "Not found.",
+    408: "The body did not arrive before the request's deadline.",
+    409: "A library of that name already exists for this tenant.",
+    413: "The body is larger than ARRWDB_MAX_REQUEST_BYTES.",
+    422: "A value is not acceptable; the message names the field.",
+    429: "Refused for now: retry after Retry-After seconds.",
+    500: "The device batch failed, or an unexpected error (see the server log).",
+    503: "Not ready (starting, stopping, or the engine process restarting), or a write's outcome unknown.",
+    504: "The request's deadline passed before it was answered.",
+    507: "The store could not make the write durable.",
 }
 
 # The errors of each route besides those every route of its kind answers (see ``_statuses``):
@@ -248,9 +248,8 @@ def _responses(generated: Schema, path: str, kinds: frozenset[str], auth: bool, 
             }
     body = "OpenAIErrorBody" if path == "/v1/embeddings" else "ErrorBody"
     for status, types in _statuses(path, kinds, auth, limited).items():
-        description, _ = STATUSES[status]
         answer = {
-            "description": f"{description} Error types: {', '.join(types)}.",
+            "description": f"{STATUSES[status]} Error types: {', '.join(types)}.",
             "content": {"application/json": {"schema": openapi_rules.ref(body)}},
         }
         if status == 429:
