@@ -186,7 +186,7 @@ def build(
                 if auth:
                     operation["security"] = SECURITY
     document["paths"]["/metrics"]["get"]["responses"]["200"]["content"] = {
-        "text/plain": {"schema": {"type": "string", "description": "Prometheus text exposition format 0.0.4"}}
+        "text/plain": {"schema": {"type": "string", "description": "Prometheus text exposition format."}}
     }
     document["components"]["securitySchemes"] = SECURITY_SCHEMES
     return document
