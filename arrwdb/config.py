@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"  # the packaged model's id (arrwdb.embed.minilm)
 _MODEL_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 
 

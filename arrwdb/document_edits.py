@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from arrwdb.errors import InvalidInput
 from arrwdb.filters import parse_filter
-from arrwdb.metadata import validate_metadata
+from arrwdb.metadata import MAX_KEYS, validate_metadata
 from arrwdb.records import Delete, Patch
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ def patch_op(doc_id: str, patch: dict[str, Any]) -> Patch:
     metadata = patch.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidInput("metadata must be an object (a null value removes its key)")
+    if len(metadata) > MAX_KEYS:
+        raise InvalidInput(f"metadata has {len(metadata)} keys; at most {MAX_KEYS} are allowed")
     kept = validate_metadata({key: value for key, value in metadata.items() if value is not None})
     removed = [key for key, value in metadata.items() if value is None]
     validate_metadata(dict.fromkeys(removed, ""))  # the removed keys are checked as keys too

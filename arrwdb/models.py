@@ -62,6 +62,7 @@ class ModelRegistry:
                 "default": name == self.default,
                 "memory_bytes": model_memory(embedder),
                 "kind": "embedding",
+                "vocab_size": embedder.vocab_size,  # for the OpenAPI schema's token ids; not in /v1/models
             }
             for name, embedder in self.embedders.items()
         ]

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from arrwdb import __version__, thread_priority
 from arrwdb.config import Settings
 from arrwdb.gc_tuning import freeze_gc_when_ready
 from arrwdb.ratelimit import RateLimiter
-from arrwdb.server import admin, console, documents, libraries, openai_api, rerank, schemas, search, system
+from arrwdb.server import admin, console, documents, libraries, openai_api, openapi, rerank, schemas, search, system
 from arrwdb.server.admission import Admission, AdmissionDoor, AdmissionGate
 from arrwdb.server.auth import KeyRing
 from arrwdb.server.auth_startup import start_auth
@@ -135,8 +134,10 @@ def build_app(
     for middleware, options in layers:
         app.add_middleware(middleware, **options)
     install_hot_path(app, lambda endpoint: _wrapped(endpoint, layers))
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    install_docs(app)  # /docs from packaged assets, and the API-key security scheme (docs_page.py)
+    # /openapi.json: the schema of the server as it runs (server/openapi.py).  Routes parse their bodies
+    # themselves (body.py): the request models are added to it.
+    openapi.install(app, (*schemas.REQUEST_MODELS, *admin.REQUEST_MODELS), openai_api.MAX_INPUTS)
+    install_docs(app)  # /docs from packaged assets (docs_page.py)
     return app
 
 
@@ -171,21 +172,6 @@ def _wrapped(app: ASGIApp, layers: list[Middleware]) -> ASGIApp:
     for middleware, options in layers:
         app = middleware(app, **options)
     return app
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated schema plus the request models, which routes parse themselves (see body.py)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (*schemas.REQUEST_MODELS, *admin.REQUEST_MODELS):
-        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, definition in model_schema.pop("$defs", {}).items():
-            components.setdefault(name, definition)
-        components[model.__name__] = model_schema
-    app.openapi_schema = schema
-    return schema
 
 
 def uvicorn_options(settings: Settings, door: AdmissionDoor | None = None) -> dict[str, Any]:

@@ -3,16 +3,13 @@
 FastAPI's own ``/docs`` and ``/redoc`` load their scripts from a CDN, so on a host without network
 they show a blank page.  ``install_docs`` replaces them with a ``/docs`` whose script, stylesheet and
 icon are the vendored ``swagger-ui-dist`` files in ``static/swagger-ui`` (see VENDORED.md there),
-served under ``/docs/assets/``.  It also declares the two ways to send a key (``X-API-Key`` and
-``Authorization: Bearer``) in the OpenAPI schema, on every ``/v1`` operation, so the page has an
-Authorize button and "Try it out" sends the key.  None of these routes needs a key.
+served under ``/docs/assets/``.  The schema declares the ways to send a key (server/openapi.py), so
+the page has an Authorize button and "Try it out" sends the key.  None of these routes needs a key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -33,22 +30,9 @@ ASSETS = {
 # The framework's pages that load from a CDN; replaced (docs) or dropped (redoc, OAuth2 redirect).
 _CDN_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
-SECURITY_SCHEMES: dict[str, Any] = {
-    "ApiKey": {
-        "type": "apiKey",
-        "in": "header",
-        "name": "X-API-Key",
-        "description": "A key of ARRWDB_API_KEYS or one minted through /v1/admin/keys (the admin key for "
-        "/v1/admin). Ignored while auth is off.",
-    },
-    "Bearer": {"type": "http", "scheme": "bearer", "description": "The same key as Authorization: Bearer <key>."},
-}
-_SECURED_PREFIX = "/v1/"
-_SECURITY = [{"ApiKey": []}, {"Bearer": []}]
-
 
 def install_docs(app: FastAPI) -> None:
-    """Serve ``/docs`` from packaged assets and add the security scheme to ``app.openapi()``."""
+    """Serve ``/docs`` from packaged assets instead of the framework's CDN pages."""
     app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) not in _CDN_PAGES]
     app.docs_url = app.redoc_url = None
     openapi_url = app.openapi_url or "/openapi.json"
@@ -65,8 +49,6 @@ def install_docs(app: FastAPI) -> None:
         # Versioned by the package: a browser may keep it for a day without asking again.
         return FileResponse(ASSETS_DIR / name, media_type=media_type, headers={"Cache-Control": "max-age=86400"})
 
-    app.openapi = _with_security(app.openapi)  # type: ignore[method-assign]
-
 
 def docs_html(title: str, openapi_url: str) -> HTMLResponse:
     return get_swagger_ui_html(
@@ -82,17 +64,3 @@ def docs_html(title: str, openapi_url: str) -> HTMLResponse:
             "persistAuthorization": True,
         },
     )
-
-
-def _with_security(openapi: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-    def schema() -> dict[str, Any]:
-        document = openapi()  # cached by the app after its first call: adding twice changes nothing
-        document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-        for path, operations in document.get("paths", {}).items():
-            if path.startswith(_SECURED_PREFIX):
-                for operation in operations.values():
-                    if isinstance(operation, dict):  # an operation object (not path-level parameters)
-                        operation["security"] = _SECURITY
-        return document
-
-    return schema

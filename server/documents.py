@@ -89,7 +89,7 @@ async def list_documents(
     return JSON({"documents": docs, "next_cursor": None if last is None else encode_cursor(last)})
 
 
-@router.get("/{doc_id}", responses={200: {"model": schemas.Document}})
+@router.get("/{doc_id}", responses={200: {"model": schemas.StoredDocument}})
 async def get_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:
     return JSON(await api_of(request).get_document(tenant, library, doc_id))
 
@@ -119,7 +119,7 @@ async def delete_documents(library: str, request: Request, tenant: str = Depends
 
 @router.patch(
     "/{doc_id}",
-    responses={200: {"model": schemas.Document}},
+    responses={200: {"model": schemas.StoredDocument}},
     openapi_extra=openapi_body(schemas.DocumentPatch),
 )
 async def patch_document(library: str, doc_id: str, request: Request, tenant: str = Depends(tenant)) -> Response:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from arrwdb.errors import ArrwdbError, BadRequest, InvalidInput, PartialWrite
 from arrwdb.server.disconnect import ClientDisconnected
@@ -92,6 +93,31 @@ def validation_error(exc: ValidationError) -> ArrwdbError:
     return InvalidInput(describe_validation_errors(errors))  # type: ignore[arg-type]
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path.  The router answers a 405 with the
+    methods of the first route whose path matched (POST alone for /v1/libraries, which GET serves
+    too); the Allow header must list those of them all."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        if route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _routes(routes: list[BaseRoute]) -> list[Route]:
+    """The app's routes, those of the routers it includes among them (FastAPI keeps an included
+    router as one entry that holds it)."""
+    found: list[Route] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            found += _routes(included.routes)
+        elif isinstance(route, Route):
+            found.append(route)
+    return found
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ArrwdbError)
     async def _arrwdb(request: Request, exc: ArrwdbError) -> Response:
@@ -104,7 +130,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, type_, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(exc.status_code, type_, str(exc.detail), headers)
 
     @app.exception_handler(ClientDisconnected)
     async def _gone(request: Request, exc: ClientDisconnected) -> Response:

@@ -32,24 +32,32 @@ _MAX_TOKEN_ID = 2**31  # token ids must fit the engine protocol's integers; the 
 _INPUT_SHAPES = "a string, a list of strings, a list of token ids, or a list of lists of token ids"
 
 
-def _token_ids(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) > 0
-        and all(type(token) is int and 0 <= token < _MAX_TOKEN_ID for token in value)
-    )
+def _token_ids(value: Any) -> list[int] | None:
+    """``value`` as a list of token ids, or None if it is not one (2.0 is the id 2: JSON has one
+    number type)."""
+    if not isinstance(value, list) or not value:
+        return None
+    ids = [int(token) if type(token) is float and token.is_integer() else token for token in value]
+    if all(type(token) is int and 0 <= token < _MAX_TOKEN_ID for token in ids):
+        return ids
+    return None
 
 
 def embedding_inputs(raw: Any) -> list[str | list[int]]:
     """OpenAI's ``input`` as a list of items, each a text or a list of token ids."""
-    items: list[Any]
+    items: list[Any] | None = None
+    single = _token_ids(raw)
     if isinstance(raw, str):
         items = [raw]
-    elif _token_ids(raw):
-        items = [raw]
-    elif isinstance(raw, list) and raw and (all(isinstance(x, str) for x in raw) or all(_token_ids(x) for x in raw)):
-        items = raw
-    else:
+    elif single is not None:
+        items = [single]
+    elif isinstance(raw, list) and raw:
+        if all(isinstance(x, str) for x in raw):
+            items = raw
+        else:
+            lists = [_token_ids(x) for x in raw]
+            items = lists if all(ids is not None for ids in lists) else None
+    if items is None:
         raise InvalidInput(f"input must be {_INPUT_SHAPES} (non-empty; token ids are integers from 0)", param="input")
     if len(items) > MAX_INPUTS:
         raise InvalidInput(f"input holds {len(items)} items; at most {MAX_INPUTS} are allowed", param="input")

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+def whole_number(value: Any) -> Any:
+    """``2.0`` as the integer 2: JSON has one number type, and JSON Schema's "integer" (the OpenAPI
+    schema's) is any number without a fraction.  Anything else is left to the strict check."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer field: strict (no "1", no true, no 1.5), but 2.0 is 2.
+Int = Annotated[int, BeforeValidator(whole_number)]
 
 
 Scalar = str | int | float | bool
@@ -24,7 +36,7 @@ MetadataField = Annotated[
 
 class LibraryCreate(Strict):
     name: str
-    dimension: int | None = Field(None, description="1 to 4096; defaults to the embedding model's (384).")
+    dimension: Int | None = Field(None, description="1 to 4096; defaults to the embedding model's (384).")
     index_type: Literal["brute_force", "ivf", "hnsw"] = "brute_force"
     metric: Literal["cosine", "ip", "l2"] = "cosine"
     index_params: dict[str, Any] | None = Field(
@@ -102,14 +114,24 @@ class DeletedCount(BaseModel):
     deleted: int
 
 
+class StoredDocument(BaseModel):
+    """A document as the server answers it: ``embedding`` only when the client gave the vector."""
+
+    id: str
+    title: str | None
+    text: str | None
+    metadata: dict[str, Any]
+    embedding: list[float] | None = None
+
+
 class DocumentPage(BaseModel):
-    documents: list[Document]
+    documents: list[StoredDocument]
     next_cursor: str | None
 
 
 class QueryParams(Strict):
-    ef_search: int | None = None
-    nprobe: int | None = None
+    ef_search: Int | None = None
+    nprobe: Int | None = None
 
     def given(self) -> dict[str, int]:
         """The parameters the client set (``model_dump(exclude_none=True)`` at a third of its cost: a
@@ -118,13 +140,13 @@ class QueryParams(Strict):
 
 
 class RerankSpec(Strict):
-    candidates: int = Field(ge=1, le=1000, description="Top hits scored by the cross-encoder before k is cut.")
+    candidates: Int = Field(ge=1, le=1000, description="Top hits scored by the cross-encoder before k is cut.")
     model: str | None = Field(None, description="A reranking model of GET /v1/models; defaults to the loaded one.")
 
 
 class Fusion(Strict):
     method: Literal["rrf", "dbsf"] = "rrf"
-    k: int = Field(60, description="RRF's rank constant: a hit's score is sum(weight / (k + rank)).")
+    k: Int = Field(60, description="RRF's rank constant: a hit's score is sum(weight / (k + rank)).")
     weights: list[float] | None = Field(None, description="[vector, keyword]; default [1, 1].")
 
 
@@ -132,7 +154,7 @@ class Query(Strict):
     query: str | None = None
     embedding: list[float] | None = None
     embedding_base64: str | None = EMBEDDING_BASE64
-    k: int = 10
+    k: Int = 10
     filter: dict[str, Any] | None = None
     include_text: bool = True
     params: QueryParams | None = None
@@ -142,11 +164,11 @@ class Query(Strict):
     )
     keywords: str | None = Field(None, description="The keyword leg's text; defaults to query.")
     fusion: Fusion | None = Field(None, description='How hybrid fuses; default {"method": "rrf", "k": 60}.')
-    candidates: int | None = Field(None, description="Hits each leg brings before fusion (k to 1000).")
+    candidates: Int | None = Field(None, description="Hits each leg brings before fusion (k to 1000).")
     score_threshold: float | None = Field(None, description="Hits scoring below it are left out.")
-    offset: int | None = Field(None, description="Skip this many hits (or groups) first; k + offset <= 1000.")
+    offset: Int | None = Field(None, description="Skip this many hits (or groups) first; k + offset <= 1000.")
     group_by: str | None = Field(None, description='"document_id" or a metadata field: answer with groups.')
-    group_size: int | None = Field(None, description="Hits per group (1 to 100), default 1.")
+    group_size: Int | None = Field(None, description="Hits per group (1 to 100), default 1.")
 
 
 class QueryBatch(Strict):
@@ -204,7 +226,7 @@ class EmbeddingsRequest(Strict):
     input: EmbeddingsInput
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(
+    dimensions: Int | None = Field(
         None, ge=1, description="Only the model's own dimension: these models cannot shorten their vectors."
     )
     user: str | None = None
@@ -250,7 +272,7 @@ class RerankRequest(Strict):
 
     query: str
     documents: list[str] = Field(min_length=1, max_length=1000)
-    top_n: int | None = Field(None, ge=1, description="How many results; defaults to every document.")
+    top_n: Int | None = Field(None, ge=1, description="How many results; defaults to every document.")
     return_documents: bool = False
     model: str | None = None
 

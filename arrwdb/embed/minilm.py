@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from arrwdb.config import DEFAULT_MODEL_NAME
 from arrwdb.cores import usable_cores
 from arrwdb.device import split_on_oom
 from arrwdb.embed.bert import LeanBert
@@ -32,7 +33,7 @@ from arrwdb.embed.st_config import read_sentence_spec
 from arrwdb.thread_priority import lower_this_thread
 from arrwdb.worker import current_worker
 
-MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_NAME = DEFAULT_MODEL_NAME
 # MiniLM's sentence_bert_config.json's max_seq_length (st_config reads it): tokenizer_config.json says
 # 512, but the model was trained on 256 and sentence-transformers truncates there, as we must too.
 WINDOW = 256

@@ -75,6 +75,8 @@ def check_params(params: dict[str, Any], rules: dict[str, Any], what: str) -> di
                 raise InvalidInput(f"{what}.{key} must be a number between {low} and {high}")
         else:
             low, high = rule
+            if type(value) is float and value.is_integer():
+                value = int(value)  # JSON has one number type: 2.0 is the integer 2
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise InvalidInput(f"{what}.{key} must be an integer between {low} and {high}")
         checked[key] = value

@@ -36,7 +36,7 @@ class OpenApi:
         """The alternatives of a schema (anyOf/oneOf), resolved, without null."""
         schema = self.resolve(schema)
         alternatives = schema.get("anyOf") or schema.get("oneOf")
-        if not alternatives:
+        if not alternatives or "properties" in schema:  # an object's oneOf only adds rules on its fields
             return [schema]
         out = []
         for alternative in alternatives:
@@ -107,9 +107,13 @@ class OpenApi:
         properties = schema.get("properties", {})
         extra = schema.get("additionalProperties", False)
         problems = []
+        patterns = schema.get("patternProperties", {})
         for name, value in shape["fields"].items():
+            pattern = next((p for p in patterns if re.search(p, name)), None)
             if name in properties:
                 problems += self.check_shape(value, properties[name], f"{where}.{name}")
+            elif pattern is not None:
+                problems += self.check_shape(value, patterns[pattern], f"{where}.{name}")
             elif isinstance(extra, dict):
                 problems += self.check_shape(value, extra, f"{where}.{name}")
             elif not extra:
