@@ -53,6 +53,7 @@ ROUTE_ERRORS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/health"): frozenset(),
     ("GET", "/ready"): frozenset({"not_ready"}),
     ("GET", "/metrics"): frozenset({"engine"}),
+    ("GET", "/v1/cluster"): frozenset({"engine"}),
     ("POST", "/v1/libraries"): frozenset({"engine", "body", "model", "conflict", "write"}),
     ("GET", "/v1/libraries"): frozenset({"engine"}),
     ("GET", "/v1/libraries/{library}"): frozenset({"engine", "library"}),
@@ -171,7 +172,7 @@ def build(
         components[model.__name__] = model_schema
     for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, which arrwdb never sends
         components.pop(name, None)
-    openapi_rules.apply(components, models, rerankers, max_inputs)
+    openapi_rules.apply(components, models, rerankers, max_inputs, clustered=bool(settings.ray_address))
     components.update(_error_components())
     if not rerankers:
         document["paths"].pop("/v1/rerank", None)

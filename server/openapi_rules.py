@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arrwdb.document_edits import MAX_DELETE_IDS
+from arrwdb.engine_api import MAX_SHARDS
 from arrwdb.filters import MAX_FIELD_CHARS, MAX_IN_VALUES
 from arrwdb.index.params import INDEX_PARAM_RULES, QUERY_PARAM_RULES
 from arrwdb.inputs import FUSIONS, MODES
@@ -358,12 +359,18 @@ def _bounds_as_json_schema(schema: Any) -> None:
             _bounds_as_json_schema(item)
 
 
-def apply(components: dict[str, Schema], models: list[Model], rerankers: list[str], max_inputs: int) -> None:
-    """Add the rules to the request components (named as their pydantic models)."""
+def apply(
+    components: dict[str, Schema], models: list[Model], rerankers: list[str], max_inputs: int, clustered: bool = False
+) -> None:
+    """Add the rules to the request components (named as their pydantic models); ``clustered``: the
+    engines run on Ray (``--ray``), where a library may have more than one shard."""
     for schema in components.values():
         _bounds_as_json_schema(schema)
     components.update(filter_components())
     library_create(components["LibraryCreate"], models)
+    # One shard without Ray (arrwdb.engine_api.check_layout); one copy of each shard always.
+    _set(components["LibraryCreate"], "shards", _integer(1, MAX_SHARDS if clustered else 1))
+    _set(components["LibraryCreate"], "replicas", _integer(1, 1))
     document(components["Document"])
     document_patch(components["DocumentPatch"])
     delete_documents(components["DeleteDocuments"])
