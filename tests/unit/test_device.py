@@ -195,7 +195,7 @@ def test_worker_threads_follow_batch_size(monkeypatch) -> None:
 
     chosen: list[int] = []
     monkeypatch.setattr(torch, "set_num_threads", chosen.append)
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("arrwdb.device.usable_cores", lambda: 4)  # the cores this process may use
     threads = WorkerThreads(None, torch.device("cpu"))
     threads.fit(1, large_from=8)  # one query: all cores but one
     threads.fit(64, large_from=8)  # a large batch: every core

@@ -81,9 +81,9 @@ def test_normal_leaves_threads_alone() -> None:
 
 
 def test_auto_is_idle_with_two_cores_and_low_with_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(thread_priority, "usable_cores", lambda: 2)
     assert thread_priority.resolve("auto") == "idle"
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(thread_priority, "usable_cores", lambda: 1)
     assert thread_priority.resolve("auto") == "low"
     assert thread_priority.resolve("normal") == "normal"
     with pytest.raises(ValueError):
