@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arrwdb.errors import WorkerFailure
 from arrwdb.ipc import wire
 
 if TYPE_CHECKING:
@@ -158,7 +159,8 @@ class EngineActor:
 
     async def catalog_call(self, op: str, args: dict[str, Any]) -> Answer:
         async def run(_api: LocalEngine) -> Any:
-            assert self.catalog is not None, "the catalog lives on arrwdb-engine-0"
+            if self.catalog is None:
+                raise WorkerFailure(f"the catalog lives on {CATALOG_ENGINE}, not on {self.name}")
             return await asyncio.to_thread(getattr(self.catalog, op), **args)
 
         return await self._answer(run)

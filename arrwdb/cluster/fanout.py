@@ -203,9 +203,9 @@ class SearchFanout:
         if not hits:
             return [], Timings()
         texts = [hit.text or "" for hit in hits]
-        rerank = query.rerank
-        assert rerank is not None and query.query is not None
-        scores, _, timings = await self.cluster.rerank(query.query, texts, rerank.model, deadline)
+        check_rerank(query)  # its text is there
+        model = query.rerank.model if query.rerank is not None else None
+        scores, _, timings = await self.cluster.rerank(query.query or "", texts, model, deadline)
         return reranked(query, hits, scores), timings
 
 
@@ -237,10 +237,9 @@ def _answer(plan: _Plan, per_shard: list[list[Any]]) -> list[dict[str, Any]] | l
     """One query's answer: its legs merged over the shards (a plain search: the merged hits as the
     API's dicts), or fused and finished as one engine does (``Hit`` objects, or groups)."""
     query = plan.query
-    if plan.merged_only:
-        return merge_hits([shard[plan.vector_at] for shard in per_shard], query.k)
     options = query.retrieval
-    assert options is not None
+    if plan.merged_only or options is None:
+        return merge_hits([shard[plan.vector_at] for shard in per_shard], query.k)
     size = leg_size(options, query.k)
     vector = as_hits(merge_hits([s[plan.vector_at] for s in per_shard], size)) if plan.vector_at >= 0 else []
     keyword = as_hits(merge_hits([s[plan.keyword_at] for s in per_shard], size)) if plan.keyword_at >= 0 else []

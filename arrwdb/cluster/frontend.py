@@ -12,30 +12,28 @@ requests go to the engines in turn (every engine loads the same models).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
-from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from arrwdb.chunk_plan import checked_embeddings
 from arrwdb.cluster import metrics_text
 from arrwdb.cluster.actor import CATALOG_ENGINE
+from arrwdb.cluster.cluster_view import cluster_view
 from arrwdb.cluster.fanout import SearchFanout
 from arrwdb.cluster.links import EngineLink
+from arrwdb.cluster.shard_errors import names_shard, renamed
+from arrwdb.cluster.sharded_writes import write_batch
 from arrwdb.cluster.sharding import merge_pages, placement, shard_name, shard_of, split_by_shard
 from arrwdb.engine_api import check_layout
-from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotFound, OutcomeUnknown, PartialWrite, ShardUnavailable
+from arrwdb.errors import ArrwdbError, NotFound, ShardUnavailable
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.ipc import wire
 from arrwdb.timings import Timings
 
 Entry = dict[str, Any]  # a catalog entry (arrwdb.cluster.catalog.Catalog)
-_NO_DEADLINE_S = 60.0
 _TOTALS = ("document_count", "chunk_count", "vector_count", "memory_bytes")
 
 
@@ -91,20 +89,20 @@ class ClusterEngine:
         try:
             return await call(entry)
         except NotFound as exc:
-            if not _names_shard(exc):
-                raise _renamed(exc, entry) from None
+            if not names_shard(exc):
+                raise renamed(exc, entry) from None
             self.forget(entry)
         except ArrwdbError as exc:
-            raise _renamed(exc, entry) from None
+            raise renamed(exc, entry) from None
         entry = await self.entry(tenant, key, fresh=True)
         try:
             return await call(entry)
         except NotFound as exc:
-            if _names_shard(exc):
+            if names_shard(exc):
                 raise NotFound(f"library {key!r} not found") from None
-            raise _renamed(exc, entry) from None
+            raise renamed(exc, entry) from None
         except ArrwdbError as exc:
-            raise _renamed(exc, entry) from None
+            raise renamed(exc, entry) from None
 
     async def _gather(self, calls: list[Any]) -> list[Any]:
         """Every call's result; the first error raised once all have ended."""
@@ -122,44 +120,11 @@ class ClusterEngine:
         return {**answer, "engines": len(self.links), "engines_up": up}
 
     async def cluster(self) -> dict[str, Any]:
-        """Every engine, whether it answers, and its shards.  While the catalog engine is down the
-        shards are those of the libraries this frontend has used (``catalog``: ``"unavailable"``)."""
-        catalog = "ok"
-        try:
-            entries: list[Entry] = await self._catalog("entries")
-        except (ShardUnavailable, OutcomeUnknown, DeadlineExceeded):
-            catalog = "unavailable"
-            entries = list({entry["id"]: entry for entry in self._entries.values()}.values())
-        held: dict[str, list[tuple[Entry, int]]] = {name: [] for name in self.links}
-        for entry in entries:
-            for shard, engine in enumerate(entry["placement"]):
-                held.setdefault(engine, []).append((entry, shard))
-        infos = await asyncio.gather(*(self._info(name) for name in held), return_exceptions=True)
-        engines = []
-        for name, info in zip(held, infos, strict=True):
-            alive = not isinstance(info, BaseException)
-            sequences = info.get("sequences", {}) if alive else {}
-            shards = [
-                {
-                    "library": entry["name"],
-                    "tenant": entry["tenant"],
-                    "shard": shard,
-                    "role": "primary",
-                    "sequence": sequences.get(shard_name(entry, shard)),
-                    "in_sync": alive,
-                }
-                for entry, shard in held[name]
-            ]
-            body = {"name": name, "up": alive, "shards": shards}
-            if alive:
-                body.update({k: info[k] for k in ("node", "address", "device", "pid", "cores")})
-            else:
-                body.update({"node": None, "address": None, "device": None, "pid": None, "cores": None})
-            engines.append(body)
-        return {"engines": engines, "catalog": catalog}
+        return await cluster_view(self)
 
-    async def _info(self, name: str) -> dict[str, Any]:
-        return await self.link(name).ask("info")  # type: ignore[no-any-return]
+    def known_entries(self) -> list[Entry]:
+        """The libraries this frontend has used (cached catalog entries), one each."""
+        return list({entry["id"]: entry for entry in self._entries.values()}.values())
 
     # -- libraries -------------------------------------------------------------------------------
 
@@ -306,58 +271,7 @@ class ClusterEngine:
     async def upsert_documents(
         self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float
     ) -> list[str]:
-        entry = await self.entry(tenant, key)
-        settings = entry["settings"]
-        # Vectors checked here, before any shard writes: a bad one refuses the whole batch.
-        checked_embeddings(SimpleNamespace(dimension=settings["dimension"], metric=settings["metric"]), docs)  # type: ignore[arg-type]
-        docs = [doc if doc.id is not None else replace(doc, id=uuid.uuid4().hex) for doc in docs]
-        ids = [doc.id for doc in docs]
-        parts = split_by_shard(ids, entry["shards"])  # type: ignore[arg-type]
-        seconds = max(0.0, deadline - time.monotonic())
-
-        async def write(shard: int, positions: list[int]) -> list[str]:
-            described, frames = wire.documents_out([docs[p] for p in positions])
-            link = self.shard_link(entry, shard)
-            return await link.ask(  # type: ignore[no-any-return]
-                "upsert",
-                tenant,
-                shard_name(entry, shard),
-                described,
-                frames,
-                bulk,
-                seconds,
-                write=True,
-                deadline=deadline,
-            )
-
-        shards = list(parts)
-        results = await asyncio.gather(*(write(s, parts[s]) for s in shards), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if not failed:
-            return ids  # type: ignore[return-value]
-        written = [doc_id for r in results if not isinstance(r, BaseException) for doc_id in r]
-        cause = failed[0]
-        if isinstance(cause, ArrwdbError):
-            _renamed(cause, entry)
-        if isinstance(cause, NotFound) and _names_shard(cause):
-            self.forget(entry)
-            if not written:
-                raise NotFound(f"library {key!r} not found")
-        if not written and not any(isinstance(r, OutcomeUnknown) for r in failed):
-            raise cause
-        unknown = [
-            docs[p].id for s, r in zip(shards, results, strict=True) if isinstance(r, OutcomeUnknown) for p in parts[s]
-        ]
-        detail = f"; {len(unknown)} may or may not have been (error.unknown: read them back)" if unknown else ""
-        error = PartialWrite(
-            f"{len(written)} of {len(ids)} documents were written (error.written){detail}; "
-            f"the other shards refused: {_message(cause)}",
-            written=written,
-            unknown=unknown,  # type: ignore[arg-type]
-            retry_after_s=getattr(cause, "retry_after_s", None),
-        )
-        error.status = max(500, getattr(cause, "status", 500))
-        raise error
+        return await write_batch(self, tenant, key, docs, bulk, deadline)
 
     async def _on_document(self, tenant: str, key: str, doc_id: str, op: str, args: dict[str, Any], write: bool) -> Any:
         async def run(entry: Entry) -> Any:
@@ -488,22 +402,3 @@ class ClusterEngine:
 def _seconds(deadline: float) -> float:
     """A deadline as the time left: engines on other nodes have other monotonic clocks."""
     return max(0.0, deadline - time.monotonic())
-
-
-_SHARD_LIBRARY = re.compile(r"'[0-9a-f]{32}\.s\d+'")
-
-
-def _renamed(exc: ArrwdbError, entry: Entry) -> ArrwdbError:
-    """``exc`` with the shard library's internal name in its message replaced by the library's."""
-    exc.message = _SHARD_LIBRARY.sub(repr(entry["name"]), exc.message)
-    exc.args = (exc.message,)
-    return exc
-
-
-def _names_shard(exc: NotFound) -> bool:
-    """Whether a NotFound is about a shard library (``<id>.s<n>``), not a document."""
-    return bool(re.search(r"library '[0-9a-f]{32}\.s\d+'", exc.message))
-
-
-def _message(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, ArrwdbError) else f"{type(exc).__name__}: {exc}"
