@@ -41,7 +41,8 @@ def results_dir() -> Path:
 def browser() -> Iterator[Any]:
     binary = chromium_binary()
     if binary is None:
-        pytest.skip("no chromium binary on PATH (apt-get install chromium chromium-driver): browser tests skipped")
+        # These tests run only when asked for (make console-test): without a browser they fail, never pass.
+        pytest.fail("no chromium binary on PATH: apt-get install chromium chromium-driver (or set CHROMIUM)")
     driver_path = shutil.which("chromedriver")
     assert driver_path, f"chromium is at {binary} but chromedriver is not on PATH: apt-get install chromium-driver"
     from selenium import webdriver
