@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         description="A Ray cluster to run the engines on as actors (auto: the one `ray start` made on this host; "
         "empty: no Ray). Needs the ray extra.",
     )
+    failover_after_s: float = Field(
+        10.0,
+        ge=0.5,
+        description="Under --ray: how long a shard's primary engine may be gone before an in-sync replica is "
+        "promoted in its place (writes to that shard answer 503 meanwhile; reads go to a replica at once).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when torch sees a GPU, else the CPU. Resolved once at start."
     )
