@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--requests", type=int, default=60, help="sequential requests per latency point")
     shards.add_argument("--clients", type=int, default=64)
     shards.add_argument("--seconds", type=float, default=5.0)
+    replicas = sub.add_parser(
+        "replicas", help="insert rate with 2 copies of a shard vs 1, on a local 2-node Ray cluster"
+    )
+    replicas.add_argument("--output", type=Path, default=Path("bench/results/replicas.json"))
+    replicas.add_argument("--data-dir", type=Path, default=Path(".bench-cache/replicas-data"), help="emptied first")
+    replicas.add_argument("--clients", type=_ints, default=(8, 32), help="concurrent writers, one run per count")
+    replicas.add_argument("--seconds", type=float, default=8.0, help="per round and library")
+    replicas.add_argument("--rounds", type=int, default=3)
     embed = sub.add_parser("embed", help="texts/s of the packaged model by batch size, in process")
     embed.add_argument("--batches", type=_ints, default=(1, 8, 64, 256))
     embed.add_argument("--seconds", type=float, default=3.0)
@@ -153,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds,
         )
         print(format_shards(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
+    if args.benchmark == "replicas":
+        from arrwdb.bench.replicas import format_replicas, run_replicas
+
+        report = run_replicas(
+            args.output, args.data_dir, clients=args.clients, seconds=args.seconds, rounds=args.rounds
+        )
+        print(format_replicas(report))
         print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "workers":
         from arrwdb.bench.workers import format_workers, run_workers
