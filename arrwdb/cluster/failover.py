@@ -54,10 +54,9 @@ class Failover:
 
     async def check(self) -> None:
         cluster = self.cluster
-        known = [entry for entry in cluster.known_entries() if replicated(entry)]
-        if not known:
+        if not cluster.known_entries():
             return
-        try:
+        try:  # every map held, replicated or not: an operator may add a copy to any library
             cluster.learn_entries(await cluster.catalog_entries())
         except ArrwdbError:  # the catalog engine is down: keep the shard maps held
             pass

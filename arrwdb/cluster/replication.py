@@ -110,6 +110,16 @@ class Replication:
             del self.replicators[replicator.shard.key]
         self.roles.pop(replicator.shard.key, None)
 
+    async def relearn(self, copies: ShardCopies) -> None:
+        """Read one shard's entry again (after the catalog refused a change); a replicator whose engine
+        is no longer that epoch's primary is stopped."""
+        entry = await self._catalog_call("get", {"tenant": copies.tenant, "key": copies.library_id})
+        fresh = shard_copies(entry, copies.shard)
+        running = self.replicators.get(copies.key)
+        if running is not None and (fresh.epoch != running.shard.epoch or fresh.primary != self.me):
+            self.deposed(running)
+        self._learn(fresh)
+
     async def _copies(self, tenant: str, key: str, epoch: int | None) -> ShardCopies:
         known = self.roles.get(key)
         if known is None or (epoch is not None and epoch > known.epoch):
@@ -132,7 +142,10 @@ class Replication:
         copies = await self._copies(tenant, key, epoch)
         if copies.primary != self.me or (epoch is not None and epoch != copies.epoch):
             raise StaleShardMap(f"{self.me} is not the primary of {key} at epoch {epoch}")
-        return self.replicators.get(key)
+        replicator = self.replicators.get(key)
+        if replicator is None and len(copies.copies) > 1:  # never a write acknowledged by the primary alone
+            raise ShardUnavailable(f"{self.me} is not yet shipping {key} to its replicas; try again shortly")
+        return replicator
 
     async def for_read(self, tenant: str, key: str, epoch: int | None) -> None:
         copies = await self._copies(tenant, key, epoch)

@@ -186,9 +186,11 @@ class ShardReplicator:
         self._notify()
 
     async def _catalog(self, op: str, replica: str) -> None:
+        """A change of ``replica``'s state in the catalog; on a Conflict the catalog's view is learned:
+        this engine deposed (a newer epoch), or the replica no longer a copy (an operator removed it)."""
         shard = self.shard
         try:
             await self.hub.catalog_change(shard.library_id, shard.shard, op, shard.epoch, replica, shard.primary)
         except Conflict:
-            self.hub.deposed(self)
+            await self.hub.relearn(shard)
             raise
