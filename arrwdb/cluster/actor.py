@@ -100,9 +100,12 @@ class EngineActor:
 
         async def run(api: LocalEngine) -> Any:
             replication = self._replication()
-            await replication.for_write(tenant, key, epoch)
+            # The replicator of the epoch the write was accepted in: if that epoch ends meanwhile, the
+            # write is not acknowledged (replicated() raises), whatever replaced it.
+            replicator = await replication.for_write(tenant, key, epoch)
             value = await work(api)
-            await replication.after_write(tenant, key, epoch, deadline)
+            if replicator is not None:
+                await replicator.replicated(api.engine.store.last_seq(), deadline)
             return value
 
         return await self._answer(run)

@@ -154,11 +154,6 @@ class Replication:
         if self.me != copies.primary and self.me not in copies.in_sync:
             raise StaleShardMap(f"{self.me}'s copy of {key} is not in sync")
 
-    async def after_write(self, tenant: str, key: str, epoch: int | None, deadline: float) -> None:
-        replicator = self.replicators.get(key)
-        if replicator is not None:
-            await replicator.replicated(self.store.last_seq(), deadline)
-
     # -- as a replica ----------------------------------------------------------------------------------
 
     async def apply(self, tenant: str, key: str, epoch: int, page: ChangePage, settings: dict[str, Any] | None) -> int:
