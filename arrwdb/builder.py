@@ -179,6 +179,7 @@ class IndexBuilder:
             if not call_on_worker(self.worker, found[1].importing):
                 self._settling.discard(library_id)
                 self._build(library_id, settle=True)
+                self._vectors(library_id)  # deferred while the import ran (written only if due)
 
     def _build(self, library_id: str, settle: bool = False) -> None:
         found = self._ann_of(library_id)
@@ -293,8 +294,8 @@ class IndexBuilder:
         """The library's vector snapshot, which LibraryState asks for as it grows: one file to read at a
         restart instead of every row from SQLite (an ANN build writes one too, and may have meanwhile)."""
         state = self.libraries.get(library_id)
-        if state is None:
-            return
+        if state is None or library_id in self._settling:
+            return  # an import in chunks: written once it settles, not between its chunks
         flat = state.index.flat if isinstance(state.index, AnnIndex) else state.index
 
         def take() -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
