@@ -9,9 +9,10 @@ exact fresh segment.
 
 A bulk import goes into the graph in chunks as its rows commit: each extension takes the rows committed
 while the one before ran.  Such an import chunk keeps the published calibration (while it was measured
-on at least half the rows: ``AnnIndex.is_import_chunk``) and saves no snapshot; once the library has
-taken no rows for ``IMPORT_QUIET_S``, the builder settles it: the rows left fresh go in, the graph is
-calibrated, the snapshot saved.
+on at least half the rows: ``AnnIndex.is_import_chunk``); no extension saves a snapshot while another
+one is due at once, nor is the vector snapshot written between chunks.  Once the library has taken no
+rows for ``IMPORT_QUIET_S``, the builder settles it: the rows left fresh go in, the graph is
+calibrated, the snapshots saved.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class IndexBuilder:
         self._records: dict[str, LibraryRecord] = {}
         self._prefetched: dict[str, tuple[object, object, dict[str, object]]] = {}
         self._settling: set[str] = set()  # libraries with import chunks published, to settle (builder thread)
+        self._unsaved: set[str] = set()  # of those, the ones whose published index has no snapshot yet
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -175,10 +177,14 @@ class IndexBuilder:
             found = self._ann_of(library_id)
             if found is None:
                 self._settling.discard(library_id)
+                self._unsaved.discard(library_id)
                 continue
-            if not call_on_worker(self.worker, found[1].importing):
+            state, index = found
+            if not call_on_worker(self.worker, index.importing):
                 self._settling.discard(library_id)
                 self._build(library_id, settle=True)
+                if library_id in self._unsaved and self._still_current(library_id, state):
+                    self._save(library_id, state, index, call_on_worker(self.worker, lambda i=index: i.ann))
                 self._vectors(library_id)  # deferred while the import ran (written only if due)
 
     def _build(self, library_id: str, settle: bool = False) -> None:
@@ -212,8 +218,14 @@ class IndexBuilder:
         call_on_worker(self.worker, lambda: index.finish(job, ann, seconds, calibration, keep_calibration=chunk))
         kind = "import chunk" if chunk else job.kind
         log.info("library %s: %s of %d rows in %.1f s", library_id, kind, len(job.rows), seconds)
-        if chunk:  # the settle after the import calibrates and saves
+        # While the import goes on, another extension follows at once: the settle after it saves (a
+        # snapshot written now would be superseded within seconds, and writing it delays that one).
+        more_now = job.kind == "extend" and call_on_worker(
+            self.worker, lambda: index.importing() and index.plan() is not None
+        )
+        if chunk or more_now:
             self._settling.add(library_id)
+            self._unsaved.add(library_id)
             return
         self._save(library_id, state, index, ann)
         if job.kind == "build" and self._still_current(library_id, state):
@@ -239,6 +251,7 @@ class IndexBuilder:
         )
         if index.ann is not ann or not self._still_current(library_id, state):
             return  # superseded meanwhile: the next build saves
+        self._unsaved.discard(library_id)
         meta = {**_expected(state), "trained_rows": trained}
         if calibration is not None:
             meta["calibration"] = calibration.as_dict()

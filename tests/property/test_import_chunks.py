@@ -22,7 +22,7 @@ WIDE = {"ef_search": 2048}  # a search effort wide enough that the graph finds w
 
 @pytest.fixture(scope="module")
 def pool() -> np.ndarray:
-    return clustered(16_000, seed=31)
+    return clustered(20_000, seed=31)
 
 
 class Import:
@@ -70,14 +70,14 @@ def test_import_chunks_with_deletes_during_the_import(pool, seed):
     assert build_now(index) == "build"
     assert index.calibrated_rows == 3000 and not index.calibration_stale()
     chunks = calibrated = 0
-    while imp.next_row + 1200 <= len(pool):
-        imp.add(imp.rng.randint(1500, 2600))  # the rows committed while the previous chunk went in
+    while imp.next_row + 1700 + 500 + 10 <= len(pool):
+        imp.add(imp.rng.randint(1100, 1700))  # the rows committed while the previous chunk went in
         plan = index.plan()
         if plan is None:
             continue
         job = index.begin(plan)
         chunk = index.is_import_chunk(job)
-        imp.add(imp.rng.randint(0, 900))  # rows that commit while this chunk goes in: they stay fresh
+        imp.add(imp.rng.randint(0, 500))  # rows that commit while this chunk goes in: they stay fresh
         imp.delete(imp.rng.randint(0, 150))  # deletes of graph rows, of this chunk's rows, of fresh rows
         ann, calibration = calibrated_build.build(index, job, lambda fn: fn(), calibrated=not chunk)
         assert (calibration is None) == chunk
@@ -109,12 +109,14 @@ def test_import_chunks_with_deletes_during_the_import(pool, seed):
     assert index.fresh_count() == 0 and not index.calibration_stale()
     assert index.calibrated_rows == len(index.ann_rows)
     check_against_brute_force(imp, seed=seed)
-    # At the calibrated effort (no ef_search named), unseen queries reach close to the target.
+    # The calibration of the settled graph reached its aim on its held-out rows, and at that effort (no
+    # ef_search named) unseen queries pass the floor test_ann.py holds every default search to.
+    assert index.calibration.measured_recall >= index.calibration.aim
     queries = clustered(200, seed=seed + 50)
     live = imp.live_rows()
     _, found = index.search(queries, 10)
     _, truth = oracle(pool[live - 1], live, "l2").search(queries, 10)
-    assert recall(found, truth) >= 0.97
+    assert recall(found, truth) >= 0.95
 
 
 def test_a_quiet_library_is_never_extended_uncalibrated(pool):
@@ -134,11 +136,11 @@ def test_a_graph_more_than_doubled_since_its_calibration_is_calibrated_again(poo
     imp = Import(index, pool, 6)
     imp.add(2500)
     build_now(index)
-    imp.add(2000)
+    imp.add(2100)
     job = index.begin(index.plan())
-    assert index.is_import_chunk(job)  # 4500 rows after it: calibrated on 2500, at least half
+    assert index.is_import_chunk(job)  # 4600 rows after it: calibrated on 2500, at least half
     index.abort()
-    imp.add(600)
+    imp.add(500)
     job = index.begin(index.plan())
     assert not index.is_import_chunk(job)  # 5100 rows after it: more than twice 2500
     index.abort()
