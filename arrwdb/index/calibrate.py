@@ -180,7 +180,7 @@ def smallest_reaching(ladder: list[int], recall_at: Callable[[int], float], aim:
     """The smallest ladder value whose recall reaches ``aim`` (recall grows along the ladder), with its
     recall; the largest value when none does.  Galloping up from the bottom (indices 0, 1, 3, 7, ...),
     then a binary search between the last two probes: the values that reach the aim sit low on the
-    ladder, and a probe costs in proportion to its value (efSearch 4096 costs 30-60 times efSearch 96)."""
+    ladder, and a probe costs more the higher its value, so the top is searched only when needed."""
     measured: dict[int, float] = {}
 
     def at(i: int) -> float:
