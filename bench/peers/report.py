@@ -160,7 +160,8 @@ def peers_figure(report: dict[str, Any], path: Path) -> Path:
             ax.annotate(f"R={entry[f'recall_at_{k}']:.3f}", (i, values[i]), ha="center", va="bottom", fontsize=7)
     _embedding_panel(axes[0][-1], report.get("embedding", {}))
     s = report["settings"]
-    data = "clustered vectors" if "gaussian clusters" in s["data"] else s["data"].split(",")[0]
+    named = s.get("data", "")  # "<data set>, metric ..." for a named data set (``--dataset``)
+    data = named.split(",")[0] if named and "gaussian clusters" not in named else "clustered vectors"
     fig.suptitle(
         f"arrwdb vs peers: {s['rows']} x {s['dimension']}-d {data}, recall@{k} as R "
         f"({report['machine']['cpu']}, {report['machine']['cores']} cores, {report['machine']['date'][:10]})"
