@@ -13,6 +13,15 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part)
 
 
+def _json_object(text: str) -> dict:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object")
+    return value
+
+
 def _request_batch(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 1000:
@@ -74,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_argument("--m", type=int, default=32)
     engines.add_argument("--ef-construction", type=int, default=200)
     engines.add_argument("--seconds", type=float, default=1.0, help="per one-client q/s point")
+    indexed = sub.add_parser("indexed", help="bulk import over HTTP: seconds until every row is in the HNSW graph")
+    indexed.add_argument("--output", type=Path, default=Path("bench/results/indexed.json"))
+    indexed.add_argument("--datasets", default="fashion-mnist,minilm-like")
+    indexed.add_argument("--rows", type=int, default=60_000)
+    indexed.add_argument("--queries", type=int, default=500)
+    indexed.add_argument("--batch", type=int, default=1000, help="rows per documents/batch request")
+    indexed.add_argument("--index-params", type=_json_object, default=None, help="e.g. '{\"m\": 16}' (default: none)")
+    indexed.add_argument(
+        "--baseline-python",
+        default=None,
+        metavar="PYTHON",
+        help="first run the same import on this interpreter's arrwdb (another checkout's venv)",
+    )
     cold = sub.add_parser("coldstart", help="time from process start to exact and to ANN answers")
     cold.add_argument("data_dir", type=Path)
     cold.add_argument("--library", required=True)
@@ -200,6 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         datasets = tuple(d for d in args.datasets.split(",") if d)
         report = run_engines(args.output, args.rows, args.queries, args.m, args.ef_construction, args.seconds, datasets)
         print(format_engines(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
+    if args.benchmark == "indexed":
+        from arrwdb.bench.indexed import format_indexed, run_indexed
+
+        datasets = tuple(d for d in args.datasets.split(",") if d)
+        report = run_indexed(
+            args.output,
+            datasets,
+            args.rows,
+            args.queries,
+            args.batch,
+            baseline_python=args.baseline_python,
+            index_params=args.index_params,
+        )
+        print(format_indexed(report))
         print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "coldstart":
         import orjson
