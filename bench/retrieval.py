@@ -8,7 +8,11 @@ the verse of the same reference:
 - ``bible-asv``: the American Standard Version's (a revision of the KJV: much of the same wording,
   the lexical overlap that keyword search thrives on).
 Quality: nDCG@10 and recall@10 (one relevant document per query) of each mode through the real
-server (``/search/batch``), at the API's defaults (hybrid: RRF k = 60, weights [1, 1]; DBSF).
+server (``/search/batch``), at the API's defaults (hybrid: RRF k = 60, weights [1, 1]; DBSF).  Then
+the best any fusion setting reaches: each leg's 50 candidates (the default for k = 10) fetched once,
+fused by the server's own ``arrwdb.retrieval.fuse`` over a grid of RRF k and leg weights, and DBSF
+weights; and the ceiling set by verses whose KJV text is word for word in several passages (no
+ranking can tell those passages apart: the relevant one is expected at the middle of their ranks).
 Speed: 64 closed-loop clients of single ``/search`` requests against the same library, each mode
 with its own queries (the result and embedding caches off, so no mode is served another's work), in
 two scenarios: text queries (the server embeds each: the model's forward pass dominates the vector
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,8 @@ from arrwdb.bench.ann_data import _verses
 from arrwdb.bench.loadgen import closed_loop, encode_post, float32_base64
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.serverproc import ServerProcess
+from arrwdb.inputs import Hit, Retrieval
+from arrwdb.retrieval import fuse
 
 LIBRARY = "kjv"
 MODES: dict[str, dict[str, Any]] = {
@@ -40,6 +47,9 @@ MODES: dict[str, dict[str, Any]] = {
     "hybrid_dbsf": {"mode": "hybrid", "fusion": {"method": "dbsf"}},
 }
 SPEED_MODES = ("vector", "keyword", "hybrid_rrf")
+LEG_CANDIDATES = 50  # the API's default candidates for k = 10
+RRF_KS = (1, 2, 5, 10, 20, 60, 100)
+KEYWORD_WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)  # the vector leg's weight is 1
 
 
 def _bibles() -> tuple[dict[int, str], dict[str, dict[int, str]]]:
@@ -127,6 +137,68 @@ def _speed(
     return out
 
 
+def _legs(http: httpx.Client, texts: list[str]) -> dict[str, list[list[Hit]]]:
+    """Each query's vector and keyword candidates, as the hybrid mode's legs bring them."""
+    out: dict[str, list[list[Hit]]] = {}
+    for leg, fields in (("vector", {}), ("keyword", {"mode": "keyword"})):
+        out[leg] = []
+        for start in range(0, len(texts), 50):
+            queries = [
+                {"query": text, "k": LEG_CANDIDATES, "include_text": False, **fields}
+                for text in texts[start : start + 50]
+            ]
+            answer = http.post(f"/v1/libraries/{LIBRARY}/search/batch", json={"queries": queries})
+            answer.raise_for_status()
+            out[leg] += [
+                [Hit(hit["document_id"], hit["chunk_index"], hit["score"], None, None, {}) for hit in hits]
+                for hits in answer.json()["results"]
+            ]
+    return out
+
+
+def _fusion_sweep(legs: dict[str, list[list[Hit]]], relevant: list[str]) -> dict[str, dict[str, Any]]:
+    """The best nDCG@10 of RRF over ``RRF_KS`` x ``KEYWORD_WEIGHTS`` and of DBSF over the weights."""
+
+    def ndcg(options: Retrieval) -> float:
+        ranked = [
+            [hit.document_id for hit in fuse(vector, keyword, options)]
+            for vector, keyword in zip(legs["vector"], legs["keyword"], strict=True)
+        ]
+        return _ndcg_recall(ranked, relevant)[0]
+
+    settings = [
+        Retrieval(mode="hybrid", fusion="rrf", fusion_k=k, weights=(1.0, w)) for k in RRF_KS for w in KEYWORD_WEIGHTS
+    ]
+    settings += [Retrieval(mode="hybrid", fusion="dbsf", weights=(1.0, w)) for w in KEYWORD_WEIGHTS]
+    out: dict[str, dict[str, Any]] = {}
+    for options in settings:
+        found = round(ndcg(options), 4)
+        best = out.get(options.fusion)
+        if best is None or found > best["ndcg@10"]:
+            out[options.fusion] = {"ndcg@10": found, "weights": list(options.weights)}
+            if options.fusion == "rrf":
+                out["rrf"]["k"] = options.fusion_k
+    return out
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def _ceiling(kjv: dict[int, str], holder: dict[int, str], chosen: list[int]) -> float:
+    """nDCG@10 of a perfect ranking that still cannot tell apart the passages holding the same words
+    (a verse whose KJV text, case and punctuation aside, is in m passages: the relevant one lands at
+    each of the first m ranks alike)."""
+    passages_of: dict[str, set[str]] = {}
+    for verse_id, text in kjv.items():
+        if verse_id in holder:
+            passages_of.setdefault(" ".join(_WORDS.findall(text.lower())), set()).add(holder[verse_id])
+    total = 0.0
+    for verse_id in chosen:
+        m = len(passages_of[" ".join(_WORDS.findall(kjv[verse_id].lower()))])
+        total += sum(1.0 / math.log2(rank + 1) for rank in range(1, min(m, 10) + 1)) / m
+    return total / len(chosen)
+
+
 def _embedded(http: httpx.Client, texts: list[str]) -> np.ndarray:
     rows = []
     for start in range(0, len(texts), 256):
@@ -161,6 +233,8 @@ def run_retrieval(
             "seconds": seconds,
         },
         "quality": {},
+        "fusion_sweep": {},
+        "ceiling": {},
         "speed": {},
     }
     env = {"ARRWDB_WORKERS": "0", "ARRWDB_RESULT_CACHE_BYTES": "0", "ARRWDB_EMBED_CACHE_BYTES": "0"}
@@ -171,7 +245,10 @@ def run_retrieval(
                 pool = [v for v in doc_ids if bible.get(v)]
                 chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
                 texts = [bible[v] for v in chosen]
-                report["quality"][name] = _quality(http, texts, [holder[v] for v in chosen])
+                relevant = [holder[v] for v in chosen]
+                report["quality"][name] = _quality(http, texts, relevant)
+                report["fusion_sweep"][name] = _fusion_sweep(_legs(http, texts), relevant)
+                report["ceiling"][name] = round(_ceiling(kjv, holder, chosen), 4)
             web = query_bibles["bible-web"]
             speed_pool = [web[v] for v in doc_ids if web.get(v)][: 3 * speed_queries]
             vectors = _embedded(http, speed_pool)
@@ -189,6 +266,12 @@ def format_retrieval(report: dict[str, Any]) -> str:
     for name, modes in report["quality"].items():
         for mode, figures in modes.items():
             lines.append(f"{name:<12} {mode:<12} {figures['ndcg@10']:>8.4f} {figures['recall@10']:>10.4f}")
+    for name, sweep in report.get("fusion_sweep", {}).items():
+        rrf, dbsf = sweep["rrf"], sweep["dbsf"]
+        lines.append(
+            f"{name:<12} best RRF {rrf['ndcg@10']:.4f} (k {rrf['k']}, weights {rrf['weights']}), "
+            f"best DBSF {dbsf['ndcg@10']:.4f} (weights {dbsf['weights']}), ceiling {report['ceiling'][name]:.4f}"
+        )
     for scenario, modes in report["speed"].items():
         lines.append("")
         lines.append(f"{scenario:<21} q/s   p50_ms   p99_ms  batch  time vs vector")
