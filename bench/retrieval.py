@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,7 @@ def run_retrieval(
     seed: int = 0,
     speed_queries: int = 600,
 ) -> dict[str, Any]:
+    load_before = os.getloadavg()
     kjv, query_bibles = _bibles()
     passages, holder = _passages(kjv, docs)
     doc_ids = sorted(holder)  # the verses the passages hold
@@ -256,6 +258,7 @@ def run_retrieval(
             "text queries": _speed(server.port, speed_pool, None, clients, seconds),
             "embedding + keywords": _speed(server.port, speed_pool, vectors, clients, seconds),
         }
+    report["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     return report
