@@ -116,7 +116,8 @@ def search(
             return keyword_store.ranked(conn, library_id, useful, limit, allowed)
         return _top(entries, limit, allowed)
     finally:
-        conn.execute("COMMIT")
+        if conn.in_transaction:  # an I/O error may have ended it already
+            conn.execute("COMMIT")
 
 
 def _entries(
