@@ -35,6 +35,7 @@ from arrwdb import keyword_store
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MIN_FILL_ROWS = 4096  # rows of missing words a search may fetch, at least
 FILL_SHARE = 8  # ... or this fraction of the rows its words match, whichever is more
+DENSE_SPAN = 8  # row ids spread over at most this many times the pairs: summed by bincount
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,7 @@ def _top(entries: list[WordScores], limit: int, allowed: np.ndarray | None) -> l
     row_ids = np.concatenate([entry.row_ids for entry in entries])
     if not len(row_ids):
         return []
-    unique, position = np.unique(row_ids, return_inverse=True)
-    totals = np.bincount(position, weights=np.concatenate([entry.scores for entry in entries]))
+    unique, totals = _summed(row_ids, np.concatenate([entry.scores for entry in entries]))
     if allowed is not None:
         at = np.searchsorted(allowed, unique)
         keep = (at < len(allowed)) & (allowed[np.minimum(at, len(allowed) - 1)] == unique)
@@ -196,3 +196,17 @@ def _top(entries: list[WordScores], limit: int, allowed: np.ndarray | None) -> l
         unique, totals = unique[best], totals[best]
     order = np.lexsort((unique, -totals))
     return [(int(unique[i]), float(totals[i])) for i in order]
+
+
+def _summed(row_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct row id (ascending) and the sum of its scores.  A library's row ids are mostly
+    close together: over a span of at most ``DENSE_SPAN`` times the pairs, one ``bincount`` over the
+    span (no sort); else ``np.unique``."""
+    low, high = int(row_ids.min()), int(row_ids.max())
+    span = high - low + 1
+    if span > DENSE_SPAN * len(row_ids):
+        unique, position = np.unique(row_ids, return_inverse=True)
+        return unique, np.bincount(position, weights=scores)
+    offsets = row_ids - low
+    held = np.flatnonzero(np.bincount(offsets, minlength=span))
+    return held + low, np.bincount(offsets, weights=scores, minlength=span)[held]

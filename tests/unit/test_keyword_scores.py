@@ -151,3 +151,12 @@ def test_no_text_is_fts5_syntax_through_the_cache(text):
     filtered = keyword_scores.search(_FUZZ, _FUZZ_CACHE, "fuzz", words, 5, np.array([2], dtype=np.int64))
     assert all(row == 2 for row, _ in filtered)
     assert not _FUZZ.in_transaction
+
+
+@pytest.mark.parametrize("spread", [1, 10**9])  # close row ids (bincount over the span), far ones (np.unique)
+def test_scores_of_a_row_are_summed_over_its_words(spread):
+    row_ids = np.array([5, 7, 5, 9, 7, 5], dtype=np.int64) * spread
+    scores = np.array([1.0, 2.0, 0.5, 4.0, 0.25, 0.125])
+    unique, totals = keyword_scores._summed(row_ids, scores)
+    assert unique.tolist() == [5 * spread, 7 * spread, 9 * spread]
+    assert totals.tolist() == [1.625, 2.25, 4.0]
