@@ -13,6 +13,9 @@ the best any fusion setting reaches: each leg's 50 candidates (the default for k
 fused by the server's own ``arrwdb.retrieval.fuse`` over a grid of RRF k and leg weights, and DBSF
 weights; and the ceiling set by verses whose KJV text is word for word in several passages (no
 ranking can tell those passages apart: the relevant one is expected at the middle of their ranks).
+Last, the same verses as documents of their own (metadata ``passage``), each mode's quality with
+``group_by: "passage"``: the passages ranked by their best verse, what one chunk a verse does to the
+legs.
 Speed: 64 closed-loop clients of single ``/search`` requests against the same library, each mode
 with its own queries (the result and embedding caches off, so no mode is served another's work), in
 two scenarios: text queries (the server embeds each: the model's forward pass dominates the vector
@@ -41,6 +44,7 @@ from arrwdb.inputs import Hit, Retrieval
 from arrwdb.retrieval import fuse
 
 LIBRARY = "kjv"
+VERSE_LIBRARY = "kjv-verses"
 MODES: dict[str, dict[str, Any]] = {
     "vector": {},
     "keyword": {"mode": "keyword"},
@@ -90,23 +94,33 @@ def _ndcg_recall(ranked: list[list[str]], relevant: list[str]) -> tuple[float, f
     return ndcg / len(relevant), recall / len(relevant)
 
 
-def _load(http: httpx.Client, passages: dict[str, str]) -> None:
-    http.post("/v1/libraries", json={"name": LIBRARY}).raise_for_status()
-    items = list(passages.items())
-    for start in range(0, len(items), 500):
-        docs = [{"id": pid, "text": text} for pid, text in items[start : start + 500]]
-        http.post(f"/v1/libraries/{LIBRARY}/documents/batch", json={"documents": docs}).raise_for_status()
+def _load(http: httpx.Client, library: str, docs: list[dict[str, Any]]) -> None:
+    http.post("/v1/libraries", json={"name": library}).raise_for_status()
+    for start in range(0, len(docs), 500):
+        batch = {"documents": docs[start : start + 500]}
+        http.post(f"/v1/libraries/{library}/documents/batch", json=batch).raise_for_status()
 
 
-def _quality(http: httpx.Client, texts: list[str], relevant: list[str]) -> dict[str, dict[str, float]]:
+def _quality(
+    http: httpx.Client, texts: list[str], relevant: list[str], library: str = LIBRARY, group_by: str | None = None
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 and recall@10 of each mode; with ``group_by``, of the groups' keys (the passages)."""
     out = {}
+    grouping = {} if group_by is None else {"group_by": group_by}
     for mode, fields in MODES.items():
         ranked: list[list[str]] = []
         for start in range(0, len(texts), 50):
-            queries = [{"query": text, "k": 10, "include_text": False, **fields} for text in texts[start : start + 50]]
-            answer = http.post(f"/v1/libraries/{LIBRARY}/search/batch", json={"queries": queries})
+            queries = [
+                {"query": text, "k": 10, "include_text": False, **fields, **grouping}
+                for text in texts[start : start + 50]
+            ]
+            answer = http.post(f"/v1/libraries/{library}/search/batch", json={"queries": queries})
             answer.raise_for_status()
-            ranked += [[hit["document_id"] for hit in hits] for hits in answer.json()["results"]]
+            results = answer.json()["results"]
+            if group_by is None:
+                ranked += [[hit["document_id"] for hit in hits] for hits in results]
+            else:
+                ranked += [[group["key"] for group in groups] for groups in results]
         ndcg, recall = _ndcg_recall(ranked, relevant)
         out[mode] = {"ndcg@10": round(ndcg, 4), "recall@10": round(recall, 4)}
     return out
@@ -236,18 +250,21 @@ def run_retrieval(
         },
         "quality": {},
         "fusion_sweep": {},
+        "verse_chunks": {},
         "ceiling": {},
         "speed": {},
     }
     env = {"ARRWDB_WORKERS": "0", "ARRWDB_RESULT_CACHE_BYTES": "0", "ARRWDB_EMBED_CACHE_BYTES": "0"}
     with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
         with httpx.Client(base_url=server.url, timeout=600) as http:
-            _load(http, passages)
+            _load(http, LIBRARY, [{"id": pid, "text": text} for pid, text in passages.items()])
+            query_sets = {}
             for name, bible in query_bibles.items():
                 pool = [v for v in doc_ids if bible.get(v)]
                 chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
                 texts = [bible[v] for v in chosen]
                 relevant = [holder[v] for v in chosen]
+                query_sets[name] = (texts, relevant)
                 report["quality"][name] = _quality(http, texts, relevant)
                 report["fusion_sweep"][name] = _fusion_sweep(_legs(http, texts), relevant)
                 report["ceiling"][name] = round(_ceiling(kjv, holder, chosen), 4)
@@ -258,6 +275,13 @@ def run_retrieval(
             "text queries": _speed(server.port, speed_pool, None, clients, seconds),
             "embedding + keywords": _speed(server.port, speed_pool, vectors, clients, seconds),
         }
+        # The same passages, each verse a document of its own (one chunk a verse), searched grouped by
+        # passage: what smaller chunks do to each leg.  Loaded after the speed runs, which it would slow.
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            verse_docs = [{"id": str(v), "text": kjv[v], "metadata": {"passage": holder[v]}} for v in doc_ids]
+            _load(http, VERSE_LIBRARY, verse_docs)
+            for name, (texts, relevant) in query_sets.items():
+                report["verse_chunks"][name] = _quality(http, texts, relevant, VERSE_LIBRARY, "passage")
     report["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
@@ -269,6 +293,10 @@ def format_retrieval(report: dict[str, Any]) -> str:
     for name, modes in report["quality"].items():
         for mode, figures in modes.items():
             lines.append(f"{name:<12} {mode:<12} {figures['ndcg@10']:>8.4f} {figures['recall@10']:>10.4f}")
+    for name, modes in report.get("verse_chunks", {}).items():
+        for mode, figures in modes.items():
+            figures_text = f"{figures['ndcg@10']:>8.4f} {figures['recall@10']:>10.4f}"
+            lines.append(f"{name:<12} {mode:<12} {figures_text}  (verse documents, by passage)")
     for name, sweep in report.get("fusion_sweep", {}).items():
         rrf, dbsf = sweep["rrf"], sweep["dbsf"]
         lines.append(

@@ -62,3 +62,23 @@ def test_ceiling_counts_passages_that_hold_the_same_words():
     holder = {1: "p1", 2: "p1", 5: "p2"}
     assert _ceiling(kjv, holder, [2]) == pytest.approx(1.0)
     assert _ceiling(kjv, holder, [1]) == pytest.approx((1.0 + 1.0 / math.log2(3)) / 2)
+
+
+def test_grouped_quality_ranks_the_groups_keys():
+    import httpx
+    import orjson
+
+    from arrwdb.bench.retrieval import MODES, _quality
+
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        queries = orjson.loads(request.content)["queries"]
+        seen.extend(query.get("group_by") for query in queries)
+        groups = [{"key": "p2", "hits": []}, {"key": "p1", "hits": []}]
+        return httpx.Response(200, json={"results": [groups for _ in queries], "took_ms": 1.0})
+
+    with httpx.Client(base_url="http://test", transport=httpx.MockTransport(answer)) as http:
+        out = _quality(http, ["a verse"], ["p1"], "kjv-verses", "passage")
+    assert set(out) == set(MODES) and seen == ["passage"] * len(MODES)
+    assert out["vector"] == {"ndcg@10": round(1.0 / math.log2(3), 4), "recall@10": 1.0}  # p1 is 2nd
