@@ -54,8 +54,8 @@ crash: install
 	$(BIN)/python -m tests.reliability.crash --rounds $(CRASH_ROUNDS) --workers 2 --target server
 	$(BIN)/python -m tests.reliability.crash --rounds $(CRASH_ROUNDS) --workers 2 --target engine
 
-# The scale-out tests' long form: a local 2-node Ray cluster on 127.0.0.1, an engine killed under
-# concurrent writes in 10 rounds (make test runs 2); docs/SCALING.md.
+# The scale-out tests' long form: local Ray clusters on 127.0.0.1 (2 nodes; 3 for replicas), an engine
+# killed under concurrent writes (and reads, with replicas) in 10 rounds (make test runs 2); docs/SCALING.md.
 CLUSTER_KILL_ROUNDS ?= 10
 cluster: install
 	ARRWDB_CLUSTER_KILL_ROUNDS=$(CLUSTER_KILL_ROUNDS) $(BIN)/python -m pytest -q -s tests/cluster
