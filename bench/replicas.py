@@ -34,34 +34,37 @@ from arrwdb.bench.serverproc import ServerProcess
 DIMENSION = 384
 
 
-def _bodies(kind: str, batch: int, count: int, prefix: str) -> list[bytes]:
-    """``count`` batch bodies of distinct documents."""
-    vectors = random_vectors(batch * count, DIMENSION, seed=11) if kind == "vectors" else None
-    bodies = []
-    for b in range(count):
+class Bodies:
+    """Batch bodies of distinct documents, made as writers ask for them (a round takes as many as its
+    seconds allow): client vectors drawn from a pool of 4,096, or short texts."""
+
+    def __init__(self, kind: str, batch: int, prefix: str) -> None:
+        self.kind, self.batch, self.prefix = kind, batch, prefix
+        self.made = 0
+        self.pool = [float32_base64(v) for v in random_vectors(4096, DIMENSION, seed=11)] if kind == "vectors" else []
+
+    def next(self) -> bytes:
         docs = []
-        for i in range(batch):
-            n = b * batch + i
-            if vectors is not None:
-                docs.append({"id": f"{prefix}-{n}", "embedding_base64": float32_base64(vectors[n])})
+        for _ in range(self.batch):
+            n = self.made
+            self.made += 1
+            if self.pool:
+                docs.append({"id": f"{self.prefix}-{n}", "embedding_base64": self.pool[n % len(self.pool)]})
             else:
-                docs.append({"id": f"{prefix}-{n}", "text": f"document {n} says something about topic {n % 97}"})
-        bodies.append(orjson.dumps({"documents": docs}))
-    return bodies
+                docs.append({"id": f"{self.prefix}-{n}", "text": f"document {n} says something about topic {n % 97}"})
+        return orjson.dumps({"documents": docs})
 
 
-async def _insert(url: str, library: str, bodies: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
-    """Acknowledged documents a second from ``clients`` writers over ``seconds`` (or until the bodies run out)."""
-    queue = list(reversed(bodies))
+async def _insert(url: str, library: str, bodies: Bodies, clients: int, seconds: float) -> dict[str, Any]:
+    """Acknowledged documents a second from ``clients`` writers over ``seconds``."""
     done, failed = 0, 0
     stop_at = time.perf_counter() + seconds
     path = f"/v1/libraries/{library}/documents/batch"
 
     async def writer(client: httpx.AsyncClient) -> None:
         nonlocal done, failed
-        while queue and time.perf_counter() < stop_at:
-            body = queue.pop()
-            answer = await client.post(path, content=body, headers={"content-type": "application/json"})
+        while time.perf_counter() < stop_at:
+            answer = await client.post(path, content=bodies.next(), headers={"content-type": "application/json"})
             if answer.status_code == 201:
                 done += len(answer.json()["ids"])
             else:
@@ -74,11 +77,12 @@ async def _insert(url: str, library: str, bodies: list[bytes], clients: int, sec
     return {"documents": done, "failed_requests": failed, "seconds": elapsed, "docs_per_s": done / elapsed}
 
 
-def _single_writer_ms(url: str, library: str, bodies: list[bytes]) -> float:
+def _single_writer_ms(url: str, library: str, bodies: Bodies, count: int = 40) -> float:
     """Median time of one writer's batches sent one after another: the latency a replica adds."""
     timings = []
     with httpx.Client(base_url=url, timeout=120) as client:
-        for body in bodies:
+        for _ in range(count):
+            body = bodies.next()
             started = time.perf_counter()
             answer = client.post(
                 f"/v1/libraries/{library}/documents/batch", content=body, headers={"content-type": "application/json"}
@@ -90,13 +94,12 @@ def _single_writer_ms(url: str, library: str, bodies: list[bytes]) -> float:
 
 def _compare(url: str, kind: str, batch: int, clients: int, seconds: float, rounds: int) -> dict[str, Any]:
     """Rounds that alternate between the libraries of 1 and 2 copies; medians of each."""
-    per_round = max(1, int(seconds * 400 / batch))  # more bodies than a round can take
     rates: dict[int, list[float]] = {1: [], 2: []}
     for replicas in (1, 2):  # warm-up, not counted (the first embedding batches compile and allocate)
-        asyncio.run(_insert(url, f"{kind}-r{replicas}", _bodies(kind, batch, 20, f"warm-{clients}"), clients, 2.0))
+        asyncio.run(_insert(url, f"{kind}-r{replicas}", Bodies(kind, batch, f"warm-{clients}"), clients, 2.0))
     for round_ in range(rounds):
         for replicas in (1, 2) if round_ % 2 == 0 else (2, 1):
-            bodies = _bodies(kind, batch, per_round, f"{clients}-{round_}-{replicas}")
+            bodies = Bodies(kind, batch, f"{clients}-{round_}-{replicas}")
             point = asyncio.run(_insert(url, f"{kind}-r{replicas}", bodies, clients, seconds))
             if point["failed_requests"]:
                 raise RuntimeError(f"{kind} replicas={replicas}: {point}")
@@ -137,12 +140,10 @@ def run_replicas(
                         if kind == "vectors":
                             body["dimension"] = DIMENSION
                         client.post("/v1/libraries", json=body).raise_for_status()
-                    latency[kind] = {
-                        f"replicas_{r}": _single_writer_ms(
-                            server.url, f"{kind}-r{r}", _bodies(kind, batch, 40, f"latency-{r}")
-                        )
-                        for r in (1, 2, 1, 2)  # the second pass of each is kept: the first warms up
-                    }
+                    latency[kind] = {}
+                    for n, r in enumerate((1, 2, 1, 2)):  # the second pass of each is kept: the first warms up
+                        bodies = Bodies(kind, batch, f"one-{n}")
+                        latency[kind][f"replicas_{r}"] = _single_writer_ms(server.url, f"{kind}-r{r}", bodies)
                     for writers in clients:
                         results[f"{kind}, {writers} clients"] = _compare(
                             server.url, kind, batch, writers, seconds, rounds
