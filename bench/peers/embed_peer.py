@@ -26,7 +26,14 @@ from arrwdb.bench.rawhttp import RawConnection
 from arrwdb.bench.serverproc import ServerProcess, free_port
 
 SERVED_NAME = "all-minilm-l6-v2"
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Offline, and without Infinity's anonymous usage statistics (it posts them to a web service by default).
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+    "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+}
 # Each system twice: with torch's default intra-op threads (all cores), and with one thread.  On a
 # small machine shared with the load generator, OpenMP threads that wait on each other can cost more
 # than they give; both systems get the same setting in each run.
