@@ -67,12 +67,17 @@ def test_openai_client_in_one_process(start_server: Any, minilm: Any) -> None:
 
 
 def test_openai_client_through_http_workers(tmp_path: Any, minilm: Any) -> None:
-    server = start_processes(tmp_path / "data", workers=2)
+    server = start_processes(tmp_path / "data", workers=2, ARRWDB_MATRYOSHKA_MODELS=MODEL)
     try:
         minted = httpx.post(f"{server.url}/v1/admin/keys", json={"tenant": "t"}, headers={"X-API-Key": ADMIN_KEY})
         assert minted.status_code == 201, minted.text
         key = minted.json()["key"]
         _check_client_round_trip(server.url, key, {"X-API-Key": key}, minilm)
+        # The engine process reads ARRWDB_MATRYOSHKA_MODELS and shortens; the HTTP workers pass it on.
+        full = _embed(server.url, TEXTS, {"X-API-Key": key})[:, :64]
+        short = _openai(server.url, key).embeddings.create(input=TEXTS, model=MODEL, dimensions=64)
+        expected = full / np.linalg.norm(full, axis=1, keepdims=True)
+        np.testing.assert_allclose(np.asarray([d.embedding for d in short.data]), expected, atol=1e-6)
         # Errors cross the engine protocol with their field: the unknown model is named in `param`.
         with pytest.raises(openai.NotFoundError) as caught:
             _openai(server.url, key).embeddings.create(input="x", model="nope")
