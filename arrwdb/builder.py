@@ -6,6 +6,13 @@ calibrates its search effort (``arrwdb.index.calibrated_build``: exact neighbour
 worker in short jobs), and publishes it with one short job on the device worker.  Searches keep being
 answered throughout: by exact search until a first index exists, then by the previous index plus the
 exact fresh segment.
+
+A bulk import goes into the graph in chunks as its rows commit: each extension takes the rows committed
+while the one before ran.  Such an import chunk keeps the published calibration (while it was measured
+on at least half the rows: ``AnnIndex.is_import_chunk``); no extension saves a snapshot while another
+one is due at once, nor is the vector snapshot written between chunks.  Once the library has taken no
+rows for ``IMPORT_QUIET_S``, the builder settles it: the rows left fresh go in, the graph is
+calibrated, the snapshots saved.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 
 from arrwdb.cores import usable_cores
 from arrwdb.index import calibrated_build, faiss_ops, snapshot
-from arrwdb.index.ann import AnnIndex
+from arrwdb.index.ann import IMPORT_QUIET_S, AnnIndex, BuildInput
 from arrwdb.index.calibrate import Calibration
 from arrwdb.library import LibraryState
 from arrwdb.records import LibraryRecord
@@ -31,6 +38,7 @@ from arrwdb.worker import DeviceWorker, call_on_worker
 
 log = logging.getLogger("arrwdb.builder")
 T = TypeVar("T")
+SETTLE_POLL_S = IMPORT_QUIET_S / 4  # how often an importing library is checked for having gone quiet
 
 
 class IndexBuilder:
@@ -57,6 +65,8 @@ class IndexBuilder:
         self._pending: set[tuple[str, str]] = set()
         self._records: dict[str, LibraryRecord] = {}
         self._prefetched: dict[str, tuple[object, object, dict[str, object]]] = {}
+        self._settling: set[str] = set()  # libraries with import chunks published, to settle (builder thread)
+        self._unsaved: set[str] = set()  # of those, the ones whose published index has no snapshot yet
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -98,7 +108,8 @@ class IndexBuilder:
         self._tasks.put((task, library_id))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """For tests and benchmarks: wait until no task is queued or running."""
+        """For tests and benchmarks: wait until no task is queued or running and no import is left to
+        settle."""
         return self._idle.wait(timeout)
 
     def stop(self) -> None:
@@ -120,7 +131,10 @@ class IndexBuilder:
         except ImportError:
             log.warning("FAISS is not installed: ivf and hnsw libraries are served exactly")
         while True:
-            item = self._tasks.get()
+            try:
+                item = self._tasks.get(timeout=SETTLE_POLL_S if self._settling else None)
+            except queue.Empty:
+                item = ("settle", "")
             if item is None:
                 return
             with self._lock:
@@ -129,10 +143,12 @@ class IndexBuilder:
             try:
                 if task in handlers:
                     handlers[task](library_id)
+                if self._settling:
+                    self._settle_quiet()
             except Exception:
                 log.exception("index %s failed for library %s", task, library_id)
             with self._lock:
-                if not self._pending:
+                if not self._pending and not self._settling:
                     self._idle.set()
 
     def _pace(self) -> None:
@@ -155,32 +171,76 @@ class IndexBuilder:
     def _still_current(self, library_id: str, state: LibraryState) -> bool:
         return self.libraries.get(library_id) is state
 
-    def _build(self, library_id: str) -> None:
+    def _settle_quiet(self) -> None:
+        """Settle each importing library that has taken no rows for ``IMPORT_QUIET_S``."""
+        for library_id in sorted(self._settling):
+            found = self._ann_of(library_id)
+            if found is None:
+                self._settling.discard(library_id)
+                self._unsaved.discard(library_id)
+                continue
+            state, index = found
+            if not call_on_worker(self.worker, index.importing):
+                self._settling.discard(library_id)
+                self._build(library_id, settle=True)
+                if library_id in self._unsaved and self._still_current(library_id, state):
+                    self._save(library_id, state, index, call_on_worker(self.worker, lambda i=index: i.ann))
+                self._vectors(library_id)  # deferred while the import ran (written only if due)
+
+    def _build(self, library_id: str, settle: bool = False) -> None:
         found = self._ann_of(library_id)
         if found is None:
             return
         state, index = found
-        plan = call_on_worker(self.worker, index.plan)
+        plan = call_on_worker(self.worker, lambda: index.plan(settle))
         if plan is None:
             call_on_worker(self.worker, index.abort)
+            if settle:
+                self._recalibrate_if_stale(library_id, state, index)
             return
-        job = call_on_worker(self.worker, lambda: index.begin(plan))
+
+        def take() -> tuple[BuildInput, bool]:
+            job = index.begin(plan)
+            return job, index.is_import_chunk(job)
+
+        job, chunk = call_on_worker(self.worker, take)
         started = time.perf_counter()
         try:
-            ann, calibration = calibrated_build.build(index, job, self._on_worker, self._pace)
-            _log_calibration(library_id, calibration)
+            ann, calibration = calibrated_build.build(index, job, self._on_worker, self._pace, calibrated=not chunk)
+            if calibration is not None:
+                _log_calibration(library_id, calibration)
         except Exception:
             call_on_worker(self.worker, index.abort)
             raise
         seconds = time.perf_counter() - started
         if not self._still_current(library_id, state):
             return
-        call_on_worker(self.worker, lambda: index.finish(job, ann, seconds, calibration))
-        log.info("library %s: %s of %d rows in %.1f s", library_id, job.kind, len(job.rows), seconds)
+        call_on_worker(self.worker, lambda: index.finish(job, ann, seconds, calibration, keep_calibration=chunk))
+        kind = "import chunk" if chunk else job.kind
+        log.info("library %s: %s of %d rows in %.1f s", library_id, kind, len(job.rows), seconds)
+        # While the import goes on, another extension follows at once: the settle after it saves (a
+        # snapshot written now would be superseded within seconds, and writing it delays that one).
+        more_now = job.kind == "extend" and call_on_worker(
+            self.worker, lambda: index.importing() and index.plan() is not None
+        )
+        if chunk or more_now:
+            self._settling.add(library_id)
+            self._unsaved.add(library_id)
+            return
         self._save(library_id, state, index, ann)
         if job.kind == "build" and self._still_current(library_id, state):
             snapshot.save_vectors(self.vectors_path(library_id), job.rows, job.vectors, _expected(state))
             call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(job.rows)))
+
+    def _recalibrate_if_stale(self, library_id: str, state: LibraryState, index: AnnIndex) -> None:
+        """An import whose last chunk took every row: calibrate the published graph and save it."""
+        ann = call_on_worker(self.worker, lambda: index.ann if index.calibration_stale() else None)
+        if ann is None:
+            return
+        calibration = calibrated_build.calibrate_published(index, ann, self._on_worker, self._pace)
+        _log_calibration(library_id, calibration)
+        call_on_worker(self.worker, lambda: index.set_calibration(ann, calibration))
+        self._save(library_id, state, index, ann)
 
     def _on_worker(self, fn: Callable[[], T]) -> T:
         return call_on_worker(self.worker, fn)
@@ -191,6 +251,7 @@ class IndexBuilder:
         )
         if index.ann is not ann or not self._still_current(library_id, state):
             return  # superseded meanwhile: the next build saves
+        self._unsaved.discard(library_id)
         meta = {**_expected(state), "trained_rows": trained}
         if calibration is not None:
             meta["calibration"] = calibration.as_dict()
@@ -246,8 +307,8 @@ class IndexBuilder:
         """The library's vector snapshot, which LibraryState asks for as it grows: one file to read at a
         restart instead of every row from SQLite (an ANN build writes one too, and may have meanwhile)."""
         state = self.libraries.get(library_id)
-        if state is None:
-            return
+        if state is None or library_id in self._settling:
+            return  # an import in chunks: written once it settles, not between its chunks
         flat = state.index.flat if isinstance(state.index, AnnIndex) else state.index
 
         def take() -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:

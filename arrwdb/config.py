@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         description="A Ray cluster to run the engines on as actors (auto: the one `ray start` made on this host; "
         "empty: no Ray). Needs the ray extra.",
     )
+    failover_after_s: float = Field(
+        10.0,
+        ge=0.5,
+        description="Under --ray: how long a shard's primary engine may be gone before an in-sync replica is "
+        "promoted in its place (writes to that shard answer 503 meanwhile; reads go to a replica at once).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when torch sees a GPU, else the CPU. Resolved once at start."
     )
@@ -95,14 +101,15 @@ class Settings(BaseSettings):
     build_threads: int = Field(
         1,
         ge=1,
-        description="FAISS threads of the background index builder while the server serves (the rest serve).",
+        description="FAISS threads of the background index builder while the server searches or embeds (the rest"
+        " serve).",
     )
     build_threads_idle: int | None = Field(
         None,
         ge=1,
-        description="FAISS threads of a build once a second has passed without searches, embeddings or"
-        " commits (default: every core this process may use; set it to ARRWDB_BUILD_THREADS to never"
-        " take more).",
+        description="FAISS threads of a build once a second has passed without searches or embeddings;"
+        " a bulk import's commits do not count (default: every core this process may use; set it to"
+        " ARRWDB_BUILD_THREADS to never take more).",
     )
 
     # Search-result cache, keyed by library version: any applied write to a library makes its entries

@@ -96,7 +96,7 @@ class Engine(EmbeddingMixin, RerankMixin):
             max_batch_wait_ms=s.max_batch_wait_ms,
             max_queue=s.max_queue,
         )
-        idle = (self.telemetry.serving_idle, s.build_threads_idle)
+        idle = (self.telemetry.searches_idle, s.build_threads_idle)
         self.builder = IndexBuilder(self.worker, self.libraries, s.data_dir / "indexes", s.build_threads, *idle)
         self.committer = GroupCommitter(
             self.store, self.worker, self._apply_writes, self.telemetry, max_requests_per_commit=s.max_batch_size

@@ -103,6 +103,10 @@ class EngineAPI(Protocol):
         """``GET /v1/cluster``: the engines, where they run, and the shards each holds."""
         ...
 
+    async def change_replicas(self, tenant: str, key: str, shard: int, engine: str, add: bool) -> dict[str, Any]:
+        """Add (``add``) or remove the copy of a shard on ``engine``; the shard's layout after it."""
+        ...
+
 
 def library_body(state: LibraryState, default_model: str | None) -> dict[str, Any]:
     """A library as the API shows it (``default_model``: what a library without a model uses)."""
@@ -123,21 +127,33 @@ def library_body(state: LibraryState, default_model: str | None) -> dict[str, An
 
 
 MAX_SHARDS = 64
+MAX_REPLICAS = 8
 
 
 def check_layout(shards: int, replicas: int, clustered: bool) -> None:
     """A library's shards and replicas, against what this server can hold (InvalidInput says why)."""
     if not 1 <= shards <= MAX_SHARDS:
         raise InvalidInput(f"shards must be between 1 and {MAX_SHARDS}", param="shards")
-    if replicas != 1:
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise InvalidInput(f"replicas must be between 1 and {MAX_REPLICAS}", param="replicas")
+    if replicas > 1 and not clustered:
         raise InvalidInput(
-            "replicas must be 1: this server keeps one copy of each shard (no replication)", param="replicas"
+            "replicas > 1 needs engines on a Ray cluster (arrwdb serve --ray); this server has one engine",
+            param="replicas",
         )
     if shards > 1 and not clustered:
         raise InvalidInput(
             "shards > 1 needs engines on a Ray cluster (arrwdb serve --ray); this server has one engine",
             param="shards",
         )
+
+
+def replicas_need_ray() -> InvalidInput:
+    return InvalidInput(
+        "a library has one copy of its one shard on this server: replicas need engines on a Ray cluster "
+        "(arrwdb serve --ray)",
+        param="replicas",
+    )
 
 
 def key_record_body(record: ApiKeyRecord) -> dict[str, Any]:
@@ -273,6 +289,10 @@ class LocalEngine:
     async def api_keys(self, tenant: str | None) -> list[dict[str, Any]]:
         records = await asyncio.to_thread(self.engine.store.api_keys, tenant)
         return [key_record_body(r) for r in records]
+
+    async def change_replicas(self, tenant: str, key: str, shard: int, engine: str, add: bool) -> dict[str, Any]:
+        self.engine.library(tenant, key)  # an unknown library is a 404 first
+        raise replicas_need_ray()
 
     async def cluster(self) -> dict[str, Any]:
         engine = self.engine

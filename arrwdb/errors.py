@@ -111,6 +111,12 @@ class ShardUnavailable(ArrwdbError):
         self.retry_after_s = retry_after_s
 
 
+class StaleShardMap(ShardUnavailable):
+    """A shard call reached an engine whose role for that shard differs from the caller's map (a
+    promotion or a replica change the caller has not seen): nothing was done; the frontend reads the
+    catalog again and retries."""
+
+
 class PartialWrite(ArrwdbError):
     """A batch write to a sharded library that some shards committed and others did not (each shard's
     part is all or nothing): ``written`` lists the committed ids, ``unknown`` those whose shard ended

@@ -71,6 +71,20 @@ WriteOp = Upsert | Delete | Patch
 
 
 @dataclass(frozen=True)
+class ChangePage:
+    """A library's changes after sequence ``after``, for a replica: the current state of each document
+    written after ``after`` (``documents``) and the ids of those deleted since (``deleted``).  Every
+    change with a sequence up to ``upto`` is covered (a document may be newer than ``upto``: states are
+    read as they are now); ``complete``: nothing after ``upto`` was left for a next page."""
+
+    after: int
+    upto: int
+    documents: tuple[DocumentRecord, ...]
+    deleted: tuple[str, ...]
+    complete: bool
+
+
+@dataclass(frozen=True)
 class AppliedWrite:
     """What one committed write changed, for the in-memory index to mirror."""
 

@@ -99,6 +99,7 @@ class Telemetry(HttpFigures):
         # time.monotonic() of the last search or embedding batch, or commit: what background builds
         # would take CPU from.  Cheap requests (health, statistics polls) do not count.
         self.last_work_at = float("-inf")
+        self.last_search_at = float("-inf")  # the last search or embedding batch only (not commits)
         self.batches_running = 0  # on the device worker (one at a time); read by the index builder
         in_flight = Gauge("arrwdb_http_requests_in_flight", "HTTP requests being served", registry=r)
         in_flight.set_function(lambda: self.requests_in_flight)
@@ -152,9 +153,16 @@ class Telemetry(HttpFigures):
         finally:
             self.batches_running -= 1
             self.work_done()
+            self.last_search_at = self.last_work_at
 
     def serving_idle(self, quiet_s: float = 1.0) -> bool:
         """No batch running, and no search, embedding or commit for ``quiet_s``: background work may take
         every core.  (Not "no request in flight": a client polling statistics while it waits for a
         build would then keep the build on one thread.)"""
         return self.batches_running == 0 and time.monotonic() - self.last_work_at >= quiet_s
+
+    def searches_idle(self, quiet_s: float = 1.0) -> bool:
+        """No batch running, and no search or embedding batch for ``quiet_s``; commits may go on.  A
+        bulk import's commits leave cores idle (the event loop parses, SQLite writes) that a build at a
+        lower priority than the loop (``thread_priority``) can take without slowing the inserts."""
+        return self.batches_running == 0 and time.monotonic() - self.last_search_at >= quiet_s

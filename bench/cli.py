@@ -13,6 +13,15 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part)
 
 
+def _json_object(text: str) -> dict:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object")
+    return value
+
+
 def _request_batch(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 1000:
@@ -52,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--requests", type=int, default=60, help="sequential requests per latency point")
     shards.add_argument("--clients", type=int, default=64)
     shards.add_argument("--seconds", type=float, default=5.0)
+    replicas = sub.add_parser(
+        "replicas", help="insert rate with 2 copies of a shard vs 1, on a local 2-node Ray cluster"
+    )
+    replicas.add_argument("--output", type=Path, default=Path("bench/results/replicas.json"))
+    replicas.add_argument("--data-dir", type=Path, default=Path(".bench-cache/replicas-data"), help="emptied first")
+    replicas.add_argument("--clients", type=_ints, default=(8, 32), help="concurrent writers, one run per count")
+    replicas.add_argument("--seconds", type=float, default=8.0, help="per round and library")
+    replicas.add_argument("--rounds", type=int, default=3)
     embed = sub.add_parser("embed", help="texts/s of the packaged model by batch size, in process")
     embed.add_argument("--batches", type=_ints, default=(1, 8, 64, 256))
     embed.add_argument("--seconds", type=float, default=3.0)
@@ -66,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_argument("--m", type=int, default=32)
     engines.add_argument("--ef-construction", type=int, default=200)
     engines.add_argument("--seconds", type=float, default=1.0, help="per one-client q/s point")
+    indexed = sub.add_parser("indexed", help="bulk import over HTTP: seconds until every row is in the HNSW graph")
+    indexed.add_argument("--output", type=Path, default=Path("bench/results/indexed.json"))
+    indexed.add_argument("--datasets", default="fashion-mnist,minilm-like")
+    indexed.add_argument("--rows", type=int, default=60_000)
+    indexed.add_argument("--queries", type=int, default=500)
+    indexed.add_argument("--batch", type=int, default=1000, help="rows per documents/batch request")
+    indexed.add_argument("--index-params", type=_json_object, default=None, help="e.g. '{\"m\": 16}' (default: none)")
+    indexed.add_argument(
+        "--baseline-python",
+        default=None,
+        metavar="PYTHON",
+        help="first run the same import on this interpreter's arrwdb (another checkout's venv)",
+    )
     cold = sub.add_parser("coldstart", help="time from process start to exact and to ANN answers")
     cold.add_argument("data_dir", type=Path)
     cold.add_argument("--library", required=True)
@@ -154,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_shards(report))
         print(f"\nwrote {args.output}", file=sys.stderr)
+    if args.benchmark == "replicas":
+        from arrwdb.bench.replicas import format_replicas, run_replicas
+
+        report = run_replicas(
+            args.output, args.data_dir, clients=args.clients, seconds=args.seconds, rounds=args.rounds
+        )
+        print(format_replicas(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "workers":
         from arrwdb.bench.workers import format_workers, run_workers
 
@@ -184,6 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         datasets = tuple(d for d in args.datasets.split(",") if d)
         report = run_engines(args.output, args.rows, args.queries, args.m, args.ef_construction, args.seconds, datasets)
         print(format_engines(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
+    if args.benchmark == "indexed":
+        from arrwdb.bench.indexed import format_indexed, run_indexed
+
+        datasets = tuple(d for d in args.datasets.split(",") if d)
+        report = run_indexed(
+            args.output,
+            datasets,
+            args.rows,
+            args.queries,
+            args.batch,
+            baseline_python=args.baseline_python,
+            index_params=args.index_params,
+        )
+        print(format_indexed(report))
         print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "coldstart":
         import orjson

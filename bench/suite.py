@@ -86,8 +86,10 @@ class Library:
         self.name = name
         self.path = f"/v1/libraries/{name}"
 
-    def create(self, dimension: int, index_type: str, index_params: dict[str, Any] | None = None) -> None:
-        body = {"name": self.name, "dimension": dimension, "index_type": index_type, "metric": "cosine"}
+    def create(
+        self, dimension: int, index_type: str, index_params: dict[str, Any] | None = None, metric: str = "cosine"
+    ) -> None:
+        body = {"name": self.name, "dimension": dimension, "index_type": index_type, "metric": metric}
         if index_params:
             body["index_params"] = index_params
         self.conn.ok(encode_post(self.conn.host, "/v1/libraries", orjson.dumps(body)))
@@ -129,14 +131,17 @@ class Library:
             for q in queries
         ]
 
-    def wait_ann(self, rows: int, timeout_s: float, poll_s: float = 0.05, settle_s: float = 0.3) -> dict[str, Any]:
+    def wait_ann(
+        self, rows: int, timeout_s: float, poll_s: float = 0.05, settle_s: float = 0.3, every_row: bool = False
+    ) -> dict[str, Any]:
         """Poll statistics until the ANN index is built and the builder has nothing left to do.
 
         Done means: state "ann", every row accounted for, and fewer fresh rows than arrwdb folds into
         the graph (it extends the index once 2048 rows, or 5% of it, are fresh; fewer stay in the
         exact fresh segment that is searched beside the graph, by design).  The same figures must
         hold for ``settle_s``, so that a build requested but not yet started is not missed.  The time
-        reported is when that state was first seen."""
+        reported is when that state was first seen.  ``every_row``: done only once the graph holds every
+        row, calibrated as it is (a server that settles an import folds the last fresh rows in)."""
         started = time.perf_counter()
         index: dict[str, Any] = {}
         seen: tuple[Any, ...] | None = None
@@ -146,6 +151,8 @@ class Library:
             now = time.perf_counter() - started
             fresh, built = index.get("fresh_rows", rows), index.get("ann_rows", 0)
             done = index.get("state") == "ann" and fresh + built == rows and fresh < max(2048, 0.05 * built)
+            if every_row:
+                done = done and fresh == 0 and index.get("calibrated_rows", built) == built
             state = (index.get("builds"), built, fresh) if done else None
             if state is None or state != seen:
                 seen, seen_at = state, now

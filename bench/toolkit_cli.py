@@ -53,6 +53,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="the embedding model's dtype on arrwdb and Infinity alike (default auto: arrwdb's choice for this CPU)",
     )
     peers.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
+    peers.add_argument(
+        "--dataset",
+        choices=("fashion-mnist", "minilm-like"),
+        default=None,
+        help="a named data set instead of the clustered vectors (arrwdb and Chroma only; issue 29's targets)",
+    )
+    peers.add_argument(
+        "--own-defaults",
+        action="store_true",
+        help="each system's own HNSW defaults instead of one shared configuration (M 32, efC 200, ef 128)",
+    )
     peers.add_argument("--no-progress", action="store_true")
 
 

@@ -17,7 +17,19 @@ from arrwdb import __version__, thread_priority
 from arrwdb.config import Settings
 from arrwdb.gc_tuning import freeze_gc_when_ready
 from arrwdb.ratelimit import RateLimiter
-from arrwdb.server import admin, console, documents, libraries, openai_api, openapi, rerank, schemas, search, system
+from arrwdb.server import (
+    admin,
+    console,
+    documents,
+    libraries,
+    openai_api,
+    openapi,
+    replicas,
+    rerank,
+    schemas,
+    search,
+    system,
+)
 from arrwdb.server.admission import Admission, AdmissionDoor, AdmissionGate
 from arrwdb.server.auth import KeyRing
 from arrwdb.server.auth_startup import start_auth
@@ -125,7 +137,7 @@ def build_app(
     app.state.rate_limiter = limiter
     app.state.remote_rate_limit = False
     install_error_handlers(app)
-    for module in (system, libraries, documents, search, openai_api, rerank, admin, console):
+    for module in (system, libraries, replicas, documents, search, openai_api, rerank, admin, console):
         app.include_router(module.router)
     if settings.tracemalloc:  # debug only: off by default (see memdebug.py)
         install_memory_debug(app, settings.tracemalloc)

@@ -48,7 +48,7 @@ def create_cluster_app(
     ``auth_enabled`` as ``start_cluster`` decided it; ``metrics_dir``: with several HTTP workers, their
     shared Prometheus folder (``server/http_telemetry.py``)."""
     links = {name: EngineLink(name, placement.handle(name)) for name in engines}
-    cluster = ClusterEngine(links, settings.max_batch_size)
+    cluster = ClusterEngine(links, settings.max_batch_size, settings.failover_after_s)
     telemetry = HttpTelemetry()
 
     @asynccontextmanager

@@ -59,6 +59,12 @@ ROUTE_ERRORS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/libraries/{library}"): frozenset({"engine", "library"}),
     ("DELETE", "/v1/libraries/{library}"): frozenset({"engine", "library", "write"}),
     ("GET", "/v1/libraries/{library}/statistics"): frozenset({"engine", "library"}),
+    ("POST", "/v1/libraries/{library}/shards/{shard}/replicas"): frozenset(
+        {"engine", "body", "library", "query", "conflict", "write"}
+    ),
+    ("DELETE", "/v1/libraries/{library}/shards/{shard}/replicas/{engine}"): frozenset(
+        {"engine", "library", "query", "conflict", "write"}
+    ),
     ("POST", "/v1/libraries/{library}/documents"): frozenset({"engine", "body", "library", "queue", "write"}),
     ("POST", "/v1/libraries/{library}/documents/batch"): frozenset({"engine", "body", "library", "queue", "write"}),
     ("GET", "/v1/libraries/{library}/documents"): frozenset({"engine", "library", "query", "cursor"}),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arrwdb.document_edits import MAX_DELETE_IDS
-from arrwdb.engine_api import MAX_SHARDS
+from arrwdb.engine_api import MAX_REPLICAS, MAX_SHARDS
 from arrwdb.filters import MAX_FIELD_CHARS, MAX_IN_VALUES
 from arrwdb.index.params import INDEX_PARAM_RULES, QUERY_PARAM_RULES
 from arrwdb.inputs import FUSIONS, MODES
@@ -375,9 +375,9 @@ def apply(
         _bounds_as_json_schema(schema)
     components.update(filter_components())
     library_create(components["LibraryCreate"], models)
-    # One shard without Ray (arrwdb.engine_api.check_layout); one copy of each shard always.
+    # One shard, one copy of it, without Ray (arrwdb.engine_api.check_layout).
     _set(components["LibraryCreate"], "shards", _integer(1, MAX_SHARDS if clustered else 1))
-    _set(components["LibraryCreate"], "replicas", _integer(1, 1))
+    _set(components["LibraryCreate"], "replicas", _integer(1, MAX_REPLICAS if clustered else 1))
     document(components["Document"])
     document_patch(components["DocumentPatch"])
     delete_documents(components["DeleteDocuments"])

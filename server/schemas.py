@@ -48,7 +48,12 @@ class LibraryCreate(Strict):
     shards: int = Field(
         1, ge=1, le=64, description="Parts the documents are spread over (by id); more than 1 needs --ray."
     )
-    replicas: int = Field(1, ge=1, le=16, description="Copies of each shard; only 1 is served (no replication).")
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Copies of each shard, each on its own engine; more than 1 needs --ray (docs/SCALING.md).",
+    )
 
 
 class Library(BaseModel):
@@ -63,6 +68,21 @@ class Library(BaseModel):
     model: str | None = None
     shards: int = 1
     replicas: int = 1
+
+
+class ReplicaAdd(Strict):
+    engine: str = Field(
+        ..., min_length=1, max_length=64, description="The engine to hold the new copy (GET /v1/cluster lists them)."
+    )
+
+
+class ShardLayout(BaseModel):
+    library: str
+    shard: int
+    epoch: int
+    primary: str
+    copies: list[str]
+    in_sync: list[str]
 
 
 class LibraryList(BaseModel):

@@ -28,11 +28,15 @@ from arrwdb.ipc import wire
 
 if TYPE_CHECKING:
     from arrwdb.cluster.catalog import Catalog
+    from arrwdb.cluster.replication import Replication
     from arrwdb.config import Settings
     from arrwdb.engine_api import LocalEngine
+    from arrwdb.records import ChangePage
 
 Answer = tuple[str, Any]
 CATALOG_ENGINE = "arrwdb-engine-0"
+_WRITES = frozenset({"patch_document", "delete_document"})  # ``call`` operations that write a shard
+_READS = frozenset({"get_document", "list_documents", "statistics"})
 
 
 def engine_folder(data_dir: Path, name: str) -> Path:
@@ -51,6 +55,7 @@ class EngineActor:
         self.settings = settings.model_copy(update={"data_dir": engine_folder(settings.data_dir, name)})
         self.api: LocalEngine | None = None
         self.catalog: Catalog | None = None
+        self.replication: Replication | None = None
         self._starting = asyncio.Lock()
         self.started_at = time.time()
 
@@ -61,6 +66,7 @@ class EngineActor:
             if self.api is None:
                 from arrwdb import thread_priority
                 from arrwdb.cluster.catalog import Catalog
+                from arrwdb.cluster.replication import Replication
                 from arrwdb.engine import Engine
                 from arrwdb.engine_api import LocalEngine
 
@@ -69,8 +75,50 @@ class EngineActor:
                 await engine.start()
                 if self.name == CATALOG_ENGINE:
                     self.catalog = Catalog(self.settings.data_dir / "catalog.sqlite3")
-                self.api = LocalEngine(engine)
+                api = LocalEngine(engine)
+                self.replication = Replication(self.name, api, self._catalog)
+                self.replication.start()
+                self.api = api
         return self.api
+
+    async def _catalog(self, op: str, args: dict[str, Any]) -> Any:
+        """The catalog's ``op``: here on the catalog engine, else through it."""
+        if self.catalog is not None:
+            return await asyncio.to_thread(getattr(self.catalog, op), **args)
+        assert self.replication is not None
+        return await self.replication.ask(CATALOG_ENGINE, "catalog_call", op, args, timeout=5.0)
+
+    def _replication(self) -> Replication:
+        assert self.replication is not None  # set with the engine, before any call is served
+        return self.replication
+
+    async def _write(
+        self, tenant: str, key: str, epoch: int | None, deadline: float, work: Callable[[LocalEngine], Awaitable[Any]]
+    ) -> Answer:
+        """A write to shard library ``key``: only as the primary of ``epoch``, acknowledged once its
+        in-sync replicas have it too."""
+
+        async def run(api: LocalEngine) -> Any:
+            replication = self._replication()
+            # The replicator of the epoch the write was accepted in: if that epoch ends meanwhile, the
+            # write is not acknowledged (replicated() raises), whatever replaced it.
+            replicator = await replication.for_write(tenant, key, epoch)
+            value = await work(api)
+            if replicator is not None:
+                await replicator.replicated(api.engine.store.last_seq(), deadline)
+            return value
+
+        return await self._answer(run)
+
+    async def _read(
+        self, tenant: str, key: str, epoch: int | None, work: Callable[[LocalEngine], Awaitable[Any]]
+    ) -> Answer:
+        async def run(api: LocalEngine) -> Any:
+            if epoch is not None:
+                await self._replication().for_read(tenant, key, epoch)
+            return await work(api)
+
+        return await self._answer(run)
 
     async def _answer(self, work: Callable[[LocalEngine], Awaitable[Any]]) -> Answer:
         try:
@@ -81,13 +129,25 @@ class EngineActor:
     async def call(self, op: str, args: dict[str, Any]) -> Answer:
         """A call of ``LocalEngine`` whose arguments and answer are plain values; ``seconds`` in
         ``args`` is its deadline as the time left (monotonic clocks differ between nodes)."""
+        args = dict(args)
         if "seconds" in args:
-            args = dict(args)
             args["deadline"] = time.monotonic() + args.pop("seconds")
+        epoch = args.pop("epoch", None)
+        if op in _WRITES:
+            deadline = time.monotonic() + self.settings.request_timeout_ms / 1000
+            return await self._write(args["tenant"], args["key"], epoch, deadline, lambda api: getattr(api, op)(**args))
+        if op in _READS:
+            return await self._read(args["tenant"], args["key"], epoch, lambda api: getattr(api, op)(**args))
         return await self._answer(lambda api: getattr(api, op)(**args))
 
     async def search(
-        self, tenant: str, key: str, described: list[dict[str, Any]], frames: list[bytes], seconds: float
+        self,
+        tenant: str,
+        key: str,
+        described: list[dict[str, Any]],
+        frames: list[bytes],
+        seconds: float,
+        epoch: int | None = None,
     ) -> Answer:
         """Hits of each query as the API's JSON bytes, and the batch's timings."""
 
@@ -96,23 +156,64 @@ class EngineActor:
             results, timings = await api.search(tenant, key, queries, time.monotonic() + seconds)
             return [hits.data for hits in results], wire.timings_fields(timings)
 
-        return await self._answer(run)
+        return await self._read(tenant, key, epoch, run)
 
     async def upsert(
-        self, tenant: str, key: str, described: list[dict[str, Any]], frames: list[bytes], bulk: bool, seconds: float
+        self,
+        tenant: str,
+        key: str,
+        described: list[dict[str, Any]],
+        frames: list[bytes],
+        bulk: bool,
+        seconds: float,
+        epoch: int | None = None,
     ) -> Answer:
+        deadline = time.monotonic() + seconds
+
         async def run(api: LocalEngine) -> list[str]:
             docs = wire.documents_in(described, frames)
-            return await api.upsert_documents(tenant, key, docs, bulk, time.monotonic() + seconds)
+            return await api.upsert_documents(tenant, key, docs, bulk, deadline)
+
+        return await self._write(tenant, key, epoch, deadline, run)
+
+    async def delete_documents(
+        self,
+        tenant: str,
+        key: str,
+        ids: list[str] | None,
+        filter_json: str | None,
+        seconds: float,
+        epoch: int | None = None,
+    ) -> Answer:
+        deadline = time.monotonic() + seconds
+        return await self._write(
+            tenant, key, epoch, deadline, lambda api: api.delete_documents(tenant, key, ids, filter_json, deadline)
+        )
+
+    # -- replication ---------------------------------------------------------------------------------
+
+    async def create_copy(self, args: dict[str, Any], epoch: int) -> Answer:
+        """A new library's copy on a replica: made empty, at position (``epoch``, 0) of its primary."""
+
+        async def run(api: LocalEngine) -> dict[str, Any]:
+            body = await api.create_library(**args)
+            self._replication().positions.set(args["name"], epoch, 0)
+            return body
 
         return await self._answer(run)
 
-    async def delete_documents(
-        self, tenant: str, key: str, ids: list[str] | None, filter_json: str | None, seconds: float
+    async def replica_position(self, key: str) -> Answer:
+        """(epoch, sequence) of the primary's log this copy of ``key`` has applied; None: unknown."""
+
+        async def run(_api: LocalEngine) -> tuple[int, int] | None:
+            return self._replication().positions.get(key)
+
+        return await self._answer(run)
+
+    async def apply_replicated(
+        self, tenant: str, key: str, epoch: int, page: ChangePage, settings: dict[str, Any] | None
     ) -> Answer:
-        return await self._answer(
-            lambda api: api.delete_documents(tenant, key, ids, filter_json, time.monotonic() + seconds)
-        )
+        return await self._answer(lambda _api: self._replication().apply(tenant, key, epoch, page, settings))
 
     async def embed(self, texts: list[str], model: str | None, seconds: float) -> Answer:
         async def run(api: LocalEngine) -> tuple[bytes, list[int], list[Any]]:
@@ -144,7 +245,9 @@ class EngineActor:
             names = {state.record.id: state.record.name for state in engine.libraries.values()}
             by_id = await asyncio.to_thread(engine.store.library_sequences, list(names))
             sequences = {names[library_id]: seq for library_id, seq in by_id.items()}
+            positions = self._replication().positions
             return {
+                "positions": {name: positions.get(name) for name in names.values()},
                 "name": self.name,
                 "node": socket.gethostname(),
                 "address": _node_address(),

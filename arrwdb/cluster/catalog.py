@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from arrwdb.cluster.shard_state import change
 from arrwdb.errors import Conflict, NotFound
 
 _SCHEMA = """
@@ -37,8 +38,9 @@ CREATE TABLE IF NOT EXISTS libraries (
 
 
 class Catalog:
-    """Library entries as plain dicts: ``{id, tenant, name, shards, replicas, placement, settings}``
-    (``placement[s]``: the engine that holds shard ``s``; ``settings``: what creation was given)."""
+    """Library entries as plain dicts: ``{id, tenant, name, shards, replicas, placement, copies, in_sync,
+    epochs, settings}`` (``placement[s]``: the primary of shard ``s``; ``copies``, ``in_sync``, ``epochs``:
+    ``arrwdb.cluster.shard_state``; ``settings``: what creation was given)."""
 
     def __init__(self, path: Path, stale_after_s: float = 60.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,29 @@ class Catalog:
             self._db.execute(
                 "UPDATE libraries SET published = 1, body = ? WHERE id = ?", (orjson.dumps(entry).decode(), entry["id"])
             )
+
+    def change_shard(
+        self, library_id: str, shard: int, kind: str, epoch: int, engine: str, by: str | None = None
+    ) -> dict[str, Any]:
+        """Apply a role change to one shard of a published library (``arrwdb.cluster.shard_state.change``),
+        durably, and return the new entry; Conflict when the entry is not as the caller saw it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT body FROM libraries WHERE id = ? AND published = 1", (library_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"library {library_id!r} not found")
+                entry = change(orjson.loads(row[0]), shard, kind, epoch, engine, by)
+                self._db.execute(
+                    "UPDATE libraries SET body = ? WHERE id = ?", (orjson.dumps(entry).decode(), library_id)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return entry
 
     def remove(self, library_id: str) -> None:
         with self._lock:

@@ -161,8 +161,12 @@ class SearchFanout:
         seconds = max(0.0, deadline - time.monotonic())
         tenant = entry["tenant"]
         calls = [
-            self.cluster.shard_link(entry, s).ask(
-                "search", tenant, shard_name(entry, s), described, frames, seconds, deadline=deadline
+            self.cluster.read(
+                entry,
+                s,
+                lambda link, epoch, s=s: link.ask(
+                    "search", tenant, shard_name(entry, s), described, frames, seconds, epoch, deadline=deadline
+                ),
             )
             for s in range(entry["shards"])
         ]
@@ -185,8 +189,9 @@ class SearchFanout:
         texts = [queries[i].query for i in positions]
         seconds = max(0.0, deadline - time.monotonic())
         model = entry["settings"]["model"]
-        link = self.cluster.shard_link(entry, 0)
-        data, shape, _ = await link.ask("embed", texts, model, seconds, deadline=deadline)
+        data, shape, _ = await self.cluster.read(
+            entry, 0, lambda link, _epoch: link.ask("embed", texts, model, seconds, deadline=deadline)
+        )
         vectors = np.frombuffer(data, dtype=np.float32).reshape(shape)
         dimension = entry["settings"]["dimension"]
         if vectors.shape[1] != dimension:  # as one engine refuses it (arrwdb.search_plan)

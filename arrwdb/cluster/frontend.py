@@ -21,13 +21,15 @@ import numpy as np
 from arrwdb.cluster import metrics_text
 from arrwdb.cluster.actor import CATALOG_ENGINE
 from arrwdb.cluster.cluster_view import cluster_view
+from arrwdb.cluster.failover import Failover
 from arrwdb.cluster.fanout import SearchFanout
 from arrwdb.cluster.links import EngineLink
 from arrwdb.cluster.shard_errors import names_shard, renamed
+from arrwdb.cluster.shard_state import copies_placement, readers, with_copies
 from arrwdb.cluster.sharded_writes import write_batch
-from arrwdb.cluster.sharding import merge_pages, placement, shard_name, shard_of, split_by_shard
+from arrwdb.cluster.sharding import merge_pages, shard_name, shard_of, split_by_shard, stable_hash
 from arrwdb.engine_api import check_layout
-from arrwdb.errors import ArrwdbError, NotFound, ShardUnavailable
+from arrwdb.errors import ArrwdbError, NotFound, ShardUnavailable, StaleShardMap
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.ipc import wire
@@ -38,12 +40,13 @@ _TOTALS = ("document_count", "chunk_count", "vector_count", "memory_bytes")
 
 
 class ClusterEngine:
-    def __init__(self, links: dict[str, EngineLink], max_batch: int) -> None:
+    def __init__(self, links: dict[str, EngineLink], max_batch: int, failover_after_s: float = 10.0) -> None:
         self.links = links
         self.catalog_link = links[CATALOG_ENGINE]
         self._entries: dict[tuple[str, str], Entry] = {}
         self._turn = 0
         self.fanout = SearchFanout(self, max_batch)
+        self.failover = Failover(self, failover_after_s)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -64,13 +67,67 @@ class ClusterEngine:
         return self.catalog_link  # none is up: its error says so
 
     def shard_link(self, entry: Entry, shard: int) -> EngineLink:
+        """The link to the shard's primary (writes)."""
         return self.link(entry["placement"][shard])
+
+    async def read(self, entry: Entry, shard: int, ask: Any) -> Any:
+        """``ask(link, epoch)`` on a copy that may answer reads of ``shard``: the primary, or while it is
+        down an in-sync replica; the last refusal when none answers."""
+        names = readers(entry, shard)
+        epoch = with_copies(entry)["epochs"][shard]
+        failure: ArrwdbError | None = None
+        for name in names:
+            link = self.link(name)
+            if not link.up and name != names[-1]:
+                continue
+            try:
+                return await ask(link, epoch)
+            except StaleShardMap:
+                raise
+            except ShardUnavailable as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def read_call(self, entry: Entry, shard: int, op: str, args: dict[str, Any]) -> Any:
+        """``call`` of ``op`` with ``args`` on a copy that may answer reads of ``shard``."""
+        return await self.read(entry, shard, lambda link, epoch: link.ask("call", op, {**args, "epoch": epoch}))
+
+    async def write_call(self, entry: Entry, shard: int, op: str, args: dict[str, Any]) -> Any:
+        """``call`` of a write ``op`` on the shard's primary, naming the epoch this frontend knows."""
+        full = {**args, "epoch": with_copies(entry)["epochs"][shard]}
+        return await self.shard_link(entry, shard).ask("call", op, full, write=True)
+
+    # -- the catalog's shard maps ------------------------------------------------------------------
+
+    async def catalog_entries(self) -> list[Entry]:
+        return await self._catalog("entries")  # type: ignore[no-any-return]
+
+    async def catalog_change(
+        self, library_id: str, shard: int, op: str, epoch: int, engine: str, by: str | None
+    ) -> Entry:
+        args = {"library_id": library_id, "shard": shard, "kind": op, "epoch": epoch, "engine": engine, "by": by}
+        entry: Entry = await self._catalog("change_shard", **args)
+        self.learn_entries([entry], complete=False)
+        return entry
+
+    def learn_entries(self, entries: list[Entry], complete: bool = True) -> None:
+        """Replace the cached entries by these fresher ones (``complete``: the whole catalog, so a cached
+        library absent from it was deleted)."""
+        by_id = {entry["id"]: entry for entry in entries}
+        for cache_key, cached in list(self._entries.items()):
+            fresh = by_id.get(cached["id"])
+            if fresh is not None:
+                self._entries[cache_key] = fresh
+            elif complete:
+                del self._entries[cache_key]
 
     async def _catalog(self, op: str, **args: Any) -> Any:
         return await self.catalog_link.ask("catalog_call", op, args, write=op in {"reserve", "publish", "remove"})
 
     async def entry(self, tenant: str, key: str, fresh: bool = False) -> Entry:
         """The catalog entry of ``tenant``'s library ``key`` (cached: shard maps never change)."""
+        self.failover.start()
         cached = None if fresh else self._entries.get((tenant, key))
         if cached is not None:
             return cached
@@ -88,6 +145,8 @@ class ClusterEngine:
         entry = await self.entry(tenant, key)
         try:
             return await call(entry)
+        except StaleShardMap:
+            self.forget(entry)
         except NotFound as exc:
             if not names_shard(exc):
                 raise renamed(exc, entry) from None
@@ -143,18 +202,22 @@ class ClusterEngine:
         check_layout(shards, replicas, clustered=True)
         library_id = uuid.uuid4().hex
         engines = sorted(self.links, key=lambda n: int(n.rsplit("-", 1)[-1]))
+        copies = copies_placement(stable_hash(library_id) % len(engines), shards, replicas, engines)
         entry: Entry = {
             "id": library_id,
             "tenant": tenant,
             "name": name,
             "shards": shards,
             "replicas": replicas,
-            "placement": placement(library_id, shards, engines),
+            "placement": [engines_of[0] for engines_of in copies],
+            "copies": copies,
+            "in_sync": [list(engines_of) for engines_of in copies],
+            "epochs": [1] * shards,
         }
         await self._catalog("reserve", entry=entry)
-        created: list[int] = []
+        created: list[tuple[int, str]] = []
 
-        async def make(shard: int) -> dict[str, Any]:
+        async def make(shard: int, engine: str) -> dict[str, Any]:
             args = {
                 "tenant": tenant,
                 "name": shard_name(entry, shard),
@@ -164,12 +227,16 @@ class ClusterEngine:
                 "params": params,
                 "model": model,
             }
-            body: dict[str, Any] = await self.shard_link(entry, shard).ask("call", "create_library", args, write=True)
-            created.append(shard)
+            link = self.link(engine)
+            if engine == entry["placement"][shard]:
+                body: dict[str, Any] = await link.ask("call", "create_library", args, write=True)
+            else:  # a replica's copy starts at the primary's first position
+                body = await link.ask("create_copy", args, 1, write=True)
+            created.append((shard, engine))
             return body
 
         try:
-            bodies = await self._gather([make(s) for s in range(shards)])
+            bodies = await self._gather([make(s, e) for s in range(shards) for e in copies[s]])
         except BaseException:
             await self._undo(entry, created)
             raise
@@ -179,10 +246,10 @@ class ClusterEngine:
         await self._catalog("publish", entry=entry)
         return self._body(entry, 0)
 
-    async def _undo(self, entry: Entry, created: list[int]) -> None:
-        for shard in created:
+    async def _undo(self, entry: Entry, created: list[tuple[int, str]]) -> None:
+        for shard, engine in created:
             try:
-                await self.shard_link(entry, shard).ask(
+                await self.link(engine).ask(
                     "call", "delete_library", {"tenant": entry["tenant"], "key": shard_name(entry, shard)}, write=True
                 )
             except ArrwdbError:
@@ -212,7 +279,9 @@ class ClusterEngine:
         """Documents of each library (by id), summed over its shards: one call per engine."""
         wanted: dict[str, list[str]] = {}
         for entry in entries:
-            for shard, engine in enumerate(entry["placement"]):
+            for shard in range(entry["shards"]):
+                names = readers(entry, shard)
+                engine = next((n for n in names if self.link(n).up), names[0])
                 wanted.setdefault(engine, []).append(shard_name(entry, shard))
         found = await self._gather(
             [self.link(engine).ask("describe", tenant, names) for engine, names in wanted.items()]
@@ -235,23 +304,23 @@ class ClusterEngine:
         return self._body(entry, counts.get(entry["id"], 0))
 
     async def delete_library(self, tenant: str, key: str) -> None:
-        entry = await self.entry(tenant, key, fresh=True)
+        entry = with_copies(await self.entry(tenant, key, fresh=True))
 
-        async def drop(shard: int) -> None:
+        async def drop(shard: int, engine: str) -> None:
             try:
                 args = {"tenant": tenant, "key": shard_name(entry, shard)}
-                await self.shard_link(entry, shard).ask("call", "delete_library", args, write=True)
+                await self.link(engine).ask("call", "delete_library", args, write=True)
             except NotFound:
                 pass
 
-        await self._gather([drop(s) for s in range(entry["shards"])])
+        await self._gather([drop(s, e) for s in range(entry["shards"]) for e in entry["copies"][s]])
         await self._catalog("remove", library_id=entry["id"])
         self.forget(entry)
 
     async def statistics(self, tenant: str, key: str) -> dict[str, Any]:
         async def run(entry: Entry) -> dict[str, Any]:
             calls = [
-                self.shard_link(entry, s).ask("call", "statistics", {"tenant": tenant, "key": shard_name(entry, s)})
+                self.read_call(entry, s, "statistics", {"tenant": tenant, "key": shard_name(entry, s)})
                 for s in range(entry["shards"])
             ]
             per_shard: list[dict[str, Any]] = await self._gather(calls)
@@ -266,6 +335,31 @@ class ClusterEngine:
 
         return await self.on_shards(tenant, key, run)  # type: ignore[no-any-return]
 
+    async def change_replicas(self, tenant: str, key: str, shard: int, engine: str, add: bool) -> dict[str, Any]:
+        """Add a copy of ``shard`` on ``engine`` (listed out of sync; its primary bootstraps it, then it
+        joins the in-sync set) or remove one (never the primary); the shard's layout after it."""
+        entry = with_copies(await self.entry(tenant, key, fresh=True))
+        if not 0 <= shard < entry["shards"]:
+            raise NotFound(f"library {key!r} has no shard {shard} (it has {entry['shards']})")
+        if engine not in self.links:
+            raise NotFound(f"engine {engine!r} is not part of this cluster (GET /v1/cluster lists them)")
+        op = "add_copy" if add else "remove_copy"
+        entry = with_copies(await self.catalog_change(entry["id"], shard, op, entry["epochs"][shard], engine, None))
+        if not add:
+            try:
+                args = {"tenant": tenant, "key": shard_name(entry, shard)}
+                await self.link(engine).ask("call", "delete_library", args, write=True)
+            except ArrwdbError:  # the engine is down: its copy is left on its disk, unused
+                pass
+        return {
+            "library": entry["name"],
+            "shard": shard,
+            "epoch": entry["epochs"][shard],
+            "primary": entry["placement"][shard],
+            "copies": entry["copies"][shard],
+            "in_sync": entry["in_sync"][shard],
+        }
+
     # -- documents -------------------------------------------------------------------------------
 
     async def upsert_documents(
@@ -277,7 +371,9 @@ class ClusterEngine:
         async def run(entry: Entry) -> Any:
             shard = shard_of(doc_id, entry["shards"])
             full = {"tenant": tenant, "key": shard_name(entry, shard), "doc_id": doc_id, **args}
-            return await self.shard_link(entry, shard).ask("call", op, full, write=write)
+            if write:
+                return await self.write_call(entry, shard, op, full)
+            return await self.read_call(entry, shard, op, full)
 
         return await self.on_shards(tenant, key, run)
 
@@ -310,6 +406,7 @@ class ClusterEngine:
                     part,
                     filter_json,
                     seconds,
+                    with_copies(entry)["epochs"][s],
                     write=True,
                     deadline=deadline,
                 )
@@ -324,8 +421,9 @@ class ClusterEngine:
     ) -> tuple[list[dict[str, Any]], str | None]:
         async def run(entry: Entry) -> tuple[list[dict[str, Any]], str | None]:
             calls = [
-                self.shard_link(entry, s).ask(
-                    "call",
+                self.read_call(
+                    entry,
+                    s,
                     "list_documents",
                     {"tenant": tenant, "key": shard_name(entry, s), "limit": limit, "after": after},
                 )
@@ -394,6 +492,7 @@ class ClusterEngine:
         return own + metrics_text.merge(sources)
 
     async def close(self) -> None:
+        self.failover.close()
         await self.fanout.close()
         for link in self.links.values():
             link.close()

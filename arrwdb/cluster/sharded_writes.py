@@ -9,12 +9,13 @@ import time
 import uuid
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arrwdb.chunk_plan import checked_embeddings
 from arrwdb.cluster.shard_errors import names_shard, renamed
+from arrwdb.cluster.shard_state import with_copies
 from arrwdb.cluster.sharding import shard_name, split_by_shard
-from arrwdb.errors import ArrwdbError, NotFound, OutcomeUnknown, PartialWrite
+from arrwdb.errors import ArrwdbError, NotFound, OutcomeUnknown, PartialWrite, StaleShardMap
 from arrwdb.inputs import DocumentInput
 from arrwdb.ipc import wire
 
@@ -35,7 +36,7 @@ async def write_batch(
     parts = split_by_shard(ids, entry["shards"])  # type: ignore[arg-type]
     seconds = max(0.0, deadline - time.monotonic())
 
-    async def write(shard: int, positions: list[int]) -> list[str]:
+    async def write(shard: int, positions: list[int], entry: dict[str, Any] = entry) -> list[str]:
         described, frames = wire.documents_out([docs[p] for p in positions])
         link = cluster.shard_link(entry, shard)
         return await link.ask(  # type: ignore[no-any-return]
@@ -46,12 +47,22 @@ async def write_batch(
             frames,
             bulk,
             seconds,
+            with_copies(entry)["epochs"][shard],
             write=True,
             deadline=deadline,
         )
 
     shards = list(parts)
     results = await asyncio.gather(*(write(s, parts[s]) for s in shards), return_exceptions=True)
+    stale = [i for i, r in enumerate(results) if isinstance(r, StaleShardMap)]
+    if stale:  # those shards did nothing: once more to the primaries the catalog names now
+        cluster.forget(entry)
+        fresh = await cluster.entry(tenant, key, fresh=True)
+        again = await asyncio.gather(
+            *(write(shards[i], parts[shards[i]], fresh) for i in stale), return_exceptions=True
+        )
+        for i, result in zip(stale, again, strict=True):
+            results[i] = result
     failed = [r for r in results if isinstance(r, BaseException)]
     if not failed:
         return ids  # type: ignore[return-value]

@@ -12,7 +12,11 @@ Layout:
 - deletes and replaced rows become tombstones, excluded INSIDE the FAISS search by an ID selector;
   past 20% tombstones the index is rebuilt in the background.
 - each build or extension is calibrated before it is published (``calibrate.py``): the search effort
-  (efSearch, nprobe) that queries use unless they name their own reaches ``target_recall``.
+  (efSearch, nprobe) that queries use unless they name their own reaches ``target_recall``.  While a
+  bulk import is committing rows, the graph grows in chunks (one extension after the other, each with
+  the rows committed meanwhile) that keep the published calibration as long as it was measured on at
+  least half the rows; once the import goes quiet the builder folds in what is left, calibrates and
+  saves (``builder.py``).
 
 Mutated only on the device worker; the builder reaches it through worker jobs.
 """
@@ -20,6 +24,7 @@ Mutated only on the device worker; the builder reaches it through worker jobs.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +45,8 @@ EXACT_FILTER_ROWS = 4096
 EXACT_FILTER_FRACTION = 0.2
 REBUILD_TOMBSTONE_FRACTION = 0.2
 IVF_RETRAIN_GROWTH = 4.0
+# A library that took rows within this many seconds is importing: its extensions are import chunks.
+IMPORT_QUIET_S = 1.0
 RESCORE_FACTOR = calibrate.RESCORE_FACTOR  # SQ8/PQ propose k * 4 candidates, re-scored exactly
 
 
@@ -77,6 +84,8 @@ class AnnIndex:
         self._selector_cache: tuple[object, faiss_ops.Selector] | None = None
         self.served: Any = None  # what searches use: ``ann`` or its GPU copy (faiss_ops.serve)
         self.calibration: Calibration | None = None  # of the published ``ann``
+        self.calibrated_rows = 0  # rows the graph held when ``calibration`` was measured on it
+        self.last_add_at = float("-inf")  # time.monotonic() of the last add
 
     def __len__(self) -> int:
         return len(self.flat)
@@ -85,6 +94,7 @@ class AnnIndex:
 
     def add(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
         self.flat.add(row_ids, vectors)
+        self.last_add_at = time.monotonic()
         self._maybe_request_build()
 
     def adopt(self, row_ids: np.ndarray, buffer: np.ndarray) -> bool:
@@ -113,8 +123,23 @@ class AnnIndex:
     def fresh_count(self) -> int:
         return len(self.flat.live_rows(after=self.built_upto)) if self.ann is not None else len(self.flat)
 
-    def plan(self) -> str | None:
-        """What the builder should do next, if anything."""
+    def importing(self, quiet_s: float = IMPORT_QUIET_S) -> bool:
+        """Whether rows came in the last ``quiet_s`` seconds (a bulk import is committing)."""
+        return time.monotonic() - self.last_add_at < quiet_s
+
+    def calibration_stale(self) -> bool:
+        """Whether the published graph grew (import chunks) since its calibration was measured."""
+        return self.ann is not None and self.calibration is not None and self.calibrated_rows != len(self.ann_rows)
+
+    def plan(self, settle: bool = False) -> str | None:
+        """What the builder should do next, if anything.  ``settle``: an import went quiet; the few rows
+        left fresh (below the extension threshold) go into the graph too."""
+        planned = self._plan()
+        if planned is None and settle and self.ann is not None and self.fresh_count() > 0:
+            return "extend"
+        return planned
+
+    def _plan(self) -> str | None:
         live = len(self.flat)
         if self.ann is None:
             return "build" if live >= self.min_rows else None
@@ -138,6 +163,18 @@ class AnnIndex:
             rows, vectors = self.flat.copy_rows()
         return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None)
 
+    def is_import_chunk(self, job: BuildInput) -> bool:
+        """Whether ``job`` may go in uncalibrated, keeping the published calibration: an extension while
+        rows are still coming, of a graph whose calibration was measured on at least half the rows it
+        will hold (so the search effort in use is never calibrated on a graph less than half the size)."""
+        held_after = len(self.ann_rows) + len(job.rows)
+        return (
+            job.kind == "extend"
+            and self.calibration is not None
+            and self.importing()
+            and 2 * self.calibrated_rows >= held_after
+        )
+
     def calibration_rows(self, job: BuildInput | None) -> tuple[np.ndarray, int]:
         """(sorted live row ids that the index ``job`` makes will hold, how many rows it holds with the
         deleted ones): the population its calibration samples and searches exactly.  ``job`` None: the
@@ -154,6 +191,7 @@ class AnnIndex:
         """The calibration of ``ann``, if it is still the published index."""
         if self.ann is ann:
             self.calibration = calibration
+            self.calibrated_rows = len(self.ann_rows) if calibration is not None else 0
 
     def vectors_of(self, row_ids: np.ndarray) -> np.ndarray:
         return self.flat.vectors_of(row_ids)
@@ -162,7 +200,16 @@ class AnnIndex:
         """Ids of the exact top ``k`` of each query among the rows ``among`` (for calibration)."""
         return self.flat.search(queries, k, among)[1]
 
-    def finish(self, job: BuildInput, ann: Any, seconds: float, calibration: Calibration | None = None) -> None:
+    def finish(
+        self,
+        job: BuildInput,
+        ann: Any,
+        seconds: float,
+        calibration: Calibration | None = None,
+        keep_calibration: bool = False,
+    ) -> None:
+        """Publish ``ann``, the index ``job`` made, with its ``calibration``; ``keep_calibration``: an
+        import chunk, published with the calibration in use (``calibration_stale`` then says so)."""
         if len(job.rows):
             new_upto = max(self.built_upto, int(job.rows[-1]))
             removed = {r for r in self.removed_during_build if r <= new_upto}
@@ -175,7 +222,9 @@ class AnnIndex:
                 self.tombstones |= removed
             self.ann = ann
             self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
-            self.calibration = calibration
+            if not keep_calibration:
+                self.calibration = calibration
+                self.calibrated_rows = len(self.ann_rows) if calibration is not None else 0
             self.built_upto = new_upto
             self.flat.rebase(faiss_ops.shared_storage(ann), new_upto)
             self.builds += 1
@@ -200,6 +249,7 @@ class AnnIndex:
         upto = int(rows[-1]) if len(rows) else -1
         self.ann, self.ann_rows, self.built_upto, self.trained_rows = ann, rows, upto, trained_rows
         self.calibration = calibration
+        self.calibrated_rows = len(rows) if calibration is not None else 0
         self.flat.rebase(faiss_ops.shared_storage(ann), upto)
         self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
         self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
@@ -328,6 +378,7 @@ class AnnIndex:
             )
         stats["target_recall"] = calibrate.target_of(self.params)
         stats["calibration"] = None if self.calibration is None else self.calibration.as_dict()
+        stats["calibrated_rows"] = self.calibrated_rows
         return stats
 
 

@@ -177,8 +177,10 @@ def nprobe_ladder(nlist: int) -> list[int]:
 
 
 def smallest_reaching(ladder: list[int], recall_at: Callable[[int], float], aim: float) -> tuple[int, float]:
-    """The smallest ladder value whose recall reaches ``aim`` (binary search; recall grows along the
-    ladder), with its recall; the largest value when none does."""
+    """The smallest ladder value whose recall reaches ``aim`` (recall grows along the ladder), with its
+    recall; the largest value when none does.  Galloping up from the bottom (indices 0, 1, 3, 7, ...),
+    then a binary search between the last two probes: the values that reach the aim sit low on the
+    ladder, and a probe costs more the higher its value, so the top is searched only when needed."""
     measured: dict[int, float] = {}
 
     def at(i: int) -> float:
@@ -186,9 +188,13 @@ def smallest_reaching(ladder: list[int], recall_at: Callable[[int], float], aim:
             measured[ladder[i]] = recall_at(ladder[i])
         return measured[ladder[i]]
 
-    low, high = 0, len(ladder) - 1
-    if at(high) < aim:
-        return ladder[high], at(high)
+    last = len(ladder) - 1
+    low, probe = 0, 0
+    while at(probe) < aim:
+        if probe == last:
+            return ladder[last], at(last)
+        low, probe = probe + 1, min(2 * probe + 1, last)
+    high = probe
     while low < high:
         middle = (low + high) // 2
         if at(middle) >= aim:

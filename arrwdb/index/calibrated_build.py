@@ -31,9 +31,16 @@ def held_out(job_rows: int, seed: int = 0) -> np.ndarray:
 
 
 def build(
-    index: AnnIndex, job: BuildInput, on_worker: OnWorker[Any], pace: Callable[[], None] | None = None
-) -> tuple[Any, Calibration]:
-    """The index ``job`` asks for, with its calibration."""
+    index: AnnIndex,
+    job: BuildInput,
+    on_worker: OnWorker[Any],
+    pace: Callable[[], None] | None = None,
+    calibrated: bool = True,
+) -> tuple[Any, Calibration | None]:
+    """The index ``job`` asks for, with its calibration; ``calibrated`` False (an import chunk, an
+    extension only): the rows go in as they are, in id order, with no calibration (None)."""
+    if not calibrated and job.kind == "extend":
+        return faiss_ops.extend(job.base, job.rows, job.vectors, pace), None
     held = held_out(len(job.rows))
     if job.kind == "build":
         ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors, pace, held)

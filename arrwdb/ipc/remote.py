@@ -24,6 +24,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
+from arrwdb.engine_api import replicas_need_ray
 from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, OutcomeUnknown
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import DocumentInput, SearchInput
@@ -201,6 +202,10 @@ class RemoteEngine:
 
     async def cluster(self) -> dict[str, Any]:
         return await self._value("cluster")  # type: ignore[no-any-return]
+
+    async def change_replicas(self, tenant: str, key: str, shard: int, engine: str, add: bool) -> dict[str, Any]:
+        await self.get_library(tenant, key)  # an unknown library is a 404 first
+        raise replicas_need_ray()
 
     async def create_library(
         self,

@@ -89,14 +89,12 @@ class ChromaPeer:
 
     def load(self, progress: Any) -> None:
         data, hnsw = self.data, self.settings.hnsw
-        configuration = {
-            "hnsw": {
-                "space": "cosine",
-                "max_neighbors": hnsw["m"],
-                "ef_construction": hnsw["ef_construction"],
-                "ef_search": hnsw["ef_search"],
-            }
-        }
+        space = "l2" if data.metric == "l2" else "cosine"
+        configuration: dict[str, dict[str, Any]] = {"hnsw": {"space": space}}  # {} hnsw: Chroma's own defaults
+        if hnsw:
+            configuration["hnsw"].update(
+                max_neighbors=hnsw["m"], ef_construction=hnsw["ef_construction"], ef_search=hnsw["ef_search"]
+            )
         progress.set_postfix_str("chroma hnsw: insert")
         with RawConnection("127.0.0.1", self.port) as conn:
             body = orjson.dumps({"name": "peers-hnsw", "configuration": configuration})

@@ -19,9 +19,11 @@ from arrwdb.bench.suite import exact_top_k
 class PeerData:
     vectors: np.ndarray  # (rows, dim) float32, unit length
     queries: np.ndarray  # (queries, dim) float32, unit length
-    truth: np.ndarray  # (queries, k) int64: row indices of the exact top-k by cosine
+    truth: np.ndarray  # (queries, k) int64: row indices of the exact top-k by ``metric``
     clusters: int
     spread: float
+    metric: str = "cosine"
+    name: str = ""  # a named data set (``from_dataset``); "" for the clustered vectors of ``make_data``
 
     @property
     def k(self) -> int:
@@ -45,6 +47,15 @@ def make_data(
     vectors = clustered(rows, centers, spread, rng)
     query_vectors = clustered(queries, centers, spread, rng)
     return PeerData(vectors, query_vectors, exact_top_k(vectors, query_vectors, k).astype(np.int64), clusters, spread)
+
+
+def from_dataset(name: str, rows: int, queries: int, k: int = 10) -> PeerData:
+    """A named data set of ``arrwdb bench indexed`` (``fashion-mnist``: 784-d, L2; ``minilm-like``:
+    384-d clustered unit vectors, cosine), with its exact top-k by its metric."""
+    from arrwdb.bench.indexed import exact_truth, load_dataset
+
+    data = load_dataset(name, rows, queries)
+    return PeerData(data.base, data.queries, exact_truth(data, k), 0, 0.0, data.metric, data.name)
 
 
 def save(data: PeerData, folder: Path) -> dict[str, Path]:

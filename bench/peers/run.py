@@ -15,9 +15,9 @@ import orjson
 
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.peers.common import QUICK, PeerSettings, interleaved_points
-from arrwdb.bench.peers.dataset import PeerData, make_data, save
+from arrwdb.bench.peers.dataset import PeerData, from_dataset, make_data, save
 from arrwdb.bench.peers.embed_peer import THREADS
-from arrwdb.bench.peers.report import format_report, peers_figure, ratios, targets
+from arrwdb.bench.peers.report import format_report, issue29_targets, peers_figure, ratios, targets
 
 SYSTEMS = ("arrwdb", "chroma", "milvus", "infinity")
 
@@ -60,8 +60,15 @@ def _http_systems(
 
 
 def run_peers(
-    output: Path, peers_dir: Path, settings: PeerSettings, systems: tuple[str, ...] = SYSTEMS, progress: bool = True
+    output: Path,
+    peers_dir: Path,
+    settings: PeerSettings,
+    systems: tuple[str, ...] = SYSTEMS,
+    progress: bool = True,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
+    """``dataset``: a named data set (``dataset.from_dataset``) instead of the clustered vectors; its
+    run compares arrwdb and Chroma only, and adds ``issue29_targets``."""
     from tqdm import tqdm
 
     from arrwdb.bench.peers.embed_peer import run_embedding
@@ -75,10 +82,16 @@ def run_peers(
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     load_before = os.getloadavg()
-    data = make_data(settings.rows, settings.queries, settings.dimension, k=settings.k)
+    if dataset is None:
+        data = make_data(settings.rows, settings.queries, settings.dimension, k=settings.k)
+    else:
+        data = from_dataset(dataset, settings.rows, settings.queries, k=settings.k)
+        settings = replace(settings, dimension=int(data.vectors.shape[1]))
+        systems = tuple(s for s in systems if s in ("arrwdb", "chroma"))
     inputs = save(data, work_dir)
     steps = {"arrwdb": 2, "chroma": 1, "milvus": 1}
-    total = sum(steps.get(s, 0) for s in systems) + 1 + len(THREADS) * any(s in systems for s in ("arrwdb", "infinity"))
+    embeds = dataset is None and any(s in systems for s in ("arrwdb", "infinity"))
+    total = sum(steps.get(s, 0) for s in systems) + 1 + len(THREADS) * embeds
     bar = tqdm(total=total, desc="peers", disable=not progress)
     results, unavailable = _http_systems(data, settings, work_dir, systems, bar)
     if "milvus" in systems:
@@ -86,7 +99,7 @@ def run_peers(
             results["milvus"] = run_milvus(data, settings, work_dir, inputs, bar)
         except Exception as exc:  # say exactly why
             unavailable["milvus"] = f"{type(exc).__name__}: {exc}"
-    embed_systems = tuple(s for s in ("arrwdb", "infinity") if s in systems)
+    embed_systems = tuple(s for s in ("arrwdb", "infinity") if s in systems and dataset is None)
     embedding = run_embedding(settings, work_dir, bar, embed_systems) if embed_systems else {}
     unavailable.update(embedding.pop("unavailable", {}))
     bar.close()
@@ -95,7 +108,9 @@ def run_peers(
         "machine": machine_info(),
         "settings": {
             **asdict(settings),
-            "data": f"{data.clusters} gaussian clusters (spread {data.spread}), unit vectors, metric cosine",
+            "data": f"{data.name}, metric {data.metric}"
+            if data.name
+            else f"{data.clusters} gaussian clusters (spread {data.spread}), unit vectors, metric cosine",
             "k": data.k,
         },
         "systems": results,
@@ -106,6 +121,8 @@ def run_peers(
     }
     report["ratios"] = ratios(report)
     report["targets"] = targets(report)
+    if dataset is not None:
+        report["issue29_targets"] = issue29_targets(report)
     output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     peers_figure(report, output.with_suffix(".png"))
     return report
@@ -121,7 +138,11 @@ def main(args: argparse.Namespace) -> int:
         "precision": args.precision,
     }
     settings = replace(QUICK if args.quick else PeerSettings(), **{k: v for k, v in overrides.items() if v is not None})
-    report = run_peers(args.output, args.peers_dir, settings, args.systems, progress=not args.no_progress)
+    if args.own_defaults:
+        settings = replace(settings, hnsw={})
+    report = run_peers(
+        args.output, args.peers_dir, settings, args.systems, progress=not args.no_progress, dataset=args.dataset
+    )
     print(format_report(report))
     print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}", file=sys.stderr)
     return 0

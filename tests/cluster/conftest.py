@@ -18,12 +18,15 @@ from arrwdb.bench.serverproc import ServerProcess
 KILL_ROUNDS = int(os.environ.get("ARRWDB_CLUSTER_KILL_ROUNDS", "2"))
 
 
-def start_server(cluster: LocalRayCluster, data_dir: Path, log: Path, workers: int = 0) -> ServerProcess:
+def start_server(
+    cluster: LocalRayCluster, data_dir: Path, log: Path, workers: int = 0, env: dict[str, str] | None = None
+) -> ServerProcess:
     env = {
         "ARRWDB_RAY_ADDRESS": cluster.address,
         "ARRWDB_DEVICE": "cpu",
         "ARRWDB_LOG_LEVEL": "info",
         "ARRWDB_WORKERS": str(workers),
+        **(env or {}),
     }
     return ServerProcess(data_dir, env=env, log_path=log).start(timeout=300)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -159,6 +161,21 @@ def test_smallest_reaching_finds_the_first_value_that_reaches_the_aim():
     assert calibrate.smallest_reaching(ladder, recall_at, 0.75) == (8, 0.8)
     assert len(asked) <= 4  # a binary search, not a scan
     assert calibrate.smallest_reaching(ladder, lambda v: 0.5, 0.9) == (32, 0.5)  # none does: the largest
+
+
+def test_smallest_reaching_never_probes_far_above_the_answer():
+    ladder = list(calibrate.EF_LADDER)
+    for answer in range(len(ladder)):
+        asked: list[int] = []
+
+        def recall_at(value: int, answer: int = answer, asked: list[int] = asked) -> float:
+            asked.append(value)
+            return 1.0 if value >= ladder[answer] else 0.0
+
+        assert calibrate.smallest_reaching(ladder, recall_at, 0.99) == (ladder[answer], 1.0)
+        # Galloping: no probe beyond the index 2 * answer + 1 (efSearch 4096 only when needed)
+        assert max(ladder.index(v) for v in asked) <= 2 * answer + 1
+        assert len(asked) <= 2 * math.ceil(math.log2(answer + 2)) + 1
 
 
 def test_nprobe_ladder_ends_at_an_exhaustive_scan():

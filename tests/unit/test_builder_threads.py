@@ -1,5 +1,6 @@
 """Index builds in chunks, and the builder's FAISS threads follow the server's load: every core after a
-quiet second (no search, embedding or commit), ARRWDB_BUILD_THREADS otherwise."""
+quiet second (no search or embedding; the server passes ``Telemetry.searches_idle``, under which a bulk
+import's commits leave the build every core), ARRWDB_BUILD_THREADS otherwise."""
 
 from __future__ import annotations
 
@@ -81,6 +82,18 @@ def test_the_builder_takes_every_core_only_while_the_server_is_idle(tmp_path: Pa
         worker.stop()
     assert builder.thread_choices == [3, 3, 1, 3, 1, 1]
     assert seen == [3, 3, 1, 3, 1, 1]
+
+
+def test_commits_alone_leave_the_builder_every_core_searches_do_not() -> None:
+    telemetry = Telemetry()
+    assert telemetry.searches_idle() and telemetry.serving_idle()
+    telemetry.work_done()  # a commit just now (the writer reports one this way)
+    assert telemetry.searches_idle() and not telemetry.serving_idle()
+    with telemetry.working():  # a search or embedding batch
+        assert not telemetry.searches_idle()
+    assert not telemetry.searches_idle()  # it has just ended: not yet a quiet second
+    telemetry.last_search_at -= 1.5
+    assert telemetry.searches_idle()
 
 
 def test_idle_threads_default_to_the_usable_cores_and_follow_the_setting(tmp_path: Path) -> None:
