@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -105,39 +105,60 @@ def _varint(data: bytes, at: int) -> int:
     return (value << 8) | data[at + 8]
 
 
-def _indexed_rows(conn: sqlite3.Connection, library_id: str) -> int:
+def indexed_rows(conn: sqlite3.Connection, library_id: str) -> int:
     """Rows in the index, from FTS5's averages record (row 1 of ``_data``): O(1), unlike COUNT(*)."""
     shadow = '"kw_' + library_id.replace('"', '""') + '_data"'
     found = conn.execute(f"SELECT block FROM {shadow} WHERE id = 1").fetchone()
     return _varint(found[0], 0) if found is not None and found[0] else 0
 
 
-def useful_words(conn: sqlite3.Connection, library_id: str, words: Sequence[str]) -> list[str]:
-    """``words`` without those in half the rows or more: FTS5's BM25 gives such a word an IDF of
+def frequency(conn: sqlite3.Connection, library_id: str, word: str) -> int:
+    """Rows holding ``word``."""
+    table = table_name(library_id)
+    count = f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ?"
+    return int(conn.execute(count, (match_expression([word]),)).fetchone()[0])
+
+
+def useful_among(words: Sequence[str], frequencies: Mapping[str, int], rows: int) -> list[str]:
+    """``words`` without those in half the ``rows`` or more: FTS5's BM25 gives such a word an IDF of
     log((N - n + 0.5) / (n + 0.5)) <= 0, floored at 1e-6, so it adds nothing to a score while its
     matches make FTS5 score and sort most of the library (a verse-long query on 8,000 verses: 10 ms
     with them, 5.7 without, the same top hits).  All of them when every word is that common."""
-    rows = _indexed_rows(conn, library_id)
     if len(words) < 2 or rows < 2:
         return list(words)
-    table = table_name(library_id)
-    count = f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ?"
-    kept = [word for word in words if 2 * conn.execute(count, (match_expression([word]),)).fetchone()[0] < rows]
+    kept = [word for word in words if 2 * frequencies[word] < rows]
     return kept or list(words)
+
+
+def useful_words(conn: sqlite3.Connection, library_id: str, words: Sequence[str]) -> list[str]:
+    """``useful_among`` with each word's frequency counted in the index."""
+    rows = indexed_rows(conn, library_id)
+    if len(words) < 2 or rows < 2:
+        return list(words)
+    return useful_among(words, {word: frequency(conn, library_id, word) for word in words}, rows)
 
 
 def search(
     conn: sqlite3.Connection, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None
 ) -> list[tuple[int, float]]:
-    """The best ``limit`` (row id, score) pairs for chunks holding any of ``words``, best first; the
-    score is BM25 made higher-is-better (SQLite's ``bm25()`` is lower-is-better).  With ``allowed``
-    (sorted row ids a filter lets through), only those rows: the ranked matches are read in pages
-    until ``limit`` of them are found, so a filtered search returns up to ``limit`` matching rows and
-    never one that does not match."""
+    """The best ``limit`` (row id, score) pairs for chunks holding any of ``words`` (those of
+    ``useful_words``), best first; the score is BM25 made higher-is-better (SQLite's ``bm25()`` is
+    lower-is-better).  With ``allowed`` (sorted row ids a filter lets through), only those rows."""
+    if not words or (allowed is not None and len(allowed) == 0):
+        return []
+    return ranked(conn, library_id, useful_words(conn, library_id, words), limit, allowed)
+
+
+def ranked(
+    conn: sqlite3.Connection, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None
+) -> list[tuple[int, float]]:
+    """``search`` for words already chosen, by one FTS5 query over their OR.  With ``allowed``, the
+    ranked matches are read in pages until ``limit`` of them are found, so a filtered search returns
+    up to ``limit`` matching rows and never one that does not match."""
     found: list[tuple[int, float]] = []
     if not words or (allowed is not None and len(allowed) == 0):
         return found
-    expression = match_expression(useful_words(conn, library_id, words))
+    expression = match_expression(words)
     table = table_name(library_id)
     sql = f"SELECT rowid, rank FROM {table} WHERE {table} MATCH ? ORDER BY rank"
     if allowed is None:

@@ -8,6 +8,7 @@ schema and its connections are :mod:`arrwdb.store_db`'s; the API-key table is
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from arrwdb import keyword_store
+from arrwdb import keyword_scores, keyword_store
 from arrwdb.api_key_store import ApiKeyRecord, ApiKeyStore
 from arrwdb.errors import ArrwdbError, Conflict, NotFound, StorageFailure
+from arrwdb.keyword_scores import TermScoreCache
 from arrwdb.records import (
     AppliedWrite,
     ChangePage,
@@ -60,6 +62,7 @@ class Store:
         self.path = path
         self._db = Database(path)
         self._keys = ApiKeyStore(self._db)
+        self._term_scores = threading.local()  # a TermScoreCache beside each thread's reader connection
 
     def schema_version(self) -> int:
         return self._db.schema_version()
@@ -232,9 +235,13 @@ class Store:
     def keyword_search(
         self, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None
     ) -> list[tuple[int, float]]:
-        """(row id, BM25 score) of the best matching chunks: ``keyword_store.search``."""
+        """(row id, BM25 score) of the best matching chunks: ``keyword_store.search``, from the per-word
+        scores this thread's connection keeps (``arrwdb.keyword_scores``)."""
+        cache = getattr(self._term_scores, "cache", None)
+        if cache is None:
+            cache = self._term_scores.cache = TermScoreCache()
         try:
-            return keyword_store.search(self._db.reader(), library_id, words, limit, allowed)
+            return keyword_scores.search(self._db.reader(), cache, library_id, words, limit, allowed)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise NotFound(f"library {library_id!r} not found") from None

@@ -8,7 +8,8 @@ concurrent writers, in rounds that alternate between them so that drift in the m
 - ``texts``: batches of short texts the engine embeds (the primary's model does the work; a replica
   applies the vectors it receives and embeds nothing).
 A write is acknowledged once every copy has it durable, so each figure is acknowledged documents a
-second.  The issue's target: replicas = 2 at ≥ 60% of replicas = 1.
+second; one writer's batches sent one after another give the latency a replica adds.  The issue's
+target: replicas = 2 at ≥ 60% of replicas = 1.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,20 @@ async def _insert(url: str, library: str, bodies: list[bytes], clients: int, sec
     return {"documents": done, "failed_requests": failed, "seconds": elapsed, "docs_per_s": done / elapsed}
 
 
+def _single_writer_ms(url: str, library: str, bodies: list[bytes]) -> float:
+    """Median time of one writer's batches sent one after another: the latency a replica adds."""
+    timings = []
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for body in bodies:
+            started = time.perf_counter()
+            answer = client.post(
+                f"/v1/libraries/{library}/documents/batch", content=body, headers={"content-type": "application/json"}
+            )
+            answer.raise_for_status()
+            timings.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(timings)
+
+
 def _compare(url: str, kind: str, batch: int, clients: int, seconds: float, rounds: int) -> dict[str, Any]:
     """Rounds that alternate between the libraries of 1 and 2 copies; medians of each."""
     per_round = max(1, int(seconds * 400 / batch))  # more bodies than a round can take
@@ -109,6 +125,7 @@ def run_replicas(
     shutil.rmtree(data_dir, ignore_errors=True)
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
+    latency: dict[str, dict[str, float]] = {}
     with LocalRayCluster(nodes=2) as cluster:
         env = {"ARRWDB_RAY_ADDRESS": cluster.address, "ARRWDB_DEVICE": "cpu"}
         with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
@@ -120,6 +137,12 @@ def run_replicas(
                         if kind == "vectors":
                             body["dimension"] = DIMENSION
                         client.post("/v1/libraries", json=body).raise_for_status()
+                    latency[kind] = {
+                        f"replicas_{r}": _single_writer_ms(
+                            server.url, f"{kind}-r{r}", _bodies(kind, batch, 40, f"latency-{r}")
+                        )
+                        for r in (1, 2, 1, 2)  # the second pass of each is kept: the first warms up
+                    }
                     for writers in clients:
                         results[f"{kind}, {writers} clients"] = _compare(
                             server.url, kind, batch, writers, seconds, rounds
@@ -138,6 +161,7 @@ def run_replicas(
         },
         "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         "results": results,
+        "single_writer_p50_ms": latency,
         "copies_in_sync_after": all(copy["in_sync"] for engine in cluster_view["engines"] for copy in engine["shards"]),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -152,5 +176,10 @@ def format_replicas(report: dict[str, Any]) -> str:
         lines.append(
             f"{r['kind']:<8} {r['batch']:>5} {r['clients']:>8} {rates['replicas_1']:>18.0f} "
             f"{rates['replicas_2']:>18.0f} {r['replicas_2_vs_1']:>6.2f}"
+        )
+    for kind, point in report.get("single_writer_p50_ms", {}).items():
+        lines.append(
+            f"{kind}: one writer's batch p50 {point['replicas_1']:.1f} ms with 1 copy, "
+            f"{point['replicas_2']:.1f} ms with 2"
         )
     return "\n".join(lines)

@@ -8,7 +8,14 @@ the verse of the same reference:
 - ``bible-asv``: the American Standard Version's (a revision of the KJV: much of the same wording,
   the lexical overlap that keyword search thrives on).
 Quality: nDCG@10 and recall@10 (one relevant document per query) of each mode through the real
-server (``/search/batch``), at the API's defaults (hybrid: RRF k = 60, weights [1, 1]; DBSF).
+server (``/search/batch``), at the API's defaults (hybrid: RRF k = 60, weights [1, 1]; DBSF).  Then
+the best any fusion setting reaches: each leg's 50 candidates (the default for k = 10) fetched once,
+fused by the server's own ``arrwdb.retrieval.fuse`` over a grid of RRF k and leg weights, and DBSF
+weights; and the ceiling set by verses whose KJV text is word for word in several passages (no
+ranking can tell those passages apart: the relevant one is expected at the middle of their ranks).
+Last, the same verses as documents of their own (metadata ``passage``), each mode's quality with
+``group_by: "passage"``: the passages ranked by their best verse, what one chunk a verse does to the
+legs.
 Speed: 64 closed-loop clients of single ``/search`` requests against the same library, each mode
 with its own queries (the result and embedding caches off, so no mode is served another's work), in
 two scenarios: text queries (the server embeds each: the model's forward pass dominates the vector
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +40,11 @@ from arrwdb.bench.ann_data import _verses
 from arrwdb.bench.loadgen import closed_loop, encode_post, float32_base64
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.serverproc import ServerProcess
+from arrwdb.inputs import Hit, Retrieval
+from arrwdb.retrieval import fuse
 
 LIBRARY = "kjv"
+VERSE_LIBRARY = "kjv-verses"
 MODES: dict[str, dict[str, Any]] = {
     "vector": {},
     "keyword": {"mode": "keyword"},
@@ -40,6 +52,9 @@ MODES: dict[str, dict[str, Any]] = {
     "hybrid_dbsf": {"mode": "hybrid", "fusion": {"method": "dbsf"}},
 }
 SPEED_MODES = ("vector", "keyword", "hybrid_rrf")
+LEG_CANDIDATES = 50  # the API's default candidates for k = 10
+RRF_KS = (1, 2, 5, 10, 20, 60, 100)
+KEYWORD_WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)  # the vector leg's weight is 1
 
 
 def _bibles() -> tuple[dict[int, str], dict[str, dict[int, str]]]:
@@ -79,23 +94,33 @@ def _ndcg_recall(ranked: list[list[str]], relevant: list[str]) -> tuple[float, f
     return ndcg / len(relevant), recall / len(relevant)
 
 
-def _load(http: httpx.Client, passages: dict[str, str]) -> None:
-    http.post("/v1/libraries", json={"name": LIBRARY}).raise_for_status()
-    items = list(passages.items())
-    for start in range(0, len(items), 500):
-        docs = [{"id": pid, "text": text} for pid, text in items[start : start + 500]]
-        http.post(f"/v1/libraries/{LIBRARY}/documents/batch", json={"documents": docs}).raise_for_status()
+def _load(http: httpx.Client, library: str, docs: list[dict[str, Any]]) -> None:
+    http.post("/v1/libraries", json={"name": library}).raise_for_status()
+    for start in range(0, len(docs), 500):
+        batch = {"documents": docs[start : start + 500]}
+        http.post(f"/v1/libraries/{library}/documents/batch", json=batch).raise_for_status()
 
 
-def _quality(http: httpx.Client, texts: list[str], relevant: list[str]) -> dict[str, dict[str, float]]:
+def _quality(
+    http: httpx.Client, texts: list[str], relevant: list[str], library: str = LIBRARY, group_by: str | None = None
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 and recall@10 of each mode; with ``group_by``, of the groups' keys (the passages)."""
     out = {}
+    grouping = {} if group_by is None else {"group_by": group_by}
     for mode, fields in MODES.items():
         ranked: list[list[str]] = []
         for start in range(0, len(texts), 50):
-            queries = [{"query": text, "k": 10, "include_text": False, **fields} for text in texts[start : start + 50]]
-            answer = http.post(f"/v1/libraries/{LIBRARY}/search/batch", json={"queries": queries})
+            queries = [
+                {"query": text, "k": 10, "include_text": False, **fields, **grouping}
+                for text in texts[start : start + 50]
+            ]
+            answer = http.post(f"/v1/libraries/{library}/search/batch", json={"queries": queries})
             answer.raise_for_status()
-            ranked += [[hit["document_id"] for hit in hits] for hits in answer.json()["results"]]
+            results = answer.json()["results"]
+            if group_by is None:
+                ranked += [[hit["document_id"] for hit in hits] for hits in results]
+            else:
+                ranked += [[group["key"] for group in groups] for groups in results]
         ndcg, recall = _ndcg_recall(ranked, relevant)
         out[mode] = {"ndcg@10": round(ndcg, 4), "recall@10": round(recall, 4)}
     return out
@@ -127,6 +152,68 @@ def _speed(
     return out
 
 
+def _legs(http: httpx.Client, texts: list[str]) -> dict[str, list[list[Hit]]]:
+    """Each query's vector and keyword candidates, as the hybrid mode's legs bring them."""
+    out: dict[str, list[list[Hit]]] = {}
+    for leg, fields in (("vector", {}), ("keyword", {"mode": "keyword"})):
+        out[leg] = []
+        for start in range(0, len(texts), 50):
+            queries = [
+                {"query": text, "k": LEG_CANDIDATES, "include_text": False, **fields}
+                for text in texts[start : start + 50]
+            ]
+            answer = http.post(f"/v1/libraries/{LIBRARY}/search/batch", json={"queries": queries})
+            answer.raise_for_status()
+            out[leg] += [
+                [Hit(hit["document_id"], hit["chunk_index"], hit["score"], None, None, {}) for hit in hits]
+                for hits in answer.json()["results"]
+            ]
+    return out
+
+
+def _fusion_sweep(legs: dict[str, list[list[Hit]]], relevant: list[str]) -> dict[str, dict[str, Any]]:
+    """The best nDCG@10 of RRF over ``RRF_KS`` x ``KEYWORD_WEIGHTS`` and of DBSF over the weights."""
+
+    def ndcg(options: Retrieval) -> float:
+        ranked = [
+            [hit.document_id for hit in fuse(vector, keyword, options)]
+            for vector, keyword in zip(legs["vector"], legs["keyword"], strict=True)
+        ]
+        return _ndcg_recall(ranked, relevant)[0]
+
+    settings = [
+        Retrieval(mode="hybrid", fusion="rrf", fusion_k=k, weights=(1.0, w)) for k in RRF_KS for w in KEYWORD_WEIGHTS
+    ]
+    settings += [Retrieval(mode="hybrid", fusion="dbsf", weights=(1.0, w)) for w in KEYWORD_WEIGHTS]
+    out: dict[str, dict[str, Any]] = {}
+    for options in settings:
+        found = round(ndcg(options), 4)
+        best = out.get(options.fusion)
+        if best is None or found > best["ndcg@10"]:
+            out[options.fusion] = {"ndcg@10": found, "weights": list(options.weights)}
+            if options.fusion == "rrf":
+                out["rrf"]["k"] = options.fusion_k
+    return out
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def _ceiling(kjv: dict[int, str], holder: dict[int, str], chosen: list[int]) -> float:
+    """nDCG@10 of a perfect ranking that still cannot tell apart the passages holding the same words
+    (a verse whose KJV text, case and punctuation aside, is in m passages: the relevant one lands at
+    each of the first m ranks alike)."""
+    passages_of: dict[str, set[str]] = {}
+    for verse_id, text in kjv.items():
+        if verse_id in holder:
+            passages_of.setdefault(" ".join(_WORDS.findall(text.lower())), set()).add(holder[verse_id])
+    total = 0.0
+    for verse_id in chosen:
+        m = len(passages_of[" ".join(_WORDS.findall(kjv[verse_id].lower()))])
+        total += sum(1.0 / math.log2(rank + 1) for rank in range(1, min(m, 10) + 1)) / m
+    return total / len(chosen)
+
+
 def _embedded(http: httpx.Client, texts: list[str]) -> np.ndarray:
     rows = []
     for start in range(0, len(texts), 256):
@@ -146,6 +233,7 @@ def run_retrieval(
     seed: int = 0,
     speed_queries: int = 600,
 ) -> dict[str, Any]:
+    load_before = os.getloadavg()
     kjv, query_bibles = _bibles()
     passages, holder = _passages(kjv, docs)
     doc_ids = sorted(holder)  # the verses the passages hold
@@ -161,17 +249,25 @@ def run_retrieval(
             "seconds": seconds,
         },
         "quality": {},
+        "fusion_sweep": {},
+        "verse_chunks": {},
+        "ceiling": {},
         "speed": {},
     }
     env = {"ARRWDB_WORKERS": "0", "ARRWDB_RESULT_CACHE_BYTES": "0", "ARRWDB_EMBED_CACHE_BYTES": "0"}
     with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
         with httpx.Client(base_url=server.url, timeout=600) as http:
-            _load(http, passages)
+            _load(http, LIBRARY, [{"id": pid, "text": text} for pid, text in passages.items()])
+            query_sets = {}
             for name, bible in query_bibles.items():
                 pool = [v for v in doc_ids if bible.get(v)]
                 chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
                 texts = [bible[v] for v in chosen]
-                report["quality"][name] = _quality(http, texts, [holder[v] for v in chosen])
+                relevant = [holder[v] for v in chosen]
+                query_sets[name] = (texts, relevant)
+                report["quality"][name] = _quality(http, texts, relevant)
+                report["fusion_sweep"][name] = _fusion_sweep(_legs(http, texts), relevant)
+                report["ceiling"][name] = round(_ceiling(kjv, holder, chosen), 4)
             web = query_bibles["bible-web"]
             speed_pool = [web[v] for v in doc_ids if web.get(v)][: 3 * speed_queries]
             vectors = _embedded(http, speed_pool)
@@ -179,6 +275,14 @@ def run_retrieval(
             "text queries": _speed(server.port, speed_pool, None, clients, seconds),
             "embedding + keywords": _speed(server.port, speed_pool, vectors, clients, seconds),
         }
+        # The same passages, each verse a document of its own (one chunk a verse), searched grouped by
+        # passage: what smaller chunks do to each leg.  Loaded after the speed runs, which it would slow.
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            verse_docs = [{"id": str(v), "text": kjv[v], "metadata": {"passage": holder[v]}} for v in doc_ids]
+            _load(http, VERSE_LIBRARY, verse_docs)
+            for name, (texts, relevant) in query_sets.items():
+                report["verse_chunks"][name] = _quality(http, texts, relevant, VERSE_LIBRARY, "passage")
+    report["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     return report
@@ -189,6 +293,16 @@ def format_retrieval(report: dict[str, Any]) -> str:
     for name, modes in report["quality"].items():
         for mode, figures in modes.items():
             lines.append(f"{name:<12} {mode:<12} {figures['ndcg@10']:>8.4f} {figures['recall@10']:>10.4f}")
+    for name, modes in report.get("verse_chunks", {}).items():
+        for mode, figures in modes.items():
+            figures_text = f"{figures['ndcg@10']:>8.4f} {figures['recall@10']:>10.4f}"
+            lines.append(f"{name:<12} {mode:<12} {figures_text}  (verse documents, by passage)")
+    for name, sweep in report.get("fusion_sweep", {}).items():
+        rrf, dbsf = sweep["rrf"], sweep["dbsf"]
+        lines.append(
+            f"{name:<12} best RRF {rrf['ndcg@10']:.4f} (k {rrf['k']}, weights {rrf['weights']}), "
+            f"best DBSF {dbsf['ndcg@10']:.4f} (weights {dbsf['weights']}), ceiling {report['ceiling'][name]:.4f}"
+        )
     for scenario, modes in report["speed"].items():
         lines.append("")
         lines.append(f"{scenario:<21} q/s   p50_ms   p99_ms  batch  time vs vector")

@@ -72,21 +72,41 @@ class ClusterEngine:
 
     async def read(self, entry: Entry, shard: int, ask: Any) -> Any:
         """``ask(link, epoch)`` on a copy that may answer reads of ``shard``: the primary, or while it is
-        down an in-sync replica; the last refusal when none answers."""
-        names = readers(entry, shard)
-        epoch = with_copies(entry)["epochs"][shard]
+        down an in-sync replica.  When none answers, the catalog is read once more (a replica may have
+        rejoined the in-sync set since this frontend's last look) before the last refusal is raised."""
+        tried: set[str] = set()
         failure: ArrwdbError | None = None
-        for name in names:
-            link = self.link(name)
-            if not link.up and name != names[-1]:
+        for attempt in range(2):
+            names = [name for name in readers(entry, shard) if name not in tried]
+            epoch = with_copies(entry)["epochs"][shard]
+            for name in names:
+                link = self.link(name)
+                if not link.up and name != names[-1]:
+                    continue
+                tried.add(name)
+                try:
+                    return await ask(link, epoch)
+                except StaleShardMap:
+                    raise
+                except ShardUnavailable as exc:
+                    failure = exc
+            if attempt == 0:
+                try:
+                    entry = await self.entry(entry["tenant"], entry["id"], fresh=True)
+                except ArrwdbError:  # the catalog is down too: the other copies judge for themselves
+                    break
+        # A copy outside this frontend's in-sync list answers only if its own view (read from the
+        # catalog every second; arrwdb.cluster.replication) counts it in sync at this epoch.
+        epoch = with_copies(entry)["epochs"][shard]
+        for name in with_copies(entry)["copies"][shard]:
+            if name in tried or not self.link(name).up:
                 continue
             try:
-                return await ask(link, epoch)
-            except StaleShardMap:
-                raise
-            except ShardUnavailable as exc:
+                return await ask(self.link(name), epoch)
+            except ShardUnavailable as exc:  # StaleShardMap included: it is not in sync
                 failure = exc
-        assert failure is not None
+        if failure is None:
+            raise ShardUnavailable(f"no copy of shard {shard} of {entry['name']!r} answers; try again shortly")
         raise failure
 
     async def read_call(self, entry: Entry, shard: int, op: str, args: dict[str, Any]) -> Any:

@@ -49,6 +49,9 @@ class ShardReplicator:
         self.joining: set[str] = set()
         self.acked: dict[str, int] = {}
         self.stopped = False
+        # After a promotion, no write is acknowledged until every frontend and copy has had time to
+        # read the new epoch (none then reads a copy this primary acknowledges writes without).
+        self._accept_after = time.monotonic() + SETTLE_S if shard.epoch > 1 else 0.0
         self._changed = asyncio.Event()
         self._wake: dict[str, asyncio.Event] = {}
         self._pumps: dict[str, asyncio.Task[None]] = {}
@@ -83,6 +86,8 @@ class ShardReplicator:
         deadline passes first or this engine stops being the primary (the write is on the primary)."""
         for wake in self._wake.values():
             wake.set()
+        if time.monotonic() < self._accept_after:
+            await asyncio.sleep(self._accept_after - time.monotonic())
         while True:
             changed = self._changed
             if self.stopped:

@@ -122,12 +122,13 @@ def test_engines_killed_under_reads_and_writes_lose_no_acknowledged_write(replic
             for thread in writers:
                 thread.start()
             time.sleep(1.0)
-            # The primary of each shard in turn: its reads move to the replica, its writes wait for a
-            # promotion (or for Ray's restart, when the catalog engine is the one killed).
+            # Each engine in turn: one holding a shard's primary (its reads move to a replica, its writes
+            # wait for a promotion, or for Ray's restart when it is the catalog engine), or only replicas
+            # (writes wait until it has left the in-sync set; it catches up when back).
             copies = _copies(client, library)
-            victim = next(c for c in copies if c["role"] == "primary" and c["shard"] == round_ % 2)
-            os.kill(victim["pid"], signal.SIGKILL)
-            victim = victim["engine"]
+            victim = f"arrwdb-engine-{round_ % 3}"
+            roles = sorted(f"{c['role']} of shard {c['shard']}" for c in copies if c["engine"] == victim)
+            os.kill(next(c["pid"] for c in copies if c["engine"] == victim), signal.SIGKILL)
             resumed_s = _until_both_shards_take_writes(client, library, ledger, f"probe{round_}")
             stop.set()
             for thread in writers:
@@ -135,7 +136,8 @@ def test_engines_killed_under_reads_and_writes_lose_no_acknowledged_write(replic
             in_sync_s = _wait_in_sync(client, library, copies=4)
             epochs = sorted({(c["shard"], c["epoch"]) for c in _copies(client, library)})
             print(
-                f"round {round_}: {victim} killed; both shards took writes again after {resumed_s:.1f} s; "
+                f"round {round_}: {victim} ({', '.join(roles)}) killed; "
+                f"both shards took writes again after {resumed_s:.1f} s; "
                 f"all copies in sync {in_sync_s:.1f} s after the writers stopped; (shard, epoch) {epochs}; "
                 f"answers {ledger.statuses}"
             )
@@ -190,4 +192,44 @@ def test_replica_moved_to_another_engine_bootstraps_and_answers_for_a_lost_prima
     assert hits.status_code == 200, hits.text
     assert hits.json()["results"][0]["document_id"] == docs[7]["id"]
     print(f"bootstrap of {len(docs)} documents on {spare}: in sync after {bootstrap_s:.1f} s")
+    _wait_in_sync(client, library, copies=2)
+
+
+def test_a_replica_restarted_catches_up_and_then_holds_every_acknowledged_write(
+    replicated_server: ServerProcess,
+) -> None:
+    client = httpx.Client(base_url=replicated_server.url, timeout=60)
+    library = f"catchup-{uuid.uuid4().hex[:6]}"
+    assert client.post("/v1/libraries", json={"name": library, "dimension": DIM, "replicas": 2}).status_code == 201
+    acknowledged: list[str] = []
+
+    def write(prefix: str, batches: int) -> None:
+        for b in range(batches):
+            docs = [_doc(f"{prefix}-{b}-{i}") for i in range(10)]
+            for _ in range(300):  # bounded: a batch refused while the replica leaves the set is sent again
+                answer = client.post(f"/v1/libraries/{library}/documents/batch", json={"documents": docs})
+                if answer.status_code == 201:
+                    acknowledged.extend(d["id"] for d in docs)
+                    break
+                assert answer.status_code == 503, answer.text
+                time.sleep(0.1)
+            else:
+                raise AssertionError("a batch was never acknowledged")
+
+    write("before", 5)
+    _wait_in_sync(client, library, copies=2)
+    layout = {c["role"]: c for c in _copies(client, library)}
+    os.kill(layout["replica"]["pid"], signal.SIGKILL)
+    write("while-away", 10)  # acknowledged by the primary once the replica has left the in-sync set
+    caught_up_s = _wait_in_sync(client, library, copies=2)
+    after = {c["role"]: c for c in _copies(client, library)}
+    assert after["replica"]["engine"] == layout["replica"]["engine"]
+    assert after["replica"]["epoch"] == layout["replica"]["epoch"]  # no promotion happened
+    # Only the caught-up copy is left: every acknowledged write must be there.
+    os.kill(after["primary"]["pid"], signal.SIGKILL)
+    for doc_id in acknowledged:
+        found = client.get(f"/v1/libraries/{library}/documents/{doc_id}")
+        assert found.status_code == 200, (doc_id, found.text)
+        assert found.json()["text"] == _doc(doc_id)["text"]
+    print(f"replica back in sync {caught_up_s:.1f} s after the writes; {len(acknowledged)} documents read from it")
     _wait_in_sync(client, library, copies=2)

@@ -145,7 +145,8 @@ def test_documents_are_routed_and_listed_across_shards(client: httpx.Client) -> 
 
 
 def test_refusals(client: httpx.Client) -> None:
-    assert client.post("/v1/libraries", json={"name": "r", "dimension": 4, "replicas": 2}).status_code == 422
+    too_many = client.post("/v1/libraries", json={"name": "r", "dimension": 4, "replicas": 3})  # 2 engines
+    assert too_many.status_code == 422 and "at most 2" in too_many.json()["error"]["message"]
     assert client.post("/v1/libraries", json={"name": "r", "dimension": 4, "shards": 0}).status_code == 422
     name = _library(client, 2, "brute_force", {})
     assert client.post("/v1/libraries", json={"name": name, "dimension": 4}).status_code == 409

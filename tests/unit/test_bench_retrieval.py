@@ -38,3 +38,47 @@ def test_passages_hold_four_verses_and_never_cross_a_chapter():
     assert passages == {"1001001": "a1 a2 a3 a4", "1001005": "a5 a6", "1002001": "b1 b2"}
     assert holder[1001006] == "1001005" and holder[1002002] == "1002001"
     assert list(_passages(verses, 2)[0]) == ["1001001", "1001005"]
+
+
+def test_fusion_sweep_finds_the_setting_that_ranks_best():
+    from arrwdb.bench.retrieval import _fusion_sweep
+    from arrwdb.inputs import Hit
+
+    def hits(*docs: str) -> list[Hit]:
+        return [Hit(doc, 0, 1.0 - n / 10, None, None, {}) for n, doc in enumerate(docs)]
+
+    # The keyword leg is right (its first hit), the vector leg ranks it third: only a keyword weight
+    # above the vector's puts it first with RRF.
+    legs = {"vector": [hits("x", "y", "a")], "keyword": [hits("a", "x", "y")]}
+    sweep = _fusion_sweep(legs, ["a"])
+    assert sweep["rrf"]["ndcg@10"] == 1.0 and sweep["rrf"]["weights"][1] > 1.0
+    assert set(sweep) == {"rrf", "dbsf"}
+
+
+def test_ceiling_counts_passages_that_hold_the_same_words():
+    from arrwdb.bench.retrieval import _ceiling
+
+    kjv = {1: "And he said,", 2: "Amen.", 5: "and HE said"}
+    holder = {1: "p1", 2: "p1", 5: "p2"}
+    assert _ceiling(kjv, holder, [2]) == pytest.approx(1.0)
+    assert _ceiling(kjv, holder, [1]) == pytest.approx((1.0 + 1.0 / math.log2(3)) / 2)
+
+
+def test_grouped_quality_ranks_the_groups_keys():
+    import httpx
+    import orjson
+
+    from arrwdb.bench.retrieval import MODES, _quality
+
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        queries = orjson.loads(request.content)["queries"]
+        seen.extend(query.get("group_by") for query in queries)
+        groups = [{"key": "p2", "hits": []}, {"key": "p1", "hits": []}]
+        return httpx.Response(200, json={"results": [groups for _ in queries], "took_ms": 1.0})
+
+    with httpx.Client(base_url="http://test", transport=httpx.MockTransport(answer)) as http:
+        out = _quality(http, ["a verse"], ["p1"], "kjv-verses", "passage")
+    assert set(out) == set(MODES) and seen == ["passage"] * len(MODES)
+    assert out["vector"] == {"ndcg@10": round(1.0 / math.log2(3), 4), "recall@10": 1.0}  # p1 is 2nd

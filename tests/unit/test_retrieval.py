@@ -162,7 +162,7 @@ def test_retrieval_options_cross_the_engine_protocol():
 
 def test_words_in_half_the_rows_or_more_are_left_out_of_the_match(fts):
     keyword_store.insert_rows(fts, "lib", [(i, "the fox" if i < 3 else "the hen") for i in range(1, 11)])
-    assert keyword_store._indexed_rows(fts, "lib") == 10
+    assert keyword_store.indexed_rows(fts, "lib") == 10
     assert keyword_store.useful_words(fts, "lib", ["the", "fox", "hen"]) == ["fox"]  # hen: 8 of 10, the: all
     assert keyword_store.useful_words(fts, "lib", ["the", "hen"]) == ["the", "hen"]  # none useful: all kept
     hits = keyword_store.search(fts, "lib", ("the", "fox"), 10, None)
