@@ -137,6 +137,11 @@ class Settings(BaseSettings):
         description="Extra embedding models: comma-separated name=PATH pairs, PATH a local "
         "sentence-transformers / Hugging Face BERT-family directory (loaded offline).",
     )
+    matryoshka_models: str = Field(
+        "",
+        description="Comma-separated names of served models trained Matryoshka-style, whose vectors "
+        "/v1/embeddings may shorten to `dimensions` (the first N values, re-normalised).",
+    )
     rerank_model: str = Field(
         "",
         description="A local cross-encoder directory (PATH or name=PATH) for /v1/rerank and rerank in search.",
@@ -161,6 +166,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"ARRWDB_MODELS: the name {name!r} is given twice")
             found[name] = Path(path).expanduser()
         return found
+
+    def matryoshka_model_names(self) -> list[str]:
+        """ARRWDB_MATRYOSHKA_MODELS as names (checked against the loaded models at start)."""
+        return [name.strip() for name in self.matryoshka_models.split(",") if name.strip()]
 
     def rerank_model_path(self) -> tuple[str, Path] | None:
         """ARRWDB_RERANK_MODEL as (name, directory): ``name=PATH``, or a PATH named by its last folder."""

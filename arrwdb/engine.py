@@ -125,6 +125,7 @@ class Engine(EmbeddingMixin, RerankMixin):
                 self.models.add(self.embedder)
                 for name, embedder in extra.items():
                     self.models.add(embedder, name)
+                self.models.allow_shortening(self.settings.matryoshka_model_names())
                 for name, embedder in [*self.models.embedders.items(), *self.rerankers.items()]:
                     self.telemetry.model_memory.labels(name).set(model_memory(embedder))
             await self.on_worker(self._warm_up)

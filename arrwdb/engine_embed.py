@@ -13,7 +13,7 @@ import numpy as np
 
 from arrwdb.embed.chunking import token_estimate
 from arrwdb.embed.protocol import Embedder, Item
-from arrwdb.models import check_dimensions, check_token_inputs
+from arrwdb.models import check_token_inputs, output_dimension, shorten
 from arrwdb.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, QueueSpec
 from arrwdb.timings import Timings
 
@@ -101,12 +101,13 @@ class EmbeddingMixin:
     async def embeddings(
         self, inputs: list[Item], model: str | None, deadline: float, dimensions: int | None = None
     ) -> tuple[np.ndarray, int, str, Timings]:
-        """An OpenAI-style embeddings call: the vectors, the tokens the model read, and its name."""
+        """An OpenAI-style embeddings call: the vectors (shortened to ``dimensions`` for a Matryoshka
+        model), the tokens the model read, and its name."""
         self.check_ready()
         name = self.models.name_of(model)
         embedder = self.models.embedders[name]
-        check_dimensions(embedder, name, dimensions)
+        length = output_dimension(embedder, name, dimensions, name in self.models.matryoshka)
         check_token_inputs(embedder, inputs)
         tokens = sum(embedder.token_counts(inputs))
         vectors, timings = await self.embed(inputs, self.embed_priority(len(inputs)), deadline, name)
-        return vectors, tokens, name, timings
+        return shorten(vectors, length), tokens, name, timings

@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from arrwdb.embed.protocol import Embedder, Item
 from arrwdb.errors import InvalidInput, NotReady, UnknownModel
 
@@ -23,6 +25,7 @@ class ModelRegistry:
         self.embedders: dict[str, Embedder] = {}
         self.created: dict[str, int] = {}  # Unix seconds when each model was loaded ("created" in /v1/models)
         self.default: str | None = None
+        self.matryoshka: set[str] = set()  # models whose vectors may be shortened (OpenAI's ``dimensions``)
 
     def add(self, embedder: Embedder, name: str | None = None) -> None:
         name = name or embedder.name
@@ -35,6 +38,15 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return list(self.embedders)
+
+    def allow_shortening(self, names: Sequence[str]) -> None:
+        """Mark ``names`` (ARRWDB_MATRYOSHKA_MODELS) as Matryoshka models; a name that is not loaded is a
+        ValueError, so that a typo stops the start instead of leaving ``dimensions`` refused."""
+        unknown = [name for name in names if name not in self.embedders]
+        if unknown:
+            known = ", ".join(repr(name) for name in self.embedders)
+            raise ValueError(f"ARRWDB_MATRYOSHKA_MODELS names {unknown}, which are not loaded; the models are {known}")
+        self.matryoshka = set(names)
 
     def name_of(self, model: str | None) -> str:
         """The name of the model a request asks for (None: the default); a 404 naming the known ones
@@ -60,6 +72,7 @@ class ModelRegistry:
                 "dimension": embedder.dimension,
                 "max_tokens": embedder.max_tokens,
                 "default": name == self.default,
+                "matryoshka": name in self.matryoshka,
                 "memory_bytes": model_memory(embedder),
                 "kind": "embedding",
                 "vocab_size": embedder.vocab_size,  # for the OpenAPI schema's token ids; not in /v1/models
@@ -92,15 +105,37 @@ def check_token_inputs(embedder: Embedder, inputs: Sequence[Item]) -> None:
             )
 
 
-def check_dimensions(embedder: Embedder, name: str, dimensions: int | None) -> None:
-    """OpenAI's ``dimensions``: these models give vectors of one length and cannot shorten them (they
-    were not trained Matryoshka-style), so only their own dimension is accepted."""
-    if dimensions is not None and dimensions != embedder.dimension:
+def output_dimension(embedder: Embedder, name: str, dimensions: int | None, matryoshka: bool) -> int:
+    """The length of the vectors an embeddings call answers with (OpenAI's ``dimensions``).
+
+    A Matryoshka model (trained so that a vector's first N values are themselves a good embedding)
+    answers with any length from 1 to its own; any other model only with its own, and a clear 422
+    otherwise: cutting its vectors would silently lose most of their meaning."""
+    full = embedder.dimension
+    if dimensions is None or dimensions == full:
+        return full
+    if not matryoshka:
         raise InvalidInput(
-            f"model {name!r} gives {embedder.dimension}-dimensional vectors and cannot shorten them: "
-            f"leave dimensions out or set it to {embedder.dimension}",
+            f"model {name!r} gives {full}-dimensional vectors and cannot shorten them (it is not listed in "
+            f"ARRWDB_MATRYOSHKA_MODELS): leave dimensions out or set it to {full}",
             param="dimensions",
         )
+    if not 1 <= dimensions <= full:
+        raise InvalidInput(
+            f"model {name!r} gives {full}-dimensional vectors: dimensions must be from 1 to {full}",
+            param="dimensions",
+        )
+    return dimensions
+
+
+def shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
+    """Matryoshka truncation as OpenAI and TEI do it: the first ``dimensions`` values of each row,
+    rescaled to unit length (a row of zeros stays zeros)."""
+    if dimensions >= vectors.shape[1]:
+        return vectors
+    head = np.ascontiguousarray(vectors[:, :dimensions], dtype=np.float32)
+    norms = np.linalg.norm(head, axis=1, keepdims=True)
+    return head / np.where(norms > 0, norms, 1.0)
 
 
 def load_configured_models(settings: Settings, device: torch.device) -> tuple[dict[str, Embedder], dict[str, Any]]:

@@ -46,6 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     peers.add_argument("--clients", type=_ints, default=None, help="comma-separated (default 1,64)")
     peers.add_argument("--seconds", type=float, default=None, help="measured seconds per QPS point (default 5)")
     peers.add_argument("--texts", type=int, default=None, help="texts for the embedding comparison (default 2000)")
+    peers.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default=None,
+        help="the embedding model's dtype on arrwdb and Infinity alike (default auto: arrwdb's choice for this CPU)",
+    )
     peers.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
     peers.add_argument(
         "--dataset",

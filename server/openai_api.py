@@ -120,6 +120,7 @@ def _model_body(model: dict[str, Any]) -> dict[str, Any]:
         "dimension": model.get("dimension"),
         "max_tokens": model["max_tokens"],
         "default": model["default"],
+        "matryoshka": bool(model.get("matryoshka", False)),
         "memory_bytes": model["memory_bytes"],
     }
 

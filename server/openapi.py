@@ -154,7 +154,7 @@ def model_facts(settings: Settings, loaded: list[dict[str, Any]] | None) -> tupl
         names = [DEFAULT_MODEL_NAME, *settings.model_paths()]
         return [Model(name, name == DEFAULT_MODEL_NAME) for name in names], [] if rerank is None else [rerank[0]]
     models = [
-        Model(m["id"], bool(m["default"]), m.get("dimension"), m.get("vocab_size"))
+        Model(m["id"], bool(m["default"]), m.get("dimension"), m.get("vocab_size"), bool(m.get("matryoshka")))
         for m in loaded
         if m.get("kind", "embedding") == "embedding"
     ]

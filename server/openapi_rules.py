@@ -48,6 +48,7 @@ class Model:
     default: bool
     dimension: int | None = None
     vocab_size: int | None = None
+    matryoshka: bool = False  # /v1/embeddings may shorten its vectors to any length up to ``dimension``
 
 
 def ref(name: str) -> Schema:
@@ -316,13 +317,19 @@ def embeddings_request(schema: Schema, models: list[Model], max_inputs: int) -> 
         "A text, texts, token ids or lists of token ids (ids of the model's vocabulary).",
     )
     _set(schema, "model", nullable({"enum": [m.id for m in models]}))
-    _set(schema, "dimensions", nullable({"type": "integer", "minimum": 1}), "Only the model's own dimension.")
-    # Token ids within the model's vocabulary; dimensions only the model's own.
+    _set(
+        schema,
+        "dimensions",
+        nullable({"type": "integer", "minimum": 1}),
+        "The model's own dimension, or up to it for a model of ARRWDB_MATRYOSHKA_MODELS.",
+    )
+    # Token ids within the model's vocabulary; dimensions the model's own, or up to it (Matryoshka).
     per_model = []
     for model in models:
         rules: dict[str, Schema] = {"input": _input_shapes(max_inputs, model.vocab_size)}
         if model.dimension is not None:
-            rules["dimensions"] = nullable({"const": model.dimension})
+            shortened = _integer(1, model.dimension) if model.matryoshka else {"const": model.dimension}
+            rules["dimensions"] = nullable(shortened)
         per_model.append({"allOf": [_named(model), {"properties": rules}]})
     schema["anyOf"] = per_model
 

@@ -247,7 +247,10 @@ class EmbeddingsRequest(Strict):
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Int | None = Field(
-        None, ge=1, description="Only the model's own dimension: these models cannot shorten their vectors."
+        None,
+        ge=1,
+        description="The model's own dimension, or for a model of ARRWDB_MATRYOSHKA_MODELS any length up to it "
+        "(the vectors' first values, re-normalised).",
     )
     user: str | None = None
 
@@ -279,6 +282,7 @@ class ModelCard(BaseModel):
     dimension: int | None
     max_tokens: int
     default: bool
+    matryoshka: bool = Field(False, description="Whether /v1/embeddings may shorten its vectors (`dimensions`).")
     memory_bytes: int
 
 

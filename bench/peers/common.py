@@ -34,6 +34,7 @@ class PeerSettings:
     warmup: float = 1.0
     texts: int = 2000
     embed_modes: tuple[tuple[int, int], ...] = ((64, 1), (4, 32))  # (clients, texts per request)
+    precision: str = "auto"  # the embedding model's dtype on both systems (embed_peer.precision)
     hnsw: dict[str, int] = field(default_factory=lambda: dict(HNSW))  # {}: each system's own defaults
     ready_timeout_s: float = 600.0
     rounds: int = 2  # interleaved QPS rounds over the HTTP systems (the best kept)

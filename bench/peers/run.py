@@ -135,6 +135,7 @@ def main(args: argparse.Namespace) -> int:
         "clients": args.clients,
         "seconds": args.seconds,
         "texts": args.texts,
+        "precision": args.precision,
     }
     settings = replace(QUICK if args.quick else PeerSettings(), **{k: v for k, v in overrides.items() if v is not None})
     if args.own_defaults:

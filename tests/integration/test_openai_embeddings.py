@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -66,12 +67,17 @@ def test_openai_client_in_one_process(start_server: Any, minilm: Any) -> None:
 
 
 def test_openai_client_through_http_workers(tmp_path: Any, minilm: Any) -> None:
-    server = start_processes(tmp_path / "data", workers=2)
+    server = start_processes(tmp_path / "data", workers=2, ARRWDB_MATRYOSHKA_MODELS=MODEL)
     try:
         minted = httpx.post(f"{server.url}/v1/admin/keys", json={"tenant": "t"}, headers={"X-API-Key": ADMIN_KEY})
         assert minted.status_code == 201, minted.text
         key = minted.json()["key"]
         _check_client_round_trip(server.url, key, {"X-API-Key": key}, minilm)
+        # The engine process reads ARRWDB_MATRYOSHKA_MODELS and shortens; the HTTP workers pass it on.
+        full = _embed(server.url, TEXTS, {"X-API-Key": key})[:, :64]
+        short = _openai(server.url, key).embeddings.create(input=TEXTS, model=MODEL, dimensions=64)
+        expected = full / np.linalg.norm(full, axis=1, keepdims=True)
+        np.testing.assert_allclose(np.asarray([d.embedding for d in short.data]), expected, atol=1e-6)
         # Errors cross the engine protocol with their field: the unknown model is named in `param`.
         with pytest.raises(openai.NotFoundError) as caught:
             _openai(server.url, key).embeddings.create(input="x", model="nope")
@@ -121,6 +127,56 @@ def test_dimensions_only_the_models_own(start_server: Any) -> None:
         client.embeddings.create(input="hello", model=MODEL, dimensions=128)
     error = caught.value.body
     assert error["param"] == "dimensions" and error["type"] == "invalid_input" and "384" in error["message"]
+
+
+def test_a_matryoshka_model_shortens_its_vectors(start_server: Any) -> None:
+    """ARRWDB_MATRYOSHKA_MODELS: `dimensions` below the model's own gives each vector's first values,
+    rescaled to unit length, in both encodings; beyond the model's own it is a 422; the model card and
+    the OpenAPI schema say so."""
+    server = start_server(matryoshka_models=MODEL)
+    client = _openai(server.url)
+    full = _embed(server.url, TEXTS)
+    expected = full[:, :128] / np.linalg.norm(full[:, :128], axis=1, keepdims=True)
+    floats = client.embeddings.create(input=TEXTS, model=MODEL, dimensions=128, encoding_format="float")
+    as_base64 = client.embeddings.create(input=TEXTS, model=MODEL, dimensions=128)  # the client's default
+    for answer in (floats, as_base64):
+        got = np.asarray([d.embedding for d in answer.data], dtype=np.float32)
+        assert got.shape == (3, 128)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    one = client.embeddings.create(input="hello", model=MODEL, dimensions=1, encoding_format="float")
+    assert len(one.data[0].embedding) == 1 and abs(abs(one.data[0].embedding[0]) - 1.0) < 1e-6
+    whole = client.embeddings.create(input=TEXTS, model=MODEL, dimensions=384, encoding_format="float")
+    np.testing.assert_allclose(np.asarray([d.embedding for d in whole.data]), full, atol=1e-6)
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.embeddings.create(input="hello", model=MODEL, dimensions=385)
+    assert caught.value.body["param"] == "dimensions" and "1 to 384" in caught.value.body["message"]
+    card = httpx.get(f"{server.url}/v1/models/{MODEL}", timeout=30.0).json()
+    assert card["matryoshka"] is True and card["dimension"] == 384
+    schema = httpx.get(f"{server.url}/openapi.json", timeout=30.0).json()
+    per_model = schema["components"]["schemas"]["EmbeddingsRequest"]["anyOf"]
+    rules = [part["properties"]["dimensions"] for entry in per_model for part in entry["allOf"] if "properties" in part]
+    assert {"type": "integer", "minimum": 1, "maximum": 384} in rules[0]["anyOf"]
+
+
+def test_a_matryoshka_name_that_is_not_loaded_stops_the_start(tmp_path: Any, minilm: Any) -> None:
+    from tests.harness import ServerThread
+
+    server = ServerThread(tmp_path / "data", minilm, matryoshka_models="no-such-model")
+    server.thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reason = ""
+        while "start-up failed" not in reason and time.monotonic() < deadline:
+            ready = httpx.get(f"{server.url}/ready", timeout=10.0)
+            assert ready.status_code == 503, ready.text  # never ready with a name it cannot honour
+            reason = ready.json()["error"]["message"]
+            time.sleep(0.05)
+        assert "ARRWDB_MATRYOSHKA_MODELS" in reason and "no-such-model" in reason
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -109,3 +109,16 @@ def test_a_peer_that_cannot_install_says_why(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith("broken: `") and "failed" in message and "broken-install.log" in message
     assert not list(tmp_path.glob("broken-venv/.arrwdb-ready-*"))  # retried next run, not marked done
+
+
+def test_both_embedding_servers_get_one_dtype(tmp_path: Path) -> None:
+    from arrwdb.bench.peers.embed_peer import _infinity_command, precision
+    from arrwdb.device import cpu_has_fast_bf16
+
+    assert precision("auto") == ("bfloat16" if cpu_has_fast_bf16() else "float32")
+    assert precision("float32") == "float32" and precision("bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="float16"):
+        precision("float16")
+    command = _infinity_command(tmp_path / "bin" / "python", 1234, "float32")
+    assert command[command.index("--dtype") + 1] == "float32"
+    assert command[command.index("--host") + 1] == "127.0.0.1"  # loopback only
