@@ -202,6 +202,15 @@ class EngineActor:
 
         return await self._answer(run)
 
+    async def learn_shard(self, entry: dict[str, Any], shard: int) -> Answer:
+        """The catalog's entry of a shard this engine holds, from its primary (after a role change)."""
+        from arrwdb.cluster.shard_state import shard_copies
+
+        async def run(_api: LocalEngine) -> None:
+            self._replication().learn(shard_copies(entry, shard))
+
+        return await self._answer(run)
+
     async def replica_position(self, key: str) -> Answer:
         """(epoch, sequence) of the primary's log this copy of ``key`` has applied; None: unknown."""
 

@@ -69,6 +69,12 @@ class Replication:
             self.roles.pop(key)
             self._stop(key)
 
+    def learn(self, copies: ShardCopies) -> None:
+        """A shard's copies as its primary read them from the catalog: kept unless older than known."""
+        known = self.roles.get(copies.key)
+        if known is None or copies.epoch >= known.epoch:
+            self._learn(copies)
+
     def _learn(self, copies: ShardCopies) -> None:
         self.roles[copies.key] = copies
         running = self.replicators.get(copies.key)

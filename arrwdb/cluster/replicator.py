@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from arrwdb.errors import Conflict, OutcomeUnknown, StaleShardMap
+from arrwdb.errors import Conflict, OutcomeUnknown, ShardUnavailable, StaleShardMap
 
 if TYPE_CHECKING:
     from arrwdb.cluster.replication import Replication
@@ -174,9 +174,15 @@ class ShardReplicator:
             self._notify()
             return
         if self.acked.get(replica, -1) >= self._join_target:
-            await self._catalog("add_in_sync", replica)
+            entry = await self._catalog("add_in_sync", replica)
             self.in_sync.add(replica)
             self.joining.discard(replica)
+            # Told at once, not at its next look at the catalog: if this primary is lost now, the
+            # replica answers reads for it (arrwdb.cluster.frontend.ClusterEngine.read).
+            try:
+                await self.hub.ask(replica, "learn_shard", entry, self.shard.shard, timeout=PAGE_TIMEOUT_S)
+            except ShardUnavailable:  # it reads the catalog within a second anyway
+                pass
             log.warning("cluster: %s is in sync for %s (epoch %d)", replica, self.shard.key, self.shard.epoch)
             self._notify()
 
@@ -190,12 +196,12 @@ class ShardReplicator:
         log.warning("cluster: %s left the in-sync set of %s", replica, self.shard.key)
         self._notify()
 
-    async def _catalog(self, op: str, replica: str) -> None:
+    async def _catalog(self, op: str, replica: str) -> dict[str, Any]:
         """A change of ``replica``'s state in the catalog; on a Conflict the catalog's view is learned:
         this engine deposed (a newer epoch), or the replica no longer a copy (an operator removed it)."""
         shard = self.shard
         try:
-            await self.hub.catalog_change(shard.library_id, shard.shard, op, shard.epoch, replica, shard.primary)
+            return await self.hub.catalog_change(shard.library_id, shard.shard, op, shard.epoch, replica, shard.primary)
         except Conflict:
             await self.hub.relearn(shard)
             raise

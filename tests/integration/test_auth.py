@@ -248,6 +248,7 @@ BODIES = {
     ("POST", "/v1/libraries/{library}/search/batch"): {"queries": [{"embedding": VECTOR, "k": 5}]},
     ("PATCH", "/v1/libraries/{library}/documents/{doc_id}"): {"title": "intruder", "metadata": {"m": None}},
     ("POST", "/v1/libraries/{library}/documents/delete"): {"ids": ["secret-doc"]},
+    ("POST", "/v1/libraries/{library}/shards/{shard}/replicas"): {"engine": "arrwdb-engine-1"},
 }
 SECRET_TEXT = "tenant A's private text"
 
@@ -271,7 +272,12 @@ def test_every_endpoint_as_another_tenant_is_404_and_leaks_nothing(start_server)
                 params = set(re.findall(r"{(\w+)}", path))
                 if "library" in params:
                     for library in (lib["id"], "a-only-name"):
-                        concrete = path.replace("{library}", library).replace("{doc_id}", "secret-doc")
+                        concrete = (
+                            path.replace("{library}", library)
+                            .replace("{doc_id}", "secret-doc")
+                            .replace("{shard}", "0")
+                            .replace("{engine}", "arrwdb-engine-1")
+                        )
                         body = BODIES.get((method, path))
                         if method == "POST":
                             assert body is not None, f"no body for {method} {path}: add one to BODIES"
