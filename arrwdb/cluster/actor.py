@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arrwdb.errors import WorkerFailure
+from arrwdb.errors import NotReady, WorkerFailure
 from arrwdb.ipc import wire
 
 if TYPE_CHECKING:
@@ -85,11 +85,11 @@ class EngineActor:
         """The catalog's ``op``: here on the catalog engine, else through it."""
         if self.catalog is not None:
             return await asyncio.to_thread(getattr(self.catalog, op), **args)
-        assert self.replication is not None
-        return await self.replication.ask(CATALOG_ENGINE, "catalog_call", op, args, timeout=5.0)
+        return await self._replication().ask(CATALOG_ENGINE, "catalog_call", op, args, timeout=5.0)
 
     def _replication(self) -> Replication:
-        assert self.replication is not None  # set with the engine, before any call is served
+        if self.replication is None:  # set with the engine, before any call is served
+            raise NotReady(f"engine {self.name} is starting")
         return self.replication
 
     async def _write(
