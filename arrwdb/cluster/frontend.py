@@ -21,9 +21,11 @@ import numpy as np
 from arrwdb.cluster import metrics_text
 from arrwdb.cluster.actor import CATALOG_ENGINE
 from arrwdb.cluster.cluster_view import cluster_view
+from arrwdb.cluster.copy_reads import read_from_copies
 from arrwdb.cluster.failover import Failover
 from arrwdb.cluster.fanout import SearchFanout
 from arrwdb.cluster.links import EngineLink
+from arrwdb.cluster.replica_moves import change_replicas
 from arrwdb.cluster.shard_errors import names_shard, renamed
 from arrwdb.cluster.shard_state import copies_placement, readers, with_copies
 from arrwdb.cluster.sharded_writes import write_batch
@@ -71,43 +73,8 @@ class ClusterEngine:
         return self.link(entry["placement"][shard])
 
     async def read(self, entry: Entry, shard: int, ask: Any) -> Any:
-        """``ask(link, epoch)`` on a copy that may answer reads of ``shard``: the primary, or while it is
-        down an in-sync replica.  When none answers, the catalog is read once more (a replica may have
-        rejoined the in-sync set since this frontend's last look) before the last refusal is raised."""
-        tried: set[str] = set()
-        failure: ArrwdbError | None = None
-        for attempt in range(2):
-            names = [name for name in readers(entry, shard) if name not in tried]
-            epoch = with_copies(entry)["epochs"][shard]
-            for name in names:
-                link = self.link(name)
-                if not link.up and name != names[-1]:
-                    continue
-                tried.add(name)
-                try:
-                    return await ask(link, epoch)
-                except StaleShardMap:
-                    raise
-                except ShardUnavailable as exc:
-                    failure = exc
-            if attempt == 0:
-                try:
-                    entry = await self.entry(entry["tenant"], entry["id"], fresh=True)
-                except ArrwdbError:  # the catalog is down too: the other copies judge for themselves
-                    break
-        # A copy outside this frontend's in-sync list answers only if its own view (read from the
-        # catalog every second; arrwdb.cluster.replication) counts it in sync at this epoch.
-        epoch = with_copies(entry)["epochs"][shard]
-        for name in with_copies(entry)["copies"][shard]:
-            if name in tried or not self.link(name).up:
-                continue
-            try:
-                return await ask(self.link(name), epoch)
-            except ShardUnavailable as exc:  # StaleShardMap included: it is not in sync
-                failure = exc
-        if failure is None:
-            raise ShardUnavailable(f"no copy of shard {shard} of {entry['name']!r} answers; try again shortly")
-        raise failure
+        """``ask(link, epoch)`` on a copy that may answer reads of ``shard`` (``arrwdb.cluster.copy_reads``)."""
+        return await read_from_copies(self, entry, shard, ask)
 
     async def read_call(self, entry: Entry, shard: int, op: str, args: dict[str, Any]) -> Any:
         """``call`` of ``op`` with ``args`` on a copy that may answer reads of ``shard``."""
@@ -356,29 +323,7 @@ class ClusterEngine:
         return await self.on_shards(tenant, key, run)  # type: ignore[no-any-return]
 
     async def change_replicas(self, tenant: str, key: str, shard: int, engine: str, add: bool) -> dict[str, Any]:
-        """Add a copy of ``shard`` on ``engine`` (listed out of sync; its primary bootstraps it, then it
-        joins the in-sync set) or remove one (never the primary); the shard's layout after it."""
-        entry = with_copies(await self.entry(tenant, key, fresh=True))
-        if not 0 <= shard < entry["shards"]:
-            raise NotFound(f"library {key!r} has no shard {shard} (it has {entry['shards']})")
-        if engine not in self.links:
-            raise NotFound(f"engine {engine!r} is not part of this cluster (GET /v1/cluster lists them)")
-        op = "add_copy" if add else "remove_copy"
-        entry = with_copies(await self.catalog_change(entry["id"], shard, op, entry["epochs"][shard], engine, None))
-        if not add:
-            try:
-                args = {"tenant": tenant, "key": shard_name(entry, shard)}
-                await self.link(engine).ask("call", "delete_library", args, write=True)
-            except ArrwdbError:  # the engine is down: its copy is left on its disk, unused
-                pass
-        return {
-            "library": entry["name"],
-            "shard": shard,
-            "epoch": entry["epochs"][shard],
-            "primary": entry["placement"][shard],
-            "copies": entry["copies"][shard],
-            "in_sync": entry["in_sync"][shard],
-        }
+        return await change_replicas(self, tenant, key, shard, engine, add)
 
     # -- documents -------------------------------------------------------------------------------
 
