@@ -21,7 +21,7 @@ from arrwdb.index.params import INDEX_PARAM_RULES, QUERY_PARAM_RULES
 from arrwdb.inputs import FUSIONS, MODES
 from arrwdb.metadata import MAX_INT, MAX_KEY_CHARS, MAX_KEYS, MAX_LIST_ITEMS, MAX_STRING_CHARS
 from arrwdb.retrieval import MAX_FUSION_K, MAX_GROUP_SIZE
-from arrwdb.validation import MAX_DIMENSION, MAX_K
+from arrwdb.validation import MAX_DIMENSION, MAX_K, RESERVED_DOCUMENT_IDS
 
 Schema = dict[str, Any]
 
@@ -189,7 +189,7 @@ def library_create(schema: Schema, models: list[Model]) -> None:
 
 
 def document(schema: Schema) -> None:
-    _set(schema, "id", nullable(NAME))
+    _set(schema, "id", nullable({**NAME, "not": {"enum": list(RESERVED_DOCUMENT_IDS)}}))
     _set(schema, "embedding", nullable(VECTOR))
     _set(schema, "embedding_base64", nullable(BASE64_FLOAT32))
     _set(schema, "metadata", nullable(_metadata(False)))
