@@ -2,8 +2,8 @@
 the server's own checks (``server/search.py``, ``arrwdb/validation.py``, ``arrwdb/filters.py``,
 ``arrwdb/metadata.py``, ``arrwdb/retrieval.py``) written as JSON Schema, so that a body the schema
 accepts is one the server accepts, and the reverse.  What JSON Schema cannot say (a vector's length
-against its library's dimension, ``k + offset <= 1000``, ``candidates >= k``, a filter's depth and node
-count, a keyword text's distinct words) stays in the descriptions; the server answers those with 422.
+against its library's dimension, metric and metadata fields, a filter's depth and node count, a keyword
+text's distinct words) stays in the descriptions; the server answers those with 422.
 
 ``rules(components, ...)`` rewrites the components in place; the model ids come from the running
 configuration (``ARRWDB_MODELS``, ``ARRWDB_RERANK_MODEL``).
@@ -229,10 +229,13 @@ def query(schema: Schema, rerank: bool) -> None:
         schema,
         "candidates",
         nullable(_integer(1, MAX_K)),
-        "Hits each leg brings before fusion: k to 1000 (a smaller value is a 422).",
+        "Hits each leg brings before fusion, up to 1000; a value below k + offset counts as k + offset.",
     )
     _set(
-        schema, "offset", nullable(_integer(0, MAX_K - 1)), "Skip this many hits (or groups) first; k + offset <= 1000."
+        schema,
+        "offset",
+        nullable(_integer(0, MAX_K - 1)),
+        "Skip this many hits (or groups) first; a page ends at rank 1000 (k + offset beyond it: fewer hits).",
     )
     _set(schema, "group_by", nullable({"type": "string", "minLength": 1}))
     _set(schema, "group_size", nullable(_integer(1, MAX_GROUP_SIZE)))

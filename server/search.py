@@ -14,7 +14,7 @@ from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.filters import parse_filter
 from arrwdb.hits_json import HitsJSON
 from arrwdb.inputs import RerankInput, Retrieval, SearchInput
-from arrwdb.retrieval import check_retrieval
+from arrwdb.retrieval import check_retrieval, page_k
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
@@ -76,7 +76,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
     return SearchInput(
         query=query.query,
         embedding=embedding,
-        k=query.k,
+        k=page_k(retrieval, query.k),
         filter=filter_,
         filter_key="" if filter_ is None else filter_key(query.filter),
         include_text=query.include_text,
