@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from arrwdb.config import Settings
 
 PROG = "arrwdb"
-DEFAULT_URL = "http://127.0.0.1:8000"  # kept in sync with arrwdb.client.DEFAULT_URL (not imported: cost)
+DEFAULT_URL = "http://127.0.0.1:8000"  # kept in sync with arrwdb.client.client.DEFAULT_URL (not imported: cost)
 SERVE_FLAGS = ("host", "port", "data_dir", "device", "workers", "ray_address")
 
 
@@ -102,7 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from arrwdb.openmp import configure_for_serving
+    from arrwdb.runtime.openmp import configure_for_serving
 
     configure_for_serving()
 
@@ -128,8 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     import httpx
 
-    from arrwdb.client import ApiError, Client
-    from arrwdb.ingest import IngestError, ingest_jsonl
+    from arrwdb.client.client import ApiError, Client
+    from arrwdb.client.ingest import IngestError, ingest_jsonl
 
     try:
         # api_key None: the client sends $ARRWDB_API_KEY.

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # and a saturated worker (p95 110 ms); 5 ms formed larger ones and cut p95 to 76 ms. An idle worker
     # never waits for it.
     max_batch_wait_ms: float = Field(5.0, ge=0, le=5, description="Extra wait to fill a batch, from the oldest.")
+    commit_max_requests: int = Field(
+        256, ge=1, description="Most write requests in one group commit (one SQLite transaction, one fsync)."
+    )
     max_queue: int = Field(
         4096,
         ge=1,

@@ -11,6 +11,8 @@ Metadata = dict[str, Any]
 
 INDEX_TYPES = ("brute_force", "ivf", "hnsw")
 METRICS = ("cosine", "ip", "l2")
+# The most keys a document's metadata may hold (checked on every write, a merge patch included).
+MAX_KEYS = 256
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,8 @@ def _embedded(path: Path, texts: list[str]) -> np.ndarray:
     import torch
     from tqdm import tqdm
 
-    from arrwdb.device import model_dtype
     from arrwdb.embed.minilm import MiniLMEmbedder
+    from arrwdb.runtime.device import model_dtype
 
     # The precision the server would embed with here (bf16 on an AMX CPU: the vectors agree with fp32's
     # at cosine > 0.9999, in half the time).

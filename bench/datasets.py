@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from arrwdb.records import ChunkRecord, DocumentRecord, Upsert
-from arrwdb.store import Store, new_library_record
+from arrwdb.store.store import Store, new_library_record
 
 DEFAULT_TENANT = "default"  # the tenant of a server without API keys
 
@@ -76,7 +76,7 @@ def build_vector_store(
 
 def _expected(name: str, dimension: int, metric: str, index_type: str, index_params: dict[str, int] | None) -> dict:
     """What the server checks a snapshot against, for the library build_vector_store made as ``name``."""
-    from arrwdb.builder import expected_meta_of
+    from arrwdb.engine.index_builder import expected_meta_of
 
     library_id, params = f"bench-{name}", index_params or {}
     return expected_meta_of(new_library_record(library_id, DEFAULT_TENANT, name, dimension, index_type, metric, params))

@@ -14,8 +14,8 @@ def run_embed(
 ) -> dict[str, Any]:
     import torch
 
-    from arrwdb.device import model_dtype
     from arrwdb.embed.minilm import MiniLMEmbedder
+    from arrwdb.runtime.device import model_dtype
 
     dtype = model_dtype(torch.device(device), precision)  # what the server would run
     model = MiniLMEmbedder(device, dtype=dtype)

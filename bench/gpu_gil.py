@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from arrwdb.bench.gpu import GpuBenchConfig, random_rows, timed
-from arrwdb.gc_tuning import GIL_SWITCH_INTERVAL_S
+from arrwdb.runtime.gc_tuning import GIL_SWITCH_INTERVAL_S
 
 
 @contextmanager

@@ -134,8 +134,8 @@ def _two_models_part(server: ServerProcess, queries: list[str], clients: int, se
 def _rerank_part(server: ServerProcess, reranker: Path, docs: list[str], seconds: float) -> dict[str, Any]:
     import torch
 
-    from arrwdb.device import model_dtype
     from arrwdb.embed.cross_encoder import CrossEncoder
+    from arrwdb.runtime.device import model_dtype
 
     dtype = model_dtype(torch.device("cpu"))
     encoder = CrossEncoder(reranker, RERANKER, "cpu", dtype)

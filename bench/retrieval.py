@@ -10,7 +10,7 @@ the verse of the same reference:
 Quality: nDCG@10 and recall@10 (one relevant document per query) of each mode through the real
 server (``/search/batch``), at the API's defaults (hybrid: RRF k = 60, weights [1, 1]; DBSF).  Then
 the best any fusion setting reaches: each leg's 50 candidates (the default for k = 10) fetched once,
-fused by the server's own ``arrwdb.retrieval.fuse`` over a grid of RRF k and leg weights, and DBSF
+fused by the server's own ``arrwdb.library.retrieval.fuse`` over a grid of RRF k and leg weights, and DBSF
 weights; and the ceiling set by verses whose KJV text is word for word in several passages (no
 ranking can tell those passages apart: the relevant one is expected at the middle of their ranks).
 Last, the same verses as documents of their own (metadata ``passage``), each mode's quality with
@@ -40,8 +40,8 @@ from arrwdb.bench.ann_data import _verses
 from arrwdb.bench.loadgen import closed_loop, encode_post, float32_base64
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.serverproc import ServerProcess
-from arrwdb.inputs import Hit, Retrieval
-from arrwdb.retrieval import fuse
+from arrwdb.library.inputs import Hit, Retrieval
+from arrwdb.library.retrieval import fuse
 
 LIBRARY = "kjv"
 VERSE_LIBRARY = "kjv-verses"

@@ -14,14 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from arrwdb.api_key_store import ApiKeyRecord, new_api_key_record
-from arrwdb.engine_api import key_record_body
+from arrwdb.engine.api import key_record_body
+from arrwdb.library.validation import check_name
 from arrwdb.server.auth import KeyRing, admin, digest
 from arrwdb.server.body import openapi_body, parse_body
 from arrwdb.server.deps import api_of
 from arrwdb.server.responses import JSON
 from arrwdb.server.schemas import Strict
-from arrwdb.validation import check_name
+from arrwdb.store.api_keys import ApiKeyRecord, new_api_key_record
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin)])
 

@@ -16,7 +16,7 @@ task: a task waits its turn behind every callback already queued on the event lo
 that queue holds whole batches of answers (a refusal waited 7-15 ms there at p99).  ``AdmissionGate``, a
 plain ASGI layer, asks for the requests the protocol leaves to the app (another HTTP implementation,
 a client not reading its answers, CORS, ``Expect: 100-continue``).  The door's answer is final: a
-request it lets in holds a place until its items are queued (``arrwdb/admission.py``), and the gate
+request it lets in holds a place until its items are queued (``arrwdb/runtime/admission.py``), and the gate
 hands that ticket to the request's task instead of asking again.
 
 Where the engine runs in its own process, each HTTP worker holds a share of ``ARRWDB_MAX_QUEUE``
@@ -36,9 +36,9 @@ from typing import Any, Protocol
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from arrwdb.admission import ADMITTED, AdmissionTicket, ReservedPlaces
 from arrwdb.errors import Overloaded
 from arrwdb.ipc.board import READY, Board
+from arrwdb.runtime.admission import ADMITTED, AdmissionTicket, ReservedPlaces
 from arrwdb.server.errors import arrwdb_error_response, openai_shaped
 from arrwdb.server.hot_routes import match_hot_route
 

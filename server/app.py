@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from arrwdb import __version__, thread_priority
+from arrwdb import __version__
 from arrwdb.config import Settings
-from arrwdb.gc_tuning import freeze_gc_when_ready
-from arrwdb.ratelimit import RateLimiter
+from arrwdb.runtime import thread_priority
+from arrwdb.runtime.gc_tuning import freeze_gc_when_ready
+from arrwdb.runtime.ratelimit import RateLimiter
 from arrwdb.server import (
     admin,
     console,
@@ -41,8 +42,8 @@ from arrwdb.server.middleware import BodyLimit, HttpMetrics
 from arrwdb.server.protocol import guarded_protocol
 
 if TYPE_CHECKING:
-    from arrwdb.engine import EmbedderFactory
-    from arrwdb.engine_api import EngineAPI
+    from arrwdb.engine.api import EngineAPI
+    from arrwdb.engine.core import EmbedderFactory
 
 log = logging.getLogger("arrwdb.server")
 
@@ -52,9 +53,9 @@ def create_app(
 ) -> FastAPI:
     """An HTTP server with its engine in this process (tests, benchmarks, ``--workers 0``).
     ``freeze_gc``: once start-up has loaded, move every object alive into the GC's permanent generation
-    (``serve`` does; see ``arrwdb.gc_tuning``)."""
-    from arrwdb.engine import Engine
-    from arrwdb.engine_api import LocalEngine
+    (``serve`` does; see ``arrwdb.runtime.gc_tuning``)."""
+    from arrwdb.engine.api import LocalEngine
+    from arrwdb.engine.core import Engine
 
     thread_priority.configure(settings.worker_priority)  # before the engine starts its threads
     engine = Engine(settings, embedder_factory)

@@ -8,7 +8,7 @@ steer toward a stored one without the key itself, so its timing says nothing abo
 
 Each configured key is a tenant of its own (``key-<first 16 hex digits of its digest>``) unless its
 entry names one (``tenant=key``); a minted key names its tenant.  With no key at all (no tenant keys,
-no admin key, no minted key in the store: see arrwdb/auth_policy.py), everyone is the tenant
+no admin key, no minted key in the store: see arrwdb/engine/auth_policy.py), everyone is the tenant
 "default" (allowed only on a loopback host: ``arrwdb serve`` refuses otherwise).
 """
 
@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from arrwdb import auth_policy
-from arrwdb.auth_policy import tenant_keys
+from arrwdb.engine import auth_policy
+from arrwdb.engine.auth_policy import tenant_keys
 from arrwdb.errors import Unauthorized
-from arrwdb.ratelimit import RATE_KEY, RateLimiter
+from arrwdb.runtime.ratelimit import RATE_KEY, RateLimiter
 
 if TYPE_CHECKING:
-    from arrwdb.engine_api import EngineAPI
+    from arrwdb.engine.api import EngineAPI
 
 DEFAULT_TENANT = auth_policy.DEFAULT_TENANT
 

@@ -1,7 +1,7 @@
 """Start-up of auth: read the minted keys and the libraries' tenants from the store, decide whether
 keys are required, log it, and apply it to a key ring.
 
-The decision and its log lines are :func:`arrwdb.auth_policy.decide_auth`.  With the engine in this
+The decision and its log lines are :func:`arrwdb.engine.auth_policy.decide_auth`.  With the engine in this
 process the app reads its engine's store; with HTTP worker processes the parent reads the store
 once, before the engine starts, logs the decision and hands ``enabled`` to every worker (whose key
 rings then load the minted keys through the engine protocol).
@@ -14,12 +14,12 @@ import sqlite3
 from collections import Counter
 from dataclasses import asdict
 
-from arrwdb.api_key_store import ApiKeyRecord
-from arrwdb.auth_policy import AuthDecision, decide_auth
 from arrwdb.config import Settings
+from arrwdb.engine.auth_policy import AuthDecision, decide_auth
 from arrwdb.errors import StorageFailure
 from arrwdb.server.auth import KeyRing
-from arrwdb.store import Store
+from arrwdb.store.api_keys import ApiKeyRecord
+from arrwdb.store.store import Store
 
 
 def _read(store: Store) -> tuple[list[ApiKeyRecord], Counter[str]]:

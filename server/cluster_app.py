@@ -21,18 +21,18 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, generate_latest
 
-from arrwdb.api_key_store import ApiKeyRecord
-from arrwdb.auth_policy import decide_auth
 from arrwdb.cluster import metrics_text, placement
 from arrwdb.cluster.actor import CATALOG_ENGINE
 from arrwdb.cluster.frontend import ClusterEngine
 from arrwdb.cluster.links import EngineLink
 from arrwdb.config import Settings
+from arrwdb.engine.auth_policy import decide_auth
 from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.ipc import wire
-from arrwdb.ratelimit import RateLimiter
+from arrwdb.runtime.ratelimit import RateLimiter
 from arrwdb.server.app import build_app, uvicorn_options
 from arrwdb.server.http_telemetry import HttpTelemetry, merge_metrics
+from arrwdb.store.api_keys import ApiKeyRecord
 
 log = logging.getLogger("arrwdb.server")
 

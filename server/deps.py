@@ -7,7 +7,7 @@ import time
 from fastapi import Request
 
 from arrwdb.config import Settings
-from arrwdb.engine_api import EngineAPI
+from arrwdb.engine.api import EngineAPI
 from arrwdb.errors import BadRequest
 
 TIMEOUT_HEADER = "x-request-timeout-ms"

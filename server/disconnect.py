@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from fastapi import Request
 
-from arrwdb.telemetry import Telemetry
+from arrwdb.runtime.telemetry import Telemetry
 
 T = TypeVar("T")
 

@@ -8,11 +8,12 @@ import re
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.responses import Response
 
-from arrwdb.document_edits import MAX_DELETE_IDS, patch_op
+from arrwdb.engine.document_edits import MAX_DELETE_IDS, patch_op
 from arrwdb.errors import BadRequest, InvalidInput
-from arrwdb.filters import parse_filter
-from arrwdb.inputs import DocumentInput
-from arrwdb.metadata import validate_metadata
+from arrwdb.library.filters import parse_filter
+from arrwdb.library.inputs import DocumentInput
+from arrwdb.library.metadata import validate_metadata
+from arrwdb.library.validation import RESERVED_DOCUMENT_IDS, check_document_id, check_name, field_path
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
@@ -20,7 +21,6 @@ from arrwdb.server.deps import api_of, deadline_of
 from arrwdb.server.responses import JSON
 from arrwdb.server.search import filter_key
 from arrwdb.server.vectors import client_vector, vector_field
-from arrwdb.validation import RESERVED_DOCUMENT_IDS, check_document_id, check_name, field_path
 
 router = APIRouter(prefix="/v1/libraries/{library}/documents", tags=["documents"])
 
@@ -42,7 +42,7 @@ def document_input(doc: schemas.Document, where: str) -> DocumentInput:
         text=doc.text,
         embedding=client_vector(doc.embedding, doc.embedding_base64, where),
         metadata=validate_metadata(doc.metadata, where),
-        where=where,  # paths in messages: arrwdb.validation.field_path ("" = the body itself)
+        where=where,  # paths in messages: arrwdb.library.validation.field_path ("" = the body itself)
         vector_field=vector_field(doc.embedding_base64),
     )
 

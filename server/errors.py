@@ -58,7 +58,7 @@ _PARAMETER_SOURCES = frozenset({"query", "path", "header", "cookie", "body"})
 
 
 def error_path(location: tuple[object, ...]) -> str:
-    """A location as the path every message uses (arrwdb.validation.field_path's style): fields
+    """A location as the path every message uses (arrwdb.library.validation.field_path's style): fields
     joined by dots, list positions in brackets: ``queries[0].k``, ``documents[2].metadata``."""
     path = ""
     for part in location:

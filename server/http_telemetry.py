@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from arrwdb.telemetry import LATENCY_BUCKETS, HttpFigures
+from arrwdb.runtime.telemetry import LATENCY_BUCKETS, HttpFigures
 
 # Families the workers own: the engine's copies (it serves no HTTP itself) are left out of a scrape.
 _WORKER_FAMILIES = ("arrwdb_http_requests", "arrwdb_http_request_seconds", "arrwdb_http_requests_in_flight")

@@ -9,8 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arrwdb.config import MIB
 from arrwdb.errors import PayloadTooLarge
+from arrwdb.runtime.telemetry import Telemetry
 from arrwdb.server.errors import arrwdb_error_response, openai_shaped
-from arrwdb.telemetry import Telemetry
 
 
 class BodyLimit:

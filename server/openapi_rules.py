@@ -1,6 +1,6 @@
 """The request bodies' rules that pydantic's models do not declare, added to their OpenAPI schemas:
-the server's own checks (``server/search.py``, ``arrwdb/validation.py``, ``arrwdb/filters.py``,
-``arrwdb/metadata.py``, ``arrwdb/retrieval.py``) written as JSON Schema, so that a body the schema
+the server's own checks (``server/search.py``, ``arrwdb/library/validation.py``, ``arrwdb/library/filters.py``,
+``arrwdb/library/metadata.py``, ``arrwdb/library/retrieval.py``) written as JSON Schema, so that a body the schema
 accepts is one the server accepts, and the reverse.  What JSON Schema cannot say (a vector's length
 against its library's dimension, metric and metadata fields, a filter's depth and node count, a keyword
 text's distinct words) stays in the descriptions; the server answers those with 422.
@@ -14,18 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from arrwdb.document_edits import MAX_DELETE_IDS
-from arrwdb.engine_api import MAX_REPLICAS, MAX_SHARDS
-from arrwdb.filters import MAX_FIELD_CHARS, MAX_IN_VALUES
+from arrwdb.engine.api import MAX_REPLICAS, MAX_SHARDS
+from arrwdb.engine.document_edits import MAX_DELETE_IDS
 from arrwdb.index.params import INDEX_PARAM_RULES, QUERY_PARAM_RULES
-from arrwdb.inputs import FUSIONS, MODES
-from arrwdb.metadata import MAX_INT, MAX_KEY_CHARS, MAX_KEYS, MAX_LIST_ITEMS, MAX_STRING_CHARS
-from arrwdb.retrieval import MAX_FUSION_K, MAX_GROUP_SIZE
-from arrwdb.validation import MAX_DIMENSION, MAX_K, RESERVED_DOCUMENT_IDS
+from arrwdb.library.filters import MAX_FIELD_CHARS, MAX_IN_VALUES
+from arrwdb.library.inputs import FUSIONS, MODES
+from arrwdb.library.metadata import MAX_INT, MAX_KEY_CHARS, MAX_KEYS, MAX_LIST_ITEMS, MAX_STRING_CHARS
+from arrwdb.library.retrieval import MAX_FUSION_K, MAX_GROUP_SIZE
+from arrwdb.library.validation import MAX_DIMENSION, MAX_K, RESERVED_DOCUMENT_IDS
 
 Schema = dict[str, Any]
 
-# Names, document ids and tenants (arrwdb.validation.NAME_PATTERN).  JSON Schema's "$" would also
+# Names, document ids and tenants (arrwdb.library.validation.NAME_PATTERN).  JSON Schema's "$" would also
 # match before a final newline in Python's re, which the server refuses: the length is given apart.
 NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._:-]+$", "minLength": 1, "maxLength": 256}
 # Not empty once whitespace is stripped (the server's ``text.strip()``).
@@ -86,7 +86,7 @@ def _params(rules: dict[str, Any]) -> Schema:
 
 
 def _metadata(value_nullable: bool) -> Schema:
-    """Flat metadata (arrwdb/metadata.py); in a merge patch a null value removes its key."""
+    """Flat metadata (arrwdb/library/metadata.py); in a merge patch a null value removes its key."""
     string = {"type": "string", "maxLength": MAX_STRING_CHARS}
     values = [
         string,
@@ -378,7 +378,7 @@ def apply(
         _bounds_as_json_schema(schema)
     components.update(filter_components())
     library_create(components["LibraryCreate"], models)
-    # One shard, one copy of it, without Ray (arrwdb.engine_api.check_layout).
+    # One shard, one copy of it, without Ray (arrwdb.engine.api.check_layout).
     _set(components["LibraryCreate"], "shards", _integer(1, MAX_SHARDS if clustered else 1))
     _set(components["LibraryCreate"], "replicas", _integer(1, MAX_REPLICAS if clustered else 1))
     document(components["Document"])

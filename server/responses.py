@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from arrwdb.hits_json import JSON_OPTIONS
+from arrwdb.library.hits_json import JSON_OPTIONS
 
 
 class JSON(Response):

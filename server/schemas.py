@@ -26,7 +26,7 @@ Int = Annotated[int, BeforeValidator(whole_number)]
 
 Scalar = str | int | float | bool
 MetadataValue = Scalar | list[str]
-# Metadata is checked by arrwdb.metadata.validate_metadata, whose messages name the key and say what a
+# Metadata is checked by arrwdb.library.metadata.validate_metadata, whose messages name the key and say what a
 # value may be (pydantic's union errors list one failure per allowed type instead); the schema still
 # declares the allowed values.
 MetadataField = Annotated[

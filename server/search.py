@@ -11,10 +11,12 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from arrwdb.errors import ArrwdbError, InvalidInput
-from arrwdb.filters import parse_filter
-from arrwdb.hits_json import HitsJSON
-from arrwdb.inputs import RerankInput, Retrieval, SearchInput
-from arrwdb.retrieval import check_retrieval, page_k
+from arrwdb.library.filters import parse_filter
+from arrwdb.library.hits_json import HitsJSON
+from arrwdb.library.inputs import RerankInput, Retrieval, SearchInput
+from arrwdb.library.retrieval import check_retrieval, page_k
+from arrwdb.library.validation import check_k, check_query_params, field_path, subject
+from arrwdb.runtime.timings import Timings
 from arrwdb.server import schemas
 from arrwdb.server.auth import tenant
 from arrwdb.server.body import openapi_body, parse_body
@@ -23,8 +25,6 @@ from arrwdb.server.disconnect import unless_disconnected
 from arrwdb.server.responses import JSON, timing_headers
 from arrwdb.server.slowlog import log_slow_search
 from arrwdb.server.vectors import client_vector, vector_field
-from arrwdb.timings import Timings
-from arrwdb.validation import check_k, check_query_params, field_path, subject
 
 router = APIRouter(tags=["search"])
 
@@ -60,7 +60,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
     embedding = client_vector(query.embedding, query.embedding_base64, where)
     retrieval = retrieval_of(query, embedding is not None, where)
     if retrieval is None and (query.query is None) == (embedding is None):
-        # Paths in messages: arrwdb.validation.field_path ("" = the body itself).
+        # Paths in messages: arrwdb.library.validation.field_path ("" = the body itself).
         raise InvalidInput(
             f"{subject(where, 'the query')}: give exactly one of query and embedding (or embedding_base64)"
         )
@@ -81,7 +81,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
         filter_key="" if filter_ is None else filter_key(query.filter),
         include_text=query.include_text,
         params=params,
-        json=True,  # the answer is written out as it comes: see arrwdb.hits_json
+        json=True,  # the answer is written out as it comes: see arrwdb.library.hits_json
         where=where,
         vector_field=vector_field(query.embedding_base64),
         rerank=_rerank_input(query, where),
@@ -141,7 +141,7 @@ async def search(library: str, request: Request, tenant: str = Depends(tenant)) 
     query = search_input(body, "")
     results, timings = await _run_search(request, "search", tenant, library, [query], started)
     took_ms = (time.perf_counter() - started) * 1000.0
-    # Hits come as the API's JSON (arrwdb.hits_json), written into the answer as they are; with
+    # Hits come as the API's JSON (arrwdb.library.hits_json), written into the answer as they are; with
     # group_by, the groups do.
     field = "groups" if body.group_by is not None else "results"
     return JSON({field: results[0].json, "took_ms": took_ms}, headers=_headers(timings))

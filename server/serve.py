@@ -12,7 +12,7 @@ import uvicorn
 
 from arrwdb.config import Settings
 from arrwdb.errors import InvalidInput
-from arrwdb.gc_tuning import tune_process
+from arrwdb.runtime.gc_tuning import tune_process
 from arrwdb.server.app import create_app, uvicorn_options
 from arrwdb.server.auth_startup import decide_from_store
 from arrwdb.server.supervisor import run_server

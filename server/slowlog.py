@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from arrwdb.inputs import SearchInput
-from arrwdb.timings import Timings
+from arrwdb.library.inputs import SearchInput
+from arrwdb.runtime.timings import Timings
 
 log = logging.getLogger("arrwdb.slow")
 

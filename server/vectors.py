@@ -9,7 +9,7 @@ import numpy as np
 import pybase64
 
 from arrwdb.errors import InvalidInput
-from arrwdb.validation import field_path
+from arrwdb.library.validation import field_path
 
 
 def vector_field(embedding_base64: str | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from arrwdb.client import Client
+from arrwdb.client.client import Client
 from arrwdb.config import Settings
 from arrwdb.embed.protocol import Embedder
 from arrwdb.server.app import create_app, uvicorn_options

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from arrwdb.cluster.catalog import Catalog
     from arrwdb.cluster.replication import Replication
     from arrwdb.config import Settings
-    from arrwdb.engine_api import LocalEngine
+    from arrwdb.engine.api import LocalEngine
     from arrwdb.records import ChangePage
 
 Answer = tuple[str, Any]
@@ -47,7 +47,7 @@ def engine_folder(data_dir: Path, name: str) -> Path:
 class EngineActor:
     def __init__(self, name: str, settings: Settings, cores: int = 0) -> None:
         """``cores``: the CPUs its node declares to Ray, for an engine without a GPU (0: no limit)."""
-        from arrwdb.cores import take_share
+        from arrwdb.runtime.cores import take_share
 
         self.name = name
         # Before torch loads: its thread pools and the engine's thread counts follow this process's cores.
@@ -64,11 +64,11 @@ class EngineActor:
             return self.api
         async with self._starting:
             if self.api is None:
-                from arrwdb import thread_priority
                 from arrwdb.cluster.catalog import Catalog
                 from arrwdb.cluster.replication import Replication
-                from arrwdb.engine import Engine
-                from arrwdb.engine_api import LocalEngine
+                from arrwdb.engine.api import LocalEngine
+                from arrwdb.engine.core import Engine
+                from arrwdb.runtime import thread_priority
 
                 thread_priority.configure(self.settings.worker_priority)
                 engine = Engine(self.settings)

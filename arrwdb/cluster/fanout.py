@@ -12,7 +12,7 @@ library's first shard's engine), not once per shard.  What the options need:
 - a plain vector search: each shard's best ``k``, merged;
 - keyword, hybrid, thresholds, offsets, groups: each leg's candidates from every shard (``leg_size``,
   as one engine takes them), merged per leg, then fused, thresholded, cut and grouped here with the
-  engine's own functions (``arrwdb.retrieval``).  BM25 scores use each shard's term statistics (as
+  engine's own functions (``arrwdb.library.retrieval``).  BM25 scores use each shard's term statistics (as
   Elasticsearch's default ``query_then_fetch``): keyword legs can rank differently from one engine's;
 - rerank: the candidates merged first, then scored by the cross-encoder once, as one engine does.
 """
@@ -28,13 +28,13 @@ import numpy as np
 import orjson
 
 from arrwdb.cluster.sharding import as_hits, merge_hits, shard_name
-from arrwdb.engine_rerank import check_rerank, reranked
+from arrwdb.engine.rerank import check_rerank, reranked
 from arrwdb.errors import ArrwdbError, InvalidInput
-from arrwdb.hits_json import JSON_OPTIONS, HitsJSON
-from arrwdb.inputs import Hit, Retrieval, SearchInput
 from arrwdb.ipc import wire
-from arrwdb.retrieval import finish, fuse, leg_size, render
-from arrwdb.timings import Timings
+from arrwdb.library.hits_json import JSON_OPTIONS, HitsJSON
+from arrwdb.library.inputs import Hit, Retrieval, SearchInput
+from arrwdb.library.retrieval import finish, fuse, leg_size, render
+from arrwdb.runtime.timings import Timings
 
 if TYPE_CHECKING:
     from arrwdb.cluster.frontend import ClusterEngine
@@ -194,7 +194,7 @@ class SearchFanout:
         )
         vectors = np.frombuffer(data, dtype=np.float32).reshape(shape)
         dimension = entry["settings"]["dimension"]
-        if vectors.shape[1] != dimension:  # as one engine refuses it (arrwdb.search_plan)
+        if vectors.shape[1] != dimension:  # as one engine refuses it (arrwdb.library.search_plan)
             raise InvalidInput(
                 f"library {entry['name']!r} has dimension {dimension}, not the model's: search it with an embedding"
             )
@@ -204,7 +204,7 @@ class SearchFanout:
         return out
 
     async def _rerank(self, query: SearchInput, hits: list[Hit], deadline: float) -> tuple[list[Hit], Timings]:
-        """The engine's rerank (arrwdb.engine_rerank) over the merged candidates."""
+        """The engine's rerank (arrwdb.engine.rerank) over the merged candidates."""
         if not hits:
             return [], Timings()
         texts = [hit.text or "" for hit in hits]

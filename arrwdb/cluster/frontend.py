@@ -1,4 +1,4 @@
-"""``ClusterEngine``: the engine protocol (``arrwdb.engine_api.EngineAPI``) over engine actors on a Ray
+"""``ClusterEngine``: the engine protocol (``arrwdb.engine.api.EngineAPI``) over engine actors on a Ray
 cluster, for the HTTP process of ``arrwdb serve --ray``.
 
 A library is ``shards`` shard libraries, each on one engine (``arrwdb.cluster.sharding``), named
@@ -30,12 +30,12 @@ from arrwdb.cluster.shard_errors import names_shard, renamed
 from arrwdb.cluster.shard_state import copies_placement, readers, with_copies
 from arrwdb.cluster.sharded_writes import write_batch
 from arrwdb.cluster.sharding import merge_pages, shard_name, shard_of, split_by_shard, stable_hash
-from arrwdb.engine_api import check_layout
+from arrwdb.engine.api import check_layout
 from arrwdb.errors import ArrwdbError, NotFound, ShardUnavailable, StaleShardMap
-from arrwdb.hits_json import HitsJSON
-from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.ipc import wire
-from arrwdb.timings import Timings
+from arrwdb.library.hits_json import HitsJSON
+from arrwdb.library.inputs import DocumentInput, SearchInput
+from arrwdb.runtime.timings import Timings
 
 Entry = dict[str, Any]  # a catalog entry (arrwdb.cluster.catalog.Catalog)
 _TOTALS = ("document_count", "chunk_count", "vector_count", "memory_bytes")

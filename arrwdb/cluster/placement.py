@@ -5,7 +5,7 @@ Engines are detached named actors (``arrwdb-engine-<n>``, namespace ``arrwdb``):
 that placed them.  Each is pinned to its node (a hard node-affinity rule), because its store is on that
 node's disk; Ray restarts it there when it dies (``max_restarts=-1``).
 
-An engine without a GPU keeps to as many cores as its node declares to Ray (``arrwdb.cores.take_share``):
+An engine without a GPU keeps to as many cores as its node declares to Ray (``arrwdb.runtime.cores.take_share``):
 on a machine of its own that is every core; nodes of a local cluster that share one host split it.
 
 Which engine goes where, when the cluster starts anew: a probe task on every node lists the engine

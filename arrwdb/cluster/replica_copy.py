@@ -25,7 +25,7 @@ from arrwdb.errors import Conflict, NotFound, StaleShardMap
 from arrwdb.records import ChangePage, Delete, Upsert
 
 if TYPE_CHECKING:
-    from arrwdb.engine_api import LocalEngine
+    from arrwdb.engine.api import LocalEngine
 
 Position = tuple[int, int]  # (the primary's epoch, the last of its sequences applied)
 

@@ -22,7 +22,7 @@ from arrwdb.ipc import wire
 from arrwdb.records import ChangePage
 
 if TYPE_CHECKING:
-    from arrwdb.engine_api import LocalEngine
+    from arrwdb.engine.api import LocalEngine
 
 log = logging.getLogger("arrwdb.cluster")
 

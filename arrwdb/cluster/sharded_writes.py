@@ -11,13 +11,13 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from arrwdb.chunk_plan import checked_embeddings
 from arrwdb.cluster.shard_errors import names_shard, renamed
 from arrwdb.cluster.shard_state import with_copies
 from arrwdb.cluster.sharding import shard_name, split_by_shard
 from arrwdb.errors import ArrwdbError, NotFound, OutcomeUnknown, PartialWrite, StaleShardMap
-from arrwdb.inputs import DocumentInput
 from arrwdb.ipc import wire
+from arrwdb.library.chunk_plan import checked_embeddings
+from arrwdb.library.inputs import DocumentInput
 
 if TYPE_CHECKING:
     from arrwdb.cluster.frontend import ClusterEngine

@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from arrwdb.inputs import Hit
+from arrwdb.library.inputs import Hit
 
 
 def shard_name(library: dict[str, Any], shard: int) -> str:

@@ -50,6 +50,7 @@ class HashEmbedder(Embedder):
         self.dimension = dimension
         self.max_tokens = max_tokens
         self.vocab_size = 2**31
+        self.tokenizer_id = ""  # words, not a tokenizer's ids: it reads every text itself
         self.chunk_overlap = chunk_overlap
         self.seed = seed
         # Per instance, so two embedders with different seeds or dimensions never share vectors.

@@ -22,36 +22,23 @@ import numpy as np
 import torch
 
 from arrwdb.config import DEFAULT_MODEL_NAME
-from arrwdb.cores import usable_cores
-from arrwdb.device import split_on_oom
 from arrwdb.embed.bert import LeanBert
-from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window, spans_from_offsets
+from arrwdb.embed.chunking import DEFAULT_OVERLAP, check_window
 from arrwdb.embed.hub_kernels import load_hub_kernels_first
 from arrwdb.embed.pooling import pool
 from arrwdb.embed.protocol import Embedder
 from arrwdb.embed.st_config import read_sentence_spec
-from arrwdb.thread_priority import lower_this_thread
-from arrwdb.worker import current_worker
+from arrwdb.embed.tokens import SPECIAL_TOKENS, TextTokenizer, TokenizedText, stored_tokenizer_json
+from arrwdb.runtime.cores import usable_cores
+from arrwdb.runtime.device import split_on_oom
+from arrwdb.runtime.device_worker import current_worker
+from arrwdb.runtime.thread_priority import lower_this_thread
+from arrwdb.runtime.tuning import DEFAULT_FORWARD_BATCH, cpu_lanes
 
 MODEL_NAME = DEFAULT_MODEL_NAME
 # MiniLM's sentence_bert_config.json's max_seq_length (st_config reads it): tokenizer_config.json says
 # 512, but the model was trained on 256 and sentence-transformers truncates there, as we must too.
 WINDOW = 256
-SPECIAL_TOKENS = 2  # [CLS] and [SEP]
-# Texts per forward pass.  Sub-batches of similar length waste little compute on padding, and a
-# bounded size keeps a text's vector (nearly) independent of what else is in its batch.
-DEFAULT_FORWARD_BATCH = 64
-# On a CPU a batch of at least two texts a core is embedded in lanes: one single-threaded forward pass
-# per core, all at once, each over every lanes-th text by length (`arrwdb bench embed` measures the
-# packaged model by batch size; docs/PERFORMANCE.md, "Embedding").  A small forward pass is mostly a
-# chain of short operators: a second intra-op thread must be woken for each and waited for, while a
-# second lane runs its own chain and meets the first only at the end.
-MIN_TEXTS_PER_LANE = 2
-
-
-def cpu_lanes(texts: int, cores: int) -> int:
-    """Lanes for a CPU forward pass of ``texts`` texts on ``cores`` cores (1: no lanes)."""
-    return max(1, min(cores, texts // MIN_TEXTS_PER_LANE))
 
 
 def _start_lane() -> None:
@@ -106,8 +93,6 @@ class MiniLMEmbedder(Embedder):
         # already runs beside the device thread, and forked workers would deadlock on it.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        from tokenizers import Tokenizer
-
         load_hub_kernels_first()
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
@@ -119,6 +104,7 @@ class MiniLMEmbedder(Embedder):
         if forward_batch < 1:
             raise ValueError(f"forward_batch must be at least 1, got {forward_batch}")
         model_dir = Path(model_dir) if model_dir is not None else _default_model_dir()
+        self.model_dir = model_dir
         self.spec = read_sentence_spec(model_dir)
         window = self.spec.window
         check_window(window - SPECIAL_TOKENS, chunk_overlap)
@@ -136,17 +122,11 @@ class MiniLMEmbedder(Embedder):
             else None
         )
 
-        tokenizer_json_text = tokenizer_json(model_dir)
-        # tokenizer.json carries its own truncation (128) and fixed padding (128): replace both.
-        # Padding is done per sub-batch in prepare(), so the tokenizer itself does none.
-        self._tokenizer = Tokenizer.from_str(tokenizer_json_text)
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=window)
-        # A second instance for chunking: it must see every token, and settings are per instance.
-        self._chunk_tokenizer = Tokenizer.from_str(tokenizer_json_text)
-        self._chunk_tokenizer.no_padding()
-        self._chunk_tokenizer.no_truncation()
-        self.vocab_size = self._tokenizer.get_vocab_size()
+        # The same tokenizer an HTTP worker loads (arrwdb.embed.tokens): ids a worker made with the same
+        # fingerprint are the ids this embedder would make, and are used as they come.
+        self.tokenizer = TextTokenizer(tokenizer_json(model_dir), window, chunk_overlap)
+        self.tokenizer_id = self.tokenizer.fingerprint
+        self.vocab_size = self.tokenizer.vocab_size
         self._cls = self._special_id("[CLS]")
         self._sep = self._special_id("[SEP]")
 
@@ -164,28 +144,32 @@ class MiniLMEmbedder(Embedder):
         self._copy_stream = torch.cuda.Stream(self.device) if self._pin else None
 
     def _special_id(self, token: str) -> int:
-        found = self._tokenizer.token_to_id(token)
+        found = self.tokenizer.token_id(token)
         if found is None:
             raise ValueError(f"the tokenizer has no {token} token")
         return int(found)
 
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
-        enc = self._chunk_tokenizer.encode(text, add_special_tokens=False)
-        return spans_from_offsets(enc.offsets, enc.word_ids, len(text), self.max_tokens, self.chunk_overlap)
+        return self.tokenizer.chunk_spans(text)
 
     def token_ids(self, items: Sequence[str | Sequence[int]]) -> list[list[int]]:
         """The ids the model sees for each item, special tokens included, truncated to its window.  An
-        item is a text, or token ids of this model's vocabulary (OpenAI's token-array input): those get
-        [CLS] and [SEP] around them, as the tokenizer would add."""
-        texts = [item for item in items if isinstance(item, str)]
-        encoded = iter(self._tokenizer.encode_batch(texts) if texts else ())
+        item is a text (a ``TokenizedText`` of this tokenizer brings its ids along), or token ids of this
+        model's vocabulary (OpenAI's token-array input): those get [CLS] and [SEP] around them, as the
+        tokenizer would add."""
+        texts = [item for item in items if isinstance(item, str) and not self._made_here(item)]
+        encoded = iter(self.tokenizer.encode(texts))
         out: list[list[int]] = []
         for item in items:
             if isinstance(item, str):
-                out.append(next(encoded).ids)
+                out.append(item.ids if self._made_here(item) else next(encoded))  # type: ignore[attr-defined]
             else:
                 out.append([self._cls, *list(item)[: self.max_tokens], self._sep])
         return out
+
+    def _made_here(self, item: str) -> bool:
+        """Whether a text already carries the ids this embedder's tokenizer gives it."""
+        return isinstance(item, TokenizedText) and item.tokenizer == self.tokenizer_id
 
     def token_counts(self, items: Sequence[str | Sequence[int]]) -> list[int]:
         """How many tokens the model reads for each item (the usage an OpenAI-style answer reports)."""
@@ -294,9 +278,9 @@ class MiniLMEmbedder(Embedder):
 def tokenizer_json(model_dir: Path) -> str:
     """The directory's fast tokenizer as JSON: its tokenizer.json, or the one transformers builds from
     its vocabulary files (a directory saved without tokenizer.json)."""
-    path = model_dir / "tokenizer.json"
-    if path.exists():
-        return path.read_text()
+    found = stored_tokenizer_json(model_dir)
+    if found is not None:
+        return found
     from transformers import AutoTokenizer
 
     built = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)

@@ -38,6 +38,9 @@ class Embedder(Protocol):
     dimension: int
     max_tokens: int
     vocab_size: int  # token ids an input may hold: 0 <= id < vocab_size
+    # The fingerprint of its text tokenizer (arrwdb.embed.tokens.TextTokenizer), "" when it has none:
+    # a TokenizedText of this fingerprint brings the ids this embedder would make.
+    tokenizer_id: str
 
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans ``(start, end)`` of overlapping windows that cover ``text`` in order.

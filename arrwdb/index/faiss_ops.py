@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from arrwdb.cores import usable_cores
 from arrwdb.index import snapshot
 from arrwdb.index.params import HNSWParams, IVFParams
 from arrwdb.index.snapshot import SnapshotError
+from arrwdb.runtime.tuning import ADD_CHUNK, search_threads
 
 __all__ = ["SnapshotError"]
 
@@ -63,10 +63,6 @@ class MipsGraph:
     def fits(self, vectors: np.ndarray) -> bool:
         return bool(len(vectors) == 0 or np.linalg.norm(vectors, axis=1).max() <= self.max_norm)
 
-
-# Vectors per add call in a build: between calls the builder may change its thread count (every core
-# while the server is idle, ARRWDB_BUILD_THREADS while it serves), so a long build follows the load.
-ADD_CHUNK = 4096
 
 Pace = Callable[[], None]
 
@@ -222,13 +218,6 @@ def bitmap_selector(allowed: np.ndarray, upto: int) -> Selector:
     return Selector(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bitmap)), bitmap)
 
 
-def search_threads(queries: int) -> int:
-    """FAISS threads for one search call: one for a single query (faster than two), every core for a
-    batch.  Every core is safe beside the event loop only because the server's OpenMP runtime sleeps
-    after a parallel region instead of spinning on the loop's core (``arrwdb.openmp``)."""
-    return 1 if queries == 1 else usable_cores()
-
-
 def _threaded_search(
     index: Any, queries: np.ndarray, k: int, params: Any, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -378,7 +367,7 @@ def serve(index: Any, index_type: str, metric: str, device: Any, fits: Any = Non
 
     if getattr(device, "type", "cpu") != "cuda":
         return faiss_gpu.on_cpu(index, index_type)
-    from arrwdb.device import GpuBudget
+    from arrwdb.runtime.device import GpuBudget
 
     inner = index.index if isinstance(index, MipsGraph) else index
     radius = index.max_norm if isinstance(index, MipsGraph) else None

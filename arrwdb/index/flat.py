@@ -5,7 +5,7 @@ in order), so a row id maps to its position by binary search and no per-row dict
 Deletes are tombstones in a mask that the kernel applies before top-k; the matrix is compacted once
 tombstones pass half of it.
 
-Storage follows the device (``arrwdb.device.storage_dtype``): float32 on a CPU; fp16 on CUDA (bf16 once
+Storage follows the device (``arrwdb.runtime.device.storage_dtype``): float32 on a CPU; fp16 on CUDA (bf16 once
 a stored value exceeds fp16's range), scanned with fp32 accumulation.  A half-precision index keeps an
 fp32 copy of its rows and re-scores the scan's top candidates from it (``rerank.py``), so half storage
 changes no result beyond ties.  The copy stays on the GPU while it fits there (a re-rank then gathers a
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from arrwdb.device import FP16_MAX, GpuBudget, plan_placement, release_cached_memory, storage_dtype
 from arrwdb.index import rerank
 from arrwdb.kernels import block_rows_for, normalize_rows, search_exact, topk_group_for
+from arrwdb.runtime.device import FP16_MAX, GpuBudget, plan_placement, release_cached_memory, storage_dtype
 
 log = logging.getLogger("arrwdb.index.flat")
 

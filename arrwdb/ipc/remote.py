@@ -24,14 +24,15 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from arrwdb.engine_api import replicas_need_ray
+from arrwdb.engine.api import replicas_need_ray
 from arrwdb.errors import ArrwdbError, DeadlineExceeded, NotReady, OutcomeUnknown
-from arrwdb.hits_json import HitsJSON
-from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.ipc import wire
 from arrwdb.ipc.board import FAILED, READY, Board
-from arrwdb.ratelimit import RATE_KEY
-from arrwdb.timings import Timings
+from arrwdb.ipc.worker_tokenizers import WorkerTokenizers
+from arrwdb.library.hits_json import HitsJSON
+from arrwdb.library.inputs import DocumentInput, SearchInput
+from arrwdb.runtime.ratelimit import RATE_KEY
+from arrwdb.runtime.timings import Timings
 
 log = logging.getLogger("arrwdb.server")
 
@@ -67,6 +68,8 @@ class RemoteEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: list[tuple[int, list[bytes]]] = []  # (request id, or 0 for an abort; message)
         self._flush_scheduled = False
+        # Texts to embed leave tokenized (the engine receives token ids; arrwdb.ipc.worker_tokenizers).
+        self.tokenizers = WorkerTokenizers(self.models)
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -247,7 +250,7 @@ class RemoteEngine:
     async def upsert_documents(
         self, tenant: str, key: str, docs: list[DocumentInput], bulk: bool, deadline: float
     ) -> list[str]:
-        described, frames = wire.documents_out(docs)
+        described, frames = wire.documents_out(await self.tokenizers.documents(docs))
         args = {"tenant": tenant, "key": key, "docs": described, "bulk": bulk}
         reply, _ = await self._call("upsert_documents", args, frames, deadline)
         return reply["v"]  # type: ignore[no-any-return]
@@ -278,13 +281,15 @@ class RemoteEngine:
     async def search(
         self, tenant: str, key: str, queries: list[SearchInput], deadline: float
     ) -> tuple[list[HitsJSON], Timings]:
-        described, frames = wire.queries_out(queries)
+        described, frames = wire.queries_out(await self.tokenizers.queries(queries))
         args = {"tenant": tenant, "key": key, "queries": described}
         reply, hits = await self._call("search", args, frames, deadline)
         return [HitsJSON(bytes(frame)) for frame in hits], wire.timings_from(reply.get("t"))
 
     async def embed(self, texts: list[str], deadline: float, model: str | None = None) -> tuple[np.ndarray, Timings]:
-        reply, frames = await self._call("embed", {"texts": texts, "model": model}, None, deadline)
+        sent: list[bytes] = []
+        described = wire.texts_out(await self.tokenizers.texts(texts, model), sent)
+        reply, frames = await self._call("embed", {"texts": described, "model": model}, sent, deadline)
         rows, dimension = reply["v"]
         vectors = np.frombuffer(frames[0], dtype="<f4").reshape(rows, dimension)
         return vectors, wire.timings_from(reply.get("t"))
@@ -292,8 +297,10 @@ class RemoteEngine:
     async def embeddings(
         self, inputs: list[str | list[int]], model: str | None, deadline: float, dimensions: int | None = None
     ) -> tuple[np.ndarray, int, str, Timings]:
-        args = {"inputs": inputs, "model": model, "dimensions": dimensions}
-        reply, frames = await self._call("embeddings", args, None, deadline)
+        sent: list[bytes] = []
+        described = wire.texts_out(await self.tokenizers.texts(inputs, model), sent)
+        args = {"inputs": described, "model": model, "dimensions": dimensions}
+        reply, frames = await self._call("embeddings", args, sent, deadline)
         rows, dimension, tokens, name = reply["v"]
         vectors = np.frombuffer(frames[0], dtype="<f4").reshape(rows, dimension)
         return vectors, tokens, name, wire.timings_from(reply.get("t"))

@@ -22,16 +22,16 @@ import zmq
 import zmq.asyncio
 
 from arrwdb.config import Settings
-from arrwdb.engine import Engine
-from arrwdb.engine_api import LocalEngine
+from arrwdb.engine.api import LocalEngine
+from arrwdb.engine.core import Engine
 from arrwdb.errors import ArrwdbError, BadRequest, NotReady
-from arrwdb.gc_tuning import freeze_gc_when_ready
 from arrwdb.ipc import wire
 from arrwdb.ipc.board import Board
 from arrwdb.ipc.lifetime import die_with_parent
-from arrwdb.ratelimit import RateLimiter
+from arrwdb.runtime.gc_tuning import freeze_gc_when_ready
+from arrwdb.runtime.ratelimit import RateLimiter
 
-log = logging.getLogger("arrwdb.engine")
+log = logging.getLogger("arrwdb.engine.core")
 
 Reply = tuple[Any, list[bytes], Any]  # (value, frames, timings or None)
 
@@ -179,12 +179,12 @@ class EngineService:
         return None, [hits.data for hits in results], timings
 
     async def _embed(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
-        vectors, timings = await self.api.embed(args["texts"], deadline, args.get("model"))
+        vectors, timings = await self.api.embed(wire.texts_in(args["texts"], frames), deadline, args.get("model"))
         return list(vectors.shape), [vectors.astype("<f4", copy=False).tobytes()], timings
 
     async def _embeddings(self, args: dict[str, Any], frames: list[bytes], deadline: float) -> Reply:
         vectors, tokens, name, timings = await self.api.embeddings(
-            args["inputs"], args["model"], deadline, args["dimensions"]
+            wire.texts_in(args["inputs"], frames), args["model"], deadline, args["dimensions"]
         )
         value = [*vectors.shape, tokens, name]
         return value, [vectors.astype("<f4", copy=False).tobytes()], timings
@@ -220,7 +220,7 @@ def run_engine(settings: Settings, endpoint: str, board_path: Path, generation: 
     """The engine process's main: serve until SIGTERM or SIGINT, then drain and stop."""
     die_with_parent()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from arrwdb import gc_tuning, thread_priority
+    from arrwdb.runtime import gc_tuning, thread_priority
 
     gc_tuning.tune_process()
     thread_priority.configure(settings.worker_priority)

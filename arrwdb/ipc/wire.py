@@ -6,8 +6,10 @@ arguments, "r": rate-limit key or None, "ms": milliseconds left before the deadl
 or ``{"i": id, "e": [error class, message, retry_after_s]}``.  An abort is a request whose op is
 ``abort``: the engine cancels the request ``i`` names, and its queued work is dropped before compute.
 
-Vectors travel as raw little-endian float32 frames, never as lists of numbers; hits travel as the
-JSON the HTTP answer holds, written into it as they are.  Errors travel as their class in
+Vectors travel as raw little-endian float32 frames, never as lists of numbers; token ids an HTTP
+worker made (``arrwdb.embed.tokens``) as one little-endian int32 frame a message, each text naming its
+tokenizer, offset and length in it; hits travel as the JSON the HTTP answer holds, written into it as
+they are.  Errors travel as their class in
 ``arrwdb.errors`` and come out as the same typed error on the other side.
 """
 
@@ -20,9 +22,10 @@ import msgspec
 import numpy as np
 
 from arrwdb import errors
-from arrwdb.filters import parse_filter
-from arrwdb.inputs import DocumentInput, RerankInput, Retrieval, SearchInput
-from arrwdb.timings import Timings
+from arrwdb.embed.tokens import TokenizedChunks, TokenizedText
+from arrwdb.library.filters import parse_filter
+from arrwdb.library.inputs import DocumentInput, RerankInput, Retrieval, SearchInput
+from arrwdb.runtime.timings import Timings
 
 ABORT = "abort"
 
@@ -94,6 +97,59 @@ def vector_from(frame: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(frame, dtype="<f4").copy()  # writable, and not tied to the message
 
 
+# -- token ids -------------------------------------------------------------------------------------
+
+
+class _IdsFrame:
+    """The token ids of one message, gathered into one int32 frame appended after its other frames."""
+
+    def __init__(self) -> None:
+        self.parts: list[list[int]] = []
+        self.count = 0
+        self.marks: list[list[Any]] = []  # [tokenizer, frame index, offset, length], the index set by close
+
+    def mark(self, tokenizer: str, ids: list[int]) -> list[Any]:
+        made = [tokenizer, -1, self.count, len(ids)]
+        self.parts.append(ids)
+        self.count += len(ids)
+        self.marks.append(made)
+        return made
+
+    def text(self, item: Any) -> list[Any] | None:
+        """A text's mark when it carries ids, else None."""
+        return self.mark(item.tokenizer, item.ids) if isinstance(item, TokenizedText) else None
+
+    def close(self, frames: list[bytes]) -> None:
+        if not self.parts:
+            return
+        ids = np.fromiter((i for part in self.parts for i in part), dtype="<i4", count=self.count)
+        frames.append(ids.tobytes())
+        for made in self.marks:
+            made[1] = len(frames) - 1
+
+
+def _ids_of(mark: list[Any], frames: list[Any]) -> list[int]:
+    _, index, offset, length = mark
+    return np.frombuffer(frames[index], dtype="<i4", count=length, offset=4 * offset).tolist()
+
+
+def _text_in(text: Any, mark: list[Any] | None, frames: list[Any]) -> Any:
+    return text if mark is None else TokenizedText(text, _ids_of(mark, frames), mark[0])
+
+
+def texts_out(items: list[Any], frames: list[bytes]) -> dict[str, Any]:
+    """Texts (or OpenAI token arrays) to embed: ``s`` the items, ``tk`` each text's ids mark or None."""
+    ids = _IdsFrame()
+    marks = [ids.text(item) for item in items]
+    ids.close(frames)
+    return {"s": [str(item) if isinstance(item, str) else item for item in items], "tk": marks if ids.parts else None}
+
+
+def texts_in(described: dict[str, Any], frames: list[Any]) -> list[Any]:
+    marks = described["tk"] or [None] * len(described["s"])
+    return [_text_in(item, mark, frames) for item, mark in zip(described["s"], marks, strict=True)]
+
+
 # -- search queries ------------------------------------------------------------------------------------
 
 
@@ -101,11 +157,13 @@ def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[
     """The queries as header fields, and their client vectors as frames (``v`` is a frame's index)."""
     described: list[dict[str, Any]] = []
     frames: list[bytes] = []
+    ids = _IdsFrame()
     for query in queries:
         position = _framed(query.embedding, frames)
         described.append(
             {
-                "q": query.query,
+                "q": None if query.query is None else str(query.query),
+                "tk": ids.text(query.query),
                 "k": query.k,
                 "f": query.filter_key if query.filter is not None else None,
                 "t": query.include_text,
@@ -117,6 +175,7 @@ def queries_out(queries: list[SearchInput]) -> tuple[list[dict[str, Any]], list[
                 "x": None if query.retrieval is None else query.retrieval.plain(),
             }
         )
+    ids.close(frames)
     return described, frames
 
 
@@ -129,7 +188,7 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
         position = fields["v"]
         queries.append(
             SearchInput(
-                query=fields["q"],
+                query=_text_in(fields["q"], fields.get("tk"), frames),
                 embedding=None if position < 0 else vector_from(frames[position]),
                 k=fields["k"],
                 filter=None if source is None else parse_filter(json.loads(source)),
@@ -152,10 +211,15 @@ def queries_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Searc
 def documents_out(docs: list[DocumentInput]) -> tuple[list[dict[str, Any]], list[bytes]]:
     described: list[dict[str, Any]] = []
     frames: list[bytes] = []
+    ids = _IdsFrame()
     for doc in docs:
         position = _framed(doc.embedding, frames)
+        chunks = doc.chunks
         described.append(
             {
+                "ck": None
+                if chunks is None
+                else [chunks.spans, [ids.mark(chunks.tokenizer, chunk) for chunk in chunks.ids]],
                 "id": doc.id,
                 "title": doc.title,
                 "text": doc.text,
@@ -165,7 +229,17 @@ def documents_out(docs: list[DocumentInput]) -> tuple[list[dict[str, Any]], list
                 "vf": doc.vector_field,
             }
         )
+    ids.close(frames)
     return described, frames
+
+
+def _chunks_in(fields: list[Any] | None, frames: list[Any]) -> TokenizedChunks | None:
+    if fields is None:
+        return None
+    spans, marks = fields
+    return TokenizedChunks(
+        marks[0][0] if marks else "", [tuple(span) for span in spans], [_ids_of(mark, frames) for mark in marks]
+    )
 
 
 def documents_in(described: list[dict[str, Any]], frames: list[Any]) -> list[DocumentInput]:
@@ -178,6 +252,7 @@ def documents_in(described: list[dict[str, Any]], frames: list[Any]) -> list[Doc
             metadata=fields["m"],
             where=fields["w"],
             vector_field=fields["vf"],
+            chunks=_chunks_in(fields.get("ck"), frames),
         )
         for fields in described
     ]

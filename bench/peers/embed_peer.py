@@ -47,12 +47,12 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 def precision(requested: str = "auto") -> str:
     """The model dtype of both systems: ``requested``, or for ``auto`` arrwdb's own choice on this CPU
-    (arrwdb/device.py, model_dtype: bf16 with AMX, else fp32)."""
+    (arrwdb/runtime/device.py, model_dtype: bf16 with AMX, else fp32)."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision {requested!r}: use one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested
-    from arrwdb.device import cpu_has_fast_bf16
+    from arrwdb.runtime.device import cpu_has_fast_bf16
 
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 

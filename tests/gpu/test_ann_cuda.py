@@ -10,7 +10,7 @@ import torch
 
 from arrwdb.index import faiss_ops
 from arrwdb.index.ann import AnnIndex
-from arrwdb.library import build_index, faiss_available
+from arrwdb.library.library import build_index, faiss_available
 from arrwdb.records import LibraryRecord
 from tests.gpu.conftest import l2_tolerance, same_up_to_ties
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.device import model_dtype
 from arrwdb.embed.minilm import MiniLMEmbedder
+from arrwdb.runtime.device import model_dtype
 
 TEXTS = [
     "The cat sleeps on the warm windowsill.",

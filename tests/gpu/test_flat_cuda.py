@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.device import GpuBudget
 from arrwdb.index.flat import FlatIndex
+from arrwdb.runtime.device import GpuBudget
 from tests.gpu.conftest import l2_tolerance, same_up_to_ties
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from arrwdb.bench.serverproc import free_port
-from arrwdb.client import Client
+from arrwdb.client.client import Client
 
 DIM = 64
 ROWS = 3000

@@ -88,7 +88,7 @@ def test_corrupt_snapshot_is_rebuilt_from_the_store(start_server, tmp_path):
 def test_a_missing_vector_snapshot_is_written_again(start_server, tmp_path, monkeypatch):
     """The ANN snapshot loads but the vectors had to come from the store (their snapshot was damaged):
     the builder writes a new vector snapshot, so the next restart reads one file, not every row."""
-    import arrwdb.library as library_module
+    import arrwdb.library.library as library_module
     from arrwdb.index import snapshot
 
     monkeypatch.setattr(library_module, "VECTOR_SNAPSHOT_MIN_ROWS", 1000)

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from arrwdb.client import ApiError
+from arrwdb.client.client import ApiError
 
 
 @pytest.fixture

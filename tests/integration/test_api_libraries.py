@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from arrwdb.client import ApiError
+from arrwdb.client.client import ApiError
 
 
 def test_create_with_defaults(client):

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from arrwdb.client import ApiError
+from arrwdb.client.client import ApiError
 
 CORPUS = {
     "cat": ("The cat sleeps on the warm windowsill.", {"topic": "pets", "year": 2019, "tags": ["animal", "home"]}),

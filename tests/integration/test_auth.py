@@ -10,10 +10,10 @@ import time
 import httpx
 import pytest
 
-from arrwdb.client import ApiError
+from arrwdb.client.client import ApiError
 from arrwdb.config import Settings
 from arrwdb.errors import InvalidInput, RateLimited
-from arrwdb.ratelimit import RateLimiter
+from arrwdb.runtime.ratelimit import RateLimiter
 from arrwdb.server.serve import is_loopback, serve
 
 KEY_A, KEY_B = "key-of-tenant-a", "key-of-tenant-b"
@@ -164,7 +164,7 @@ def test_minting_checks_its_input(start_server):
 
 
 def test_store_migrates_from_schema_version_1(tmp_path):
-    from arrwdb.store import SCHEMA_VERSION, Store
+    from arrwdb.store.store import SCHEMA_VERSION, Store
 
     path = tmp_path / "arrwdb.sqlite3"
     store = Store(path)

@@ -9,7 +9,7 @@ import logging
 import httpx
 import pytest
 
-from arrwdb.auth_policy import DEFAULT_TENANT
+from arrwdb.engine.auth_policy import DEFAULT_TENANT
 
 ADMIN = "transition-admin-key"
 

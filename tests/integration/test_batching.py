@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from arrwdb.client import ApiError, AsyncClient
+from arrwdb.client.client import ApiError, AsyncClient
 
 
 class BlockJob:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arrwdb.client import Client
+from arrwdb.client.client import Client
 
 ARRWDB = [sys.executable, "-m", "arrwdb.cli"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from arrwdb.cli import main
-from arrwdb.client import ApiError, AsyncClient, Client
+from arrwdb.client.client import ApiError, AsyncClient, Client
 
 KEY = "first-hour-key"
 

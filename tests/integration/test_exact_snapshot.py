@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import arrwdb.library as library_module
+import arrwdb.library.library as library_module
 from arrwdb.index import snapshot
 
 DIM = 16

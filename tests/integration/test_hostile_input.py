@@ -14,7 +14,7 @@ import pytest
 
 from arrwdb.config import MIB
 from arrwdb.records import ChunkRecord, DocumentRecord, Upsert
-from arrwdb.store import Store, new_library_record
+from arrwdb.store.store import Store, new_library_record
 from tests.harness import ServerThread
 
 DIM = 3

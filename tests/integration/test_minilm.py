@@ -233,7 +233,7 @@ def test_lanes_deal_every_text_once_and_embed_as_one_lane(embedder: MiniLMEmbedd
 def test_a_device_worker_runs_lanes_unless_told_not_to(embedder: MiniLMEmbedder) -> None:
     # A server whose thread count is fixed (ARRWDB_TORCH_THREADS) embeds on its worker, in the same
     # order; otherwise the worker waits for the lanes (serving urgent jobs meanwhile).
-    from arrwdb.worker import DeviceWorker, call_on_worker
+    from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
 
     texts = [_long_text(4 + 3 * i, seed=200 + i) for i in range(12)]
     ran_on: list[str] = []
@@ -259,3 +259,18 @@ def test_a_device_worker_runs_lanes_unless_told_not_to(embedder: MiniLMEmbedder)
     if embedder._lane_pool is not None and lanes_used > 1:
         assert ran_on == ["worker-lanes-False"] + ["arrwdb-lane"] * lanes_used
     assert np.min(np.sum(vectors[True] * vectors[False], axis=1)) > 0.99999
+
+
+def test_ids_an_http_worker_made_are_used_as_they_come(embedder: MiniLMEmbedder) -> None:
+    from arrwdb.embed.tokens import TokenizedText
+
+    text = "some words a worker tokenized"
+    made = embedder.tokenizer.tokenized([text])[0]
+    assert embedder.token_ids([made]) == embedder.token_ids([text])
+    np.testing.assert_allclose(embedder.embed([made]), embedder.embed([text]), atol=1e-6)
+    # The ids are read as they come (not re-tokenized) when the fingerprint is this model's ...
+    given = TokenizedText(text, [101, 7592, 102], embedder.tokenizer_id)
+    assert embedder.token_ids([given]) == [[101, 7592, 102]]
+    # ... and ignored for another tokenizer's.
+    foreign = TokenizedText(text, [101, 7592, 102], "another tokenizer")
+    assert embedder.token_ids([foreign]) == embedder.token_ids([text])

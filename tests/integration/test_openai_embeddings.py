@@ -107,7 +107,7 @@ def test_base64_is_little_endian_float32_and_smaller(start_server: Any) -> None:
 def test_token_id_inputs_embed_as_their_text(start_server: Any, minilm: Any) -> None:
     """A list of token ids (the model's own vocabulary, no special tokens) is the text it encodes."""
     server = start_server()
-    ids = [minilm._tokenizer.encode(text, add_special_tokens=False).ids for text in TEXTS]
+    ids = [minilm.tokenizer._tokenizer.encode(text, add_special_tokens=False).ids for text in TEXTS]
     expected = _embed(server.url, TEXTS)
     client = _openai(server.url)
     many = client.embeddings.create(input=ids, model=MODEL, encoding_format="float")

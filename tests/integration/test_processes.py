@@ -180,6 +180,55 @@ def test_answers_equal_the_single_process_servers(tmp_path):
     assert many == reference and one == reference
 
 
+TEXTS = [f"passage {i} about {topic}" for i, topic in enumerate(["rivers", "mountains", "cities", "music"] * 6)]
+LONG_TEXT = " ".join(f"sentence{i} on the long document" for i in range(300))  # several chunks
+TEXT_QUERIES = [{"query": q, "k": 4} for q in ("rivers and lakes", "music", "tall mountains", "long document")]
+
+
+def _text_answers(client: httpx.Client) -> tuple[list, list, list]:
+    many = client.post("/v1/libraries/texts/search/batch", json={"queries": TEXT_QUERIES}).json()["results"]
+    one = [client.post("/v1/libraries/texts/search", json=q).json()["results"] for q in TEXT_QUERIES]
+    vectors = client.post("/v1/embeddings", json={"input": ["one input", "two inputs"]}).json()["data"]
+    return many, one, [item["embedding"] for item in vectors]
+
+
+def _same_hits(got: list, expected: list) -> None:
+    assert [[h["document_id"] for h in hits] for hits in got] == [[h["document_id"] for h in hits] for hits in expected]
+    for hits, reference in zip(got, expected, strict=True):
+        np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in reference], atol=1e-4)
+
+
+def test_texts_leave_a_worker_tokenized_and_answer_as_the_single_process_server(tmp_path):
+    """The engine embeds a worker's token ids (counted by arrwdb_embed_tokenized_texts_total), and
+    what it answers is what the single-process server, which tokenizes itself, answers."""
+    data_dir = tmp_path / "data"
+    server = start_processes(data_dir, workers=2, ARRWDB_ADMIN_KEY="")
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            assert client.post("/v1/libraries", json={"name": "texts", "dimension": 384}).status_code == 201
+            docs = [{"id": f"t{i}", "text": text} for i, text in enumerate(TEXTS)] + [{"id": "long", "text": LONG_TEXT}]
+            assert client.post("/v1/libraries/texts/documents/batch", json={"documents": docs}).status_code == 201
+            before = metric_sum(client.get("/metrics").text, "arrwdb_embed_tokenized_texts_total", by="worker")
+            many, one, vectors = _text_answers(client)
+            scrape = client.get("/metrics").text
+    finally:
+        server.stop()
+    by_worker = metric_sum(scrape, "arrwdb_embed_tokenized_texts_total", by="worker")
+    assert before >= len(TEXTS) + 2  # every document, the long one in several chunks
+    assert by_worker - before >= len(TEXT_QUERIES) + 2  # the queries (once each: then cached) and the inputs
+    assert metric_sum(scrape, "arrwdb_embed_tokenized_texts_total", by="engine") == 0
+    single = start_processes(data_dir, workers=0, ARRWDB_ADMIN_KEY="")
+    try:
+        with httpx.Client(base_url=single.url, timeout=120) as client:
+            reference_many, _, reference_vectors = _text_answers(client)
+            assert metric_sum(client.get("/metrics").text, "arrwdb_embed_tokenized_texts_total", by="engine") > 0
+    finally:
+        single.stop()
+    _same_hits(many, reference_many)
+    _same_hits(one, reference_many)
+    np.testing.assert_allclose(vectors, reference_vectors, atol=1e-4)
+
+
 def test_the_engine_killed_answers_503_at_once_then_recovers_with_every_write(tmp_path):
     server = start_processes(tmp_path / "data", workers=2, ARRWDB_ADMIN_KEY="")
     try:

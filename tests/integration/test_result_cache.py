@@ -9,7 +9,7 @@ import threading
 import httpx
 import numpy as np
 
-from arrwdb.client import AsyncClient
+from arrwdb.client.client import AsyncClient
 from tests.integration.test_batching import block_worker, metric
 
 QUERY = [1.0, 0.5, 0.25, 0.125]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from arrwdb import thread_priority
+from arrwdb.runtime import thread_priority
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")

@@ -113,7 +113,7 @@ def test_a_peer_that_cannot_install_says_why(tmp_path: Path) -> None:
 
 def test_both_embedding_servers_get_one_dtype(tmp_path: Path) -> None:
     from arrwdb.bench.peers.embed_peer import _infinity_command, precision
-    from arrwdb.device import cpu_has_fast_bf16
+    from arrwdb.runtime.device import cpu_has_fast_bf16
 
     assert precision("auto") == ("bfloat16" if cpu_has_fast_bf16() else "float32")
     assert precision("float32") == "float32" and precision("bfloat16") == "bfloat16"

@@ -149,9 +149,9 @@ def test_a_graph_more_than_doubled_since_its_calibration_is_calibrated_again(poo
 def test_the_builder_settles_an_import_into_a_calibrated_saved_graph(tmp_path, pool):
     """The real builder thread and device worker: rows committed in batches of 500 with deletes among
     them; once the import is quiet, every live row is in the graph, calibrated, and saved."""
-    from arrwdb.builder import IndexBuilder
-    from arrwdb.library import LibraryState
-    from arrwdb.worker import DeviceWorker, call_on_worker
+    from arrwdb.engine.index_builder import IndexBuilder
+    from arrwdb.library.library import LibraryState
+    from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
 
     worker = DeviceWorker()
     worker.start()

@@ -1,12 +1,12 @@
-"""The start-up auth decision (arrwdb/auth_policy.py) and the ``tenant=key`` syntax of ARRWDB_API_KEYS."""
+"""The start-up auth decision (arrwdb/engine/auth_policy.py) and the ``tenant=key`` syntax of ARRWDB_API_KEYS."""
 
 from __future__ import annotations
 
 import logging
 
-from arrwdb.api_key_store import ApiKeyRecord
-from arrwdb.auth_policy import DEFAULT_TENANT, decide_auth, split_key_entry, tenant_keys
+from arrwdb.engine.auth_policy import DEFAULT_TENANT, decide_auth, split_key_entry, tenant_keys
 from arrwdb.server import auth
+from arrwdb.store.api_keys import ApiKeyRecord
 
 
 def _record(tenant: str, revoked: bool = False) -> ApiKeyRecord:

@@ -42,7 +42,7 @@ def test_passages_hold_four_verses_and_never_cross_a_chapter():
 
 def test_fusion_sweep_finds_the_setting_that_ranks_best():
     from arrwdb.bench.retrieval import _fusion_sweep
-    from arrwdb.inputs import Hit
+    from arrwdb.library.inputs import Hit
 
     def hits(*docs: str) -> list[Hit]:
         return [Hit(doc, 0, 1.0 - n / 10, None, None, {}) for n, doc in enumerate(docs)]

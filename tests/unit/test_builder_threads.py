@@ -13,10 +13,10 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from arrwdb.builder import IndexBuilder  # noqa: E402
+from arrwdb.engine.index_builder import IndexBuilder  # noqa: E402
 from arrwdb.index import faiss_ops  # noqa: E402
-from arrwdb.telemetry import Telemetry  # noqa: E402
-from arrwdb.worker import DeviceWorker  # noqa: E402
+from arrwdb.runtime.device_worker import DeviceWorker  # noqa: E402
+from arrwdb.runtime.telemetry import Telemetry  # noqa: E402
 
 DIM = 16
 
@@ -98,7 +98,7 @@ def test_commits_alone_leave_the_builder_every_core_searches_do_not() -> None:
 
 def test_idle_threads_default_to_the_usable_cores_and_follow_the_setting(tmp_path: Path) -> None:
     from arrwdb.config import Settings
-    from arrwdb.cores import usable_cores
+    from arrwdb.runtime.cores import usable_cores
 
     worker = DeviceWorker()
     worker.start()

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-import arrwdb.client
+import arrwdb.client.client
 from arrwdb.cli import build_parser, main, settings_from_args
 
 ENV_VARS = ("ARRWDB_HOST", "ARRWDB_PORT", "ARRWDB_DATA_DIR", "ARRWDB_DEVICE", "ARRWDB_API_KEY", "ARRWDB_URL")
@@ -99,10 +99,10 @@ def test_ingest_arguments() -> None:
     assert "ARRWDB_API_KEY" in build_parser()._subparsers._group_actions[0].choices["ingest"].format_help()
 
 
-def mock_client_class(handler: Any) -> type[arrwdb.client.Client]:
+def mock_client_class(handler: Any) -> type[arrwdb.client.client.Client]:
     """A Client whose transport is a MockTransport, recording the constructor's key and URL."""
 
-    class MockClient(arrwdb.client.Client):
+    class MockClient(arrwdb.client.client.Client):
         seen: ClassVar[dict[str, Any]] = {}
 
         def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
@@ -120,7 +120,7 @@ def test_ingest_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
         return httpx.Response(201, json={"ids": ["a", "b", "c"]})
 
     client_class = mock_client_class(handler)
-    monkeypatch.setattr(arrwdb.client, "Client", client_class)
+    monkeypatch.setattr(arrwdb.client.client, "Client", client_class)
     monkeypatch.setenv("ARRWDB_API_KEY", "env-key")
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
@@ -136,7 +136,7 @@ def test_ingest_api_error_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     body = {"error": {"type": "not_found", "message": "library 'nope' not found"}}
-    monkeypatch.setattr(arrwdb.client, "Client", mock_client_class(lambda r: httpx.Response(404, json=body)))
+    monkeypatch.setattr(arrwdb.client.client, "Client", mock_client_class(lambda r: httpx.Response(404, json=body)))
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n')
     assert main(["ingest", str(path), "--library", "nope", "--api-key", "k", "--no-progress"]) == 1
@@ -157,7 +157,7 @@ def test_ingest_unreachable_server_is_one_line(
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    monkeypatch.setattr(arrwdb.client, "Client", mock_client_class(refuse))
+    monkeypatch.setattr(arrwdb.client.client, "Client", mock_client_class(refuse))
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n')
     assert main(["ingest", str(path), "--library", "docs", "--no-progress"]) == 1
@@ -174,7 +174,7 @@ def test_bench_forwards_remaining_argv(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_import_does_not_load_torch_or_the_server() -> None:
-    code = "import arrwdb.cli, arrwdb.client, sys; print('torch' in sys.modules)"
+    code = "import arrwdb.cli, arrwdb.client.client, sys; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
     code = "import arrwdb.cli, sys; print(sorted(m for m in sys.modules if m.startswith('arrwdb.server')))"

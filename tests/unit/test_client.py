@@ -1,4 +1,4 @@
-"""Request shapes and error decoding of arrwdb.client, against httpx.MockTransport (no server)."""
+"""Request shapes and error decoding of arrwdb.client.client, against httpx.MockTransport (no server)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from arrwdb.client import ApiError, AsyncClient, Client
+from arrwdb.client.client import ApiError, AsyncClient, Client
 
 URL = "http://arrwdb.test"
 

@@ -16,8 +16,8 @@ import pytest
 from arrwdb.cluster.frontend import ClusterEngine
 from arrwdb.cluster.sharding import shard_of
 from arrwdb.errors import PartialWrite, ShardUnavailable, StaleShardMap, StorageFailure
-from arrwdb.inputs import DocumentInput, SearchInput
 from arrwdb.ipc import wire
+from arrwdb.library.inputs import DocumentInput, SearchInput
 
 ENTRY = {
     "id": "f" * 32,

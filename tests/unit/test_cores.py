@@ -1,10 +1,10 @@
-"""arrwdb/cores.py: the cores a process may use, and an engine's share of a host it shares."""
+"""arrwdb/runtime/cores.py: the cores a process may use, and an engine's share of a host it shares."""
 
 from __future__ import annotations
 
 import os
 
-from arrwdb.cores import take_share, usable_cores
+from arrwdb.runtime.cores import take_share, usable_cores
 
 
 def test_usable_cores_is_the_affinity() -> None:

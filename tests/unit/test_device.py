@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-import arrwdb.device as device_module
-from arrwdb.device import (
+import arrwdb.runtime.device as device_module
+from arrwdb.errors import InvalidInput
+from arrwdb.index.flat import FlatIndex
+from arrwdb.runtime.device import (
     GpuBudget,
     model_dtype,
     plan_placement,
     resolve_device,
     storage_dtype,
 )
-from arrwdb.errors import InvalidInput
-from arrwdb.index.flat import FlatIndex
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -158,14 +158,14 @@ def test_values_beyond_fp16_switch_storage_to_bf16() -> None:
 
 
 def test_start_up_reports_a_library_left_on_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
-    from arrwdb.warmup import report_placement, warm_up
+    from arrwdb.engine.warmup import report_placement, warm_up
 
     index = FlatIndex(16, "ip", CPU, torch.float16, budget=_budget(1000))  # nothing fits
     index.add(*_data(100, 16)[:2])
-    with caplog.at_level("WARNING", logger="arrwdb.warmup"):
+    with caplog.at_level("WARNING", logger="arrwdb.engine.warmup"):
         report_placement("big-library", index)
         report_placement("small-library", FlatIndex(16, "ip", CPU))  # where it was asked: no line
-    lines = [r.getMessage() for r in caplog.records if r.name == "arrwdb.warmup"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "arrwdb.engine.warmup"]
     assert len(lines) == 1 and "'big-library' (100 vectors): on the CPU: does not fit" in lines[0]
     warm_up(CPU, None, [16], 256)  # nothing to warm on a CPU: returns at once
 
@@ -191,11 +191,12 @@ def test_fast_bf16_is_read_from_the_cpu_flags() -> None:
 def test_worker_threads_follow_batch_size(monkeypatch) -> None:
     import torch
 
-    from arrwdb.device import WorkerThreads
+    from arrwdb.runtime.device import WorkerThreads
 
     chosen: list[int] = []
     monkeypatch.setattr(torch, "set_num_threads", chosen.append)
-    monkeypatch.setattr("arrwdb.device.usable_cores", lambda: 4)  # the cores this process may use
+    monkeypatch.setattr("arrwdb.runtime.device.usable_cores", lambda: 4)  # the cores this process may use
+    monkeypatch.setattr("arrwdb.runtime.tuning.usable_cores", lambda: 4)
     threads = WorkerThreads(None, torch.device("cpu"))
     threads.fit(1, large_from=8)  # one query: all cores but one
     threads.fit(64, large_from=8)  # a large batch: every core

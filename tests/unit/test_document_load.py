@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from arrwdb.engine.startup import DocumentLoader
 from arrwdb.errors import DeadlineExceeded, NotReady
-from arrwdb.filters import parse_filter
-from arrwdb.library import DocumentTables, LibraryState, RowEntry, row_entries_of
+from arrwdb.library.filters import parse_filter
+from arrwdb.library.library import DocumentTables, LibraryState, RowEntry, row_entries_of
 from arrwdb.records import AppliedWrite, LibraryRecord
-from arrwdb.startup import DocumentLoader
 
 DIM = 4
 

@@ -1,4 +1,4 @@
-"""Unit tests of arrwdb.filters: parsing, every operator, the API.md type rules, limits, negation laws."""
+"""Unit tests of arrwdb.library.filters: parsing, every operator, the API.md type rules, limits, negation laws."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arrwdb.errors import InvalidInput
-from arrwdb.filters import (
+from arrwdb.library.filters import (
     MAX_DEPTH,
     MAX_IN_VALUES,
     MAX_NODES,
@@ -22,7 +22,7 @@ from arrwdb.filters import (
     Or,
     parse_filter,
 )
-from arrwdb.metadata import validate_metadata
+from arrwdb.library.metadata import validate_metadata
 
 INF = float("inf")
 NAN = float("nan")

@@ -1,5 +1,5 @@
 """What the documents' metadata load makes after /ready leaves the cyclic GC while the load still
-runs (arrwdb.gc_tuning.freeze_gc_when_ready), not only once it is over."""
+runs (arrwdb.runtime.gc_tuning.freeze_gc_when_ready), not only once it is over."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import gc
 from types import SimpleNamespace
 
-from arrwdb import gc_tuning
+from arrwdb.runtime import gc_tuning
 
 
 class _SlowDocuments:

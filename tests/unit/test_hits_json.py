@@ -1,4 +1,4 @@
-"""Hits answered as JSON (arrwdb.hits_json): the bytes written from the rows' kept JSON must be the
+"""Hits answered as JSON (arrwdb.library.hits_json): the bytes written from the rows' kept JSON must be the
 bytes of rendering the same hits as ``Hit`` objects, whatever the documents hold."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import orjson
 import pytest
 import torch
 
-from arrwdb.hits_json import JSON_OPTIONS, HitsJSON, kept_bytes, queries_json, row_json
-from arrwdb.inputs import Hit, SearchInput
-from arrwdb.library import HitFields, LibraryState, RowEntry
+from arrwdb.engine.search_batch import ReadyAnswers, SearchItem, run_search_batch
+from arrwdb.library.hits_json import JSON_OPTIONS, HitsJSON, kept_bytes, queries_json, row_json
+from arrwdb.library.inputs import Hit, SearchInput
+from arrwdb.library.library import HitFields, LibraryState, RowEntry
+from arrwdb.library.result_cache import ResultCache, query_key
 from arrwdb.records import AppliedWrite, LibraryRecord
-from arrwdb.result_cache import ResultCache, query_key
-from arrwdb.search_batch import ReadyAnswers, SearchItem, run_search_batch
 
 DIM = 4
 

@@ -1,4 +1,4 @@
-"""arrwdb.ingest against httpx.MockTransport: batching, order, validation and retry."""
+"""arrwdb.client.ingest against httpx.MockTransport: batching, order, validation and retry."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import httpx
 import orjson
 import pytest
 
-import arrwdb.ingest as ingest_module
-from arrwdb.client import ApiError, Client
-from arrwdb.ingest import IngestError, ingest_jsonl
+import arrwdb.client.ingest as ingest_module
+from arrwdb.client.client import ApiError, Client
+from arrwdb.client.ingest import IngestError, ingest_jsonl
 
 URL = "http://arrwdb.test"
 

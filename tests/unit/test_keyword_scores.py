@@ -1,5 +1,5 @@
-"""Keyword search from cached per-word BM25 scores (arrwdb.keyword_scores) against one FTS5 query over
-the OR of the words (arrwdb.keyword_store.search), on real SQLite files."""
+"""Keyword search from cached per-word BM25 scores (arrwdb.store.keyword_scores) against one FTS5 query over
+the OR of the words (arrwdb.store.keywords.search), on real SQLite files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arrwdb import keyword_scores, keyword_store
-from arrwdb.keyword_scores import TermScoreCache
+from arrwdb.store import keyword_scores
+from arrwdb.store import keywords as keyword_store
+from arrwdb.store.keyword_scores import TermScoreCache
 
 VOCABULARY = ["lord", "spake", "moses", "saying", "camel", "river", "gold", "land", "him", "that", "and", "the"]
 

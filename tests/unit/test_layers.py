@@ -92,8 +92,8 @@ def _cycles() -> list[list[str]]:
 
 
 def test_the_graph_is_read():
-    assert "arrwdb.engine" in GRAPH["arrwdb.engine_api"] or "arrwdb.engine" in MODULES
-    assert "arrwdb.scheduler" in GRAPH["arrwdb.engine"]
+    assert "arrwdb.engine.core" in GRAPH["arrwdb.engine.api"] or "arrwdb.engine.core" in MODULES
+    assert "arrwdb.runtime.scheduler" in GRAPH["arrwdb.engine.core"]
     assert "arrwdb.server.errors" in GRAPH["arrwdb.server.admission"]
 
 
@@ -123,7 +123,7 @@ def _reach(start: str) -> set[str]:
 def test_an_http_worker_loads_neither_torch_nor_faiss():
     """What ``server.worker_main`` reaches at import time or in its functions, minus the modules
     that only the engine process or the in-process app run (reached through lazy imports)."""
-    engine_side = {"arrwdb.engine", "arrwdb.ipc.service", "arrwdb.server.supervisor"}
+    engine_side = {"arrwdb.engine.core", "arrwdb.ipc.service", "arrwdb.server.supervisor"}
     reached = set()
     todo = ["arrwdb.server.worker_main"]
     while todo:
@@ -146,5 +146,53 @@ def test_an_http_worker_loads_neither_torch_nor_faiss():
                 if name.split(".")[0] in ("torch", "faiss"):
                     heavy.setdefault(module, []).append(name)
     # LocalEngine's metrics reads torch only on a CUDA engine, inside the engine process.
-    heavy.pop("arrwdb.engine_api", None)
+    heavy.pop("arrwdb.engine.api", None)
     assert heavy == {}
+
+
+# The layers of docs/ARCHITECTURE.md, top to bottom.  A module may import modules of its own folder and
+# of the layers below its own; folders on one layer are independent of each other.
+LAYERS: list[set[str]] = [
+    {"cli"},
+    {"server", "client"},
+    {"cluster"},
+    {"ipc"},
+    {"engine"},
+    {"library"},
+    {"embed", "index"},
+    {"kernels", "store"},
+    {"runtime"},
+    {"", "errors", "config", "records"},  # arrwdb/__init__.py and the modules every layer shares
+]
+
+
+def _folder(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _layer(folder: str) -> int:
+    return next(i for i, folders in enumerate(LAYERS) if folder in folders)
+
+
+def test_every_folder_has_a_layer():
+    folders = {_folder(module) for module in MODULES}
+    assert {"store", "runtime", "library", "engine", "client", "cluster", "ipc", "server"} <= folders
+    assert folders - set().union(*LAYERS) == set()
+
+
+def test_modules_import_only_their_folder_and_the_layers_below():
+    offenders = []
+    for module, imports in GRAPH.items():
+        folder = _folder(module)
+        for name in imports:
+            other = _folder(name)
+            if other != folder and _layer(other) <= _layer(folder):
+                offenders.append(f"{module} -> {name}")
+    assert offenders == []
+
+
+def test_the_client_needs_nothing_of_the_server_or_the_engine():
+    """The client ships to users' programs: it reaches the foundation (the version) and itself only."""
+    reached = _reach("arrwdb.client")
+    assert {_folder(module) for module in reached} <= {"client", ""}

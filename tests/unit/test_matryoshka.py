@@ -1,4 +1,4 @@
-"""OpenAI's ``dimensions`` on /v1/embeddings: which lengths a model may answer with (arrwdb.models),
+"""OpenAI's ``dimensions`` on /v1/embeddings: which lengths a model may answer with (arrwdb.engine.models),
 how a vector is shortened, and ARRWDB_MATRYOSHKA_MODELS' names checked against the loaded models."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 
 from arrwdb.config import Settings
 from arrwdb.embed.fake import HashEmbedder
+from arrwdb.engine.models import ModelRegistry, output_dimension, shorten
 from arrwdb.errors import InvalidInput
-from arrwdb.models import ModelRegistry, output_dimension, shorten
 
 
 def test_a_model_that_is_not_matryoshka_answers_only_with_its_own_dimension() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of arrwdb.metadata.validate_metadata: accepted shapes, normalisation, every rejection."""
+"""Unit tests of arrwdb.library.metadata.validate_metadata: accepted shapes, normalisation, every rejection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from arrwdb.errors import InvalidInput
-from arrwdb.metadata import (
+from arrwdb.library.metadata import (
     MAX_KEY_CHARS,
     MAX_KEYS,
     MAX_LIST_ITEMS,

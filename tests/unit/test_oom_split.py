@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.device import split_on_oom
 from arrwdb.embed.minilm import MiniLMEmbedder, TokenBatch
 from arrwdb.embed.st_config import SentenceSpec
+from arrwdb.engine.search_batch import SearchItem, run_search_batch
 from arrwdb.index.flat import FlatIndex
-from arrwdb.inputs import SearchInput
-from arrwdb.search_batch import SearchItem, run_search_batch
+from arrwdb.library.inputs import SearchInput
+from arrwdb.runtime.device import split_on_oom
 
 
 def _fails_above(limit: int, calls: list[int]) -> Any:

@@ -1,4 +1,4 @@
-"""The server's OpenMP runtime does not spin (arrwdb.openmp), and a FAISS search leaves the calling
+"""The server's OpenMP runtime does not spin (arrwdb.runtime.openmp), and a FAISS search leaves the calling
 thread's OpenMP thread count as it found it (the count is shared with torch on the device worker)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _IDLE_CPU_PROBE = textwrap.dedent(
     """
     import sys, time
     if sys.argv[1] == "serving":
-        from arrwdb.openmp import configure_for_serving
+        from arrwdb.runtime.openmp import configure_for_serving
         assert configure_for_serving()
     import torch  # noqa: F401  (loads the runtime first, as in the server)
     import faiss
@@ -63,7 +63,7 @@ def test_the_serving_runtime_sleeps_between_searches_where_the_default_spins() -
 
 
 def _configure_in_fresh_interpreter(env_extra: dict[str, str], preload: str = "") -> str:
-    code = f"{preload}\nimport os\nfrom arrwdb.openmp import configure_for_serving\n"
+    code = f"{preload}\nimport os\nfrom arrwdb.runtime.openmp import configure_for_serving\n"
     code += "print(configure_for_serving(), os.environ.get('GOMP_SPINCOUNT'))"
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     env.update(env_extra)

@@ -16,7 +16,7 @@ from arrwdb.cluster.replica_copy import Positions
 from arrwdb.cluster.shard_state import change, copies_placement, readers, replicated, role_of, with_copies
 from arrwdb.errors import Conflict, InvalidInput
 from arrwdb.records import ChunkRecord, Delete, DocumentRecord, Patch, Upsert, WriteOp
-from arrwdb.store import Store, new_library_record
+from arrwdb.store.store import Store, new_library_record
 
 DIM = 4
 

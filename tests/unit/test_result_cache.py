@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arrwdb.inputs import Hit, SearchInput
-from arrwdb.result_cache import ResultCache, query_key
+from arrwdb.library.inputs import Hit, SearchInput
+from arrwdb.library.result_cache import ResultCache, query_key
 
 
 def hits(n: int, text: str = "x" * 100) -> list[Hit]:

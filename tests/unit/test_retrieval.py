@@ -1,5 +1,5 @@
-"""Fusion, thresholds, offsets and groups (arrwdb.retrieval), the keyword index's queries
-(arrwdb.keyword_store) on a real in-memory SQLite, and the retrieval options over the engine protocol."""
+"""Fusion, thresholds, offsets and groups (arrwdb.library.retrieval), the keyword index's queries
+(arrwdb.store.keywords) on a real in-memory SQLite, and the retrieval options over the engine protocol."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arrwdb import keyword_store
 from arrwdb.errors import InvalidInput
-from arrwdb.inputs import Hit, Retrieval, SearchInput
 from arrwdb.ipc import wire
-from arrwdb.retrieval import check_retrieval, finish, fuse, leg_size, page_k
+from arrwdb.library.inputs import Hit, Retrieval, SearchInput
+from arrwdb.library.retrieval import check_retrieval, finish, fuse, leg_size, page_k
+from arrwdb.store import keywords as keyword_store
 
 
 def hit(doc: str, score: float, chunk: int = 0, **metadata: object) -> Hit:

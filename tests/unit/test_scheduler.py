@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from arrwdb.admission import ADMITTED, AdmissionTicket
 from arrwdb.errors import DeadlineExceeded, NotReady, Overloaded, WorkerFailure
-from arrwdb.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_WRITE, QueueSpec, Scheduler
-from arrwdb.telemetry import Telemetry
+from arrwdb.runtime.admission import ADMITTED, AdmissionTicket
+from arrwdb.runtime.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_WRITE, QueueSpec, Scheduler
+from arrwdb.runtime.telemetry import Telemetry
 
 
 class FakeWorker:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.inputs import Hit, SearchInput
-from arrwdb.library import LibraryState
+from arrwdb.engine.search_batch import SearchItem, run_search_batch
+from arrwdb.library.inputs import Hit, SearchInput
+from arrwdb.library.library import LibraryState
 from arrwdb.records import AppliedWrite, HitRow, LibraryRecord
-from arrwdb.search_batch import SearchItem, run_search_batch
 
 DIM = 4
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from arrwdb.errors import InvalidInput
-from arrwdb.inputs import SearchInput
+from arrwdb.library.inputs import SearchInput
+from arrwdb.library.search_plan import query_blocks, query_vectors, stacked
+from arrwdb.library.validation import check_vector
 from arrwdb.records import LibraryRecord
-from arrwdb.search_plan import query_blocks, query_vectors, stacked
-from arrwdb.validation import check_vector
 
 DIM = 8
 RECORD = LibraryRecord("lib", "t", "lib", DIM, "hnsw", "cosine", {}, "now")

@@ -6,7 +6,7 @@ import dataclasses
 
 import orjson
 
-from arrwdb.inputs import Hit
+from arrwdb.library.inputs import Hit
 from arrwdb.server import schemas
 from arrwdb.server.responses import JSON
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-from arrwdb.inputs import SearchInput
+from arrwdb.library.inputs import SearchInput
+from arrwdb.runtime.timings import Timings
 from arrwdb.server.slowlog import log_slow_search
-from arrwdb.timings import Timings
 
 
 def queries() -> list[SearchInput]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, Upsert, WriteOp
-from arrwdb.store import Store, new_library_record
-from arrwdb.store_bulk import upserts_of_distinct_documents
+from arrwdb.store.bulk import upserts_of_distinct_documents
+from arrwdb.store.store import Store, new_library_record
 
 DIM = 3
 
@@ -39,7 +39,7 @@ def _requests() -> list[list[WriteOp]]:
 
 def _run(path: Path, bulk: bool, monkeypatch) -> tuple[list[list[AppliedWrite]], list[tuple]]:
     if not bulk:
-        monkeypatch.setattr("arrwdb.store.upserts_of_distinct_documents", lambda ops: False)
+        monkeypatch.setattr("arrwdb.store.store.upserts_of_distinct_documents", lambda ops: False)
     store = Store(path)
     store.create_library(new_library_record("lib", "t", "lib", DIM, "brute_force", "l2", {}))
     results = []

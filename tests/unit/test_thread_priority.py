@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from arrwdb import thread_priority
+from arrwdb.runtime import thread_priority
 
 LINUX = sys.platform.startswith("linux")
 

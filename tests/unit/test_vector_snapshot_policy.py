@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import arrwdb.library as library_module
-from arrwdb.library import LibraryState
+import arrwdb.library.library as library_module
+from arrwdb.library.library import LibraryState
 from arrwdb.records import AppliedWrite, LibraryRecord
 
 DIM = 4
@@ -88,9 +88,9 @@ def test_ann_libraries_ask_too() -> None:
 
 
 def test_a_request_that_a_build_answered_meanwhile_writes_nothing(tmp_path) -> None:
-    from arrwdb.builder import IndexBuilder
+    from arrwdb.engine.index_builder import IndexBuilder
     from arrwdb.index import snapshot
-    from arrwdb.worker import DeviceWorker, call_on_worker
+    from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
 
     worker = DeviceWorker()
     worker.start()
@@ -115,9 +115,9 @@ def test_the_builder_writes_an_exact_librarys_snapshot_even_without_faiss(tmp_pa
     builder thread must not stop at start when FAISS is missing."""
     import sys
 
-    from arrwdb.builder import IndexBuilder
+    from arrwdb.engine.index_builder import IndexBuilder
     from arrwdb.index import snapshot
-    from arrwdb.worker import DeviceWorker, call_on_worker
+    from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
 
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
     worker = DeviceWorker()

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from arrwdb.records import ChunkRecord, DocumentRecord, Upsert
-from arrwdb.store import Store, new_library_record
-from arrwdb.store_db import PAGE_SIZE
-from arrwdb.wal_checkpointer import BACKSTOP_PAGES
+from arrwdb.store.db import PAGE_SIZE
+from arrwdb.store.store import Store, new_library_record
+from arrwdb.store.wal_checkpointer import BACKSTOP_PAGES
 
 DIM = 64
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from arrwdb.worker import DeviceWorker
+from arrwdb.runtime.device_worker import DeviceWorker
 
 
 class _Recorded:

@@ -1,0 +1,118 @@
+"""The engine's embedding: every model's queues, the embedding cache, and the OpenAI-style call.
+
+A mixin of ``Engine`` (arrwdb/engine/core.py), which owns the attributes used here: ``models``, ``cache``,
+``scheduler``, ``settings``, ``telemetry`` and the worker threads' fitting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from arrwdb.embed.chunking import token_estimate
+from arrwdb.embed.protocol import Embedder, Item
+from arrwdb.embed.tokens import TokenizedText
+from arrwdb.engine.models import check_token_inputs, output_dimension, shorten
+from arrwdb.runtime.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, QueueSpec
+from arrwdb.runtime.timings import Timings
+
+if TYPE_CHECKING:
+    from arrwdb.config import Settings
+    from arrwdb.embed import EmbeddingCache
+    from arrwdb.engine.models import ModelRegistry
+    from arrwdb.runtime.device import WorkerThreads
+    from arrwdb.runtime.scheduler import Scheduler
+    from arrwdb.runtime.telemetry import Telemetry
+
+_BULK_EMBED_TEXTS = 32  # /v1/embed calls larger than this yield to interactive work
+
+
+class EmbeddingMixin:
+    settings: Settings
+    models: ModelRegistry
+    cache: EmbeddingCache
+    scheduler: Scheduler
+    telemetry: Telemetry
+    _threads: WorkerThreads
+    _embed_specs: dict[tuple[str, int], QueueSpec]
+    check_ready: Callable[[], None]
+
+    async def embed(
+        self, texts: list[Item], priority: int, deadline: float, model: str | None = None
+    ) -> tuple[np.ndarray, Timings]:
+        """Vectors of ``texts`` (or token-id inputs) by ``model`` (None: the default), normalised when
+        the model's directory says so (the packaged MiniLM's does); cached texts skip the device.  Each
+        model has its own queues: a batch never mixes models."""
+        self.check_ready()
+        name = self.models.name_of(model)
+        embedder = self.models.embedders[name]
+        out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+        if not texts:
+            return out, Timings()
+        # The cache holds texts of every model: a key is the text, prefixed by the model's name unless it
+        # is the default.  Token-id inputs are not cached.
+        prefix = "" if name == self.models.default else f"{name}\x00"
+        keys = [prefix + t if isinstance(t, str) else None for t in texts]
+        looked_up = [i for i, key in enumerate(keys) if key is not None]
+        cached = self.cache.get_many([keys[i] for i in looked_up])  # type: ignore[misc]
+        found = {i: vector for i, vector in zip(looked_up, cached, strict=True) if vector is not None}
+        missing = [i for i in range(len(texts)) if i not in found]
+        self.telemetry.embed_cache_hits.inc(len(found))
+        self.telemetry.embed_cache_misses.inc(len(missing))
+        for i, vector in found.items():
+            out[i] = vector
+        if not missing:
+            return out, Timings()
+        spec = self._embed_spec(name, priority)
+        texts_missing = [texts[i] for i in missing if isinstance(texts[i], str)]
+        by_worker = sum(isinstance(t, TokenizedText) and t.tokenizer == embedder.tokenizer_id for t in texts_missing)
+        self.telemetry.embed_tokenized.labels("worker").inc(by_worker)
+        self.telemetry.embed_tokenized.labels("engine").inc(len(texts_missing) - by_worker)
+        costs = [token_estimate(t) if isinstance(t, str) else len(t) + 2 for t in (texts[i] for i in missing)]
+        done = await self.scheduler.submit_many(spec, [texts[i] for i in missing], deadline=deadline, costs=costs)
+        for i, completed in zip(missing, done, strict=True):
+            out[i] = completed.value
+        stored = [i for i in missing if keys[i] is not None]
+        self.cache.put_many([keys[i] for i in stored], [out[i] for i in stored])  # type: ignore[misc]
+        return out, Timings.of(list(done))
+
+    def embed_priority(self, count: int) -> int:
+        return PRIORITY_INTERACTIVE if count <= _BULK_EMBED_TEXTS else PRIORITY_BULK
+
+    def _embed_spec(self, model: str, priority: int) -> QueueSpec:
+        """The queue of ``model``'s embeddings at ``priority``: top-ups stay within one model."""
+        spec = self._embed_specs.get((model, priority))
+        if spec is None:
+            embedder = self.models.embedders[model]
+            spec = self._embed_specs[(model, priority)] = QueueSpec(
+                key=("embed", model, priority),
+                kind="embed",
+                priority=priority,
+                run=lambda prepared: self._run_embed(embedder, prepared),
+                prepare=embedder.prepare,
+                max_cost=self.settings.embed_token_budget,
+                # Single inserts ride along in query batches; bulk work never delays an interactive one.
+                top_up=None if priority == PRIORITY_BULK else f"embed:{model}",
+            )
+        return spec
+
+    def _run_embed(self, embedder: Embedder, prepared: Any) -> list[np.ndarray]:
+        self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
+        with self.telemetry.working():
+            return list(embedder.embed_prepared(prepared))
+
+    async def embeddings(
+        self, inputs: list[Item], model: str | None, deadline: float, dimensions: int | None = None
+    ) -> tuple[np.ndarray, int, str, Timings]:
+        """An OpenAI-style embeddings call: the vectors (shortened to ``dimensions`` for a Matryoshka
+        model), the tokens the model read, and its name."""
+        self.check_ready()
+        name = self.models.name_of(model)
+        embedder = self.models.embedders[name]
+        length = output_dimension(embedder, name, dimensions, name in self.models.matryoshka)
+        check_token_inputs(embedder, inputs)
+        tokens = sum(embedder.token_counts(inputs))
+        vectors, timings = await self.embed(inputs, self.embed_priority(len(inputs)), deadline, name)
+        return shorten(vectors, length), tokens, name, timings

@@ -1,0 +1,128 @@
+"""What the scheduler queues and runs: a queue's specification, a waiting request, and one batch on its
+way through the prepare thread, the device worker and the finishing thread (arrwdb.runtime.scheduler forms
+the batches and delivers their results on the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arrwdb.runtime.timings import Completed
+
+if TYPE_CHECKING:
+    from arrwdb.runtime.scheduler import Scheduler
+
+log = logging.getLogger("arrwdb.runtime.scheduler")
+
+# Lower runs first: interactive work (searches, query embeddings) goes ahead of bulk ingestion.
+PRIORITY_INTERACTIVE = 0
+PRIORITY_WRITE = 1
+PRIORITY_BULK = 2
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """How one queue's batches are formed and run.
+
+    ``run`` executes on the device worker: it receives the payloads (or what ``prepare`` made of them)
+    and returns one result per payload, in order (or, with ``finish``, what ``finish`` turns into
+    those); a result that is an exception fails only its item.
+    """
+
+    key: Hashable
+    kind: str  # metrics label: "search", "embed", ...
+    priority: int
+    run: Callable[[Any], Sequence[Any]]
+    prepare: Callable[[list[Any]], Any] | None = None
+    max_cost: int | None = None  # e.g. a token budget; None = count items only
+    # Queues with the same ``top_up`` key run the same function: room left in a batch of the more urgent
+    # one is filled from the others (query embeddings take insert texts along, sparing a forward pass).
+    top_up: Hashable | None = None
+    # The batch's size (X-Batch-Size, the histogram) counts the items' costs, not the items: a search
+    # item is a block of queries, and its cost the number of them.
+    size_is_cost: bool = False
+    # Host-side work on what ``run`` returned, done on the finishing thread so that the device worker
+    # starts its next batch at once: it must return one result per payload (search hits built from the
+    # snapshot the batch took) and must not touch state that the device worker mutates.
+    finish: Callable[[Any], Sequence[Any]] | None = None
+
+
+@dataclass(eq=False)
+class Pending:
+    payload: Any
+    future: asyncio.Future[Completed]
+    enqueued: float
+    deadline: float
+    cost: int
+
+
+EXPIRED = object()  # result slot of an item dropped at batch start
+
+
+class BatchJob:
+    """One batch on its way through the (optional) prepare thread, the device worker and the (optional)
+    finishing thread."""
+
+    def __init__(self, scheduler: Scheduler, spec: QueueSpec, items: list[Pending], weight: int) -> None:
+        self.scheduler = scheduler
+        self.spec = spec
+        self.items = items
+        self.weight = weight  # what its items count against the queue bound (Scheduler._weight)
+        self.prepared: Any = [item.payload for item in items]
+        self.started = 0.0
+        self.on_worker = True  # False once the device worker is done with it (loop-side flag)
+
+    def prepare(self) -> None:
+        try:
+            if self.spec.prepare is not None:
+                self.prepared = self.spec.prepare(self.prepared)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.scheduler.worker.submit(self)
+
+    def run(self) -> None:
+        self.started = now = time.monotonic()
+        # A staged batch may have waited: drop what expired or was abandoned meanwhile, before compute.
+        # (Reading done() from this thread is a plain attribute read; the loop owns every transition.)
+        live = [not item.future.done() and item.deadline > now for item in self.items]
+        if not any(live):
+            results: list[Any] = [EXPIRED] * len(self.items)
+            self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, 0.0)
+            return
+        payloads = self.prepared
+        if self.spec.prepare is None and not all(live):
+            payloads = [p for p, keep in zip(payloads, live, strict=True) if keep]
+        t0 = time.perf_counter()
+        computed = self.spec.run(payloads)
+        compute = time.perf_counter() - t0
+        kept = None if payloads is self.prepared else live
+        if self.spec.finish is None:
+            self._deliver(computed, kept, compute)
+            return
+        # The worker is free: the scheduler may start the next batch while this one is finished.
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._left_worker, self)
+        self.scheduler._finish_pool.submit(self._finish, computed, kept, compute)
+
+    def _finish(self, computed: Any, kept: list[bool] | None, compute: float) -> None:
+        try:
+            self._deliver(self.spec.finish(computed), kept, compute)  # type: ignore[misc]
+        except BaseException as exc:  # whatever happens here, the batch's callers get an answer
+            log.exception("finishing a %s batch failed", self.spec.kind)
+            self.fail(exc, compute)
+
+    def _deliver(self, computed: Sequence[Any], kept: list[bool] | None, compute: float) -> None:
+        """Hand the results to the loop; ``kept`` marks the items computed (the rest expired at start)."""
+        if kept is None:
+            results = list(computed)
+        else:
+            produced = iter(computed)
+            results = [next(produced) if keep else EXPIRED for keep in kept]
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, compute)
+
+    def fail(self, exc: BaseException, compute: float = 0.0) -> None:
+        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, compute)
