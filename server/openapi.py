@@ -2,7 +2,7 @@
 can answer, the API.md error body on each error, the request bodies with their rules
 (``server/openapi_rules.py``), and what depends on the running configuration: whether a key is needed
 (the security scheme), the model ids, whether the rate limit can refuse, whether ``/v1/rerank``
-exists.
+and (under ``--ray``) the replica routes exist.
 
 Which errors a route can answer is declared here, in ``ROUTE_ERRORS``, from what its handler and the
 engine behind it raise (``arrwdb/errors.py``); a route missing from the table stops the schema from

@@ -1,9 +1,11 @@
 """The request bodies' rules that pydantic's models do not declare, added to their OpenAPI schemas:
 the server's own checks (``server/search.py``, ``arrwdb/library/validation.py``, ``arrwdb/library/filters.py``,
 ``arrwdb/library/metadata.py``, ``arrwdb/library/retrieval.py``) written as JSON Schema, so that a body the schema
-accepts is one the server accepts, and the reverse.  What JSON Schema cannot say (a vector's length
-against its library's dimension, metric and metadata fields, a filter's depth and node count, a keyword
-text's distinct words) stays in the descriptions; the server answers those with 422.
+accepts is one the server accepts, and the reverse.  What JSON Schema cannot say stays in the
+descriptions, and the server answers it with 422: what the library decides (a vector's dimension, a
+cosine library's non-zero rule, its model's dimension for texts, the metadata fields group_by may
+name; the repository's schemathesis.toml tells schemathesis so), a filter's depth and node count, a
+keyword text's distinct words.
 
 ``rules(components, ...)`` rewrites the components in place; the model ids come from the running
 configuration (``ARRWDB_MODELS``, ``ARRWDB_RERANK_MODEL``).
