@@ -31,7 +31,10 @@ Schema = dict[str, Any]
 # match before a final newline in Python's re, which the server refuses: the length is given apart.
 NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._:-]+$", "minLength": 1, "maxLength": 256}
 # Not empty once whitespace is stripped (the server's ``text.strip()``).
-TEXT: Schema = {"type": "string", "pattern": "\\S"}
+# A text with a character Python's str.strip() keeps (the server's "not empty" test): ECMA's \S
+# differs (it keeps U+001C-U+001F and U+0085, strips U+FEFF), so the whitespace is spelt out.
+NOT_BLANK = "[^\\t-\\r\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+TEXT: Schema = {"type": "string", "pattern": NOT_BLANK}
 # Base64 (standard alphabet, padded) of a whole number of float32 values: 4 bytes per value, so the
 # decoded length is a multiple of 4 and not 0 (server/vectors.py).
 BASE64_FLOAT32: Schema = {
