@@ -1,14 +1,17 @@
 """`arrwdb bench batching`: what micro-batching does to throughput and tail latency.
 
-For batching off (ARRWDB_MAX_BATCH_SIZE=1) and on, one server process each, N closed-loop clients
-(1, 8, 64, 256 by default) run: (a) vector queries on a 100k x 384 brute-force library, (b) text
-queries (embed + search; the embedding cache is off so every text costs a forward pass), (c)
-concurrent single-document inserts of new texts.  Results: JSON, a PNG, and a table of ratios.
+For batching off (ARRWDB_MAX_BATCH_SIZE=1 and ARRWDB_COMMIT_MAX_REQUESTS=1) and on, one server process
+each, N closed-loop clients (1, 8, 64, 256 by default) run: (a) vector queries on a 100k x 384
+brute-force library, (b) text queries (embed + search; the embedding cache is off so every text costs
+a forward pass), (c) concurrent single-document inserts of new texts.  Results: JSON, a PNG, and a
+table of ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,20 @@ def in_process_rate(vectors: np.ndarray, batch: int, repeats: int) -> dict[str, 
     return {"batch": batch, "qps": batch * repeats / seconds, "ms_per_batch": seconds / repeats * 1000}
 
 
+def _baseline_store(python: str, cache_dir: Path, rows: int, dimension: int) -> Path:
+    """The same library built by the baseline's own code, in a data directory of its own: an earlier
+    arrwdb may not open a store that this one wrote (its schema version is older)."""
+    tag = hashlib.sha256(str(Path(python).resolve()).encode()).hexdigest()[:10]
+    data_dir = cache_dir / f"vectors-{rows}x{dimension}-baseline-{tag}"
+    script = (
+        "import sys; from pathlib import Path; "
+        "from arrwdb.bench.datasets import build_vector_store, random_vectors; "
+        f"build_vector_store(Path(sys.argv[1]), {LIBRARY!r}, random_vectors({rows}, {dimension}, seed=1))"
+    )
+    subprocess.run([python, "-P", "-c", script, str(data_dir.resolve())], check=True)  # -P: its own arrwdb
+    return data_dir
+
+
 def _run(host_port: tuple[str, int], requests: list[bytes], clients: int, seconds: float, warmup: float) -> LoadResult:
     return asyncio.run(closed_loop(host_port[0], host_port[1], requests, clients, seconds, warmup))
 
@@ -94,18 +111,22 @@ def run_batching(
     from tqdm import tqdm
 
     servers = [(setting, batch_size, None) for setting, batch_size in SETTINGS.items()]
+    served_dirs = {None: data_dir}
     if baseline_python is not None:
         servers.append((BASELINE, SETTINGS["on"], baseline_python))
+        served_dirs[baseline_python] = _baseline_store(baseline_python, cache_dir, rows, dimension)
     total = len(servers) * len(scenarios) * len(concurrencies)
     bar = tqdm(total=total, desc="batching", disable=not progress)
     for setting, batch_size, python in servers:
         env = {
             "ARRWDB_MAX_BATCH_SIZE": str(batch_size),
+            # Batching off is group commit off too: one write request a transaction.
+            "ARRWDB_COMMIT_MAX_REQUESTS": str(batch_size),
             "ARRWDB_EMBED_CACHE_BYTES": "0",
             "ARRWDB_RESULT_CACHE_BYTES": "0",
         }
         log_path = output.with_suffix(".server.log")
-        with ServerProcess(data_dir, env=env, log_path=log_path, python=python) as server:
+        with ServerProcess(served_dirs[python], env=env, log_path=log_path, python=python) as server:
             server.wait_settled()
             target = ("127.0.0.1", server.port)
             for scenario in scenarios:
