@@ -94,15 +94,15 @@ def validation_error(exc: ValidationError) -> ArrwdbError:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves on the request's path.  The router answers a 405 with the
-    methods of the first route whose path matched (POST alone for /v1/libraries, which GET serves
-    too); the Allow header must list those of them all."""
+    """Every method the request's path is served with.  The router answers a 405 with the methods of
+    the first route whose path matched (POST alone for /v1/libraries, which GET serves too); the
+    Allow header must list those of them all."""
     path = request.scope["path"]
-    methods: set[str] = set()
-    for route in _routes(request.app.router.routes):
-        if route.methods and route.path_regex.match(path):
-            methods |= route.methods
-    return sorted(methods)
+    matching = [route for route in _routes(request.app.router.routes) if route.methods and route.path_regex.match(path)]
+    # A path with fewer templated segments is matched first, as OpenAPI reads paths: .../documents/batch
+    # is the bulk route's, not a document's (server/documents.py RESERVED_IDS).
+    fewest = min((route.path.count("{") for route in matching), default=0)
+    return sorted({method for route in matching if route.path.count("{") == fewest for method in route.methods})
 
 
 def _routes(routes: list[BaseRoute]) -> list[Route]:

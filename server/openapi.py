@@ -2,7 +2,7 @@
 can answer, the API.md error body on each error, the request bodies with their rules
 (``server/openapi_rules.py``), and what depends on the running configuration: whether a key is needed
 (the security scheme), the model ids, whether the rate limit can refuse, whether ``/v1/rerank``
-exists.
+and (under ``--ray``) the replica routes exist.
 
 Which errors a route can answer is declared here, in ``ROUTE_ERRORS``, from what its handler and the
 engine behind it raise (``arrwdb/errors.py``); a route missing from the table stops the schema from
@@ -32,6 +32,7 @@ STATUSES: dict[int, str] = {
     400: "The body is not valid JSON, or a cursor or X-Request-Timeout-Ms is malformed.",
     401: "The key is missing or not valid.",
     404: "Not found.",
+    405: "The path is a bulk route's (documents/batch, documents/delete): no document has that id.",
     408: "The body did not arrive before the request's deadline.",
     409: "A library of that name already exists for this tenant.",
     413: "The body is larger than ARRWDB_MAX_REQUEST_BYTES.",
@@ -48,7 +49,8 @@ STATUSES: dict[int, str] = {
 # "body": a JSON body (400, 408, 413, 422); "query": validated query parameters (422); "library" and
 # "key": a 404 of the path; "model": a 404 model_not_found; "queue": the device queues' refusal (429
 # overloaded), deadline (504) and failed batch (500); "write": not made durable (507) or, with HTTP
-# worker processes, an outcome unknown (503); "timed": the timing headers on the answer.
+# worker processes, an outcome unknown (503); "timed": the timing headers on the answer; "reserved": a
+# document id that names a bulk route (405).
 ROUTE_ERRORS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/health"): frozenset(),
     ("GET", "/ready"): frozenset({"not_ready"}),
@@ -68,9 +70,11 @@ ROUTE_ERRORS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/libraries/{library}/documents"): frozenset({"engine", "body", "library", "queue", "write"}),
     ("POST", "/v1/libraries/{library}/documents/batch"): frozenset({"engine", "body", "library", "queue", "write"}),
     ("GET", "/v1/libraries/{library}/documents"): frozenset({"engine", "library", "query", "cursor"}),
-    ("GET", "/v1/libraries/{library}/documents/{doc_id}"): frozenset({"engine", "library"}),
-    ("PATCH", "/v1/libraries/{library}/documents/{doc_id}"): frozenset({"engine", "body", "library", "write"}),
-    ("DELETE", "/v1/libraries/{library}/documents/{doc_id}"): frozenset({"engine", "library", "write"}),
+    ("GET", "/v1/libraries/{library}/documents/{doc_id}"): frozenset({"reserved", "engine", "library"}),
+    ("PATCH", "/v1/libraries/{library}/documents/{doc_id}"): frozenset(
+        {"reserved", "engine", "body", "library", "write"}
+    ),
+    ("DELETE", "/v1/libraries/{library}/documents/{doc_id}"): frozenset({"reserved", "engine", "library", "write"}),
     ("POST", "/v1/libraries/{library}/documents/delete"): frozenset({"engine", "body", "library", "write"}),
     ("POST", "/v1/libraries/{library}/search"): frozenset({"engine", "body", "library", "queue", "model", "timed"}),
     ("POST", "/v1/libraries/{library}/search/batch"): frozenset(
@@ -182,6 +186,9 @@ def build(
     components.update(_error_components())
     if not rerankers:
         document["paths"].pop("/v1/rerank", None)
+    if not settings.ray_address:  # one engine holds one copy of each library: no replicas to add or remove
+        for path in [path for path in document["paths"] if "/replicas" in path]:
+            document["paths"].pop(path)
     limited = settings.rate_limit_per_s > 0
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -230,6 +237,8 @@ def _statuses(path: str, kinds: frozenset[str], auth: bool, limited: bool) -> di
         add(404, "not_found")
     if "model" in kinds:
         add(404, "model_not_found")
+    if "reserved" in kinds:
+        add(405, "method_not_allowed")
     if "conflict" in kinds:
         add(409, "conflict")
     if "queue" in kinds:

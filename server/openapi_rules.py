@@ -1,9 +1,11 @@
 """The request bodies' rules that pydantic's models do not declare, added to their OpenAPI schemas:
 the server's own checks (``server/search.py``, ``arrwdb/library/validation.py``, ``arrwdb/library/filters.py``,
 ``arrwdb/library/metadata.py``, ``arrwdb/library/retrieval.py``) written as JSON Schema, so that a body the schema
-accepts is one the server accepts, and the reverse.  What JSON Schema cannot say (a vector's length
-against its library's dimension, ``k + offset <= 1000``, ``candidates >= k``, a filter's depth and node
-count, a keyword text's distinct words) stays in the descriptions; the server answers those with 422.
+accepts is one the server accepts, and the reverse.  What JSON Schema cannot say stays in the
+descriptions, and the server answers it with 422: what the library decides (a vector's dimension, a
+cosine library's non-zero rule, its model's dimension for texts, the metadata fields group_by may
+name; the repository's schemathesis.toml tells schemathesis so), a filter's depth and node count, a
+keyword text's distinct words.
 
 ``rules(components, ...)`` rewrites the components in place; the model ids come from the running
 configuration (``ARRWDB_MODELS``, ``ARRWDB_RERANK_MODEL``).
@@ -21,7 +23,7 @@ from arrwdb.library.filters import MAX_FIELD_CHARS, MAX_IN_VALUES
 from arrwdb.library.inputs import FUSIONS, MODES
 from arrwdb.library.metadata import MAX_INT, MAX_KEY_CHARS, MAX_KEYS, MAX_LIST_ITEMS, MAX_STRING_CHARS
 from arrwdb.library.retrieval import MAX_FUSION_K, MAX_GROUP_SIZE
-from arrwdb.library.validation import MAX_DIMENSION, MAX_K
+from arrwdb.library.validation import MAX_DIMENSION, MAX_K, RESERVED_DOCUMENT_IDS
 
 Schema = dict[str, Any]
 
@@ -29,7 +31,10 @@ Schema = dict[str, Any]
 # match before a final newline in Python's re, which the server refuses: the length is given apart.
 NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._:-]+$", "minLength": 1, "maxLength": 256}
 # Not empty once whitespace is stripped (the server's ``text.strip()``).
-TEXT: Schema = {"type": "string", "pattern": "\\S"}
+# A text with a character Python's str.strip() keeps (the server's "not empty" test): ECMA's \S
+# differs (it keeps U+001C-U+001F and U+0085, strips U+FEFF), so the whitespace is spelt out.
+NOT_BLANK = "[^\\t-\\r\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+TEXT: Schema = {"type": "string", "pattern": NOT_BLANK}
 # Base64 (standard alphabet, padded) of a whole number of float32 values: 4 bytes per value, so the
 # decoded length is a multiple of 4 and not 0 (server/vectors.py).
 BASE64_FLOAT32: Schema = {
@@ -189,7 +194,7 @@ def library_create(schema: Schema, models: list[Model]) -> None:
 
 
 def document(schema: Schema) -> None:
-    _set(schema, "id", nullable(NAME))
+    _set(schema, "id", nullable({**NAME, "not": {"enum": list(RESERVED_DOCUMENT_IDS)}}))
     _set(schema, "embedding", nullable(VECTOR))
     _set(schema, "embedding_base64", nullable(BASE64_FLOAT32))
     _set(schema, "metadata", nullable(_metadata(False)))
@@ -229,10 +234,13 @@ def query(schema: Schema, rerank: bool) -> None:
         schema,
         "candidates",
         nullable(_integer(1, MAX_K)),
-        "Hits each leg brings before fusion: k to 1000 (a smaller value is a 422).",
+        "Hits each leg brings before fusion, up to 1000; a value below k + offset counts as k + offset.",
     )
     _set(
-        schema, "offset", nullable(_integer(0, MAX_K - 1)), "Skip this many hits (or groups) first; k + offset <= 1000."
+        schema,
+        "offset",
+        nullable(_integer(0, MAX_K - 1)),
+        "Skip this many hits (or groups) first; a page ends at rank 1000 (k + offset beyond it: fewer hits).",
     )
     _set(schema, "group_by", nullable({"type": "string", "minLength": 1}))
     _set(schema, "group_size", nullable(_integer(1, MAX_GROUP_SIZE)))

@@ -349,4 +349,5 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     EmbedRequest,
     EmbeddingsRequest,
     RerankRequest,
+    ReplicaAdd,
 )

@@ -14,7 +14,7 @@ from arrwdb.errors import ArrwdbError, InvalidInput
 from arrwdb.library.filters import parse_filter
 from arrwdb.library.hits_json import HitsJSON
 from arrwdb.library.inputs import RerankInput, Retrieval, SearchInput
-from arrwdb.library.retrieval import check_retrieval
+from arrwdb.library.retrieval import check_retrieval, page_k
 from arrwdb.library.validation import check_k, check_query_params, field_path, subject
 from arrwdb.runtime.timings import Timings
 from arrwdb.server import schemas
@@ -76,7 +76,7 @@ def search_input(query: schemas.Query, where: str) -> SearchInput:
     return SearchInput(
         query=query.query,
         embedding=embedding,
-        k=query.k,
+        k=page_k(retrieval, query.k),
         filter=filter_,
         filter_key="" if filter_ is None else filter_key(query.filter),
         include_text=query.include_text,

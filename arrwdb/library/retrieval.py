@@ -61,10 +61,11 @@ def check_retrieval(options: Retrieval, k: int, has_query: bool, has_embedding: 
     weights = options.weights
     if len(weights) != 2 or not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
         raise InvalidInput(f"{field_path(where, 'fusion.weights')} must be two finite numbers >= 0, not both 0")
-    if options.offset < 0 or k + options.offset > MAX_K:
-        raise InvalidInput(f"{field_path(where, 'offset')} must be >= 0, with k + offset at most {MAX_K}")
-    if options.candidates is not None and not k <= options.candidates <= MAX_K:
-        raise InvalidInput(f"{field_path(where, 'candidates')} must be between k ({k}) and {MAX_K}")
+    # A page ends at rank MAX_K (``page_k``); candidates below k + offset count as k + offset (leg_size).
+    if not 0 <= options.offset < MAX_K:
+        raise InvalidInput(f"{field_path(where, 'offset')} must be between 0 and {MAX_K - 1}")
+    if options.candidates is not None and not 1 <= options.candidates <= MAX_K:
+        raise InvalidInput(f"{field_path(where, 'candidates')} must be between 1 and {MAX_K}")
     if options.score_threshold is not None and not math.isfinite(options.score_threshold):
         raise InvalidInput(f"{field_path(where, 'score_threshold')} must be a finite number")
     if options.group_by is not None and not options.group_by:
@@ -73,6 +74,12 @@ def check_retrieval(options: Retrieval, k: int, has_query: bool, has_embedding: 
         raise InvalidInput(f"{field_path(where, 'group_size')} must be between 1 and {MAX_GROUP_SIZE}")
     if options.group_by is None and options.group_size != 1:
         raise InvalidInput(f"{field_path(where, 'group_size')} needs group_by")
+
+
+def page_k(options: Retrieval | None, k: int) -> int:
+    """The hits a page holds at most: ``k``, cut where the page would pass rank MAX_K (the most any
+    search ranks), so that k + offset beyond it is a shorter page, not an error."""
+    return k if options is None else min(k, MAX_K - options.offset)
 
 
 def leg_size(options: Retrieval, k: int) -> int:

@@ -28,6 +28,18 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+# The bulk routes' last segments (POST .../documents/batch, .../documents/delete): no document takes
+# them as its id, so those paths name the bulk routes alone, as OpenAPI reads a literal path before a
+# templated one.
+RESERVED_DOCUMENT_IDS = ("batch", "delete")
+
+
+def check_document_id(value: str, what: str) -> str:
+    if check_name(value, what) in RESERVED_DOCUMENT_IDS:
+        raise InvalidInput(f"{what} must not be {value!r}: .../documents/{value} is the bulk route")
+    return value
+
+
 def check_library_settings(dimension: int, index_type: str, metric: str, params: dict[str, Any]) -> dict[str, Any]:
     if not 1 <= dimension <= MAX_DIMENSION:
         raise InvalidInput(f"dimension must be between 1 and {MAX_DIMENSION}")

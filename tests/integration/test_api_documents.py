@@ -105,12 +105,43 @@ def test_pagination_with_cursor(client, lib):
     assert pages == 3
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "cursor=%%%", "cursor=AAAA"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=1001", "limit=abc", "cursor=%%%", "cursor=AAAAA", "cursor=AA%3D%3D"]
+)
 def test_bad_listing_parameters(server, lib, query):
     response = httpx.get(f"{server.url}/v1/libraries/docs/documents?{query}")
     expected = 400 if query.startswith("cursor") else 422
     assert response.status_code == expected, response.text
     assert set(response.json()["error"]) == {"type", "message"}
+
+
+def test_a_cursor_is_a_position_in_id_order(client, lib, server):
+    """Any cursor of the schema's form is a position: listing resumes after the id it names."""
+    for doc_id in ("a", "b", "c"):
+        client.add_document("docs", {"id": doc_id, "text": f"document {doc_id}"})
+    after_a = base64.urlsafe_b64encode(b"a").decode().rstrip("=")
+    page = httpx.get(f"{server.url}/v1/libraries/docs/documents", params={"cursor": after_a}).json()
+    assert [doc["id"] for doc in page["documents"]] == ["b", "c"]
+    before_all = httpx.get(f"{server.url}/v1/libraries/docs/documents", params={"cursor": "AAAA"}).json()
+    assert [doc["id"] for doc in before_all["documents"]] == ["a", "b", "c"]  # three NUL bytes sort first
+    after_all = httpx.get(f"{server.url}/v1/libraries/docs/documents", params={"cursor": "_w"}).json()
+    assert after_all == {"documents": [], "next_cursor": None}  # byte 0xff sorts after every id
+
+
+@pytest.mark.parametrize("reserved", ["batch", "delete"])
+def test_the_bulk_routes_names_are_no_document_ids(client, lib, server, reserved):
+    """.../documents/batch and .../documents/delete are the bulk routes' paths alone."""
+    url = f"{server.url}/v1/libraries/docs/documents"
+    refused = httpx.post(url, json={"id": reserved, "text": "a document"})
+    assert refused.status_code == 422 and reserved in refused.json()["error"]["message"]
+    batch = httpx.post(f"{url}/batch", json={"documents": [{"id": "x", "text": "x"}, {"id": reserved, "text": "y"}]})
+    assert batch.status_code == 422
+    for method in ("GET", "PATCH", "DELETE", "OPTIONS"):
+        answer = httpx.request(method, f"{url}/{reserved}", json={"metadata": {"k": 1}})
+        assert answer.status_code == 405, (method, answer.text)
+        assert answer.headers["allow"] == "POST"
+        assert answer.json()["error"]["type"] == "method_not_allowed"
+    assert [doc["id"] for doc in httpx.get(url).json()["documents"]] == []
 
 
 def test_delete_document(client, lib):

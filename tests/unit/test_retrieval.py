@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from arrwdb.errors import InvalidInput
 from arrwdb.ipc import wire
 from arrwdb.library.inputs import Hit, Retrieval, SearchInput
-from arrwdb.library.retrieval import check_retrieval, finish, fuse, leg_size
+from arrwdb.library.retrieval import check_retrieval, finish, fuse, leg_size, page_k
 from arrwdb.store import keywords as keyword_store
 
 
@@ -88,9 +88,9 @@ def test_leg_sizes():
         (Retrieval(mode="hybrid", fusion_k=0), 10, True, False, "fusion.k"),
         (Retrieval(mode="hybrid", weights=(float("nan"), 1.0)), 10, True, False, "fusion.weights"),
         (Retrieval(mode="hybrid", weights=(-1.0, 1.0)), 10, True, False, "fusion.weights"),
-        (Retrieval(offset=1), 1000, True, False, "offset"),
+        (Retrieval(offset=1000), 1, True, False, "offset"),
         (Retrieval(offset=-1), 10, True, False, "offset"),
-        (Retrieval(mode="hybrid", candidates=5), 10, True, False, "candidates"),
+        (Retrieval(mode="hybrid", candidates=0), 10, True, False, "candidates"),
         (Retrieval(mode="hybrid", candidates=1001), 10, True, False, "candidates"),
         (Retrieval(score_threshold=float("inf")), 10, True, False, "score_threshold"),
         (Retrieval(group_by=""), 10, True, False, "group_by"),
@@ -105,6 +105,15 @@ def test_leg_sizes():
 def test_bad_options_name_their_field(options, k, has_query, has_embedding, field):
     with pytest.raises(InvalidInput, match=field.replace(".", r"\.")):
         check_retrieval(options, k, has_query, has_embedding, "queries[2]")
+
+
+def test_a_page_ends_at_rank_1000():
+    """k + offset beyond 1000 is a shorter page; candidates below k + offset count as k + offset."""
+    assert page_k(None, 1000) == 1000
+    assert page_k(Retrieval(offset=995), 10) == 5
+    assert page_k(Retrieval(offset=10), 10) == 10
+    check_retrieval(Retrieval(offset=995, mode="hybrid", candidates=3), 10, True, False, "")  # accepted
+    assert leg_size(Retrieval(mode="hybrid", candidates=3), 10) == 10
 
 
 def test_good_options_pass():
