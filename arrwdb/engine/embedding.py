@@ -68,8 +68,8 @@ class EmbeddingMixin:
         spec = self._embed_spec(name, priority)
         texts_missing = [texts[i] for i in missing if isinstance(texts[i], str)]
         by_worker = sum(isinstance(t, TokenizedText) and t.tokenizer == embedder.tokenizer_id for t in texts_missing)
-        self.telemetry.embed_tokenized.labels("worker").inc(by_worker)
-        self.telemetry.embed_tokenized.labels("engine").inc(len(texts_missing) - by_worker)
+        self.telemetry.tokenized_by_worker.inc(by_worker)
+        self.telemetry.tokenized_by_engine.inc(len(texts_missing) - by_worker)
         costs = [token_estimate(t) if isinstance(t, str) else len(t) + 2 for t in (texts[i] for i in missing)]
         done = await self.scheduler.submit_many(spec, [texts[i] for i in missing], deadline=deadline, costs=costs)
         for i, completed in zip(missing, done, strict=True):

@@ -111,12 +111,14 @@ class Telemetry(HttpFigures):
         )
         self.embed_cache_hits = Counter("arrwdb_embed_cache_hits", "Embedding cache hits", registry=r)
         self.embed_cache_misses = Counter("arrwdb_embed_cache_misses", "Embedding cache misses", registry=r)
-        self.embed_tokenized = Counter(
+        tokenized = Counter(
             "arrwdb_embed_tokenized_texts",
             "Texts embedded, by who tokenized them: an HTTP worker (ids sent along) or the engine",
             ["by"],
             registry=r,
         )
+        self.tokenized_by_worker = tokenized.labels("worker")  # bound once: counted on every embed call
+        self.tokenized_by_engine = tokenized.labels("engine")
         self.result_cache_hits = Counter("arrwdb_result_cache_hits", "Search-result cache hits", registry=r)
         self.result_cache_misses = Counter("arrwdb_result_cache_misses", "Search-result cache misses", registry=r)
         self.result_cache_bytes = Gauge(
