@@ -63,6 +63,9 @@ class HashEmbedder(Embedder):
         vec.flags.writeable = False
         return vec
 
+    def tokenized_chunks(self, text: str) -> None:
+        return None  # words, not token ids: chunk_spans cuts its texts
+
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         matches = list(_WORD.finditer(text))
         offsets = [m.span() for m in matches]

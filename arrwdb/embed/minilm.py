@@ -28,7 +28,13 @@ from arrwdb.embed.hub_kernels import load_hub_kernels_first
 from arrwdb.embed.pooling import pool
 from arrwdb.embed.protocol import Embedder
 from arrwdb.embed.st_config import read_sentence_spec
-from arrwdb.embed.tokens import SPECIAL_TOKENS, TextTokenizer, TokenizedText, stored_tokenizer_json
+from arrwdb.embed.tokens import (
+    SPECIAL_TOKENS,
+    TextTokenizer,
+    TokenizedChunks,
+    TokenizedText,
+    stored_tokenizer_json,
+)
 from arrwdb.runtime.cores import usable_cores
 from arrwdb.runtime.device import split_on_oom
 from arrwdb.runtime.device_worker import current_worker
@@ -151,6 +157,9 @@ class MiniLMEmbedder(Embedder):
 
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         return self.tokenizer.chunk_spans(text)
+
+    def tokenized_chunks(self, text: str) -> TokenizedChunks:
+        return self.tokenizer.chunks(text)
 
     def token_ids(self, items: Sequence[str | Sequence[int]]) -> list[list[int]]:
         """The ids the model sees for each item, special tokens included, truncated to its window.  An

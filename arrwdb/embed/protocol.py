@@ -8,9 +8,12 @@ the current batch on the device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from arrwdb.embed.tokens import TokenizedChunks
 
 Item = str | Sequence[int]  # a text, or token ids (OpenAI's token-array input)
 
@@ -48,6 +51,11 @@ class Embedder(Protocol):
         A text that fits the window is the single span ``(0, len(text))``.  Chunk text is always
         ``text[start:end]`` of the original text, never a decoded token sequence.
         """
+        ...
+
+    def tokenized_chunks(self, text: str) -> TokenizedChunks | None:
+        """``chunk_spans`` with each chunk's ids, made in the same pass where the model has a text
+        tokenizer (``arrwdb.embed.tokens``); None where it has none (then ``chunk_spans``)."""
         ...
 
     def prepare(self, texts: Sequence[Item]) -> PreparedBatch:

@@ -25,15 +25,18 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 class TokenizedText(str):
     """A text with the ids its model reads (special tokens included, truncated to the window), made by
-    the tokenizer named ``tokenizer`` (a ``TextTokenizer.fingerprint``)."""
+    the tokenizer named ``tokenizer`` (a ``TextTokenizer.fingerprint``); ``by_worker``: in an HTTP
+    worker (it came over the engine protocol), not in the engine."""
 
     ids: list[int]
     tokenizer: str
+    by_worker: bool
 
-    def __new__(cls, text: str, ids: list[int], tokenizer: str) -> TokenizedText:
+    def __new__(cls, text: str, ids: list[int], tokenizer: str, by_worker: bool = False) -> TokenizedText:
         made = super().__new__(cls, text)
         made.ids = ids
         made.tokenizer = tokenizer
+        made.by_worker = by_worker
         return made
 
 
@@ -45,11 +48,12 @@ class TokenizedChunks:
     tokenizer: str
     spans: list[tuple[int, int]]
     ids: list[list[int]]
+    by_worker: bool = False
 
     def texts(self, text: str) -> list[str]:
         """The chunk texts, each carrying its ids."""
         return [
-            TokenizedText(text[start:end], ids, self.tokenizer)
+            TokenizedText(text[start:end], ids, self.tokenizer, self.by_worker)
             for (start, end), ids in zip(self.spans, self.ids, strict=True)
         ]
 
@@ -112,5 +116,12 @@ class TextTokenizer:
         return spans_from_offsets(enc.offsets, enc.word_ids, len(text), self.max_tokens, self.chunk_overlap)
 
     def chunks(self, text: str) -> TokenizedChunks:
-        spans = self.chunk_spans(text)
-        return TokenizedChunks(self.fingerprint, spans, self.encode([text[start:end] for start, end in spans]))
+        """The text's chunks and each chunk's ids.  A text that fits one window is tokenized once: its
+        ids are that encoding with the special tokens added (what ``encode`` gives it)."""
+        whole = self._chunk_tokenizer.encode(text, add_special_tokens=False)
+        spans = spans_from_offsets(whole.offsets, whole.word_ids, len(text), self.max_tokens, self.chunk_overlap)
+        if len(spans) == 1 and len(whole.ids) <= self.max_tokens:
+            ids = [self._tokenizer.post_process(whole).ids]
+        else:
+            ids = self.encode([text[start:end] for start, end in spans])
+        return TokenizedChunks(self.fingerprint, spans, ids)

@@ -67,7 +67,9 @@ class EmbeddingMixin:
             return out, Timings()
         spec = self._embed_spec(name, priority)
         texts_missing = [texts[i] for i in missing if isinstance(texts[i], str)]
-        by_worker = sum(isinstance(t, TokenizedText) and t.tokenizer == embedder.tokenizer_id for t in texts_missing)
+        by_worker = sum(
+            isinstance(t, TokenizedText) and t.by_worker and t.tokenizer == embedder.tokenizer_id for t in texts_missing
+        )
         self.telemetry.tokenized_by_worker.inc(by_worker)
         self.telemetry.tokenized_by_engine.inc(len(texts_missing) - by_worker)
         costs = [token_estimate(t) if isinstance(t, str) else len(t) + 2 for t in (texts[i] for i in missing)]

@@ -134,7 +134,7 @@ def _ids_of(mark: list[Any], frames: list[Any]) -> list[int]:
 
 
 def _text_in(text: Any, mark: list[Any] | None, frames: list[Any]) -> Any:
-    return text if mark is None else TokenizedText(text, _ids_of(mark, frames), mark[0])
+    return text if mark is None else TokenizedText(text, _ids_of(mark, frames), mark[0], by_worker=True)
 
 
 def texts_out(items: list[Any], frames: list[bytes]) -> dict[str, Any]:
@@ -238,7 +238,10 @@ def _chunks_in(fields: list[Any] | None, frames: list[Any]) -> TokenizedChunks |
         return None
     spans, marks = fields
     return TokenizedChunks(
-        marks[0][0] if marks else "", [tuple(span) for span in spans], [_ids_of(mark, frames) for mark in marks]
+        marks[0][0] if marks else "",
+        [tuple(span) for span in spans],
+        [_ids_of(mark, frames) for mark in marks],
+        by_worker=True,
     )
 
 

@@ -59,7 +59,9 @@ def plan_chunks(
             f"{where}: library {record.name!r} has dimension {record.dimension}, not the model's "
             f"{embedder.dimension}: give an embedding"
         )
-    if doc.chunks is not None and doc.chunks.tokenizer == embedder.tokenizer_id:
-        return doc.chunks.spans, doc.chunks.texts(doc.text)
+    worker_made = doc.chunks is not None and doc.chunks.tokenizer == embedder.tokenizer_id
+    chunks = doc.chunks if worker_made else embedder.tokenized_chunks(doc.text)
+    if chunks is not None:  # each chunk text carries its ids: the embedder does not tokenize it again
+        return chunks.spans, chunks.texts(doc.text)
     spans = embedder.chunk_spans(doc.text)
     return spans, [doc.text[start:end] for start, end in spans]

