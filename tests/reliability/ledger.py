@@ -9,8 +9,8 @@ version until a restart shows which, and a batch must have landed whole or not a
 
 from __future__ import annotations
 
+import hashlib
 import threading
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,10 @@ class LibrarySpec:
 
 def content(lib: LibrarySpec, doc_id: str, version: int) -> dict[str, Any]:
     """The exact body written for ``doc_id`` at ``version`` (deterministic: the verifier rebuilds it)."""
-    rng = np.random.default_rng(zlib.crc32(f"{lib.name}/{doc_id}/{version}".encode()))
+    # A 64-bit hash of the name as the seed: CRC32 is linear, so ids of one length collide at many
+    # versions (two documents would get the same vector, and tie as each other's nearest neighbour).
+    digest = hashlib.blake2b(f"{lib.name}/{doc_id}/{version}".encode(), digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
     words = " ".join(rng.choice(_WORDS, size=int(rng.integers(4, 16))))
     doc: dict[str, Any] = {
         "id": doc_id,
