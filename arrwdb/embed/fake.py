@@ -63,8 +63,8 @@ class HashEmbedder(Embedder):
         vec.flags.writeable = False
         return vec
 
-    def tokenized_chunks(self, text: str) -> None:
-        return None  # words, not token ids: chunk_spans cuts its texts
+    def cut(self, text: str) -> tuple[list[tuple[int, int]], None]:
+        return self.chunk_spans(text), None  # words, not token ids
 
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         matches = list(_WORD.finditer(text))

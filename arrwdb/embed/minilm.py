@@ -31,7 +31,6 @@ from arrwdb.embed.st_config import read_sentence_spec
 from arrwdb.embed.tokens import (
     SPECIAL_TOKENS,
     TextTokenizer,
-    TokenizedChunks,
     TokenizedText,
     stored_tokenizer_json,
 )
@@ -158,8 +157,8 @@ class MiniLMEmbedder(Embedder):
     def chunk_spans(self, text: str) -> list[tuple[int, int]]:
         return self.tokenizer.chunk_spans(text)
 
-    def tokenized_chunks(self, text: str) -> TokenizedChunks:
-        return self.tokenizer.chunks(text)
+    def cut(self, text: str) -> tuple[list[tuple[int, int]], list[int] | None]:
+        return self.tokenizer.cut(text)
 
     def token_ids(self, items: Sequence[str | Sequence[int]]) -> list[list[int]]:
         """The ids the model sees for each item, special tokens included, truncated to its window.  An

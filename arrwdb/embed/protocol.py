@@ -8,12 +8,9 @@ the current batch on the device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from arrwdb.embed.tokens import TokenizedChunks
 
 Item = str | Sequence[int]  # a text, or token ids (OpenAI's token-array input)
 
@@ -53,9 +50,10 @@ class Embedder(Protocol):
         """
         ...
 
-    def tokenized_chunks(self, text: str) -> TokenizedChunks | None:
-        """``chunk_spans`` with each chunk's ids, made in the same pass where the model has a text
-        tokenizer (``arrwdb.embed.tokens``); None where it has none (then ``chunk_spans``)."""
+    def cut(self, text: str) -> tuple[list[tuple[int, int]], list[int] | None]:
+        """``chunk_spans``, and the ids of the one chunk when the text fits one window and the model's
+        tokenizer gave them in the same pass (``arrwdb.embed.tokens``); None otherwise: longer texts'
+        chunks are tokenized with their batch, on the prepare thread, not where they are cut."""
         ...
 
     def prepare(self, texts: Sequence[Item]) -> PreparedBatch:

@@ -115,13 +115,17 @@ class TextTokenizer:
         enc = self._chunk_tokenizer.encode(text, add_special_tokens=False)
         return spans_from_offsets(enc.offsets, enc.word_ids, len(text), self.max_tokens, self.chunk_overlap)
 
-    def chunks(self, text: str) -> TokenizedChunks:
-        """The text's chunks and each chunk's ids.  A text that fits one window is tokenized once: its
-        ids are that encoding with the special tokens added (what ``encode`` gives it)."""
+    def cut(self, text: str) -> tuple[list[tuple[int, int]], list[int] | None]:
+        """``chunk_spans`` in one pass, and the ids of the one chunk when the text fits one window (that
+        pass's encoding with the special tokens added: what ``encode`` gives it); None otherwise."""
         whole = self._chunk_tokenizer.encode(text, add_special_tokens=False)
         spans = spans_from_offsets(whole.offsets, whole.word_ids, len(text), self.max_tokens, self.chunk_overlap)
         if len(spans) == 1 and len(whole.ids) <= self.max_tokens:
-            ids = [self._tokenizer.post_process(whole).ids]
-        else:
-            ids = self.encode([text[start:end] for start, end in spans])
-        return TokenizedChunks(self.fingerprint, spans, ids)
+            return spans, self._tokenizer.post_process(whole).ids
+        return spans, None
+
+    def chunks(self, text: str) -> TokenizedChunks:
+        """The text's chunks and each chunk's ids (a text that fits one window is tokenized once)."""
+        spans, ids = self.cut(text)
+        chunk_ids = [ids] if ids is not None else self.encode([text[start:end] for start, end in spans])
+        return TokenizedChunks(self.fingerprint, spans, chunk_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from arrwdb.embed.protocol import Embedder
+from arrwdb.embed.tokens import TokenizedText
 from arrwdb.errors import InvalidInput
 from arrwdb.library.inputs import DocumentInput
 from arrwdb.library.validation import check_vector, checked_rows, field_path, subject
@@ -59,9 +60,10 @@ def plan_chunks(
             f"{where}: library {record.name!r} has dimension {record.dimension}, not the model's "
             f"{embedder.dimension}: give an embedding"
         )
-    worker_made = doc.chunks is not None and doc.chunks.tokenizer == embedder.tokenizer_id
-    chunks = doc.chunks if worker_made else embedder.tokenized_chunks(doc.text)
-    if chunks is not None:  # each chunk text carries its ids: the embedder does not tokenize it again
-        return chunks.spans, chunks.texts(doc.text)
-    spans = embedder.chunk_spans(doc.text)
+    if doc.chunks is not None and doc.chunks.tokenizer == embedder.tokenizer_id:  # an HTTP worker's
+        return doc.chunks.spans, doc.chunks.texts(doc.text)
+    spans, ids = embedder.cut(doc.text)
+    if ids is not None:  # one chunk, its ids from the cutting pass: the embedder does not tokenize it again
+        ((start, end),) = spans
+        return spans, [TokenizedText(doc.text[start:end], ids, embedder.tokenizer_id)]
     return spans, [doc.text[start:end] for start, end in spans]

@@ -186,3 +186,11 @@ def test_a_text_that_fits_one_window_is_tokenized_once_with_the_same_ids(tokeniz
     chunks = tokenizer.chunks(text)
     assert chunks.spans == tokenizer.chunk_spans(text)
     assert chunks.ids == tokenizer.encode([text[start:end] for start, end in chunks.spans])
+
+
+def test_cut_gives_ids_only_for_a_text_of_one_window(tokenizer: TextTokenizer) -> None:
+    spans, ids = tokenizer.cut("a short text")
+    assert spans == [(0, 12)] and ids == tokenizer.encode(["a short text"])[0]
+    long = "word " * 600
+    spans, ids = tokenizer.cut(long)
+    assert len(spans) > 1 and ids is None and spans == tokenizer.chunk_spans(long)
