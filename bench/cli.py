@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_argument("--m", type=int, default=32)
     engines.add_argument("--ef-construction", type=int, default=200)
     engines.add_argument("--seconds", type=float, default=1.0, help="per one-client q/s point")
+    defaults = sub.add_parser("hnsw-defaults", help="HNSW graphs: build time, efSearch calibrated vs needed")
+    defaults.add_argument("--output", type=Path, default=Path("bench/results/hnsw-defaults.json"))
+    defaults.add_argument("--datasets", default="fashion-mnist,bible,glove,ood-48,ood-384")
+    defaults.add_argument("--rows", type=int, default=60_000)
+    defaults.add_argument("--queries", type=int, default=1000)
+    defaults.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
     indexed = sub.add_parser("indexed", help="bulk import over HTTP: seconds until every row is in the HNSW graph")
     indexed.add_argument("--output", type=Path, default=Path("bench/results/indexed.json"))
     indexed.add_argument("--datasets", default="fashion-mnist,minilm-like")
@@ -222,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         datasets = tuple(d for d in args.datasets.split(",") if d)
         report = run_engines(args.output, args.rows, args.queries, args.m, args.ef_construction, args.seconds, datasets)
         print(format_engines(report))
+        print(f"\nwrote {args.output}", file=sys.stderr)
+    if args.benchmark == "hnsw-defaults":
+        from arrwdb.bench.hnsw_defaults import run_hnsw_defaults
+
+        datasets = tuple(d for d in args.datasets.split(",") if d)
+        run_hnsw_defaults(args.output, datasets, args.rows, args.queries, args.cache_dir)
         print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "indexed":
         from arrwdb.bench.indexed import format_indexed, run_indexed

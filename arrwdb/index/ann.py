@@ -322,7 +322,7 @@ class AnnIndex:
         if self.calibration is not None:
             return self.calibration.value
         nlist = faiss_ops.ivf_nlist(self.ann) if self.index_type == "ivf" and self.ann is not None else None
-        return calibrate.default_value(self.index_type, self.params, nlist)
+        return calibrate.default_value(self.index_type, self.params, nlist, self.dimension)
 
     def _selector(self, allowed: np.ndarray | None) -> faiss_ops.Selector | None:
         if allowed is None and not self.tombstones:
@@ -365,7 +365,7 @@ class AnnIndex:
             "shared_rows": self.flat.shared_rows(),
         }
         if self.index_type == "hnsw":
-            p = HNSWParams.from_dict(self.params)
+            p = HNSWParams.from_dict(self.params, self.dimension)
             stats.update(m=p.m, ef_construction=p.ef_construction, ef_search=self.search_effort())
         else:
             p_ivf = IVFParams.from_dict(self.params)

@@ -13,9 +13,12 @@ The sample's recall is an estimate: the aim is the target plus two standard erro
 
 Efforts are tried on a fixed geometric ladder by binary search (recall grows with the effort), a few
 searches of the sample each.  Calibration raises the effort where the data needs more than the built-in
-default (efSearch 200; nprobe nlist / 8, at least 8) and never lowers it below that: the sample stands for
-queries from the data's own distribution, and queries from elsewhere need more (measured: 64
-clusters, queries around other centres, recall@10 0.735 at the sample's efSearch, >= 0.95 at 200).
+default (efSearch 200 below 128 dimensions, 32 from there up: ``params.default_ef_search``; nprobe
+nlist / 8, at least 8) and never lowers it below that: the sample stands for queries from the data's own
+distribution, and queries from elsewhere can need more (`arrwdb bench hnsw-defaults`: GloVe's held-out
+words reach 0.950 at the sample's efSearch 64 and 0.989 at 200; at 384 and 784 dimensions real queries
+reach 0.99 at or below the sample's value).  Queries far from every row (clustered rows, queries around
+other centres) stay below 0.99 at any efSearch up to 200 in every band: no default covers those.
 An effort the user set in ``index_params`` is kept as given: calibration then only measures its recall,
 for the statistics.
 
@@ -157,7 +160,8 @@ def calibrate(
             parameter, value, value, measured, target, aim, len(query_ids), True, time.perf_counter() - started
         )
     needed, measured = smallest_reaching(ladder, recall_at, aim)
-    floor = default_value(index_type, params, faiss_ops.ivf_nlist(ann) if index_type == "ivf" else None) or 1
+    nlist = faiss_ops.ivf_nlist(ann) if index_type == "ivf" else None
+    floor = default_value(index_type, params, nlist, queries.shape[1]) or 1
     value = max(needed, floor)
     if value != needed:
         measured = recall_at(value)
@@ -204,9 +208,9 @@ def smallest_reaching(ladder: list[int], recall_at: Callable[[int], float], aim:
     return ladder[low], at(low)
 
 
-def default_value(index_type: str, params: dict[str, Any], nlist: int | None) -> int | None:
+def default_value(index_type: str, params: dict[str, Any], nlist: int | None, dimension: int) -> int | None:
     """The effort searches use before a first calibration (or where none ran): the index_params value,
-    else the built-in default."""
+    else the built-in default of the dimension's band."""
     if index_type == "hnsw":
-        return HNSWParams.from_dict(params).ef_search
+        return HNSWParams.from_dict(params, dimension).ef_search
     return IVFParams.from_dict(params).nprobe_for(nlist) if nlist else None

@@ -353,6 +353,8 @@ class FlatIndex:
 
     def live_rows(self, after: int = -1) -> np.ndarray:
         """Sorted row ids of the live rows with id > ``after``."""
+        if after >= self.upto:  # every search of a built ANN library asks this: no rows past its graph
+            return np.empty(0, dtype=np.int64)
         start = int(np.searchsorted(self._row_ids[: self._size], after, side="right"))
         alive = self._alive[start : self._size].cpu().numpy()
         return self._row_ids[start : self._size][alive]

@@ -18,15 +18,34 @@ DEFAULT_TARGET_RECALL = 0.99
 TARGET_RECALL_RANGE = (0.5, 1.0)
 
 
+# The default efSearch is the floor under every calibration (calibrate.py): the calibration sample is
+# rows of the library, and queries unlike them can need more effort than the sample shows.  Whether
+# they do depends on the dimension band (`arrwdb bench hnsw-defaults`, docs/results/hnsw-defaults.json):
+# below LOW_DIMENSION (GloVe 50-d) held-out words reach recall 0.950 at the sample's efSearch 64 and
+# 0.989 at 200, and a search there is cheap (0.3 ms at 200); from LOW_DIMENSION up, real queries
+# (MiniLM text queries against passages, Fashion-MNIST test images) reach 0.99 at or below the sample's
+# value, so the sample decides, and a floor of 200 would cost 3x per query (0.64 ms against 0.20 ms at
+# 784-d).
+LOW_DIMENSION = 128
+EF_SEARCH_LOW_DIMENSION = 200
+EF_SEARCH = 32
+
+
 @dataclass(frozen=True)
 class HNSWParams:
     m: int = 32
     ef_construction: int = 200
-    ef_search: int = 200
+    ef_search: int = EF_SEARCH_LOW_DIMENSION
 
     @staticmethod
-    def from_dict(params: dict[str, Any]) -> HNSWParams:
-        return HNSWParams(**{k: v for k, v in params.items() if k in ("m", "ef_construction", "ef_search")})
+    def from_dict(params: dict[str, Any], dimension: int) -> HNSWParams:
+        """``params`` (index_params) over the defaults of ``dimension``'s band."""
+        given = {k: v for k, v in params.items() if k in ("m", "ef_construction", "ef_search")}
+        return HNSWParams(**{"ef_search": default_ef_search(dimension), **given})
+
+
+def default_ef_search(dimension: int) -> int:
+    return EF_SEARCH_LOW_DIMENSION if dimension < LOW_DIMENSION else EF_SEARCH
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,11 @@ class BatchJob:
         if self.spec.finish is None:
             self._deliver(computed, kept, compute)
             return
+        if not self.scheduler.has_waiting():
+            # Nothing waits for the worker: finishing here saves a hand-off to the finish thread (a
+            # thread wake-up, tens of microseconds of a lone request's latency).
+            self._finish(computed, kept, compute)
+            return
         # The worker is free: the scheduler may start the next batch while this one is finished.
         self.scheduler.loop.call_soon_threadsafe(self.scheduler._left_worker, self)
         self.scheduler._finish_pool.submit(self._finish, computed, kept, compute)

@@ -122,6 +122,10 @@ class DeviceWorker:
             for item in deferred:
                 self._jobs.put(item)
 
+    def has_jobs(self) -> bool:
+        """Whether a job waits in the worker's queue (a read from any thread; a moment's answer)."""
+        return not self._jobs.empty()
+
     def busy_fraction(self) -> float:
         elapsed = time.monotonic() - self.started_at
         return self.busy_seconds / elapsed if elapsed > 0 else 0.0

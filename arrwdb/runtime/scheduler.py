@@ -89,6 +89,12 @@ class Scheduler:
     def waiting(self) -> int:
         return self._waiting
 
+    def has_waiting(self) -> bool:
+        """Whether any request waits for the device worker, queued here or staged in its queue.  Read
+        on the worker thread: an int and a queue's size, a moment's answer (a request that comes just
+        after waits for one batch's finish step)."""
+        return self._waiting > 0 or self.worker.has_jobs()
+
     def close(self) -> None:
         self._fail_everything(NotReady("the server is shutting down"))
 

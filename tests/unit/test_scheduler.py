@@ -31,6 +31,9 @@ class FakeWorker:
     def busy_fraction(self) -> float:
         return 0.0
 
+    def has_jobs(self) -> bool:
+        return bool(self.jobs)
+
     async def run_next(self) -> None:
         job = self.jobs.pop(0)
         try:
@@ -467,11 +470,11 @@ def test_a_search_block_counts_its_queries_in_the_batch_size():
     run(body)
 
 
-def test_the_finish_step_runs_off_the_device_thread_and_its_failure_fails_the_batch():
+def test_the_finish_step_runs_off_the_device_thread_while_work_waits_and_its_failure_fails_the_batch():
     import threading
 
     async def body() -> None:
-        scheduler, worker = make()
+        scheduler, worker = make(max_batch_size=1)
         where: list[str] = []
 
         def finish(computed: list[Any]) -> list[Any]:
@@ -482,15 +485,16 @@ def test_the_finish_step_runs_off_the_device_thread_and_its_failure_fails_the_ba
 
         spec = QueueSpec(key="f", kind="test", priority=PRIORITY_INTERACTIVE, run=list, finish=finish)
         task = asyncio.create_task(scheduler.submit(spec, 4, deadline=far()))
+        failing = asyncio.create_task(scheduler.submit(spec, "boom", deadline=far()))
         await settle()
+        assert scheduler.has_waiting()  # the second request is staged or queued behind the first
         await worker.run_next()  # the "device" part runs here, the finish on the finishing thread
         await _until_done(task)
         assert (await task).value == 40
         assert where and where[0].startswith("arrwdb-finish")
-        failing = asyncio.create_task(scheduler.submit(spec, "boom", deadline=far()))
-        await settle()
-        await worker.run_next()
+        await worker.run_next()  # nothing waits now: the finish step runs where the device part ran
         await _until_done(failing)
+        assert where[1] == threading.current_thread().name
         with pytest.raises(WorkerFailure, match="finish failed"):
             await failing
 
@@ -547,26 +551,31 @@ def test_the_worker_takes_the_next_batch_while_the_last_one_is_finished():
     import threading
 
     async def body() -> None:
-        scheduler, worker = make(max_batch_size=8, max_batch_wait_ms=1000)
+        scheduler, worker = make(max_batch_size=1, max_batch_wait_ms=1000)
         release = threading.Event()
 
         def finish(computed: list[Any]) -> list[Any]:
-            release.wait(5)
+            if computed == [1]:
+                release.wait(5)
             return computed
 
         spec = QueueSpec(key="f", kind="test", priority=PRIORITY_INTERACTIVE, run=list, finish=finish)
         first = asyncio.create_task(scheduler.submit(spec, 1, deadline=far()))
-        await settle()
-        await worker.run_next()  # its device part is done; its finish step is held
         second = asyncio.create_task(scheduler.submit(spec, 2, deadline=far()))
+        third = asyncio.create_task(scheduler.submit(spec, 3, deadline=far()))
+        await settle()
+        await worker.run_next()  # its device part is done; its finish step is held (others wait)
         await settle()
         assert not first.done()
-        assert len(worker.jobs) == 1  # dispatched at once: the worker is free although 1 is unfinished
+        assert len(worker.jobs) == 2  # dispatched at once: the worker is free although 1 is unfinished
+        await worker.run_next()  # the second's device part runs while the first is still being finished
+        assert not first.done()
         release.set()
         await _until_done(first)
-        await worker.run_next()
         await _until_done(second)
-        assert (await first).value == 1 and (await second).value == 2
+        await worker.run_next()  # nothing waits behind the third: finished where it ran
+        await _until_done(third)
+        assert [(await task).value for task in (first, second, third)] == [1, 2, 3]
 
     run(body)
 
