@@ -54,12 +54,17 @@ def out_of_distribution(rows: int, queries: int, dimension: int, seed: int = 5) 
     return AnnDataset(f"ood-{dimension}", _normalise(draw(rows, 0)), _normalise(draw(queries, 64)), "cosine")
 
 
+def minilm_bible(rows: int, queries: int, cache_dir: Path = Path(".bench-cache")) -> AnnDataset:
+    """Real MiniLM vectors: ``rows`` KJV passages as rows, WEB verses as queries (unit length)."""
+    data = bible(cache_dir, queries=queries, passages=rows)
+    return AnnDataset(data.name, _normalise(data.base), _normalise(data.queries), "cosine")
+
+
 def load(name: str, rows: int, queries: int, cache_dir: Path) -> AnnDataset:
     if name == "fashion-mnist":
         return fashion_mnist(rows, queries)
     if name == "bible":
-        data = bible(cache_dir, queries=queries, passages=rows)
-        return AnnDataset(data.name, _normalise(data.base), _normalise(data.queries), "cosine")
+        return minilm_bible(rows, queries, cache_dir)
     if name == "glove":
         data = glove(queries=queries)
         return AnnDataset(data.name, _normalise(data.base[:rows]), _normalise(data.queries), "cosine")

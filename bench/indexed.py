@@ -44,8 +44,9 @@ DATASETS = ("fashion-mnist", "minilm-like")
 
 def load_dataset(name: str, rows: int, queries: int) -> AnnDataset:
     from arrwdb.bench.engines import fashion_mnist, minilm_like
+    from arrwdb.bench.hnsw_defaults import minilm_bible
 
-    makers = {"fashion-mnist": fashion_mnist, "minilm-like": minilm_like}
+    makers = {"fashion-mnist": fashion_mnist, "minilm-like": minilm_like, "minilm-bible": minilm_bible}
     if name not in makers:
         raise ValueError(f"unknown data set {name!r} (known: {', '.join(makers)})")
     return makers[name](rows, queries)

@@ -55,7 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     peers.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
     peers.add_argument(
         "--dataset",
-        choices=("fashion-mnist", "minilm-like"),
+        choices=("fashion-mnist", "minilm-like", "minilm-bible"),
         default=None,
         help="a named data set instead of the clustered vectors (arrwdb and Chroma only; issue 29's targets)",
     )

@@ -50,7 +50,8 @@ def make_data(
 
 
 def from_dataset(name: str, rows: int, queries: int, k: int = 10) -> PeerData:
-    """A named data set of ``arrwdb bench indexed`` (``fashion-mnist``: 784-d, L2; ``minilm-like``:
+    """A named data set of ``arrwdb bench indexed`` (``fashion-mnist``: 784-d, L2; ``minilm-bible``: real
+    MiniLM vectors of KJV passages, WEB verses as queries, cosine; ``minilm-like``:
     384-d clustered unit vectors, cosine), with its exact top-k by its metric."""
     from arrwdb.bench.indexed import exact_truth, load_dataset
 
