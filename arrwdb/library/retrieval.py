@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from arrwdb.errors import InvalidInput
 from arrwdb.library.hits_json import JSON_OPTIONS, HitsJSON
 from arrwdb.library.inputs import FUSIONS, MODES, Hit, Retrieval
+from arrwdb.library.row_hits import RowHits
 from arrwdb.library.validation import MAX_K, field_path
 from arrwdb.store.keywords import MAX_TERMS, count_terms
+
+if TYPE_CHECKING:
+    from arrwdb.library.library import RowEntry
 
 MAX_GROUP_SIZE = 100
 MAX_FUSION_K = 1_000_000
@@ -105,16 +109,32 @@ def fuse(vector: Sequence[Hit], keyword: Sequence[Hit], options: Retrieval) -> l
     scores: dict[tuple[str, int], float] = {}
     hits: dict[tuple[str, int], Hit] = {}
     for leg, weight in ((vector, options.weights[0]), (keyword, options.weights[1])):
-        if options.fusion == "rrf":
-            leg_scores = [weight / (options.fusion_k + rank) for rank in range(1, len(leg) + 1)]
-        else:
-            leg_scores = [weight * s for s in _dbsf_normalised([hit.score for hit in leg])]
-        for hit, score in zip(leg, leg_scores, strict=True):
+        for hit, score in zip(leg, _leg_scores([hit.score for hit in leg], weight, options), strict=True):
             key = _key(hit)
             scores[key] = scores.get(key, 0.0) + score
             hits.setdefault(key, hit)
     order = sorted(scores, key=lambda key: -scores[key])  # stable: ties keep the vector leg's order
     return [_rescored(hits[key], scores[key]) for key in order]
+
+
+def fuse_rows(vector: RowHits, keyword: RowHits, options: Retrieval) -> RowHits:
+    """``fuse`` of two legs read at the same library version (where a row id names the same chunk as
+    its (document id, chunk index) does): the same hits, scores and order."""
+    scores: dict[int, float] = {}
+    entries: dict[int, RowEntry] = {}
+    for leg, weight in ((vector, options.weights[0]), (keyword, options.weights[1])):
+        for row, entry, score in zip(leg.rows, leg.entries, _leg_scores(leg.scores, weight, options), strict=True):
+            scores[row] = scores.get(row, 0.0) + score
+            entries.setdefault(row, entry)
+    order = sorted(scores, key=lambda row: -scores[row])  # stable: ties keep the vector leg's order
+    return RowHits(order, [entries[row] for row in order], [scores[row] for row in order], vector.version)
+
+
+def _leg_scores(scores: list[float], weight: float, options: Retrieval) -> list[float]:
+    """One leg's contribution to each of its hits' fused scores."""
+    if options.fusion == "rrf":
+        return [weight / (options.fusion_k + rank) for rank in range(1, len(scores) + 1)]
+    return [weight * s for s in _dbsf_normalised(scores)]
 
 
 def _dbsf_normalised(scores: list[float]) -> list[float]:
@@ -168,6 +188,17 @@ def finish(hits: Sequence[Hit], options: Retrieval, k: int) -> list[Hit] | list[
                 members.append(hit)
     chosen = list(groups.items())[options.offset : wanted]
     return [{"key": key[1], "hits": members} for key, members in chosen]
+
+
+def finish_rows(hits: RowHits, options: Retrieval, k: int) -> RowHits:
+    """``finish`` without groups (``options.group_by`` None), of hits as rows."""
+    entries, scores, rows = hits.entries, hits.scores, hits.rows
+    if options.score_threshold is not None:
+        threshold = options.score_threshold
+        kept = [i for i, score in enumerate(scores) if score >= threshold]
+        entries, scores, rows = [entries[i] for i in kept], [scores[i] for i in kept], [rows[i] for i in kept]
+    page = slice(options.offset, options.offset + k)
+    return RowHits(rows[page], entries[page], scores[page], hits.version)
 
 
 def render(answer: list[Hit] | list[dict[str, Any]]) -> HitsJSON:
