@@ -6,13 +6,23 @@ the same rows, scores and order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 from arrwdb.kernels.keyword_sum import SUMMED_TOP
-from arrwdb.store.keyword_scores import DENSE_SPAN, Summable, top
+from arrwdb.store.keyword_scores import DENSE_SPAN, Summable, WordScores, top
 
 Ranked = list[tuple[int, float]]
+
+
+class _Shared(NamedTuple):
+    """A word's arrays as the kernel takes them (sharing their memory), and its first and last row."""
+
+    rows: torch.Tensor
+    scores: torch.Tensor
+    first: int
+    last: int
 
 
 def rank_many(searches: Sequence[Summable]) -> list[Ranked]:
@@ -20,22 +30,37 @@ def rank_many(searches: Sequence[Summable]) -> list[Ranked]:
     found: list[Ranked | None] = [None] * len(searches)
     dense = [i for i, search in enumerate(searches) if _summable_densely(search)]
     if dense:
-        base = min(int(searches[i].entries[j].row_ids[0]) for i in dense for j in _nonempty(searches[i]))
-        high = max(int(searches[i].entries[j].row_ids[-1]) for i in dense for j in _nonempty(searches[i]))
-        if base <= high - base:  # row ids from 0: no offsets to subtract, at most twice the cells
-            base = 0
+        rows, scores, starts = [], [], [0]
+        low, high, pairs = -1, -1, 0
+        for i in dense:
+            for entry in searches[i].entries:
+                if entry.frequency:
+                    shared = _shared(entry)
+                    rows.append(shared.rows)
+                    scores.append(shared.scores)
+                    low = shared.first if low < 0 else min(low, shared.first)
+                    high = max(high, shared.last)
+                    pairs += entry.frequency
+            starts.append(len(rows))
+        base = 0 if low <= high - low else low  # row ids from 0: nothing to subtract, at most twice the cells
         span = high - base + 1
-        pairs = sum(len(entry.row_ids) for i in dense for entry in searches[i].entries)
         limit = max(searches[i].limit for i in dense)
         # Mostly empty cells, or every row wanted: the sparse sums below.
         if limit < span - 1 and span <= DENSE_SPAN * pairs / len(dense):
-            for i, ranked in zip(dense, _kernel([searches[i] for i in dense], base, span), strict=True):
-                found[i] = ranked
+            ranked = _kernel([searches[i] for i in dense], rows, scores, starts, base, span)
+            for i, one in zip(dense, ranked, strict=True):
+                found[i] = one
     return [ranked if ranked is not None else top(search) for ranked, search in zip(found, searches, strict=True)]
 
 
-def _nonempty(search: Summable) -> list[int]:
-    return [j for j, entry in enumerate(search.entries) if len(entry.row_ids)]
+def _shared(entry: WordScores) -> _Shared:
+    shared = entry.shared
+    if shared is None:
+        rows = entry.row_ids
+        shared = entry.shared = _Shared(
+            torch.from_numpy(rows), torch.from_numpy(entry.scores), int(rows[0]), int(rows[-1])
+        )
+    return shared  # type: ignore[no-any-return]
 
 
 def _summable_densely(search: Summable) -> bool:
@@ -43,21 +68,18 @@ def _summable_densely(search: Summable) -> bool:
     return (
         search.allowed is None
         and all(entry.positive for entry in search.entries)
-        and any(len(entry.row_ids) for entry in search.entries)
+        and any(entry.frequency for entry in search.entries)
     )
 
 
-def _kernel(searches: list[Summable], base: int, span: int) -> list[Ranked]:
-    rows, scores, starts = [], [], [0]
-    for search in searches:
-        for entry in search.entries:
-            if entry.frequency:
-                shared = entry.shared
-                if shared is None:
-                    shared = entry.shared = (torch.from_numpy(entry.row_ids), torch.from_numpy(entry.scores))
-                rows.append(shared[0])
-                scores.append(shared[1])
-        starts.append(len(rows))
+def _kernel(
+    searches: list[Summable],
+    rows: list[torch.Tensor],
+    scores: list[torch.Tensor],
+    starts: list[int],
+    base: int,
+    span: int,
+) -> list[Ranked]:
     k = max(search.limit for search in searches)
     values, row_ids = SUMMED_TOP(rows, scores, starts, base, span, k)
     values_list, rows_list = values.tolist(), row_ids.tolist()

@@ -13,9 +13,10 @@ A chunk is the same hit in both legs when its (document id, chunk index) is.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -25,9 +26,6 @@ from arrwdb.library.inputs import FUSIONS, MODES, Hit, Retrieval
 from arrwdb.library.row_hits import RowHits
 from arrwdb.library.validation import MAX_K, field_path
 from arrwdb.store.keywords import MAX_TERMS, count_terms
-
-if TYPE_CHECKING:
-    from arrwdb.library.library import RowEntry
 
 MAX_GROUP_SIZE = 100
 MAX_FUSION_K = 1_000_000
@@ -119,22 +117,31 @@ def fuse(vector: Sequence[Hit], keyword: Sequence[Hit], options: Retrieval) -> l
 
 def fuse_rows(vector: RowHits, keyword: RowHits, options: Retrieval) -> RowHits:
     """``fuse`` of two legs read at the same library version (where a row id names the same chunk as
-    its (document id, chunk index) does): the same hits, scores and order."""
-    scores: dict[int, float] = {}
-    entries: dict[int, RowEntry] = {}
-    for leg, weight in ((vector, options.weights[0]), (keyword, options.weights[1])):
-        for row, entry, score in zip(leg.rows, leg.entries, _leg_scores(leg.scores, weight, options), strict=True):
-            scores[row] = scores.get(row, 0.0) + score
-            entries.setdefault(row, entry)
-    order = sorted(scores, key=lambda row: -scores[row])  # stable: ties keep the vector leg's order
+    its (document id, chunk index) does): the same hits, scores and order.  A leg holds a row once,
+    so the vector leg's scores start the sums as they are (``0.0 + s`` is ``s``)."""
+    scores = dict(zip(vector.rows, _leg_scores(vector.scores, options.weights[0], options), strict=True))
+    entries = dict(zip(vector.rows, vector.entries, strict=True))
+    get = scores.get
+    for row, entry, score in zip(
+        keyword.rows, keyword.entries, _leg_scores(keyword.scores, options.weights[1], options), strict=True
+    ):
+        scores[row] = get(row, 0.0) + score
+        entries.setdefault(row, entry)
+    # Stable, as ``fuse``'s sort by the negated score: ties keep the vector leg's order.
+    order = sorted(scores, key=scores.__getitem__, reverse=True)
     return RowHits(order, [entries[row] for row in order], [scores[row] for row in order], vector.version)
 
 
-def _leg_scores(scores: list[float], weight: float, options: Retrieval) -> list[float]:
+def _leg_scores(scores: Sequence[float], weight: float, options: Retrieval) -> Sequence[float]:
     """One leg's contribution to each of its hits' fused scores."""
     if options.fusion == "rrf":
-        return [weight / (options.fusion_k + rank) for rank in range(1, len(scores) + 1)]
-    return [weight * s for s in _dbsf_normalised(scores)]
+        return _rrf_scores(weight, options.fusion_k, len(scores))
+    return [weight * s for s in _dbsf_normalised(list(scores))]
+
+
+@functools.lru_cache(maxsize=256)
+def _rrf_scores(weight: float, k: int, hits: int) -> tuple[float, ...]:
+    return tuple(weight / (k + rank) for rank in range(1, hits + 1))
 
 
 def _dbsf_normalised(scores: list[float]) -> list[float]:
