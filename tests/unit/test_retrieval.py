@@ -246,3 +246,19 @@ def test_legs_as_rows_fuse_finish_and_render_as_hit_objects_do(seed, fusion, wei
     rendered, _ = rows_json(page.entries, page.scores)
     assert rendered.data == HitsJSON.of(expected).data
     assert rendered.data == render(expected).data
+
+
+def test_legs_read_at_different_versions_are_fused_by_chunk_not_by_row():
+    """A write between the legs can give a chunk a new row id (an upsert): the legs are then fused as
+    Hit objects, by (document id, chunk index), as if no row id existed."""
+    from arrwdb.engine.retrieval_search import RetrievalSearch
+
+    old, new, other = RowEntry("a", 0, None, {}), RowEntry("a", 0, None, {}), RowEntry("b", 0, None, {})
+    vector = RowHits([1, 2], [old, other], [0.9, 0.8], version=4)
+    keyword = RowHits([7], [new], [3.0], version=5)  # document "a" rewritten: chunk 0 is row 7 now
+    options = Retrieval(mode="hybrid")
+    fused = RetrievalSearch._ranked(vector, keyword, options)
+    assert isinstance(fused, list)
+    assert [(hit.document_id, hit.score) for hit in fused] == [("a", 1 / 61 + 1 / 61), ("b", 1 / 62)]
+    same_version = RetrievalSearch._ranked(vector, RowHits([1], [old], [3.0], version=4), options)
+    assert isinstance(same_version, RowHits) and same_version.hits() == fused
