@@ -19,10 +19,13 @@ from arrwdb.errors import InvalidInput, NotFound
 from arrwdb.library.filters import Filter
 from arrwdb.library.hits_json import HitsJSON
 from arrwdb.library.inputs import Hit, Retrieval, SearchInput
-from arrwdb.library.retrieval import finish, fuse, leg_size, render
+from arrwdb.library.keyword_rank import rank_many
+from arrwdb.library.retrieval import finish, finish_rows, fuse, fuse_rows, leg_size, render
+from arrwdb.library.row_hits import RowHits, rows_json
 from arrwdb.library.validation import field_path
 from arrwdb.runtime.scheduler import PRIORITY_INTERACTIVE, QueueSpec
 from arrwdb.runtime.timings import Timings
+from arrwdb.store.keyword_scores import Summable
 from arrwdb.store.keywords import query_words
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from arrwdb.library.library import LibraryState
 
 Answer = list[Hit] | list[dict[str, Any]] | HitsJSON
+Leg = list[Hit] | RowHits  # one leg's hits, best first: objects, or the library's rows
 _FIELD_CACHE_ENTRIES = 256
 
 
@@ -98,21 +102,41 @@ class RetrievalSearch:
         (vector_found, vector_timings), (keyword_found, keyword_timings) = await asyncio.gather(
             vector_work, keyword_work
         )
-        vector_hits: dict[int, list[Hit]] = dict(zip(vector_at, vector_found, strict=True))  # type: ignore[arg-type]
-        keyword_hits: dict[int, list[Hit]] = dict(zip(keyword_at, keyword_found, strict=True))
+        vector_hits: dict[int, Leg] = dict(zip(vector_at, vector_found, strict=True))  # type: ignore[arg-type]
+        keyword_hits: dict[int, Leg] = dict(zip(keyword_at, keyword_found, strict=True))
         answers: list[Answer] = []
         for i, (query, option) in enumerate(zip(queries, options, strict=True)):
-            if option.mode == "hybrid":
-                ranked = fuse(vector_hits[i], keyword_hits[i], option)
-            else:
-                ranked = vector_hits[i] if option.mode == "vector" else keyword_hits[i]
+            ranked = self._ranked(vector_hits.get(i), keyword_hits.get(i), option)
+            if isinstance(ranked, RowHits):
+                if option.group_by is None:
+                    answers.append(self._page(state, finish_rows(ranked, option, query.k), query.json))
+                    continue
+                ranked = ranked.hits()
             answer = finish(ranked, option, query.k)
             answers.append(render(answer) if query.json else answer)
         return answers, vector_timings + keyword_timings
 
+    @staticmethod
+    def _ranked(vector: Leg | None, keyword: Leg | None, option: Retrieval) -> Leg:
+        """The query's ranked hits: one leg's, or both fused.  Legs of rows read at the same library
+        version are fused as rows; others as ``Hit`` objects (the same hits, scores and order)."""
+        if option.mode != "hybrid":
+            return vector if option.mode == "vector" else keyword  # type: ignore[return-value]
+        if isinstance(vector, RowHits) and isinstance(keyword, RowHits) and vector.version == keyword.version:
+            return fuse_rows(vector, keyword, option)
+        return fuse(_as_hits(vector), _as_hits(keyword), option)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _page(state: LibraryState, page: RowHits, as_json: bool) -> Answer:
+        if not as_json:
+            return page.hits()
+        rendered, added = rows_json(page.entries, page.scores)
+        state.hit_json_added_on_loop += added  # only the event loop adds to it
+        return rendered
+
     async def _keyword(
         self, state: LibraryState, items: list[KeywordItem], deadline: float
-    ) -> tuple[list[list[Hit]], Timings]:
+    ) -> tuple[list[Leg], Timings]:
         done = await self.engine.scheduler.submit_many(
             self.spec(state.record.id), items, deadline=deadline, costs=[1] * len(items)
         )
@@ -127,36 +151,77 @@ class RetrievalSearch:
             max_cost=self.engine.scheduler.max_batch_size,
         )
 
-    def _run_keyword(self, items: list[KeywordItem]) -> list[list[Hit] | Exception]:
-        """One batch of keyword searches, on the device worker: each item's ranked rows, then the hits'
-        fields with one store query for the batch."""
+    def _run_keyword(self, items: list[KeywordItem]) -> list[Leg | Exception]:
+        """One batch of keyword searches, on the device worker (a queue per library: one library's)."""
+        results: list[Leg | Exception | None] = [None] * len(items)
+        libraries: dict[str, list[int]] = {}
+        for n, item in enumerate(items):
+            libraries.setdefault(item.library_id, []).append(n)
+        for members in libraries.values():
+            for n, found in zip(members, self._run_library_keyword([items[n] for n in members]), strict=True):
+                results[n] = found
+        return results  # type: ignore[return-value]
+
+    def _run_library_keyword(self, items: list[KeywordItem]) -> list[Leg | Exception]:
+        """Keyword searches of one library: their words' scores read in one store transaction and added
+        up in one kernel call (arrwdb.library.keyword_rank); each item's hits as the library's rows where
+        its memory holds every field wanted, else with their fields from one store query."""
         engine = self.engine
-        ranked: list[list[tuple[int, float]] | Exception] = []
+        state = engine.libraries.get(items[0].library_id)
+        if state is None:
+            return [NotFound(f"library {items[0].library_id!r} not found") for _ in items]
+        found: list[list[tuple[int, float]] | Exception] = []
+        searches, positions = [], []
         for item in items:
-            state = engine.libraries.get(item.library_id)
-            if state is None:
-                ranked.append(NotFound(f"library {item.library_id!r} not found"))
-                continue
-            allowed = None if item.filter is None else state.allowed_rows(item.filter, item.filter_key)
             try:
-                ranked.append(engine.store.keyword_search(item.library_id, item.words, item.limit, allowed))
+                allowed = None if item.filter is None else state.allowed_rows(item.filter, item.filter_key)
             except Exception as exc:  # fails this item alone (the scheduler's contract)
-                ranked.append(exc)
-        row_ids = sorted({row for rows in ranked if not isinstance(rows, Exception) for row, _ in rows})
-        fields = engine.store.hit_rows(row_ids, any(item.include_text for item in items))
-        results: list[list[Hit] | Exception] = []
-        for item, rows in zip(items, ranked, strict=True):
-            if isinstance(rows, Exception):
-                results.append(rows)
+                found.append(exc)
                 continue
-            hits = []
-            for row_id, score in rows:
-                row = fields.get(row_id)
-                if row is not None:  # None: deleted between the match and the fetch
-                    text = row.text if item.include_text else None
-                    hits.append(Hit(row.doc_id, row.chunk_index, score, row.title, text, row.metadata))
-            results.append(hits)
-        return results
+            positions.append(len(found))
+            found.append([])
+            searches.append((item.words, item.limit, allowed))
+        try:
+            read = engine.store.keyword_read_many(state.record.id, searches)
+        except Exception as exc:  # the store failed the whole read: every item that reached it
+            for position in positions:
+                found[position] = exc
+            return found  # type: ignore[return-value]
+        summable = [n for n, one in enumerate(read) if isinstance(one, Summable)]
+        for n, ranked in zip(summable, rank_many([read[n] for n in summable]), strict=True):  # type: ignore[misc]
+            read[n] = ranked
+        for position, ranked in zip(positions, read, strict=True):
+            found[position] = ranked  # type: ignore[assignment]
+        return self._keyword_hits(state, items, found)
+
+    def _keyword_hits(
+        self, state: LibraryState, items: list[KeywordItem], found: list[list[tuple[int, float]] | Exception]
+    ) -> list[Leg | Exception]:
+        results: list[Leg | Exception | None] = [None] * len(items)
+        from_store = []
+        for n, (item, ranked) in enumerate(zip(items, found, strict=True)):
+            if isinstance(ranked, Exception):
+                results[n] = ranked
+                continue
+            if state.documents_loaded and not item.include_text:
+                rows = [row for row, _ in ranked]
+                entries = list(map(state.row_entries.get, rows))
+                if None not in entries:  # else a row committed but not yet applied here: from the store
+                    results[n] = RowHits(rows, entries, [score for _, score in ranked], state.version)  # type: ignore[arg-type]
+                    continue
+            from_store.append(n)
+        if from_store:
+            row_ids = sorted({row for n in from_store for row, _ in found[n]})  # type: ignore[union-attr]
+            fields = self.engine.store.hit_rows(row_ids, any(items[n].include_text for n in from_store))
+            for n in from_store:
+                hits = []
+                for row_id, score in found[n]:  # type: ignore[union-attr]
+                    row = fields.get(row_id)
+                    if row is not None:  # None: deleted between the match and the fetch
+                        text = row.text if items[n].include_text else None
+                        hits.append(Hit(row.doc_id, row.chunk_index, score, row.title, text, row.metadata))
+                results[n] = hits
+        return results  # type: ignore[return-value]
 
     async def _check_group_field(self, state: LibraryState, query: SearchInput) -> None:
         """``group_by`` on a metadata field that no document of the library has is a 4xx: it would
@@ -194,6 +259,7 @@ def _vector_leg(query: SearchInput, size: int) -> SearchInput:
         include_text=query.include_text,
         params=query.params,
         json=False,
+        rows=True,
         where=query.where,
         vector_field=query.vector_field,
     )
@@ -203,6 +269,10 @@ def _keyword_leg(state: LibraryState, query: SearchInput, size: int) -> KeywordI
     options: Retrieval = query.retrieval  # type: ignore[assignment]
     text = options.keywords if options.keywords is not None else (query.query or "")
     return KeywordItem(state.record.id, query_words(text), size, query.filter, query.filter_key, query.include_text)
+
+
+def _as_hits(leg: Leg | None) -> list[Hit]:
+    return leg.hits() if isinstance(leg, RowHits) else leg or []  # type: ignore[return-value]
 
 
 async def _nothing() -> tuple[list[Any], Timings]:

@@ -17,11 +17,13 @@ from arrwdb.errors import NotFound
 from arrwdb.library.hits_json import HitsJSON, queries_json
 from arrwdb.library.inputs import Hit, SearchInput
 from arrwdb.library.library import HitFields, LibraryState
+from arrwdb.library.row_hits import RowHits
 from arrwdb.runtime.device import split_on_oom
 from arrwdb.store.store import Store
 
 Found = tuple[np.ndarray, np.ndarray]  # (scores, ids), one row per query of an item
-QueryHits = list[Hit] | HitsJSON  # one query's hits: objects, or the API's JSON (SearchInput.json)
+# One query's hits: objects, the API's JSON (SearchInput.json) or rows (SearchInput.rows).
+QueryHits = list[Hit] | HitsJSON | RowHits
 ItemHits = list[QueryHits] | Exception  # an item's answer: the hits of each of its queries, or its error
 
 
@@ -75,7 +77,7 @@ def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: li
         if not include_text or not state.any_text(fields):
             # Every field of a hit without text is in the library's memory (a third of a search batch's
             # time went into the SQLite fetch below), and so is the text of a document without one.
-            return SnapshotAnswers(found, fields, as_json, state)
+            return SnapshotAnswers(found, fields, as_json, state, [item.query.rows for item in items], state.version)
     return ReadyAnswers(_hits_from_store(store, items, found, include_text), as_json)
 
 
@@ -103,12 +105,18 @@ class SnapshotAnswers:
     fields: HitFields
     as_json: list[bool]  # per item: its query's SearchInput.json
     state: LibraryState  # counts the hit JSON its rows keep
+    as_rows: list[bool]  # per item: its query's SearchInput.rows
+    version: int  # the library's version the fields were read at
 
     def hits(self) -> list[ItemHits]:
         results: list[ItemHits] = []
         at = 0
-        for (scores, _), wanted in zip(self.found, self.as_json, strict=True):
+        for (scores, ids), wanted, as_rows in zip(self.found, self.as_json, self.as_rows, strict=True):
             item_scores = scores.tolist()
+            if as_rows:
+                results.append(self._rows(item_scores, ids.tolist(), at))
+                at += scores.size
+                continue
             if wanted:
                 rendered, added = queries_json(self.fields.entries, item_scores, at)
                 self.state.hit_json_added += added  # only this thread adds
@@ -121,6 +129,20 @@ class SnapshotAnswers:
                 at += len(query_scores)
             results.append(item_hits)
         return results
+
+    def _rows(self, item_scores: list[list[float]], item_ids: list[list[int]], at: int) -> list[QueryHits]:
+        """Each query's hits as rows (arrwdb.library.row_hits): empty slots and rows no longer live left out."""
+        entries = self.fields.entries
+        found: list[QueryHits] = []
+        for scores, ids in zip(item_scores, item_ids, strict=True):
+            kept = [n for n in range(len(ids)) if entries[at + n] is not None]
+            found.append(
+                RowHits(
+                    [ids[n] for n in kept], [entries[at + n] for n in kept], [scores[n] for n in kept], self.version
+                )
+            )
+            at += len(ids)
+        return found
 
 
 Answers = ReadyAnswers | SnapshotAnswers

@@ -56,7 +56,10 @@ def row_json(entry: RowEntry) -> int:
     # Inside a JSON string every quote is escaped, so the mark (quotes unescaped) is the score key's
     # and nothing else's: the document id cannot hold it, and the title and metadata come after it.
     at = whole.index(_SCORE_MARK) + len(b',"score":')
-    entry.json_head, entry.json_tail = whole[:at], whole[at + len(b"0.0") :]
+    # The tail first: a thread that finds the head set (the finishing thread, the event loop) finds
+    # the tail set too.
+    entry.json_tail = whole[at + len(b"0.0") :]
+    entry.json_head = whole[:at]
     return kept_bytes(entry)
 
 

@@ -94,6 +94,9 @@ class SearchInput:
     # Answer with the hits as the API's JSON (arrwdb.library.hits_json.HitsJSON) instead of Hit objects: the
     # HTTP layer, which only writes them out.
     json: bool = False
+    # Answer with the hits as the library's row entries and scores (arrwdb.library.row_hits.RowHits) where
+    # the library's memory holds every field wanted: the legs of a keyword or hybrid search.
+    rows: bool = False
     # Where the query sits in the request body, for messages: "" for the body itself, "queries[3]" in
     # a batch; None: named by its position.  vector_field: the body field its vector came from.
     where: str | None = None

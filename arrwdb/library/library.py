@@ -113,11 +113,13 @@ class LibraryState:
         self.doc_meta: dict[str, Metadata] = {}
         self.docs_with_text: set[str] = set()
         self.row_entries: dict[int, RowEntry] = {}
-        # Bytes of hit JSON kept on row entries (arrwdb.library.hits_json): added by the finishing thread,
-        # released by the worker's writes; one counter per thread, so that no update is lost.  (A row
-        # deleted between a batch's search and its finishing is counted when rendered and never
-        # released: a few hundred bytes too many in the statistics, once in a long while.)
+        # Bytes of hit JSON kept on row entries (arrwdb.library.hits_json): added by the finishing thread
+        # and the event loop, released by the worker's writes; one counter per thread, so that no update
+        # is lost.  (A row deleted between a batch's search and its finishing is counted when rendered
+        # and never released, and a row both threads render at once is counted twice: a few hundred
+        # bytes too many in the statistics, once in a long while.)
         self.hit_json_added = 0
+        self.hit_json_added_on_loop = 0  # ... by the event loop, for keyword and hybrid answers
         self.hit_json_released = 0
         self.version = 0  # bumped by every applied write: keys the filter cache
         self._allowed_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
@@ -281,7 +283,7 @@ class LibraryState:
             if not e.chunk_index
         )
         metadata_bytes += len(self.row_entries) * _ROW_ENTRY_BYTES + len(self.docs_with_text) * _SET_ENTRY_BYTES
-        metadata_bytes += self.hit_json_added - self.hit_json_released
+        metadata_bytes += self.hit_json_added + self.hit_json_added_on_loop - self.hit_json_released
         return {
             "document_count": self.document_count,
             # False for a moment after a restart, while the documents' metadata loads in the background

@@ -55,6 +55,7 @@ def query_key(library_id: str, generation: tuple[int, int, int], query: SearchIn
         query.include_text,
         params,
         query.json,
+        query.rows,
         query.retrieval,  # a frozen dataclass: its fields are the key
     )
 
@@ -101,8 +102,11 @@ class ResultCache:
         if not self.enabled:
             return [None] * len(queries), [None] * len(queries)
         generation = library_generation(state)
-        keys: list[CacheKey | None] = [query_key(state.record.id, generation, query) for query in queries]
-        return keys, [self.get(key) for key in keys if key is not None]
+        # A leg's rows (SearchInput.rows) are not kept: the fused answer is.
+        keys: list[CacheKey | None] = [
+            None if query.rows else query_key(state.record.id, generation, query) for query in queries
+        ]
+        return keys, [None if key is None else self.get(key) for key in keys]
 
     @property
     def enabled(self) -> bool:

@@ -13,6 +13,7 @@ A chunk is the same hit in both legs when its (document id, chunk index) is.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ import orjson
 from arrwdb.errors import InvalidInput
 from arrwdb.library.hits_json import JSON_OPTIONS, HitsJSON
 from arrwdb.library.inputs import FUSIONS, MODES, Hit, Retrieval
+from arrwdb.library.row_hits import RowHits
 from arrwdb.library.validation import MAX_K, field_path
 from arrwdb.store.keywords import MAX_TERMS, count_terms
 
@@ -105,16 +107,41 @@ def fuse(vector: Sequence[Hit], keyword: Sequence[Hit], options: Retrieval) -> l
     scores: dict[tuple[str, int], float] = {}
     hits: dict[tuple[str, int], Hit] = {}
     for leg, weight in ((vector, options.weights[0]), (keyword, options.weights[1])):
-        if options.fusion == "rrf":
-            leg_scores = [weight / (options.fusion_k + rank) for rank in range(1, len(leg) + 1)]
-        else:
-            leg_scores = [weight * s for s in _dbsf_normalised([hit.score for hit in leg])]
-        for hit, score in zip(leg, leg_scores, strict=True):
+        for hit, score in zip(leg, _leg_scores([hit.score for hit in leg], weight, options), strict=True):
             key = _key(hit)
             scores[key] = scores.get(key, 0.0) + score
             hits.setdefault(key, hit)
     order = sorted(scores, key=lambda key: -scores[key])  # stable: ties keep the vector leg's order
     return [_rescored(hits[key], scores[key]) for key in order]
+
+
+def fuse_rows(vector: RowHits, keyword: RowHits, options: Retrieval) -> RowHits:
+    """``fuse`` of two legs read at the same library version (where a row id names the same chunk as
+    its (document id, chunk index) does): the same hits, scores and order.  A leg holds a row once,
+    so the vector leg's scores start the sums as they are (``0.0 + s`` is ``s``)."""
+    scores = dict(zip(vector.rows, _leg_scores(vector.scores, options.weights[0], options), strict=True))
+    entries = dict(zip(vector.rows, vector.entries, strict=True))
+    get = scores.get
+    for row, entry, score in zip(
+        keyword.rows, keyword.entries, _leg_scores(keyword.scores, options.weights[1], options), strict=True
+    ):
+        scores[row] = get(row, 0.0) + score
+        entries.setdefault(row, entry)
+    # Stable, as ``fuse``'s sort by the negated score: ties keep the vector leg's order.
+    order = sorted(scores, key=scores.__getitem__, reverse=True)
+    return RowHits(order, [entries[row] for row in order], [scores[row] for row in order], vector.version)
+
+
+def _leg_scores(scores: Sequence[float], weight: float, options: Retrieval) -> Sequence[float]:
+    """One leg's contribution to each of its hits' fused scores."""
+    if options.fusion == "rrf":
+        return _rrf_scores(weight, options.fusion_k, len(scores))
+    return [weight * s for s in _dbsf_normalised(list(scores))]
+
+
+@functools.lru_cache(maxsize=256)
+def _rrf_scores(weight: float, k: int, hits: int) -> tuple[float, ...]:
+    return tuple(weight / (k + rank) for rank in range(1, hits + 1))
 
 
 def _dbsf_normalised(scores: list[float]) -> list[float]:
@@ -168,6 +195,17 @@ def finish(hits: Sequence[Hit], options: Retrieval, k: int) -> list[Hit] | list[
                 members.append(hit)
     chosen = list(groups.items())[options.offset : wanted]
     return [{"key": key[1], "hits": members} for key, members in chosen]
+
+
+def finish_rows(hits: RowHits, options: Retrieval, k: int) -> RowHits:
+    """``finish`` without groups (``options.group_by`` None), of hits as rows."""
+    entries, scores, rows = hits.entries, hits.scores, hits.rows
+    if options.score_threshold is not None:
+        threshold = options.score_threshold
+        kept = [i for i, score in enumerate(scores) if score >= threshold]
+        entries, scores, rows = [entries[i] for i in kept], [scores[i] for i in kept], [rows[i] for i in kept]
+    page = slice(options.offset, options.offset + k)
+    return RowHits(rows[page], entries[page], scores[page], hits.version)
 
 
 def render(answer: list[Hit] | list[dict[str, Any]]) -> HitsJSON:

@@ -57,7 +57,8 @@ def query_blocks(queries: list[SearchInput], positions: list[int], max_rows: int
     for position in positions:
         query = queries[position]
         params = orjson.dumps(query.params, option=orjson.OPT_SORT_KEYS) if query.params else b""
-        groups.setdefault((query.k, query.filter_key, params, query.include_text, query.json), []).append(position)
+        key = (query.k, query.filter_key, params, query.include_text, query.json, query.rows)
+        groups.setdefault(key, []).append(position)
     return [group[start : start + max_rows] for group in groups.values() for start in range(0, len(group), max_rows)]
 
 

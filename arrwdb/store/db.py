@@ -95,19 +95,42 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _CountingLock:
+    """The writer's lock, counting its releases: every commit of the writer (each statement outside a
+    transaction commits on its own) happens while it is held, so a count that did not change means
+    that nothing was committed in between.  ``count`` is raised before the lock is let go, so a write
+    whose caller saw it return (and acknowledged it) has raised it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.count += 1
+        self._lock.release()
+
+
 class Database:
     """The open store file, brought up to :data:`SCHEMA_VERSION`: ``writer`` is only used while
-    holding ``write_lock``; ``reader()`` gives the calling thread its own connection."""
+    holding ``write_lock``; ``reader()`` gives the calling thread its own connection.  ``commits()``:
+    a number that changes whenever the writer may have committed (this process is the store's only
+    writer while it serves: a search's kept keyword scores rest on it, arrwdb.store.keyword_scores)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._local = threading.local()
-        self.write_lock = threading.Lock()
+        self.write_lock = _CountingLock()
         self.writer = self._connect()
         self.writer.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         self._migrate()
         self._checkpointer = WalCheckpointer(self._connect)
+
+    def commits(self) -> int:
+        return self.write_lock.count
 
     def committed(self) -> None:
         """Called after each COMMIT of the writer: the background checkpointer folds the log back."""

@@ -26,7 +26,8 @@ from __future__ import annotations
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,16 +39,20 @@ FILL_SHARE = 8  # ... or this fraction of the rows its words match, whichever is
 DENSE_SPAN = 8  # row ids spread over at most this many times the pairs: summed by bincount
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WordScores:
     """One word's rows (sorted row ids) and their BM25 scores (higher is better); ``frequency`` is
     the rows holding the word.  A word left out of a search's match (``keyword_store.useful_among``)
-    is kept by its frequency alone (``scored`` false, empty arrays) until a search needs its scores."""
+    is kept by its frequency alone (``scored`` false, empty arrays) until a search needs its scores.
+    Immutable but for ``shared``: the same arrays as whoever adds them up wants them (torch tensors
+    over the same memory: arrwdb.library.keyword_rank), set by it once."""
 
     frequency: int
     row_ids: np.ndarray
     scores: np.ndarray
     scored: bool = True
+    positive: bool = True  # every score > 0 (BM25 with FTS5's IDF floor): a sum of 0 is a row no word holds
+    shared: Any = field(default=None, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -63,16 +68,36 @@ class TermScoreCache:
         self._entries: OrderedDict[tuple[str, str], WordScores] = OrderedDict()
         self._bytes = 0
         self._version: int | None = None
+        # The writer's commit count (Database.commits) read before the read transaction that last
+        # checked ``_version``, and the rows of each library's index in that transaction: while the
+        # count is the same, no commit happened since, and a search of cached words reads nothing.
+        self._commits: int | None = None
+        self._rows: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def sync(self, version: int) -> None:
-        """Drop every entry when the store changed since they were read."""
+    def sync(self, version: int, commits: int | None = None) -> None:
+        """Drop every entry when the store changed since they were read (``version``: the reading
+        connection's ``PRAGMA data_version``; ``commits``: the writer's commit count read before the
+        transaction began)."""
         if version != self._version:
             self._entries.clear()
+            self._rows.clear()
             self._bytes = 0
             self._version = version
+        self._commits = commits
+
+    def keep_rows(self, library_id: str, rows: int) -> None:
+        """The library's indexed rows, as read in the transaction that last called ``sync``."""
+        self._rows[library_id] = rows
+
+    def rows_if_current(self, library_id: str, commits: int | None) -> int | None:
+        """The library's indexed rows when ``commits`` (the writer's count now) shows no commit since
+        the last check, and they were read then; else None: a read transaction must check."""
+        if commits is None or commits != self._commits:
+            return None
+        return self._rows.get(library_id)
 
     def get(self, library_id: str, word: str) -> WordScores | None:
         found = self._entries.get((library_id, word))
@@ -103,22 +128,78 @@ def search(
 ) -> list[tuple[int, float]]:
     """``keyword_store.search`` (same rows, same scores, best first), from cached per-word scores where
     they are all at hand.  Runs in a read transaction of its own."""
-    if not words or (allowed is not None and len(allowed) == 0):
-        return []
+    found = read_many(conn, cache, library_id, [(words, limit, allowed)])[0]
+    return found if isinstance(found, list) else top(found)
+
+
+@dataclass(frozen=True)
+class Summable:
+    """A search whose words' scores are all kept: its answer is ``top(self)``, or what a batched sum
+    of the same arrays gives (kernels/keyword_sum.py), computed outside the read transaction."""
+
+    entries: list[WordScores]  # the words that take part in the match, in the match's order
+    limit: int
+    allowed: np.ndarray | None
+
+
+def read_many(
+    conn: sqlite3.Connection,
+    cache: TermScoreCache,
+    library_id: str,
+    searches: Sequence[tuple[Sequence[str], int, np.ndarray | None]],
+    commits: int | None = None,
+) -> list[list[tuple[int, float]] | Summable]:
+    """For each (words, limit, allowed) search of one library: its answer (as ``keyword_store.search``)
+    when FTS5 gave it, or its words' kept scores to add up.  One read transaction for all of them: a
+    batch reads one state of the store, and checks the cache's version once.  ``commits``: the
+    store's writer's commit count (``Database.commits``), read now, where that writer is the only
+    one: while it is what it was at the last check, a batch whose words are all kept reads nothing."""
+    rows = cache.rows_if_current(library_id, commits)
+    if rows is not None:
+        kept = [_kept(cache, library_id, words, limit, allowed, rows) for words, limit, allowed in searches]
+        if all(found is not None for found in kept):
+            return kept  # type: ignore[return-value]
     if conn.in_transaction:  # inside someone's transaction: no snapshot of our own to pin the cache to
-        return keyword_store.search(conn, library_id, words, limit, allowed)
+        return [keyword_store.search(conn, library_id, words, limit, allowed) for words, limit, allowed in searches]
+    found: list[list[tuple[int, float]] | Summable] = []
     conn.execute("BEGIN")
     try:
         rows = keyword_store.indexed_rows(conn, library_id)  # the first read: it fixes the snapshot
         (version,) = conn.execute("PRAGMA data_version").fetchone()
-        cache.sync(int(version))
-        useful, entries = _entries(conn, cache, library_id, words, rows)
-        if entries is None:
-            return keyword_store.ranked(conn, library_id, useful, limit, allowed)
-        return _top(entries, limit, allowed)
+        cache.sync(int(version), commits)
+        cache.keep_rows(library_id, rows)
+        for words, limit, allowed in searches:
+            if not words or (allowed is not None and len(allowed) == 0):
+                found.append([])
+                continue
+            useful, entries = _entries(conn, cache, library_id, words, rows)
+            if entries is None:
+                found.append(keyword_store.ranked(conn, library_id, useful, limit, allowed))
+            else:
+                found.append(Summable(entries, limit, allowed))
     finally:
         if conn.in_transaction:  # an I/O error may have ended it already
             conn.execute("COMMIT")
+    return found
+
+
+def _kept(
+    cache: TermScoreCache, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None, rows: int
+) -> list[tuple[int, float]] | Summable | None:
+    """A search from the cache alone (``_entries`` without a store read), or None if a word is missing."""
+    if not words or (allowed is not None and len(allowed) == 0):
+        return []
+    known: dict[str, WordScores] = {}
+    for word in words:
+        entry = cache.get(library_id, word)
+        if entry is None:
+            return None
+        known[word] = entry
+    useful = keyword_store.useful_among(words, {word: entry.frequency for word, entry in known.items()}, rows)
+    entries = [known[word] for word in useful]
+    if not all(entry.scored for entry in entries):
+        return None
+    return Summable(entries, limit, allowed)
 
 
 def _entries(
@@ -176,11 +257,12 @@ def _fetch(conn: sqlite3.Connection, library_id: str, word: str) -> WordScores:
         return WordScores(0, _EMPTY_IDS, _EMPTY_SCORES)
     row_ids = np.fromiter((pair[0] for pair in pairs), dtype=np.int64, count=len(pairs))
     scores = -np.fromiter((pair[1] for pair in pairs), dtype=np.float64, count=len(pairs))
-    return WordScores(len(pairs), row_ids, scores)
+    return WordScores(len(pairs), row_ids, scores, positive=bool(scores.min() > 0.0))
 
 
-def _top(entries: list[WordScores], limit: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+def top(search: Summable) -> list[tuple[int, float]]:
     """The ``limit`` best rows of the summed scores (ties by row id), only ``allowed`` ones if given."""
+    entries, limit, allowed = search.entries, search.limit, search.allowed
     if not entries:
         return []
     row_ids = np.concatenate([entry.row_ids for entry in entries])
@@ -192,9 +274,12 @@ def _top(entries: list[WordScores], limit: int, allowed: np.ndarray | None) -> l
         keep = (at < len(allowed)) & (allowed[np.minimum(at, len(allowed) - 1)] == unique)
         unique, totals = unique[keep], totals[keep]
     if len(unique) > limit:
-        best = np.argpartition(-totals, limit - 1)[:limit]
+        # Every row that ties with the limit-th best is kept to the sort, so that the lowest row ids of
+        # a tie at the cut are the ones kept (argpartition alone picks any of them).
+        kth = -np.partition(-totals, limit - 1)[limit - 1]
+        best = np.flatnonzero(totals >= kth)
         unique, totals = unique[best], totals[best]
-    order = np.lexsort((unique, -totals))
+    order = np.lexsort((unique, -totals))[:limit]
     return [(int(unique[i]), float(totals[i])) for i in order]
 
 

@@ -233,16 +233,18 @@ class Store:
                 raise StorageFailure(f"could not rebuild the keyword index: {exc}") from exc
         return rows
 
-    def keyword_search(
-        self, library_id: str, words: Sequence[str], limit: int, allowed: np.ndarray | None
-    ) -> list[tuple[int, float]]:
-        """(row id, BM25 score) of the best matching chunks: ``keyword_store.search``, from the per-word
-        scores this thread's connection keeps (``arrwdb.store.keyword_scores``)."""
+    def keyword_read_many(
+        self, library_id: str, searches: Sequence[tuple[Sequence[str], int, np.ndarray | None]]
+    ) -> list[list[tuple[int, float]] | keyword_scores.Summable]:
+        """(row id, BM25 score) of the best matching chunks of each (words, limit, allowed) search
+        (``keyword_store.search``), in one read transaction: a search FTS5 answered, or its words'
+        scores kept by this thread's connection, to add up (``keyword_scores.read_many``, ``top``)."""
         cache = getattr(self._term_scores, "cache", None)
         if cache is None:
             cache = self._term_scores.cache = TermScoreCache()
         try:
-            return keyword_scores.search(self._db.reader(), cache, library_id, words, limit, allowed)
+            commits = self._db.commits()  # before the read transaction: keyword_scores.read_many
+            return keyword_scores.read_many(self._db.reader(), cache, library_id, searches, commits)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise NotFound(f"library {library_id!r} not found") from None

@@ -204,3 +204,28 @@ def test_bad_retrieval_options_are_clear_4xx(server, news, body, field):
     assert answer.status_code in (400, 422), answer.text
     error = answer.json()["error"]
     assert error["type"] and field in error["message"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "keyword"},
+        {"mode": "hybrid"},
+        {"mode": "hybrid", "fusion": {"method": "dbsf", "weights": [1.0, 2.5]}},
+        {"mode": "hybrid", "score_threshold": 0.015, "offset": 1},
+        {"mode": "hybrid", "group_by": "topic", "group_size": 2},
+    ],
+)
+def test_hits_without_text_are_those_with_text_less_the_text(server, news, options):
+    """Without text, the legs' hits come from the library's memory (rows fused by row id, the JSON
+    from each row's kept pieces); with text, from the store as Hit objects: the same answers."""
+    field = "groups" if "group_by" in options else "results"
+    for query in ("zebra stripes", "the dog and the rain", "markets yields inflation"):
+        body = {"query": query, "k": 5, **options}
+        with_text = search(server, body).json()[field]
+        without = search(server, {**body, "include_text": False}).json()[field]
+        if "group_by" in options:
+            with_text = [{**group, "hits": [{**h, "text": None} for h in group["hits"]]} for group in with_text]
+        else:
+            with_text = [{**hit, "text": None} for hit in with_text]
+        assert without == with_text and without

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 
 import numpy as np
@@ -12,8 +13,20 @@ from hypothesis import strategies as st
 
 from arrwdb.errors import InvalidInput
 from arrwdb.ipc import wire
+from arrwdb.library.hits_json import HitsJSON
 from arrwdb.library.inputs import Hit, Retrieval, SearchInput
-from arrwdb.library.retrieval import check_retrieval, finish, fuse, leg_size, page_k
+from arrwdb.library.library import RowEntry
+from arrwdb.library.retrieval import (
+    check_retrieval,
+    finish,
+    finish_rows,
+    fuse,
+    fuse_rows,
+    leg_size,
+    page_k,
+    render,
+)
+from arrwdb.library.row_hits import RowHits, rows_json
 from arrwdb.store import keywords as keyword_store
 
 
@@ -194,3 +207,58 @@ def test_no_text_is_fts5_syntax(text):
     assert all(row in (1, 2, 3) for row, _ in hits)
     filtered = keyword_store.search(_FUZZ, "fuzz", words, 5, np.array([2], dtype=np.int64))
     assert all(row == 2 for row, _ in filtered)
+
+
+def _row_legs(seed: int) -> tuple[RowHits, RowHits]:
+    """Two legs of one library version over 40 rows (chunks 0-1 of 20 documents), overlapping, with
+    repeated scores (ties in both fusions)."""
+    rng = random.Random(seed)
+    entries = {row: RowEntry(f"d{row // 2}", row % 2, f"t{row}" if row % 3 else None, {"n": row}) for row in range(40)}
+
+    def leg() -> RowHits:
+        rows = rng.sample(range(40), rng.randint(0, 25))
+        scores = sorted((rng.choice((0.5, 1.0, 1.5, rng.random())) for _ in rows), reverse=True)
+        return RowHits(rows, [entries[row] for row in rows], scores, 3)
+
+    return leg(), leg()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    fusion=st.sampled_from(["rrf", "dbsf"]),
+    weights=st.sampled_from([(1.0, 1.0), (1.0, 3.0), (0.0, 1.0), (2.5, 0.5)]),
+    fusion_k=st.sampled_from([1, 60]),
+    threshold=st.sampled_from([None, 0.02, 0.9]),
+    offset=st.integers(0, 5),
+    k=st.integers(1, 12),
+)
+def test_legs_as_rows_fuse_finish_and_render_as_hit_objects_do(seed, fusion, weights, fusion_k, threshold, offset, k):
+    vector, keyword = _row_legs(seed)
+    options = Retrieval(
+        mode="hybrid", fusion=fusion, weights=weights, fusion_k=fusion_k, score_threshold=threshold, offset=offset
+    )
+    fused = fuse_rows(vector, keyword, options)
+    assert fused.hits() == fuse(vector.hits(), keyword.hits(), options)  # same hits, scores, order
+    page = finish_rows(fused, options, k)
+    expected = finish(fused.hits(), options, k)
+    assert page.hits() == expected
+    rendered, _ = rows_json(page.entries, page.scores)
+    assert rendered.data == HitsJSON.of(expected).data
+    assert rendered.data == render(expected).data
+
+
+def test_legs_read_at_different_versions_are_fused_by_chunk_not_by_row():
+    """A write between the legs can give a chunk a new row id (an upsert): the legs are then fused as
+    Hit objects, by (document id, chunk index), as if no row id existed."""
+    from arrwdb.engine.retrieval_search import RetrievalSearch
+
+    old, new, other = RowEntry("a", 0, None, {}), RowEntry("a", 0, None, {}), RowEntry("b", 0, None, {})
+    vector = RowHits([1, 2], [old, other], [0.9, 0.8], version=4)
+    keyword = RowHits([7], [new], [3.0], version=5)  # document "a" rewritten: chunk 0 is row 7 now
+    options = Retrieval(mode="hybrid")
+    fused = RetrievalSearch._ranked(vector, keyword, options)
+    assert isinstance(fused, list)
+    assert [(hit.document_id, hit.score) for hit in fused] == [("a", 1 / 61 + 1 / 61), ("b", 1 / 62)]
+    same_version = RetrievalSearch._ranked(vector, RowHits([1], [old], [3.0], version=4), options)
+    assert isinstance(same_version, RowHits) and same_version.hits() == fused
