@@ -5,6 +5,7 @@ device worker.  No web imports: the HTTP layer validates JSON and calls these co
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -21,7 +22,7 @@ from arrwdb.engine.embedding import EmbeddingMixin
 from arrwdb.engine.models import ModelRegistry, load_configured_models, model_memory
 from arrwdb.engine.rerank import RerankMixin
 from arrwdb.engine.retrieval_search import RetrievalSearch
-from arrwdb.engine.search_batch import Answers, SearchItem, answers_hits, run_search_batch
+from arrwdb.engine.search_batch import Answers, SearchItem, answers_hits, is_short, run_search_batch
 from arrwdb.engine.startup import DocumentLoader, load_library
 from arrwdb.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, NotReady
 from arrwdb.index.ann import AnnIndex
@@ -374,6 +375,7 @@ class Engine(EmbeddingMixin, RerankMixin):
             max_cost=self.scheduler.max_batch_size,
             size_is_cost=True,
             finish=answers_hits,
+            short=functools.partial(is_short, self.libraries) if self.device.type == "cpu" else None,
         )
 
     def _run_search(self, items: list[SearchItem]) -> Answers:

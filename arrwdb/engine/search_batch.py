@@ -19,6 +19,7 @@ from arrwdb.library.inputs import Hit, SearchInput
 from arrwdb.library.library import HitFields, LibraryState
 from arrwdb.library.row_hits import RowHits
 from arrwdb.runtime.device import split_on_oom
+from arrwdb.runtime.tuning import SHORT_SEARCH_EXACT_VALUES, SHORT_SEARCH_QUERIES
 from arrwdb.store.store import Store
 
 Found = tuple[np.ndarray, np.ndarray]  # (scores, ids), one row per query of an item
@@ -36,6 +37,20 @@ class SearchItem:
     @property
     def rows(self) -> int:
         return len(self.vectors)
+
+
+def is_short(libraries: dict[str, LibraryState], items: list[SearchItem]) -> bool:
+    """Whether a search batch is brief enough for the event loop to run it itself (QueueSpec.short):
+    few queries, default search parameters, and a small exact share (a filter may make every row of
+    the library exact).  For CPU engines only: on a GPU the loop's thread would wait for the device."""
+    if sum(item.rows for item in items) > SHORT_SEARCH_QUERIES or any(item.query.params for item in items):
+        return False
+    state = libraries.get(items[0].library_id)
+    if state is None:
+        return True  # answered at once: library not found
+    filtered = any(item.query.filter is not None for item in items)
+    rows = len(state.index) if filtered else state.index.exact_rows()
+    return rows * state.record.dimension <= SHORT_SEARCH_EXACT_VALUES
 
 
 def run_search_batch(libraries: dict[str, LibraryState], store: Store, items: list[SearchItem]) -> Answers:

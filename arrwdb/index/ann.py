@@ -120,6 +120,9 @@ class AnnIndex:
             self.build_requested = True
             self._on_needs_build()
 
+    def exact_rows(self) -> int:
+        return self.fresh_count()
+
     def fresh_count(self) -> int:
         return len(self.flat.live_rows(after=self.built_upto)) if self.ann is not None else len(self.flat)
 

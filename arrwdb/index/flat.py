@@ -87,6 +87,9 @@ class FlatIndex:
     def __len__(self) -> int:
         return self._size - self._tombstones
 
+    def exact_rows(self) -> int:
+        return len(self)
+
     @property
     def stored_rows(self) -> int:
         """Rows stored, deleted ones included."""

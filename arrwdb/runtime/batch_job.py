@@ -49,6 +49,10 @@ class QueueSpec:
     # starts its next batch at once: it must return one result per payload (search hits built from the
     # snapshot the batch took) and must not touch state that the device worker mutates.
     finish: Callable[[Any], Sequence[Any]] | None = None
+    # Whether a batch of these payloads is brief enough to run on the event loop's thread while the
+    # device worker is idle and nothing else is queued or in flight (Scheduler._start); asked with no
+    # job running, so it may read the state that jobs change.  None: always on the worker.
+    short: Callable[[list[Any]], bool] | None = None
 
 
 @dataclass(eq=False)

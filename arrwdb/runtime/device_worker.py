@@ -73,6 +73,9 @@ class DeviceWorker:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._death_callbacks: list[Callable[[BaseException], None]] = []
         self._lock = threading.Lock()
+        # Held while a job runs, on the worker's thread or on a caller's (run_here): two jobs never run
+        # at once.  Re-entrant: serve_urgent_until runs urgent jobs inside the current one.
+        self._running = threading.RLock()
         self.alive = False
         self.busy_seconds = 0.0
         self.started_at = 0.0
@@ -98,6 +101,21 @@ class DeviceWorker:
                 job.fail(NotReady("the device worker is not running"))
                 return
             self._jobs.put((_URGENT if urgent else _NORMAL, next(self._arrivals), job))
+
+    def run_here(self, job: Job, short: Callable[[], bool]) -> bool:
+        """Run ``job`` on the calling thread when the worker is idle (alive, no job running or queued)
+        and ``short()`` says the job is brief, asked with no job running; the worker takes no job
+        meanwhile.  For work shorter than the hand-off to the worker's thread and back.  Returns whether
+        it ran."""
+        if not self.alive or not self._jobs.empty() or not self._running.acquire(blocking=False):
+            return False
+        try:
+            if not self._jobs.empty() or not short():
+                return False
+            self._run(job, busy=True)
+            return True
+        finally:
+            self._running.release()
 
     def serve_urgent_until(self, pending: Sequence[Future[Any]]) -> None:
         """On the worker thread, inside a job: run urgent jobs while ``pending`` (work on other threads
@@ -147,7 +165,8 @@ class DeviceWorker:
     def _run(self, job: Job, busy: bool) -> None:
         started = time.perf_counter()
         try:
-            job.run()
+            with self._running:
+                job.run()
         except Exception as exc:  # a bug in a job: fail its callers, keep serving
             log.exception("device job failed")
             job.fail(exc)

@@ -34,6 +34,13 @@ class FakeWorker:
     def has_jobs(self) -> bool:
         return bool(self.jobs)
 
+    def run_here(self, job: Any, short: Callable[[], bool]) -> bool:
+        """Like the device worker's: runs a short job on the calling thread while no job waits."""
+        if self.jobs or not short():
+            return False
+        job.run()
+        return True
+
     async def run_next(self) -> None:
         job = self.jobs.pop(0)
         try:
@@ -604,5 +611,36 @@ def test_a_request_admitted_at_the_door_holds_its_place_until_its_items_are_queu
         assert not scheduler.full  # one running, one queued
         for task in (running, queued):
             task.cancel()
+
+    run(body)
+
+
+def test_a_short_batch_runs_on_the_loop_when_it_is_the_only_work_and_waits_its_turn_otherwise():
+    import threading
+
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=1)
+        where: list[str] = []
+        asked: list[list[Any]] = []
+
+        def run_batch(payloads: list[Any]) -> list[Any]:
+            where.append(threading.current_thread().name)
+            return [p * 10 for p in payloads]
+
+        def short(payloads: list[Any]) -> bool:
+            asked.append(list(payloads))
+            return payloads != [3]
+
+        spec = QueueSpec(key="s", kind="test", priority=PRIORITY_INTERACTIVE, run=run_batch, short=short)
+        assert (await scheduler.submit(spec, 1, deadline=far())).value == 10
+        assert worker.jobs == [] and where == [threading.current_thread().name]  # the loop ran it
+        first = asyncio.create_task(scheduler.submit(spec, 3, deadline=far()))  # not short: the worker's
+        await settle()
+        second = asyncio.create_task(scheduler.submit(spec, 2, deadline=far()))  # a job is in flight
+        await settle()
+        assert len(worker.jobs) == 2 and asked == [[1], [3]]  # "2" not asked: "3" was in flight
+        await worker.run_next()
+        await worker.run_next()
+        assert [(await first).value, (await second).value] == [30, 20]
 
     run(body)

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.engine.search_batch import SearchItem, run_search_batch
+from arrwdb.engine.search_batch import SearchItem, is_short, run_search_batch
+from arrwdb.library.filters import parse_filter
 from arrwdb.library.inputs import Hit, SearchInput
 from arrwdb.library.library import LibraryState
 from arrwdb.records import AppliedWrite, HitRow, LibraryRecord
+from arrwdb.runtime.tuning import SHORT_SEARCH_EXACT_VALUES, SHORT_SEARCH_QUERIES
 
 DIM = 4
 
@@ -80,3 +82,39 @@ def test_a_hit_with_text_sends_the_batch_to_the_store(state: LibraryState) -> No
     state.apply([AppliedWrite("lib", "t4", (4,), (5,), np.ones((1, DIM), np.float32), {}, seq=9, has_text=False)])
     run_search_batch({"lib": state}, store, _items(include_text=True)).hits()  # type: ignore[arg-type]
     assert store.asked == []
+
+
+WIDE = 384
+
+
+def _wide_state(index_type: str, rows: int) -> LibraryState:
+    """A library of ``rows`` rows of WIDE dimensions, one document holding them all."""
+    state = LibraryState(LibraryRecord("w", "t", "w", WIDE, index_type, "cosine", {}, "now"), torch.device("cpu"))
+    vectors = np.random.default_rng(0).standard_normal((rows, WIDE)).astype(np.float32)
+    state.apply([AppliedWrite("w", "doc", (), tuple(range(1, rows + 1)), vectors, {"row": 1}, seq=1)])
+    return state
+
+
+def test_a_short_search_is_few_queries_with_default_parameters_over_few_exact_rows() -> None:
+    plain = SearchInput(None, None, 4, None, "", False, {})
+    at_bound = _wide_state("brute_force", SHORT_SEARCH_EXACT_VALUES // WIDE)
+    past_bound = _wide_state("brute_force", SHORT_SEARCH_EXACT_VALUES // WIDE + 1)
+
+    def short(state: LibraryState, query: SearchInput, queries: int, library: str = "w") -> bool:
+        return is_short({"w": state}, [SearchItem(library, np.ones((queries, WIDE), np.float32), query)])
+
+    assert short(at_bound, plain, 1) and short(at_bound, plain, SHORT_SEARCH_QUERIES)
+    assert not short(at_bound, plain, SHORT_SEARCH_QUERIES + 1)
+    assert not short(at_bound, SearchInput(None, None, 4, None, "", False, {"ef_search": 64}), 1)
+    assert short(at_bound, plain, 1, library="gone")  # answered at once: not found
+    assert not short(past_bound, plain, 1)  # the exact scan is the device worker's
+
+
+def test_a_filtered_search_counts_every_row_of_an_ann_library_as_exact() -> None:
+    state = _wide_state("hnsw", SHORT_SEARCH_EXACT_VALUES // WIDE + 1)
+    state.index.exact_rows = lambda: 0  # type: ignore[method-assign]  # as if every row were in the graph
+    vector = np.ones((1, WIDE), np.float32)
+    plain = SearchInput(None, None, 4, None, "", False, {})
+    filtered = SearchInput(None, None, 4, parse_filter({"row": 1}), '{"row":1}', False, {})
+    assert is_short({"w": state}, [SearchItem("w", vector, plain)])
+    assert not is_short({"w": state}, [SearchItem("w", vector, filtered)])

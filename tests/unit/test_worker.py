@@ -101,3 +101,59 @@ def test_serving_urgent_jobs_is_for_the_worker_thread_only() -> None:
             worker.serve_urgent_until([])
     finally:
         worker.stop()
+
+
+class _Where(_Recorded):
+    """Records the thread it ran on."""
+
+    def run(self) -> None:
+        super().run()
+        self.thread = threading.current_thread()
+
+
+def test_a_short_job_runs_on_the_calling_thread_while_the_worker_is_idle() -> None:
+    worker = DeviceWorker()
+    worker.start()
+    log: list[str] = []
+    try:
+        job = _Where("here", log)
+        assert worker.run_here(job, lambda: True)
+        assert job.thread is threading.current_thread()
+        assert not worker.run_here(_Where("long", log), lambda: False)  # not short: not run
+        assert log == ["here"]
+    finally:
+        worker.stop()
+
+
+def test_run_here_refuses_while_the_worker_runs_a_job_and_holds_it_off_while_running() -> None:
+    worker = DeviceWorker()
+    worker.start()
+    log: list[str] = []
+    gate = threading.Event()
+    try:
+        running = _Recorded("on worker", log, gate)
+        worker.submit(running)
+        assert running.started.wait(5)
+        asked: list[bool] = []
+        assert not worker.run_here(_Recorded("refused", log), lambda: asked.append(True) or True)
+        assert asked == []  # asked only with no job running
+        gate.set()
+        worker.submit(_Recorded("after", log))  # the next submit waits its turn behind "on worker"
+        held = threading.Event()
+        inline = _Recorded("inline", log, held)
+        caller = threading.Thread(target=lambda: worker.run_here(inline, lambda: True))
+        for _ in range(500):  # until the worker is idle again (bounded: 5 s)
+            if log == ["on worker", "after"]:
+                break
+            threading.Event().wait(0.01)
+        caller.start()
+        assert inline.started.wait(5)
+        queued = _Recorded("queued", log)
+        worker.submit(queued)
+        assert not queued.started.wait(0.2)  # the worker takes nothing while a job runs elsewhere
+        held.set()
+        caller.join(5)
+        assert queued.started.wait(5)
+    finally:
+        worker.stop()
+    assert log == ["on worker", "after", "inline", "queued"]
