@@ -94,11 +94,13 @@ def save_snapshots(
 ) -> None:
     """The snapshots a server that had built ``ann`` (faiss_ops.build over ``rows``; None for an exact
     library) would leave for the library build_vector_store made as ``name``: the index and the vectors."""
-    from arrwdb.index import faiss_ops, snapshot
+    from arrwdb.index import faiss_snapshots, snapshot
 
     expected = _expected(name, vectors.shape[1], metric, index_type, index_params)
     if ann is not None:
-        faiss_ops.save(ann, rows, {**expected, "trained_rows": len(rows)}, data_dir / "indexes" / f"bench-{name}.ann")
+        faiss_snapshots.save(
+            ann, rows, {**expected, "trained_rows": len(rows)}, data_dir / "indexes" / f"bench-{name}.ann"
+        )
     if metric == "cosine":  # the server adopts these rows as they are: it stores cosine rows normalised
         import torch
 

@@ -29,7 +29,7 @@ import numpy as np
 from arrwdb.bench.ann_data import AnnDataset, _normalise, bible, glove, ground_truth
 from arrwdb.bench.engines import fashion_mnist
 from arrwdb.bench.machine import machine_info
-from arrwdb.index import calibrate, faiss_ops
+from arrwdb.index import calibrate, faiss_memory, faiss_ops, faiss_search
 from arrwdb.index.calibrated_build import held_out
 
 K = 10
@@ -93,12 +93,14 @@ def run_graph(data: AnnDataset, truth: np.ndarray, m: int, ef_construction: int)
     build_s_total = time.perf_counter() - started
     curve = []
     for ef in EF_LADDER:
-        _, ids = faiss_ops.search(ann, "hnsw", data.metric, data.queries, K, ef_search=ef, nprobe=None, selector=None)
+        _, ids = faiss_search.search(
+            ann, "hnsw", data.metric, data.queries, K, ef_search=ef, nprobe=None, selector=None
+        )
         reached = calibrate.recall(ids, truth)
         timed = data.queries[:TIMED_QUERIES]
         began = time.perf_counter()
         for query in timed:
-            faiss_ops.search(
+            faiss_search.search(
                 ann, "hnsw", data.metric, query[None], K, ef_search=ef, nprobe=None, selector=None, threads=1
             )
         ms = (time.perf_counter() - began) / len(timed) * 1e3
@@ -110,7 +112,7 @@ def run_graph(data: AnnDataset, truth: np.ndarray, m: int, ef_construction: int)
         "ef_construction": ef_construction,
         "build_s": round(build_s, 2),
         "build_and_calibrate_s": round(build_s_total, 2),
-        "bytes_per_row": round(faiss_ops.memory_bytes(ann) / len(rows), 1),
+        "bytes_per_row": round(faiss_memory.memory_bytes(ann) / len(rows), 1),
         "sample_ef_search": calibration.sample_value,
         "queries_recall_at_sample_ef": at_sample["recall_at_10"],
         "queries_ef_for_0.99": needed,

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from arrwdb.config import DEFAULT_MODEL_NAME, Settings
 from arrwdb.errors import ArrwdbError
-from arrwdb.server import openapi_rules
+from arrwdb.server import json_schema, openapi_rules
 from arrwdb.server.openapi_rules import Model
 from arrwdb.server.responses import JSON
 
@@ -266,7 +266,7 @@ def _responses(generated: Schema, path: str, kinds: frozenset[str], auth: bool, 
     for status, types in _statuses(path, kinds, auth, limited).items():
         answer = {
             "description": f"{STATUSES[status]} Error types: {', '.join(types)}.",
-            "content": {"application/json": {"schema": openapi_rules.ref(body)}},
+            "content": {"application/json": {"schema": json_schema.ref(body)}},
         }
         if status == 429:
             answer["headers"] = {"Retry-After": RETRY_AFTER}
@@ -296,14 +296,14 @@ def _error_components() -> dict[str, Schema]:
         "ErrorDetail": detail,
         "ErrorBody": {
             "type": "object",
-            "properties": {"error": openapi_rules.ref("ErrorDetail")},
+            "properties": {"error": json_schema.ref("ErrorDetail")},
             "required": ["error"],
             "description": 'Every error answer: {"error": {"type": ..., "message": ...}}.',
         },
         "OpenAIErrorDetail": openai_detail,
         "OpenAIErrorBody": {
             "type": "object",
-            "properties": {"error": openapi_rules.ref("OpenAIErrorDetail")},
+            "properties": {"error": json_schema.ref("OpenAIErrorDetail")},
             "required": ["error"],
             "description": "/v1/embeddings's errors: the error body with OpenAI's param and code added.",
         },

@@ -8,41 +8,33 @@ name; the repository's schemathesis.toml tells schemathesis so), a filter's dept
 keyword text's distinct words.
 
 ``rules(components, ...)`` rewrites the components in place; the model ids come from the running
-configuration (``ARRWDB_MODELS``, ``ARRWDB_RERANK_MODEL``).
+configuration (``ARRWDB_MODELS``, ``ARRWDB_RERANK_MODEL``).  The JSON Schema helpers are
+``server/json_schema.py``'s and the value schemas the rules share ``server/openapi_values.py``'s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from arrwdb.engine.api import MAX_REPLICAS, MAX_SHARDS
 from arrwdb.engine.document_edits import MAX_DELETE_IDS
 from arrwdb.index.params import INDEX_PARAM_RULES, QUERY_PARAM_RULES
-from arrwdb.library.filters import MAX_FIELD_CHARS, MAX_IN_VALUES
 from arrwdb.library.inputs import FUSIONS, MODES
-from arrwdb.library.metadata import MAX_INT, MAX_KEY_CHARS, MAX_KEYS, MAX_LIST_ITEMS, MAX_STRING_CHARS
 from arrwdb.library.retrieval import MAX_FUSION_K, MAX_GROUP_SIZE
 from arrwdb.library.validation import MAX_DIMENSION, MAX_K, RESERVED_DOCUMENT_IDS
-
-Schema = dict[str, Any]
-
-# Names, document ids and tenants (arrwdb.library.validation.NAME_PATTERN).  JSON Schema's "$" would also
-# match before a final newline in Python's re, which the server refuses: the length is given apart.
-NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._:-]+$", "minLength": 1, "maxLength": 256}
-# Not empty once whitespace is stripped (the server's ``text.strip()``).
-# A text with a character Python's str.strip() keeps (the server's "not empty" test): ECMA's \S
-# differs (it keeps U+001C-U+001F and U+0085, strips U+FEFF), so the whitespace is spelt out.
-NOT_BLANK = "[^\\t-\\r\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-TEXT: Schema = {"type": "string", "pattern": NOT_BLANK}
-# Base64 (standard alphabet, padded) of a whole number of float32 values: 4 bytes per value, so the
-# decoded length is a multiple of 4 and not 0 (server/vectors.py).
-BASE64_FLOAT32: Schema = {
-    "type": "string",
-    "pattern": "^(?:[A-Za-z0-9+/]{16})*(?:[A-Za-z0-9+/]{16}|[A-Za-z0-9+/]{6}==|[A-Za-z0-9+/]{11}=)$",
-}
-VECTOR: Schema = {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": MAX_DIMENSION}
-NULL: Schema = {"type": "null"}
+from arrwdb.server.json_schema import (
+    Schema,
+    absent,
+    bounds_as_json_schema,
+    exactly_one,
+    given,
+    implies,
+    integer,
+    nullable,
+    ref,
+    set_property,
+)
+from arrwdb.server.openapi_values import BASE64_FLOAT32, NAME, TEXT, VECTOR, filter_components, index_params, metadata
 
 
 @dataclass(frozen=True)
@@ -56,101 +48,6 @@ class Model:
     matryoshka: bool = False  # /v1/embeddings may shorten its vectors to any length up to ``dimension``
 
 
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, NULL]}
-
-
-def absent(*names: str) -> Schema:
-    """The fields are absent or null (the server treats both alike)."""
-    return {"properties": {name: NULL for name in names}}
-
-
-def given(name: str) -> Schema:
-    """The field is present and not null."""
-    return {"required": [name], "properties": {name: {"not": NULL}}}
-
-
-def implies(condition: str, then: Schema) -> Schema:
-    """When ``condition`` is given (not null), ``then`` holds."""
-    return {"anyOf": [absent(condition), then]}
-
-
-def _integer(low: int, high: int) -> Schema:
-    return {"type": "integer", "minimum": low, "maximum": high}
-
-
-def _params(rules: dict[str, Any]) -> Schema:
-    properties = {
-        name: {"enum": list(rule)} if isinstance(rule[0], str) else _integer(*rule) for name, rule in rules.items()
-    }
-    return {"type": "object", "properties": properties, "additionalProperties": False}
-
-
-def _metadata(value_nullable: bool) -> Schema:
-    """Flat metadata (arrwdb/library/metadata.py); in a merge patch a null value removes its key."""
-    string = {"type": "string", "maxLength": MAX_STRING_CHARS}
-    values = [
-        string,
-        {"type": "integer", "minimum": -MAX_INT - 1, "maximum": MAX_INT},
-        {"type": "number"},
-        {"type": "boolean"},
-        {"type": "array", "items": string, "maxItems": MAX_LIST_ITEMS},
-    ]
-    if value_nullable:
-        values.append(NULL)
-    return {
-        "type": "object",
-        "additionalProperties": {"anyOf": values},
-        "propertyNames": {"minLength": 1, "maxLength": MAX_KEY_CHARS, "pattern": "^[^$]"},  # "$" is for filters
-        "maxProperties": MAX_KEYS,
-    }
-
-
-def filter_components() -> dict[str, Schema]:
-    """The filter language of API.md ("Filters") as recursive schemas.  Its depth (32) and node (1,024)
-    limits are the server's to check."""
-    scalar = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
-    values = {"type": "array", "items": ref("FilterValue"), "maxItems": MAX_IN_VALUES}
-    compare = {op: ref("FilterValue") for op in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")}
-    operators = {
-        "type": "object",
-        "properties": {**compare, "$in": values, "$nin": values, "$not": ref("FilterOperators")},
-        "additionalProperties": False,
-        "minProperties": 1,
-        "description": "Operators on one field; several must all hold.",
-    }
-    filters = {"type": "array", "items": ref("Filter"), "minItems": 1}
-    filter_ = {
-        "type": "object",
-        "description": "A metadata filter (API.md, Filters): field names map to a value (equality) or to "
-        "operators; $and, $or and $not combine filters. {} matches everything. At most 32 levels deep "
-        "and 1,024 nodes.",
-        "properties": {"$and": filters, "$or": filters, "$not": ref("Filter")},
-        # A field: any name of 1 to 256 characters that does not start with "$".
-        "patternProperties": {"^[^$]": {"anyOf": [ref("FilterValue"), ref("FilterOperators")]}},
-        "propertyNames": {"maxLength": MAX_FIELD_CHARS},
-        "additionalProperties": False,
-    }
-    return {"Filter": filter_, "FilterOperators": operators, "FilterValue": scalar}
-
-
-def _set(schema: Schema, name: str, value: Schema, description: str | None = None) -> None:
-    """Replace a property's schema, keeping its description and default."""
-    old = schema["properties"].get(name, {})
-    kept = {key: old[key] for key in ("description", "default", "title") if key in old}
-    if description is not None:
-        kept["description"] = description
-    schema["properties"][name] = {**value, **kept}
-
-
-def _exactly_one(names: tuple[str, ...]) -> Schema:
-    return {"oneOf": [{"allOf": [given(name), absent(*(n for n in names if n != name))]} for name in names]}
-
-
 def _named(model: Model) -> Schema:
     """The request names ``model``: by its id, or (the default) by leaving ``model`` out."""
     named = {"required": ["model"], "properties": {"model": {"const": model.id}}}
@@ -158,13 +55,15 @@ def _named(model: Model) -> Schema:
 
 
 def library_create(schema: Schema, models: list[Model]) -> None:
-    _set(schema, "name", NAME, "Unique per tenant: 1 to 256 characters of [A-Za-z0-9._:-].")
-    _set(schema, "dimension", nullable(_integer(1, MAX_DIMENSION)))
-    _set(schema, "model", nullable({"enum": [m.id for m in models]}), "An embedding model (GET /v1/models).")
-    _set(schema, "index_params", nullable({"type": "object"}))
+    set_property(schema, "name", NAME, "Unique per tenant: 1 to 256 characters of [A-Za-z0-9._:-].")
+    set_property(schema, "dimension", nullable(integer(1, MAX_DIMENSION)))
+    set_property(schema, "model", nullable({"enum": [m.id for m in models]}), "An embedding model (GET /v1/models).")
+    set_property(schema, "index_params", nullable({"type": "object"}))
     by_type = []
     for index_type, rules in INDEX_PARAM_RULES.items():
-        branch: Schema = {"properties": {"index_type": {"const": index_type}, "index_params": nullable(_params(rules))}}
+        branch: Schema = {
+            "properties": {"index_type": {"const": index_type}, "index_params": nullable(index_params(rules))}
+        }
         if index_type != "brute_force":  # an absent index_type is brute_force
             branch["required"] = ["index_type"]
         by_type.append(branch)
@@ -194,10 +93,10 @@ def library_create(schema: Schema, models: list[Model]) -> None:
 
 
 def document(schema: Schema) -> None:
-    _set(schema, "id", nullable({**NAME, "not": {"enum": list(RESERVED_DOCUMENT_IDS)}}))
-    _set(schema, "embedding", nullable(VECTOR))
-    _set(schema, "embedding_base64", nullable(BASE64_FLOAT32))
-    _set(schema, "metadata", nullable(_metadata(False)))
+    set_property(schema, "id", nullable({**NAME, "not": {"enum": list(RESERVED_DOCUMENT_IDS)}}))
+    set_property(schema, "embedding", nullable(VECTOR))
+    set_property(schema, "embedding_base64", nullable(BASE64_FLOAT32))
+    set_property(schema, "metadata", nullable(metadata(False)))
     text_needed = {"allOf": [absent("embedding", "embedding_base64"), given("text"), {"properties": {"text": TEXT}}]}
     schema["oneOf"] = [
         {"allOf": [given("embedding"), absent("embedding_base64")]},
@@ -208,13 +107,13 @@ def document(schema: Schema) -> None:
 
 
 def document_patch(schema: Schema) -> None:
-    _set(schema, "metadata", nullable(_metadata(True)))
+    set_property(schema, "metadata", nullable(metadata(True)))
 
 
 def delete_documents(schema: Schema) -> None:
     ids = {"type": "array", "items": NAME, "minItems": 1, "maxItems": MAX_DELETE_IDS}
-    _set(schema, "ids", nullable(ids))
-    _set(schema, "filter", nullable({"allOf": [ref("Filter"), {"minProperties": 1}]}))
+    set_property(schema, "ids", nullable(ids))
+    set_property(schema, "filter", nullable({"allOf": [ref("Filter"), {"minProperties": 1}]}))
     schema["oneOf"] = [
         {"allOf": [given("ids"), absent("filter")]},
         {"allOf": [given("filter"), absent("ids")]},
@@ -223,28 +122,28 @@ def delete_documents(schema: Schema) -> None:
 
 def query(schema: Schema, rerank: bool) -> None:
     props = schema["properties"]
-    _set(schema, "query", nullable(TEXT))
-    _set(schema, "embedding", nullable(VECTOR))
-    _set(schema, "embedding_base64", nullable(BASE64_FLOAT32))
-    _set(schema, "k", _integer(1, MAX_K))
-    _set(schema, "filter", nullable(ref("Filter")))
-    _set(schema, "keywords", nullable(TEXT))
-    _set(schema, "mode", nullable({"enum": list(MODES)}))
-    _set(
+    set_property(schema, "query", nullable(TEXT))
+    set_property(schema, "embedding", nullable(VECTOR))
+    set_property(schema, "embedding_base64", nullable(BASE64_FLOAT32))
+    set_property(schema, "k", integer(1, MAX_K))
+    set_property(schema, "filter", nullable(ref("Filter")))
+    set_property(schema, "keywords", nullable(TEXT))
+    set_property(schema, "mode", nullable({"enum": list(MODES)}))
+    set_property(
         schema,
         "candidates",
-        nullable(_integer(1, MAX_K)),
+        nullable(integer(1, MAX_K)),
         "Hits each leg brings before fusion, up to 1000; a value below k + offset counts as k + offset.",
     )
-    _set(
+    set_property(
         schema,
         "offset",
-        nullable(_integer(0, MAX_K - 1)),
+        nullable(integer(0, MAX_K - 1)),
         "Skip this many hits (or groups) first; a page ends at rank 1000 (k + offset beyond it: fewer hits).",
     )
-    _set(schema, "group_by", nullable({"type": "string", "minLength": 1}))
-    _set(schema, "group_size", nullable(_integer(1, MAX_GROUP_SIZE)))
-    _set(schema, "score_threshold", nullable({"type": "number"}))
+    set_property(schema, "group_by", nullable({"type": "string", "minLength": 1}))
+    set_property(schema, "group_size", nullable(integer(1, MAX_GROUP_SIZE)))
+    set_property(schema, "score_threshold", nullable({"type": "number"}))
     if not rerank:
         props.pop("rerank")  # no reranker configured: the field is refused (404 naming ARRWDB_RERANK_MODEL)
     vectors = ("query", "embedding", "embedding_base64")
@@ -252,7 +151,7 @@ def query(schema: Schema, rerank: bool) -> None:
         "allOf": [
             {"properties": {"mode": {"enum": ["vector", None]}}},
             absent("keywords", "fusion"),
-            _exactly_one(vectors),
+            exactly_one(vectors),
         ]
     }
     keyword_mode = {
@@ -265,7 +164,7 @@ def query(schema: Schema, rerank: bool) -> None:
     hybrid_mode = {
         "allOf": [
             {"required": ["mode"], "properties": {"mode": {"const": "hybrid"}}},
-            _exactly_one(vectors),
+            exactly_one(vectors),
             {"anyOf": [given("query"), given("keywords")]},  # a vector query needs the keyword leg's text
         ]
     }
@@ -284,12 +183,12 @@ def query(schema: Schema, rerank: bool) -> None:
 
 def query_params(schema: Schema) -> None:
     for name, (low, high) in QUERY_PARAM_RULES.items():
-        _set(schema, name, nullable(_integer(low, high)))
+        set_property(schema, name, nullable(integer(low, high)))
 
 
 def fusion(schema: Schema) -> None:
-    _set(schema, "method", {"enum": list(FUSIONS)})
-    _set(schema, "k", _integer(1, MAX_FUSION_K))
+    set_property(schema, "method", {"enum": list(FUSIONS)})
+    set_property(schema, "k", integer(1, MAX_FUSION_K))
     weights = {
         "type": "array",
         "items": {"type": "number", "minimum": 0},
@@ -297,17 +196,17 @@ def fusion(schema: Schema) -> None:
         "maxItems": 2,
         "contains": {"exclusiveMinimum": 0},  # not both 0
     }
-    _set(schema, "weights", nullable(weights))
+    set_property(schema, "weights", nullable(weights))
 
 
 def embed_request(schema: Schema, models: list[Model]) -> None:
-    _set(schema, "texts", {"type": "array", "items": TEXT, "minItems": 1, "maxItems": 1000})
-    _set(schema, "model", nullable({"enum": [m.id for m in models]}))
+    set_property(schema, "texts", {"type": "array", "items": TEXT, "minItems": 1, "maxItems": 1000})
+    set_property(schema, "model", nullable({"enum": [m.id for m in models]}))
 
 
 def _input_shapes(max_inputs: int, vocab_size: int | None) -> Schema:
     highest = 2**31 - 1 if vocab_size is None else vocab_size - 1
-    tokens = {"type": "array", "items": _integer(0, highest), "minItems": 1}
+    tokens = {"type": "array", "items": integer(0, highest), "minItems": 1}
     shapes = [
         TEXT,
         {"type": "array", "items": TEXT, "minItems": 1, "maxItems": max_inputs},
@@ -318,14 +217,14 @@ def _input_shapes(max_inputs: int, vocab_size: int | None) -> Schema:
 
 
 def embeddings_request(schema: Schema, models: list[Model], max_inputs: int) -> None:
-    _set(
+    set_property(
         schema,
         "input",
         _input_shapes(max_inputs, None),
         "A text, texts, token ids or lists of token ids (ids of the model's vocabulary).",
     )
-    _set(schema, "model", nullable({"enum": [m.id for m in models]}))
-    _set(
+    set_property(schema, "model", nullable({"enum": [m.id for m in models]}))
+    set_property(
         schema,
         "dimensions",
         nullable({"type": "integer", "minimum": 1}),
@@ -336,42 +235,23 @@ def embeddings_request(schema: Schema, models: list[Model], max_inputs: int) -> 
     for model in models:
         rules: dict[str, Schema] = {"input": _input_shapes(max_inputs, model.vocab_size)}
         if model.dimension is not None:
-            shortened = _integer(1, model.dimension) if model.matryoshka else {"const": model.dimension}
+            shortened = integer(1, model.dimension) if model.matryoshka else {"const": model.dimension}
             rules["dimensions"] = nullable(shortened)
         per_model.append({"allOf": [_named(model), {"properties": rules}]})
     schema["anyOf"] = per_model
 
 
 def rerank_request(schema: Schema, rerankers: list[str]) -> None:
-    _set(schema, "query", TEXT)
-    _set(schema, "model", nullable({"enum": rerankers}))
+    set_property(schema, "query", TEXT)
+    set_property(schema, "model", nullable({"enum": rerankers}))
 
 
 def rerank_spec(schema: Schema, rerankers: list[str]) -> None:
-    _set(schema, "model", nullable({"enum": rerankers}))
+    set_property(schema, "model", nullable({"enum": rerankers}))
 
 
 def api_key_create(schema: Schema) -> None:
-    _set(schema, "tenant", NAME)
-
-
-def _bounds_as_json_schema(schema: Any) -> None:
-    """pydantic writes a bound of an optional annotated integer as ``ge``/``le`` inside its ``anyOf``;
-    JSON Schema's words are ``minimum``/``maximum``."""
-    if isinstance(schema, dict):
-        for ours, theirs in (
-            ("ge", "minimum"),
-            ("le", "maximum"),
-            ("gt", "exclusiveMinimum"),
-            ("lt", "exclusiveMaximum"),
-        ):
-            if ours in schema and "type" in schema:
-                schema[theirs] = schema.pop(ours)
-        for value in schema.values():
-            _bounds_as_json_schema(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            _bounds_as_json_schema(item)
+    set_property(schema, "tenant", NAME)
 
 
 def apply(
@@ -380,12 +260,12 @@ def apply(
     """Add the rules to the request components (named as their pydantic models); ``clustered``: the
     engines run on Ray (``--ray``), where a library may have more than one shard."""
     for schema in components.values():
-        _bounds_as_json_schema(schema)
+        bounds_as_json_schema(schema)
     components.update(filter_components())
     library_create(components["LibraryCreate"], models)
     # One shard, one copy of it, without Ray (arrwdb.engine.api.check_layout).
-    _set(components["LibraryCreate"], "shards", _integer(1, MAX_SHARDS if clustered else 1))
-    _set(components["LibraryCreate"], "replicas", _integer(1, MAX_REPLICAS if clustered else 1))
+    set_property(components["LibraryCreate"], "shards", integer(1, MAX_SHARDS if clustered else 1))
+    set_property(components["LibraryCreate"], "replicas", integer(1, MAX_REPLICAS if clustered else 1))
     document(components["Document"])
     document_patch(components["DocumentPatch"])
     delete_documents(components["DeleteDocuments"])

@@ -4,21 +4,22 @@ cluster, for the HTTP process of ``arrwdb serve --ray``.
 A library is ``shards`` shard libraries, each on one engine (``arrwdb.cluster.sharding``), named
 ``<library id>.s<shard>`` in its engine's store; the catalog (``arrwdb.cluster.catalog``, on the
 catalog engine) maps the user's library to them.  Writes go to the shard of each document's id, one
-call per shard; searches are gathered into micro-batches and fanned out once per shard per batch
-(``arrwdb.cluster.fanout``).  API keys live in the catalog engine's store; embedding and reranking
-requests go to the engines in turn (every engine loads the same models).
+call per shard (``arrwdb.cluster.sharded_writes``); a library's shard libraries are created, listed,
+deleted and summed up by ``arrwdb.cluster.sharded_libraries``; searches are gathered into
+micro-batches and fanned out once per shard per batch (``arrwdb.cluster.fanout``).  API keys live in
+the catalog engine's store; embedding and reranking requests go to the engines in turn (every engine
+loads the same models).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import numpy as np
 
-from arrwdb.cluster import metrics_text
+from arrwdb.cluster import metrics_text, sharded_libraries
 from arrwdb.cluster.actor import CATALOG_ENGINE
 from arrwdb.cluster.cluster_view import cluster_view
 from arrwdb.cluster.copy_reads import read_from_copies
@@ -27,10 +28,9 @@ from arrwdb.cluster.fanout import SearchFanout
 from arrwdb.cluster.links import EngineLink
 from arrwdb.cluster.replica_moves import change_replicas
 from arrwdb.cluster.shard_errors import names_shard, renamed
-from arrwdb.cluster.shard_state import copies_placement, readers, with_copies
+from arrwdb.cluster.shard_state import with_copies
 from arrwdb.cluster.sharded_writes import write_batch
-from arrwdb.cluster.sharding import merge_pages, shard_name, shard_of, split_by_shard, stable_hash
-from arrwdb.engine.api import check_layout
+from arrwdb.cluster.sharding import merge_pages, shard_name, shard_of, split_by_shard
 from arrwdb.errors import ArrwdbError, NotFound, ShardUnavailable, StaleShardMap
 from arrwdb.ipc import wire
 from arrwdb.library.hits_json import HitsJSON
@@ -38,7 +38,6 @@ from arrwdb.library.inputs import DocumentInput, SearchInput
 from arrwdb.runtime.timings import Timings
 
 Entry = dict[str, Any]  # a catalog entry (arrwdb.cluster.catalog.Catalog)
-_TOTALS = ("document_count", "chunk_count", "vector_count", "memory_bytes")
 
 
 class ClusterEngine:
@@ -186,141 +185,21 @@ class ClusterEngine:
         shards: int = 1,
         replicas: int = 1,
     ) -> dict[str, Any]:
-        check_layout(shards, replicas, clustered=True)
-        library_id = uuid.uuid4().hex
-        engines = sorted(self.links, key=lambda n: int(n.rsplit("-", 1)[-1]))
-        copies = copies_placement(stable_hash(library_id) % len(engines), shards, replicas, engines)
-        entry: Entry = {
-            "id": library_id,
-            "tenant": tenant,
-            "name": name,
-            "shards": shards,
-            "replicas": replicas,
-            "placement": [engines_of[0] for engines_of in copies],
-            "copies": copies,
-            "in_sync": [list(engines_of) for engines_of in copies],
-            "epochs": [1] * shards,
-        }
-        await self._catalog("reserve", entry=entry)
-        created: list[tuple[int, str]] = []
-
-        async def make(shard: int, engine: str) -> dict[str, Any]:
-            args = {
-                "tenant": tenant,
-                "name": shard_name(entry, shard),
-                "dimension": dimension,
-                "index_type": index_type,
-                "metric": metric,
-                "params": params,
-                "model": model,
-            }
-            link = self.link(engine)
-            if engine == entry["placement"][shard]:
-                body: dict[str, Any] = await link.ask("call", "create_library", args, write=True)
-            else:  # a replica's copy starts at the primary's first position
-                body = await link.ask("create_copy", args, 1, write=True)
-            created.append((shard, engine))
-            return body
-
-        try:
-            bodies = await self._gather([make(s, e) for s in range(shards) for e in copies[s]])
-        except BaseException:
-            await self._undo(entry, created)
-            raise
-        first = bodies[0]
-        entry["settings"] = {k: first[k] for k in ("dimension", "index_type", "metric", "index_params", "model")}
-        entry["created_at"] = first["created_at"]
-        await self._catalog("publish", entry=entry)
-        return self._body(entry, 0)
-
-    async def _undo(self, entry: Entry, created: list[tuple[int, str]]) -> None:
-        for shard, engine in created:
-            try:
-                await self.link(engine).ask(
-                    "call", "delete_library", {"tenant": entry["tenant"], "key": shard_name(entry, shard)}, write=True
-                )
-            except ArrwdbError:
-                continue
-        try:
-            await self._catalog("remove", library_id=entry["id"])
-        except ArrwdbError:
-            pass
-
-    def _body(self, entry: Entry, document_count: int) -> dict[str, Any]:
-        settings = entry["settings"]
-        return {
-            "id": entry["id"],
-            "name": entry["name"],
-            "dimension": settings["dimension"],
-            "index_type": settings["index_type"],
-            "metric": settings["metric"],
-            "index_params": settings["index_params"],
-            "document_count": document_count,
-            "created_at": entry["created_at"],
-            "model": settings["model"],
-            "shards": entry["shards"],
-            "replicas": entry["replicas"],
-        }
-
-    async def _counts(self, tenant: str, entries: list[Entry]) -> dict[str, int]:
-        """Documents of each library (by id), summed over its shards: one call per engine."""
-        wanted: dict[str, list[str]] = {}
-        for entry in entries:
-            for shard in range(entry["shards"]):
-                names = readers(entry, shard)
-                engine = next((n for n in names if self.link(n).up), names[0])
-                wanted.setdefault(engine, []).append(shard_name(entry, shard))
-        found = await self._gather(
-            [self.link(engine).ask("describe", tenant, names) for engine, names in wanted.items()]
+        return await sharded_libraries.create_library(
+            self, tenant, name, dimension, index_type, metric, params, model, shards, replicas
         )
-        counts: dict[str, int] = {}
-        for bodies in found:
-            for name, body in bodies.items():
-                library_id = name.rsplit(".s", 1)[0]
-                counts[library_id] = counts.get(library_id, 0) + int(body["document_count"])
-        return counts
 
     async def list_libraries(self, tenant: str) -> list[dict[str, Any]]:
-        entries: list[Entry] = await self._catalog("entries", tenant=tenant)
-        counts = await self._counts(tenant, entries)
-        return [self._body(entry, counts.get(entry["id"], 0)) for entry in entries]
+        return await sharded_libraries.list_libraries(self, tenant)
 
     async def get_library(self, tenant: str, key: str) -> dict[str, Any]:
-        entry = await self.entry(tenant, key, fresh=True)
-        counts = await self._counts(tenant, [entry])
-        return self._body(entry, counts.get(entry["id"], 0))
+        return await sharded_libraries.get_library(self, tenant, key)
 
     async def delete_library(self, tenant: str, key: str) -> None:
-        entry = with_copies(await self.entry(tenant, key, fresh=True))
-
-        async def drop(shard: int, engine: str) -> None:
-            try:
-                args = {"tenant": tenant, "key": shard_name(entry, shard)}
-                await self.link(engine).ask("call", "delete_library", args, write=True)
-            except NotFound:
-                pass
-
-        await self._gather([drop(s, e) for s in range(entry["shards"]) for e in entry["copies"][s]])
-        await self._catalog("remove", library_id=entry["id"])
-        self.forget(entry)
+        await sharded_libraries.delete_library(self, tenant, key)
 
     async def statistics(self, tenant: str, key: str) -> dict[str, Any]:
-        async def run(entry: Entry) -> dict[str, Any]:
-            calls = [
-                self.read_call(entry, s, "statistics", {"tenant": tenant, "key": shard_name(entry, s)})
-                for s in range(entry["shards"])
-            ]
-            per_shard: list[dict[str, Any]] = await self._gather(calls)
-            total = dict(per_shard[0])
-            for field in _TOTALS:
-                total[field] = sum(int(stats.get(field, 0)) for stats in per_shard)
-            total["documents_loaded"] = all(stats.get("documents_loaded", True) for stats in per_shard)
-            total["shards"] = [
-                {"shard": s, "engine": entry["placement"][s], **stats} for s, stats in enumerate(per_shard)
-            ]
-            return total
-
-        return await self.on_shards(tenant, key, run)  # type: ignore[no-any-return]
+        return await sharded_libraries.statistics(self, tenant, key)
 
     async def change_replicas(self, tenant: str, key: str, shard: int, engine: str, add: bool) -> dict[str, Any]:
         return await change_replicas(self, tenant, key, shard, engine, add)

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from arrwdb.index import calibrated_build, faiss_ops, snapshot
+from arrwdb.index import calibrated_build, faiss_snapshots, snapshot
 from arrwdb.index.ann import IMPORT_QUIET_S, AnnIndex, BuildInput
 from arrwdb.index.calibrate import Calibration
 from arrwdb.library.library import LibraryState
@@ -255,7 +255,7 @@ class IndexBuilder:
         meta = {**_expected(state), "trained_rows": trained}
         if calibration is not None:
             meta["calibration"] = calibration.as_dict()
-        faiss_ops.save(ann, rows, meta, self.snapshot_path(library_id))
+        faiss_snapshots.save(ann, rows, meta, self.snapshot_path(library_id))
 
     def prefetch(self, record: LibraryRecord) -> None:
         """Read and check a library's ANN snapshot now, while the device worker is still loading the
@@ -270,10 +270,10 @@ class IndexBuilder:
         if record is None or not snapshot.exists(path):
             return
         try:
-            self._prefetched[library_id] = faiss_ops.load(path, expected_meta_of(record))
-        except faiss_ops.SnapshotError as exc:
+            self._prefetched[library_id] = faiss_snapshots.load(path, expected_meta_of(record))
+        except snapshot.SnapshotError as exc:
             log.warning("library %s: discarding snapshot (%s); rebuilding from the store", library_id, exc)
-            faiss_ops.remove_snapshot(path)
+            faiss_snapshots.remove_snapshot(path)
 
     def _load(self, library_id: str) -> None:
         found = self._ann_of(library_id)
@@ -285,10 +285,10 @@ class IndexBuilder:
         loaded = self._prefetched.pop(library_id, None)
         if loaded is None and snapshot.exists(path):
             try:
-                loaded = faiss_ops.load(path, _expected(state))
-            except faiss_ops.SnapshotError as exc:
+                loaded = faiss_snapshots.load(path, _expected(state))
+            except snapshot.SnapshotError as exc:
                 log.warning("library %s: discarding snapshot (%s); rebuilding from the store", library_id, exc)
-                faiss_ops.remove_snapshot(path)
+                faiss_snapshots.remove_snapshot(path)
         if loaded is not None:
             ann, rows, meta = loaded
             if self._still_current(library_id, state):

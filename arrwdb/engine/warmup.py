@@ -71,9 +71,9 @@ def report_faiss(device: torch.device) -> None:
     """Log once at start whether ANN indexes can be served from the GPU, and why not."""
     if device.type != "cuda":
         return
-    from arrwdb.index import faiss_ops
+    from arrwdb.index import faiss_search
 
-    support = faiss_ops.gpu_support()
+    support = faiss_search.gpu_support()
     if support.gpus:
         log.info("FAISS GPU: %d GPU(s), cuVS (CAGRA) %s", support.gpus, "yes" if support.cuvs else "no")
     else:

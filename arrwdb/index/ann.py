@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from arrwdb.index import calibrate, faiss_ops
+from arrwdb.index import calibrate, faiss_memory, faiss_ops, faiss_search
 from arrwdb.index.calibrate import Calibration
 from arrwdb.index.flat import FlatIndex
 from arrwdb.index.params import HNSWParams, IVFParams
@@ -81,8 +81,8 @@ class AnnIndex:
         # None while the library loads from the store: the builder is asked once, after loading.
         self._on_needs_build = on_needs_build
         self._tombstone_version = 0
-        self._selector_cache: tuple[object, faiss_ops.Selector] | None = None
-        self.served: Any = None  # what searches use: ``ann`` or its GPU copy (faiss_ops.serve)
+        self._selector_cache: tuple[object, faiss_search.Selector] | None = None
+        self.served: Any = None  # what searches use: ``ann`` or its GPU copy (faiss_search.serve)
         self.calibration: Calibration | None = None  # of the published ``ann``
         self.calibrated_rows = 0  # rows the graph held when ``calibration`` was measured on it
         self.last_add_at = float("-inf")  # time.monotonic() of the last add
@@ -224,7 +224,7 @@ class AnnIndex:
                 self.ann_rows = np.concatenate([self.ann_rows, job.rows])
                 self.tombstones |= removed
             self.ann = ann
-            self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
+            self.served = faiss_search.serve(ann, self.index_type, self.metric, self.flat.device)
             if not keep_calibration:
                 self.calibration = calibration
                 self.calibrated_rows = len(self.ann_rows) if calibration is not None else 0
@@ -254,7 +254,7 @@ class AnnIndex:
         self.calibration = calibration
         self.calibrated_rows = len(rows) if calibration is not None else 0
         self.flat.rebase(faiss_ops.shared_storage(ann), upto)
-        self.served = faiss_ops.serve(ann, self.index_type, self.metric, self.flat.device)
+        self.served = faiss_search.serve(ann, self.index_type, self.metric, self.flat.device)
         self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
         self._tombstone_version += 1
         self._maybe_request_build()
@@ -302,7 +302,7 @@ class AnnIndex:
         rescore = self.params.get("encoding") in ("sq8", "pq")
         fetch = min(k * RESCORE_FACTOR, 4096) if rescore else k
         selector = self._selector(allowed)
-        scores, ids = faiss_ops.search_served(
+        scores, ids = faiss_search.search_served(
             self.served,
             self.index_type,
             self.metric,
@@ -327,7 +327,7 @@ class AnnIndex:
         nlist = faiss_ops.ivf_nlist(self.ann) if self.index_type == "ivf" and self.ann is not None else None
         return calibrate.default_value(self.index_type, self.params, nlist, self.dimension)
 
-    def _selector(self, allowed: np.ndarray | None) -> faiss_ops.Selector | None:
+    def _selector(self, allowed: np.ndarray | None) -> faiss_search.Selector | None:
         if allowed is None and not self.tombstones:
             return None
         key: object = allowed if allowed is not None else ("live", self._tombstone_version)
@@ -339,14 +339,14 @@ class AnnIndex:
         ):
             return cached[1]
         wanted = allowed if allowed is not None else self.flat.live_rows()
-        selector = faiss_ops.bitmap_selector(wanted, self.built_upto)
+        selector = faiss_search.bitmap_selector(wanted, self.built_upto)
         self._selector_cache = (key, selector)
         return selector
 
     # -- figures -------------------------------------------------------------------------------
 
     def memory_bytes(self) -> int:
-        ann = faiss_ops.memory_bytes(self.ann) if self.ann is not None else 0
+        ann = faiss_memory.memory_bytes(self.ann) if self.ann is not None else 0
         return self.flat.memory_bytes() + ann + self.ann_rows.nbytes
 
     def statistics(self) -> dict[str, Any]:
@@ -363,7 +363,7 @@ class AnnIndex:
             "last_build_seconds": round(self.last_build_seconds, 3),
             "device": str(self.flat.device),
             "gpu_memory_bytes": self.flat.gpu_memory_bytes() + (self.served.gpu_bytes if self.served else 0),
-            **faiss_ops.served_statistics(self.served),
+            **faiss_search.served_statistics(self.served),
             "memory_bytes": self.memory_bytes(),
             "shared_rows": self.flat.shared_rows(),
         }

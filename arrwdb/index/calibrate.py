@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from arrwdb.index import faiss_ops
+from arrwdb.index import faiss_ops, faiss_search
 from arrwdb.index.params import DEFAULT_TARGET_RECALL, HNSWParams, IVFParams
 
 K = 10  # recall@10, the figure the benchmarks report
@@ -116,7 +116,7 @@ def calibrate(
     queries: np.ndarray,
     exact_ids: np.ndarray,
     pace: Callable[[], None] | None = None,
-    selector: faiss_ops.Selector | None = None,
+    selector: faiss_search.Selector | None = None,
 ) -> Calibration:
     """Calibrate ``ann`` (a built FAISS index, private to the caller).  ``queries`` are the stored vectors
     of the rows ``query_ids``; ``exact_ids`` [q, >= K + 1] their exact neighbours among the index's rows,
@@ -133,7 +133,7 @@ def calibrate(
         if pace is not None:
             pace()
         hnsw = index_type == "hnsw"
-        _, ids = faiss_ops.search(
+        _, ids = faiss_search.search(
             ann,
             index_type,
             metric,

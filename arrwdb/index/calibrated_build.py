@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from arrwdb.index import calibrate, faiss_ops
+from arrwdb.index import calibrate, faiss_ops, faiss_search
 from arrwdb.index.ann import AnnIndex, BuildInput
 from arrwdb.index.calibrate import Calibration
 
@@ -82,7 +82,7 @@ def _calibrate(
         for start in range(0, len(queries), EXACT_CHUNK)
     ]
     exact_ids = np.concatenate(parts) if parts else np.empty((0, calibrate.K + 1), dtype=np.int64)
-    selector = faiss_ops.bitmap_selector(among, int(among[-1])) if 0 < len(among) < ann_count else None
+    selector = faiss_search.bitmap_selector(among, int(among[-1])) if 0 < len(among) < ann_count else None
     return calibrate.calibrate(
         ann, index.index_type, index.metric, index.params, query_ids, queries, exact_ids, pace, selector
     )

@@ -2,9 +2,9 @@
 the OpenMP runtime, thread priority, the GIL and the GC, GPU memory headroom, warm-up shapes.
 
 The modules that apply a knob (``device``, ``openmp``, ``thread_priority``, ``gc_tuning``,
-``index.faiss_ops``, ``embed.minilm``, ``engine.warmup``) import it from here; the settings an operator
-may change are in ``arrwdb.config`` (docs/CONFIGURATION.md), these are the measured defaults behind
-them.  Nothing here imports torch or FAISS.
+``index.faiss_ops``, ``index.faiss_search``, ``embed.minilm``, ``engine.warmup``) import it from here;
+the settings an operator may change are in ``arrwdb.config`` (docs/CONFIGURATION.md), these are the
+measured defaults behind them.  Nothing here imports torch or FAISS.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def worker_threads(configured: int | None, device_type: str) -> int:
     return cores if device_type == "cuda" else max(1, cores - 1)
 
 
-# -- FAISS (``index.faiss_ops``): threads of one search call, vectors per add call of a build.
+# -- FAISS (``index.faiss_search``, ``index.faiss_ops``): threads of one search call, vectors per add call of a build.
 
 
 def search_threads(queries: int) -> int:

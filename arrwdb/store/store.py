@@ -1,14 +1,15 @@
 """The store: libraries, documents, chunks and their vectors, the source of truth for every index.
 
 Writes are group-committed: many write requests in one transaction, one fsync.  The file, its
-schema and its connections are :mod:`arrwdb.store.db`'s; the API-key table is
-:mod:`arrwdb.store.api_keys`'s, reached through the same Store.
+schema and its connections are :mod:`arrwdb.store.db`'s.  The Store is the one object the engine
+reaches every table through; the API-key table is :mod:`arrwdb.store.api_keys`'s, the keyword index
+:mod:`arrwdb.store.keyword_index`'s, document and vector reads :mod:`arrwdb.store.document_reads`'
+and the operation log :mod:`arrwdb.store.oplog`'s.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,21 +21,19 @@ from arrwdb.errors import ArrwdbError, Conflict, NotFound, StorageFailure
 from arrwdb.records import (
     AppliedWrite,
     ChangePage,
-    ChunkRecord,
-    DocumentRecord,
     HitRow,
     LibraryRecord,
     Patch,
     Upsert,
     WriteOp,
 )
-from arrwdb.store import keyword_scores
+from arrwdb.store import document_reads, keyword_scores, oplog
 from arrwdb.store import keywords as keyword_store
 from arrwdb.store.api_keys import ApiKeyRecord, ApiKeyStore
 from arrwdb.store.bulk import patch_document, upsert_many, upserts_of_distinct_documents
 from arrwdb.store.db import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: arrwdb.store.store's public constant
 from arrwdb.store.db import Database, now
-from arrwdb.store.keyword_scores import TermScoreCache
+from arrwdb.store.keyword_index import KeywordIndexStore
 
 WriteResult = list[AppliedWrite] | ArrwdbError
 
@@ -63,7 +62,7 @@ class Store:
         self.path = path
         self._db = Database(path)
         self._keys = ApiKeyStore(self._db)
-        self._term_scores = threading.local()  # a TermScoreCache beside each thread's reader connection
+        self._keywords = KeywordIndexStore(self._db)
 
     def schema_version(self) -> int:
         return self._db.schema_version()
@@ -190,7 +189,7 @@ class Store:
         if isinstance(op, Upsert):
             return upsert_many(conn, library_id, [op.document])[0]
         if isinstance(op, Patch):
-            return patch_document(conn, library_id, op, self._log(conn, library_id, op.doc_id, "patch"))
+            return patch_document(conn, library_id, op, oplog.log(conn, library_id, op.doc_id, "patch"))
         removed = tuple(
             row[0]
             for row in conn.execute(
@@ -207,255 +206,60 @@ class Store:
             raise NotFound(f"document {op.doc_id!r} not found")
         conn.execute("DELETE FROM chunks WHERE library_id = ? AND doc_id = ?", (library_id, op.doc_id))
         keyword_store.delete_rows(conn, library_id, removed)
-        seq = self._log(conn, library_id, op.doc_id, "delete")
+        seq = oplog.log(conn, library_id, op.doc_id, "delete")
         return AppliedWrite(library_id, op.doc_id, removed, (), None, None, seq)
 
-    @staticmethod
-    def _log(conn: sqlite3.Connection, library_id: str, doc_id: str, op: str) -> int:
-        cursor = conn.execute("INSERT INTO oplog (library_id, doc_id, op) VALUES (?, ?, ?)", (library_id, doc_id, op))
-        return int(cursor.lastrowid or 0)
-
-    # -- the keyword index --------------------------------------------------------------------
+    # -- the keyword index: KeywordIndexStore's ------------------------------------------------
 
     def ensure_keyword_index(self, library_id: str) -> int | None:
-        """Recovery, at start-up: rebuild the library's keyword index from its chunks if its table is
-        missing.  Returns the rows indexed, or None when the table was there."""
-        if keyword_store.table_exists(self._db.reader(), library_id):
-            return None
-        with self._db.write_lock:
-            conn = self._db.writer
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                rows = keyword_store.rebuild(conn, library_id)
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.rollback()
-                raise StorageFailure(f"could not rebuild the keyword index: {exc}") from exc
-        return rows
+        return self._keywords.ensure_keyword_index(library_id)
 
     def keyword_read_many(
         self, library_id: str, searches: Sequence[tuple[Sequence[str], int, np.ndarray | None]]
     ) -> list[list[tuple[int, float]] | keyword_scores.Summable]:
-        """(row id, BM25 score) of the best matching chunks of each (words, limit, allowed) search
-        (``keyword_store.search``), in one read transaction: a search FTS5 answered, or its words'
-        scores kept by this thread's connection, to add up (``keyword_scores.read_many``, ``top``)."""
-        cache = getattr(self._term_scores, "cache", None)
-        if cache is None:
-            cache = self._term_scores.cache = TermScoreCache()
-        try:
-            commits = self._db.commits()  # before the read transaction: keyword_scores.read_many
-            return keyword_scores.read_many(self._db.reader(), cache, library_id, searches, commits)
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                raise NotFound(f"library {library_id!r} not found") from None
-            raise StorageFailure(f"the keyword search failed: {exc}") from exc
+        return self._keywords.keyword_read_many(library_id, searches)
 
     def keyword_index_statistics(self, library_id: str) -> dict[str, Any]:
-        """The library's keyword index: its state, chunks indexed and bytes on disk."""
-        try:
-            return {"state": "ready", "type": "fts5-bm25", **keyword_store.size(self._db.reader(), library_id)}
-        except sqlite3.OperationalError as exc:
-            raise StorageFailure(f"could not read the keyword index: {exc}") from exc
+        return self._keywords.keyword_index_statistics(library_id)
 
-    # -- reads -------------------------------------------------------------------------------
+    # -- reads: document_reads' and oplog's, on this thread's reader connection ------------------
 
     def get_document(self, library_id: str, doc_id: str, dimension: int) -> dict[str, Any]:
-        row = (
-            self._db.reader()
-            .execute("SELECT * FROM documents WHERE library_id = ? AND id = ?", (library_id, doc_id))
-            .fetchone()
-        )
-        if row is None:
-            raise NotFound(f"document {doc_id!r} not found")
-        return self._document_body(library_id, row, dimension)
+        return document_reads.get_document(self._db.reader(), library_id, doc_id, dimension)
 
     def list_documents(
         self, library_id: str, limit: int, after: str | None, dimension: int
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page in document-id order (keyset pagination: stable under concurrent writes)."""
-        rows = (
-            self._db.reader()
-            .execute(
-                "SELECT * FROM documents WHERE library_id = ? AND id > ? ORDER BY id LIMIT ?",
-                (library_id, after or "", limit + 1),
-            )
-            .fetchall()
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        docs = [self._document_body(library_id, row, dimension) for row in rows]
-        return docs, (rows[-1]["id"] if more else None)
-
-    def _document_body(self, library_id: str, row: sqlite3.Row, dimension: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": row["id"],
-            "title": row["title"],
-            "text": row["text"],
-            "metadata": orjson.loads(row["metadata"]),
-        }
-        if row["has_embedding"]:
-            blob = (
-                self._db.reader()
-                .execute(
-                    "SELECT vector FROM chunks WHERE library_id = ? AND doc_id = ? ORDER BY chunk_index LIMIT 1",
-                    (library_id, row["id"]),
-                )
-                .fetchone()
-            )
-            if blob is not None:
-                body["embedding"] = np.frombuffer(blob[0], dtype=np.float32, count=dimension)
-        return body
+        return document_reads.list_documents(self._db.reader(), library_id, limit, after, dimension)
 
     def hit_rows(self, row_ids: Sequence[int], include_text: bool) -> dict[int, HitRow]:
-        """The document fields of each vector row; a row deleted meanwhile is simply absent."""
-        if not row_ids:
-            return {}
-        # SQLite's substr() stops at a NUL character: a text holding one is fetched whole and cut here.
-        has_nul = "instr(CAST(d.text AS BLOB), x'00') > 0"
-        text_column = (
-            f'CASE WHEN {has_nul} THEN NULL ELSE substr(d.text, c.start + 1, c."end" - c.start) END AS text,'
-            f" CASE WHEN {has_nul} THEN d.text END AS whole_text"
-            if include_text
-            else "NULL AS text, NULL AS whole_text"
-        )
-        placeholders = ",".join("?" * len(row_ids))
-        # Plain tuples, not sqlite3.Row: a search batch fetches thousands of rows, and building a Row
-        # and looking its columns up by name cost about as much as the query itself.
-        cursor = self._db.reader().cursor()
-        cursor.row_factory = None
-        rows = cursor.execute(
-            f'SELECT c.row_id, c.doc_id, c.chunk_index, c.start, c."end", d.title, {text_column}, d.metadata'
-            " FROM chunks c JOIN documents d ON d.library_id = c.library_id AND d.id = c.doc_id"
-            f" WHERE c.row_id IN ({placeholders})",
-            tuple(int(r) for r in row_ids),
-        ).fetchall()
-        loads = orjson.loads
-        return {
-            row_id: HitRow(row_id, doc_id, chunk_index, title, text if whole is None else whole[start:end], loads(meta))
-            for row_id, doc_id, chunk_index, start, end, title, text, whole, meta in rows
-        }
+        return document_reads.hit_rows(self._db.reader(), row_ids, include_text)
 
     def iter_vectors(
         self, library_id: str, dimension: int, after: int = -1, page: int = 50_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The vectors of a library with row id > ``after``, in row-id order, in pages of
-        (row_ids int64, vectors float32)."""
-        conn = self._db.reader()
-        while True:
-            rows = conn.execute(
-                "SELECT row_id, vector FROM chunks WHERE library_id = ? AND row_id > ? ORDER BY row_id LIMIT ?",
-                (library_id, after, page),
-            ).fetchall()
-            if not rows:
-                return
-            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(-1, dimension)
-            yield ids, vectors
-            after = int(ids[-1])
+        return document_reads.iter_vectors(self._db.reader(), library_id, dimension, after, page)
 
     def live_row_ids(self, library_id: str) -> np.ndarray:
-        """Sorted row ids of every vector the library holds (index-only scan)."""
-        cursor = self._db.reader().execute(
-            "SELECT row_id FROM chunks WHERE library_id = ? ORDER BY row_id", (library_id,)
-        )
-        return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+        return document_reads.live_row_ids(self._db.reader(), library_id)
 
     def count_documents(self, library_id: str) -> int:
-        row = self._db.reader().execute("SELECT COUNT(*) FROM documents WHERE library_id = ?", (library_id,)).fetchone()
-        return int(row[0])
+        return document_reads.count_documents(self._db.reader(), library_id)
 
     def count_rows_upto(self, library_id: str, last_row: int) -> int:
-        """How many vectors the library holds with a row id <= ``last_row`` (counted inside SQLite)."""
-        row = (
-            self._db.reader()
-            .execute("SELECT COUNT(*) FROM chunks WHERE library_id = ? AND row_id <= ?", (library_id, last_row))
-            .fetchone()
-        )
-        return int(row[0])
+        return document_reads.count_rows_upto(self._db.reader(), library_id, last_row)
 
     def iter_document_rows(self, library_id: str) -> Iterator[tuple[str, str | None, dict[str, Any], bool, list[int]]]:
-        """(doc_id, title, metadata, whether it has a text, its row ids in chunk order) for every
-        document: what the in-memory filter state and hit fields need.
-        Two scans (the chunks through their covering index), not a join: a join sorts a million rows in
-        a temporary B-tree first, which made this three times slower on a cold start."""
-        reader = self._db.reader()
-        rows_by_doc: dict[str, list[int]] = {}
-        cursor = reader.execute(
-            "SELECT doc_id, row_id FROM chunks WHERE library_id = ? ORDER BY doc_id, row_id", (library_id,)
-        )
-        for doc_id, row_id in cursor:
-            rows = rows_by_doc.get(doc_id)
-            if rows is None:
-                rows_by_doc[doc_id] = [row_id]
-            else:
-                rows.append(row_id)
-        cursor = reader.execute(
-            "SELECT id, title, metadata, text IS NOT NULL FROM documents WHERE library_id = ? ORDER BY id",
-            (library_id,),
-        )
-        for doc_id, title, metadata, has_text in cursor:
-            yield doc_id, title, orjson.loads(metadata), bool(has_text), rows_by_doc.pop(doc_id, [])
+        return document_reads.iter_document_rows(self._db.reader(), library_id)
 
     def last_seq(self) -> int:
-        row = self._db.reader().execute("SELECT MAX(seq) FROM oplog").fetchone()
-        return int(row[0] or 0)
+        return oplog.last_seq(self._db.reader())
 
     def changes_since(self, library_id: str, after: int, dimension: int, max_changes: int = 2000) -> ChangePage:
-        """The library's changes with a sequence above ``after``, at most ``max_changes`` log entries,
-        read in one transaction (the log and the documents agree): what a replica applies to catch up."""
-        conn = self._db.reader()
-        conn.execute("BEGIN")
-        try:
-            logged = conn.execute(
-                "SELECT seq, doc_id FROM oplog WHERE seq > ? AND library_id = ? ORDER BY seq LIMIT ?",
-                (after, library_id, max_changes),
-            ).fetchall()
-            complete = len(logged) < max_changes
-            # A full page covers up to its last entry; a last page covers everything logged so far
-            # (the store's newest sequence, whichever library it belongs to).
-            upto = int(conn.execute("SELECT MAX(seq) FROM oplog").fetchone()[0] or 0) if complete else logged[-1][0]
-            ids = list(dict.fromkeys(row[1] for row in logged))
-            documents = _current_documents(conn, library_id, ids, dimension)
-        finally:
-            conn.execute("COMMIT")
-        found = {doc.id for doc in documents}
-        deleted = tuple(doc_id for doc_id in ids if doc_id not in found)
-        return ChangePage(after, max(upto, after), tuple(documents), deleted, complete)
+        return oplog.changes_since(self._db.reader(), library_id, after, dimension, max_changes)
 
     def library_sequences(self, library_ids: list[str]) -> dict[str, int]:
-        """The sequence of the last write logged for each library (0: none logged)."""
-        reader = self._db.reader()
-        found = {library_id: 0 for library_id in library_ids}
-        for library_id in library_ids:
-            row = reader.execute("SELECT MAX(seq) FROM oplog WHERE library_id = ?", (library_id,)).fetchone()
-            found[library_id] = int(row[0] or 0)
-        return found
-
-
-def _current_documents(
-    conn: sqlite3.Connection, library_id: str, ids: list[str], dimension: int
-) -> list[DocumentRecord]:
-    """The stored state of the documents ``ids`` that exist, with their chunks and vectors."""
-    documents: list[DocumentRecord] = []
-    for start in range(0, len(ids), 500):  # SQLite's bound on parameters per statement
-        part = ids[start : start + 500]
-        marks = ",".join("?" * len(part))
-        chunks: dict[str, list[ChunkRecord]] = {}
-        for doc_id, index, begin, end, blob in conn.execute(
-            f'SELECT doc_id, chunk_index, start, "end", vector FROM chunks WHERE library_id = ? AND doc_id IN ({marks})'
-            " ORDER BY doc_id, chunk_index",
-            (library_id, *part),
-        ):
-            vector = np.frombuffer(blob, dtype=np.float32, count=dimension)
-            chunks.setdefault(doc_id, []).append(ChunkRecord(index, begin, end, vector))
-        for row in conn.execute(
-            f"SELECT id, title, text, metadata, has_embedding FROM documents WHERE library_id = ? AND id IN ({marks})",
-            (library_id, *part),
-        ):
-            own = tuple(chunks.get(row[0], ()))
-            embedding = own[0].vector if row[4] and own else None
-            documents.append(DocumentRecord(row[0], row[1], row[2], orjson.loads(row[3]), embedding, own))
-    return documents
+        return oplog.library_sequences(self._db.reader(), library_ids)
 
 
 def new_library_record(

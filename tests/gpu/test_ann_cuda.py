@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.index import faiss_ops
+from arrwdb.index import faiss_ops, faiss_search
 from arrwdb.index.ann import AnnIndex
 from arrwdb.library.library import build_index, faiss_available
 from arrwdb.records import LibraryRecord
@@ -57,7 +57,7 @@ def test_every_index_type_on_cuda(index_type: str, metric: str) -> None:
     if index_type == "brute_force" or not faiss_available():
         same_up_to_ties(found, truth, atol=tolerance, tie_atol=tolerance)
         return
-    support = faiss_ops.gpu_support()
+    support = faiss_search.gpu_support()
     on_gpu = support.gpus > 0 and (index_type == "ivf" or support.cuvs)
     assert stats["backend"] == (
         {"ivf": "faiss-gpu-ivf", "hnsw": "cagra"}[index_type] if on_gpu else f"faiss-cpu-{index_type}"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.index import calibrated_build, faiss_ops
+from arrwdb.index import calibrated_build, faiss_snapshots, snapshot
 from arrwdb.index.ann import AnnIndex
 from arrwdb.index.flat import FlatIndex
 from arrwdb.records import LibraryRecord
@@ -197,8 +197,8 @@ def test_snapshot_round_trip_and_corruption(tmp_path, data):
     build_now(index)
     path = tmp_path / "lib.index"
     meta = {"index_type": "hnsw", "dimension": DIM}
-    faiss_ops.save(index.ann, index.ann_rows, {**meta, "trained_rows": 5000}, path)
-    loaded, rows, saved = faiss_ops.load(path, meta)
+    faiss_snapshots.save(index.ann, index.ann_rows, {**meta, "trained_rows": 5000}, path)
+    loaded, rows, saved = faiss_snapshots.load(path, meta)
     assert np.array_equal(rows, index.ann_rows)
     # A restarted library: the same rows from the store, one deleted since the snapshot.
     again = AnnIndex(record("hnsw"), torch.device("cpu"))
@@ -216,15 +216,15 @@ def test_snapshot_round_trip_and_corruption(tmp_path, data):
     index_file = tmp_path / "lib.index.faiss"
     blob = index_file.read_bytes()
     index_file.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(faiss_ops.SnapshotError):
-        faiss_ops.load(path, meta)
+    with pytest.raises(snapshot.SnapshotError):
+        faiss_snapshots.load(path, meta)
     flipped = bytearray(blob)
     flipped[len(flipped) // 2] ^= 0xFF
     index_file.write_bytes(bytes(flipped))
-    with pytest.raises(faiss_ops.SnapshotError):
-        faiss_ops.load(path, meta)
-    with pytest.raises(faiss_ops.SnapshotError):
-        faiss_ops.load(path, {"index_type": "ivf"})
+    with pytest.raises(snapshot.SnapshotError):
+        faiss_snapshots.load(path, meta)
+    with pytest.raises(snapshot.SnapshotError):
+        faiss_snapshots.load(path, {"index_type": "ivf"})
 
 
 @pytest.mark.parametrize("index_type", ["hnsw", "ivf"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from arrwdb.errors import InvalidInput
-from arrwdb.index import calibrate, calibrated_build, faiss_ops
+from arrwdb.index import calibrate, calibrated_build, faiss_ops, faiss_search
 from arrwdb.index.ann import AnnIndex
 from arrwdb.index.calibrate import Calibration
 from arrwdb.index.params import INDEX_PARAM_RULES, check_params
@@ -84,7 +84,7 @@ def test_self_matches_are_not_counted(data, index_type):
     _, truth = oracle(data, ids, "cosine").search(unit[sample - 1], 11)
     cal = calibrate.calibrate(ann, index_type, "cosine", params, sample, unit[sample - 1], truth)
     key = next(iter(effort))
-    _, found = faiss_ops.search(
+    _, found = faiss_search.search(
         ann, index_type, "cosine", unit[sample - 1], 11, selector=None, **{"ef_search": None, "nprobe": None, **effort}
     )
     assert (found[:, 0] == sample).mean() > 0.95  # a row finds itself first: it would inflate recall

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.index import faiss_ops
+from arrwdb.index import faiss_memory, faiss_snapshots
 from arrwdb.index.ann import AnnIndex
 from tests.property.test_ann import DIM, build_now, clustered, oracle, record
 
@@ -48,7 +48,7 @@ def test_the_exact_side_reads_the_graph_in_place(data, metric):
     # What is left on the exact side: per-row flags, norms and ids (13 bytes), no vectors.
     assert index.flat.memory_bytes() < 0.2 * len(data) * RAW_ROW_BYTES
     # The library's memory is the graph (its rows once, its links) plus those few bytes a row.
-    graph = faiss_ops.memory_bytes(index.ann)
+    graph = faiss_memory.memory_bytes(index.ann)
     assert graph < stats["memory_bytes"] < graph + 0.3 * len(data) * RAW_ROW_BYTES  # ids, flags, an empty tail
     check_exact_side(index, data, ids, metric, seed=1)
 
@@ -104,8 +104,8 @@ def test_a_snapshot_install_reads_the_loaded_graph_in_place(tmp_path, data):
     index.add(ids, data[:5000])
     build_now(index)
     path = tmp_path / "lib.ann"
-    faiss_ops.save(index.ann, index.ann_rows, {"index_type": "hnsw"}, path)
-    loaded, rows, _ = faiss_ops.load(path, {"index_type": "hnsw"})
+    faiss_snapshots.save(index.ann, index.ann_rows, {"index_type": "hnsw"}, path)
+    loaded, rows, _ = faiss_snapshots.load(path, {"index_type": "hnsw"})
     again = AnnIndex(record("hnsw", "cosine"), torch.device("cpu"))
     again.add(ids, data[:5000])
     again.remove(np.asarray([17], dtype=np.int64))

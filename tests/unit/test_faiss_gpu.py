@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from arrwdb.index import faiss_gpu, faiss_ops
+from arrwdb.index import faiss_gpu, faiss_ops, faiss_search
 from arrwdb.index.flat import FlatIndex
 
 CUDA = torch.device("cuda")
@@ -95,15 +95,15 @@ def test_cpu_build_of_faiss_says_why_not(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.delattr(faiss, "StandardGpuResources", raising=False)  # a CPU build, also on a GPU host
     faiss_gpu.gpu_support.cache_clear()
-    support = faiss_ops.gpu_support()
+    support = faiss_search.gpu_support()
     assert support.gpus == 0 and "CPU build" in support.note
     ids, vectors, _ = _data(200)
     index = faiss_ops.build("hnsw", {}, "l2", ids, vectors)
-    served = faiss_ops.serve(index, "hnsw", "l2", CUDA, fits=lambda n: True)
+    served = faiss_search.serve(index, "hnsw", "l2", CUDA, fits=lambda n: True)
     assert served.gpu is None and served.backend == "faiss-cpu-hnsw"
-    assert "CPU build" in faiss_ops.served_statistics(served)["backend_note"]
-    on_cpu = faiss_ops.serve(index, "hnsw", "l2", torch.device("cpu"))
-    assert faiss_ops.served_statistics(on_cpu) == {"backend": "faiss-cpu-hnsw", "ann_gpu_memory_bytes": 0}
+    assert "CPU build" in faiss_search.served_statistics(served)["backend_note"]
+    on_cpu = faiss_search.serve(index, "hnsw", "l2", torch.device("cpu"))
+    assert faiss_search.served_statistics(on_cpu) == {"backend": "faiss-cpu-hnsw", "ann_gpu_memory_bytes": 0}
     faiss_gpu.gpu_support.cache_clear()
 
 
@@ -113,19 +113,19 @@ def test_ivf_served_from_the_gpu_copy(fake_gpu_faiss: None, metric: str) -> None
     if metric == "cosine":
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     index = faiss_ops.build("ivf", {"nlist": 16}, metric, ids, vectors)
-    served = faiss_ops.serve(index, "ivf", metric, CUDA, fits=lambda n: True)
+    served = faiss_search.serve(index, "ivf", metric, CUDA, fits=lambda n: True)
     assert served.backend == "faiss-gpu-ivf" and served.gpu is not index
-    stats = faiss_ops.served_statistics(served)
+    stats = faiss_search.served_statistics(served)
     assert stats["backend"] == "faiss-gpu-ivf" and stats["ann_gpu_memory_bytes"] > 0
     (exact_scores, exact_ids), unit_queries = _exact(metric, ids, vectors, queries, 10)
     kwargs: dict[str, Any] = {"ef_search": None, "nprobe": 16}  # every list: IVF is exact here
-    scores, found = faiss_ops.search_served(served, "ivf", metric, unit_queries, 10, selector=None, **kwargs)
+    scores, found = faiss_search.search_served(served, "ivf", metric, unit_queries, 10, selector=None, **kwargs)
     np.testing.assert_array_equal(found, exact_ids)
     np.testing.assert_allclose(scores, exact_scores, rtol=1e-4, atol=1e-4)
 
     allowed = ids[::3]
-    selector = faiss_ops.bitmap_selector(allowed, int(ids[-1]))
-    scores, found = faiss_ops.search_served(served, "ivf", metric, unit_queries, 10, selector=selector, **kwargs)
+    selector = faiss_search.bitmap_selector(allowed, int(ids[-1]))
+    scores, found = faiss_search.search_served(served, "ivf", metric, unit_queries, 10, selector=selector, **kwargs)
     (exact_scores, exact_ids), _ = _exact(metric, ids, vectors, queries, 10, allowed)
     assert np.isin(found[found >= 0], allowed).all()
     # What comes back is the exact best among the allowed (a short row is made exact by AnnIndex).
@@ -135,15 +135,15 @@ def test_ivf_served_from_the_gpu_copy(fake_gpu_faiss: None, metric: str) -> None
 
     # k past the GPU's limit: the CPU index answers, with the same results.
     big_k = faiss_gpu.IVF_MAX_K + 1
-    _, gpu_ids = faiss_ops.search_served(served, "ivf", metric, unit_queries[:2], big_k, selector=None, **kwargs)
-    _, cpu_ids = faiss_ops.search(index, "ivf", metric, unit_queries[:2], big_k, selector=None, **kwargs)
+    _, gpu_ids = faiss_search.search_served(served, "ivf", metric, unit_queries[:2], big_k, selector=None, **kwargs)
+    _, cpu_ids = faiss_search.search(index, "ivf", metric, unit_queries[:2], big_k, selector=None, **kwargs)
     np.testing.assert_array_equal(gpu_ids, cpu_ids)
 
 
 def test_ivf_that_does_not_fit_stays_on_cpu(fake_gpu_faiss: None) -> None:
     ids, vectors, _ = _data(1000)
     index = faiss_ops.build("ivf", {"nlist": 8}, "l2", ids, vectors)
-    served = faiss_ops.serve(index, "ivf", "l2", CUDA, fits=lambda n: False)
+    served = faiss_search.serve(index, "ivf", "l2", CUDA, fits=lambda n: False)
     assert served.gpu is None and served.backend == "faiss-cpu-ivf" and "does not fit" in served.note
 
 
@@ -153,17 +153,17 @@ def test_hnsw_served_by_cagra(fake_gpu_faiss: None, metric: str) -> None:
     if metric == "cosine":
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     index = faiss_ops.build("hnsw", {}, metric, ids, vectors)  # ip: a MIPS graph of augmented rows
-    served = faiss_ops.serve(index, "hnsw", metric, CUDA, fits=lambda n: True)
+    served = faiss_search.serve(index, "hnsw", metric, CUDA, fits=lambda n: True)
     assert served.backend == "cagra" and served.augmented == (metric == "ip")
     (exact_scores, exact_ids), unit_queries = _exact(metric, ids, vectors, queries, 10)
     kwargs: dict[str, Any] = {"ef_search": 64, "nprobe": None}
-    scores, found = faiss_ops.search_served(served, "hnsw", metric, unit_queries, 10, selector=None, **kwargs)
+    scores, found = faiss_search.search_served(served, "hnsw", metric, unit_queries, 10, selector=None, **kwargs)
     np.testing.assert_array_equal(found, exact_ids)  # the stand-in CAGRA is exact: ids and scores map back
     np.testing.assert_allclose(scores, exact_scores, rtol=1e-4, atol=1e-3)
     deleted = ids[::2]
     live = np.setdiff1d(ids, deleted)
-    selector = faiss_ops.bitmap_selector(live, int(ids[-1]))
-    _, found = faiss_ops.search_served(served, "hnsw", metric, unit_queries, 10, selector=selector, **kwargs)
+    selector = faiss_search.bitmap_selector(live, int(ids[-1]))
+    _, found = faiss_search.search_served(served, "hnsw", metric, unit_queries, 10, selector=selector, **kwargs)
     assert not np.isin(found, deleted).any()
 
 
@@ -174,7 +174,7 @@ def test_hnsw_without_cuvs_is_searched_on_cpu(fake_gpu_faiss: None, monkeypatch:
     faiss_gpu.gpu_support.cache_clear()
     ids, vectors, _ = _data(500)
     index = faiss_ops.build("hnsw", {}, "l2", ids, vectors)
-    served = faiss_ops.serve(index, "hnsw", "l2", CUDA, fits=lambda n: True)
+    served = faiss_search.serve(index, "hnsw", "l2", CUDA, fits=lambda n: True)
     assert served.backend == "faiss-cpu-hnsw" and "no cuVS" in served.note
 
 
@@ -187,10 +187,10 @@ def test_gpu_errors_fall_back_to_the_cpu_index(fake_gpu_faiss: None, monkeypatch
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", broken_clone)
     ids, vectors, queries = _data(1000)
     index = faiss_ops.build("ivf", {"nlist": 8}, "ip", ids, vectors)
-    served = faiss_ops.serve(index, "ivf", "ip", CUDA, fits=lambda n: True)
+    served = faiss_search.serve(index, "ivf", "ip", CUDA, fits=lambda n: True)
     assert served.gpu is None and "FAISS GPU failed" in served.note
     kwargs: dict[str, Any] = {"ef_search": None, "nprobe": 8}
-    scores, found = faiss_ops.search_served(served, "ivf", "ip", queries, 5, selector=None, **kwargs)
+    scores, found = faiss_search.search_served(served, "ivf", "ip", queries, 5, selector=None, **kwargs)
     assert (found >= 0).all() and np.isfinite(scores).all()
 
 
@@ -210,7 +210,7 @@ def test_keep_allowed_drops_excluded_ids_in_order() -> None:
 def test_a_failing_gpu_search_hands_over_to_the_cpu(fake_gpu_faiss: None) -> None:
     ids, vectors, queries = _data(1000)
     index = faiss_ops.build("ivf", {"nlist": 8}, "l2", ids, vectors)
-    served = faiss_ops.serve(index, "ivf", "l2", CUDA, fits=lambda n: True)
+    served = faiss_search.serve(index, "ivf", "l2", CUDA, fits=lambda n: True)
 
     class Broken:
         ntotal = index.ntotal
@@ -220,8 +220,8 @@ def test_a_failing_gpu_search_hands_over_to_the_cpu(fake_gpu_faiss: None) -> Non
 
     served.gpu = Broken()
     kwargs: dict[str, Any] = {"ef_search": None, "nprobe": 8, "selector": None}
-    expected = faiss_ops.search(index, "ivf", "l2", queries, 5, **kwargs)
+    expected = faiss_search.search(index, "ivf", "l2", queries, 5, **kwargs)
     for _ in range(2):
-        found = faiss_ops.search_served(served, "ivf", "l2", queries, 5, **kwargs)
+        found = faiss_search.search_served(served, "ivf", "l2", queries, 5, **kwargs)
         np.testing.assert_array_equal(found[1], expected[1])
     assert served.gpu is None and served.backend == "faiss-cpu-ivf" and "GPU search failed" in served.note

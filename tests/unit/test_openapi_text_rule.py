@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sys
 
-from arrwdb.server.openapi_rules import NOT_BLANK
+from arrwdb.server.openapi_values import NOT_BLANK
 
 
 def test_not_blank_is_pythons_strip() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from arrwdb.index import faiss_ops  # noqa: E402
+from arrwdb.index import faiss_ops, faiss_search  # noqa: E402
 
 # Runs in a fresh interpreter (the runtime reads its settings once, when it loads): optionally the
 # server's configuration, then a 2-thread FAISS search every 20 ms; prints the CPU seconds the process
@@ -87,7 +87,7 @@ def test_a_search_restores_the_callers_thread_count(queries: int) -> None:
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        scores, ids = faiss_ops.search(
+        scores, ids = faiss_search.search(
             index, "hnsw", "l2", vectors[:queries], 3, ef_search=16, nprobe=None, selector=None
         )
         assert faiss.omp_get_max_threads() == 1

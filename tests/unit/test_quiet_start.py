@@ -33,7 +33,7 @@ def test_faiss_loader_prints_no_module_not_found(tmp_path: Path) -> None:
     probe = (
         "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from arrwdb.index import faiss_ops\n"
-        "print(faiss_ops._faiss().__name__)\n"
+        "print(faiss_ops.faiss_module().__name__)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "faiss"

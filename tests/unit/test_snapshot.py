@@ -105,10 +105,10 @@ def test_live_vectors_are_written_chunk_by_chunk_from_the_rows_as_they_are(tmp_p
     """A vector snapshot taken from the index without copying its matrix holds exactly the rows live
     when it was taken, even though the index keeps changing while the file is written: adds beyond the
     taken size, removes, growth and compaction never touch the rows it reads."""
-    import arrwdb.index.flat as flat_module
+    import arrwdb.index.flat_rows as flat_rows_module
 
     monkeypatch.setattr(snapshot, "_CHUNK", 7 * DIM * 4)  # 7 rows a chunk: many chunks, some all live
-    monkeypatch.setattr(flat_module, "_COMPACT_MIN_TOMBSTONES", 100)
+    monkeypatch.setattr(flat_rows_module, "_COMPACT_MIN_TOMBSTONES", 100)
     index = FlatIndex(DIM, "cosine", torch.device("cpu"))
     index.add(np.arange(1, 1001, dtype=np.int64), unit_rows(1000, seed=7))
     index.remove(np.arange(1, 1001, 3, dtype=np.int64))
