@@ -62,14 +62,14 @@ LARGE_BATCH = 8
 LARGE_EMBED_BATCH_BUSY = 32
 
 
-# -- Searches the event loop runs itself (``Engine._short_search``, ``Scheduler._run_here``).
+# -- Searches the event loop runs itself (``engine.search_batch.is_short``, ``Scheduler._run_here``).
 
 # A search batch of at most this many queries, while nothing else waits for the device worker, runs
 # on the event loop's thread: for a lone query the two thread hand-offs cost more than an HNSW search.
 SHORT_SEARCH_QUERIES = 4
 # ... when the rows it scans exactly (an exact library's, the rows an ANN graph does not hold yet, or a
-# filtered library's) times the dimension are at most this: about a millisecond of the loop's time on
-# one core for one query (1,000 x 384 rows: 0.05 ms, 8,240 x 384: 0.5 ms).
+# filtered library's) times the dimension are at most this: 16 MB of float32 rows, a scan short enough
+# to hold the loop for (a larger exact scan waits its turn on the device worker).
 SHORT_SEARCH_EXACT_VALUES = 4_000_000
 
 
