@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from arrwdb.config import Settings
@@ -334,9 +335,7 @@ class Engine(EmbeddingMixin, RerankMixin):
     ) -> tuple[list[list[Hit] | HitsJSON], Timings]:
         """``search`` of plain vector queries (and the vector leg of the others)."""
         record = state.record
-        text_queries = any(query.embedding is None for query in queries)
-        model_dimension = self.library_model(record).dimension if text_queries else record.dimension
-        vectors = query_vectors(record, queries, model_dimension)
+        vectors = self.given_vectors(record, queries)
         if not state.documents_loaded and any(query.filter is not None for query in queries):
             await self.documents.wait(record.id, deadline)  # right after a restart
         keys, results = self.result_cache.lookup(state, queries)
@@ -345,13 +344,7 @@ class Engine(EmbeddingMixin, RerankMixin):
             self.telemetry.result_cache_hits.inc(hits)
             self.telemetry.result_cache_misses.inc(len(queries) - hits)
         pending = [i for i, hits in enumerate(results) if hits is None]
-        text_positions = [i for i in pending if vectors[i] is None]
-        timings = Timings()
-        if text_positions:
-            texts = [queries[i].query or "" for i in text_positions]
-            embedded, timings = await self.embed(texts, PRIORITY_INTERACTIVE, deadline, record.model or None)
-            for row, position in enumerate(text_positions):
-                vectors[position] = embedded[row]
+        timings = await self.embed_queries(record, queries, vectors, pending, deadline)
         blocks = query_blocks(queries, pending, self.scheduler.max_batch_size)
         items = [SearchItem(record.id, stacked([vectors[i] for i in block]), queries[block[0]]) for block in blocks]
         spec, costs = self._search_spec(record.id), [item.rows for item in items]
@@ -364,6 +357,25 @@ class Engine(EmbeddingMixin, RerankMixin):
                     self.result_cache.put(cache_key, found)
         return [hits or [] for hits in results], timings + Timings.of(list(done))
 
+    def given_vectors(self, record: LibraryRecord, queries: list[SearchInput]) -> list[np.ndarray | None]:
+        """Each query's vector as given (checked against the library), None for a text to embed."""
+        text_queries = any(query.embedding is None for query in queries)
+        model_dimension = self.library_model(record).dimension if text_queries else record.dimension
+        return query_vectors(record, queries, model_dimension)
+
+    async def embed_queries(
+        self, record: LibraryRecord, queries: list[SearchInput], vectors: list[Any], at: list[int], deadline: float
+    ) -> Timings:
+        """Fill in the vectors of the text queries among positions ``at`` with the library's model."""
+        text_positions = [i for i in at if vectors[i] is None]
+        if not text_positions:
+            return Timings()
+        texts = [queries[i].query or "" for i in text_positions]
+        embedded, timings = await self.embed(texts, PRIORITY_INTERACTIVE, deadline, record.model or None)
+        for row, position in enumerate(text_positions):
+            vectors[position] = embedded[row]
+        return timings
+
     def _search_spec(self, library_id: str) -> QueueSpec:
         # An item's cost is its number of queries, and the batch's size counts those: ARRWDB_MAX_BATCH_SIZE
         # bounds the queries of a batch, however they arrived.
@@ -371,14 +383,15 @@ class Engine(EmbeddingMixin, RerankMixin):
             key=("search", library_id),
             kind="search",
             priority=PRIORITY_INTERACTIVE,
-            run=self._run_search,
+            run=self.run_search,
             max_cost=self.scheduler.max_batch_size,
             size_is_cost=True,
             finish=answers_hits,
             short=functools.partial(is_short, self.libraries) if self.device.type == "cpu" else None,
         )
 
-    def _run_search(self, items: list[SearchItem]) -> Answers:
+    def run_search(self, items: list[SearchItem]) -> Answers:
+        """One search batch, on the device worker."""
         self._threads.fit_search(sum(item.rows for item in items), self.telemetry.requests_in_flight)
         with self.telemetry.working():
             return run_search_batch(self.libraries, self.store, items)

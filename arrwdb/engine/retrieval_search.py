@@ -12,16 +12,20 @@ key that holds every option.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from arrwdb.engine.hybrid_job import HybridItem, Leg, fused_hits, run_hybrid
+from arrwdb.engine.search_batch import SearchItem
 from arrwdb.errors import InvalidInput, NotFound
 from arrwdb.library.filters import Filter
 from arrwdb.library.hits_json import HitsJSON
 from arrwdb.library.inputs import Hit, Retrieval, SearchInput
 from arrwdb.library.keyword_rank import rank_many
-from arrwdb.library.retrieval import finish, finish_rows, fuse, fuse_rows, leg_size, render
+from arrwdb.library.retrieval import finish, finish_rows, leg_size, render
 from arrwdb.library.row_hits import RowHits, rows_json
+from arrwdb.library.search_plan import stacked
 from arrwdb.library.validation import field_path
 from arrwdb.runtime.scheduler import PRIORITY_INTERACTIVE, QueueSpec
 from arrwdb.runtime.timings import Timings
@@ -33,7 +37,6 @@ if TYPE_CHECKING:
     from arrwdb.library.library import LibraryState
 
 Answer = list[Hit] | list[dict[str, Any]] | HitsJSON
-Leg = list[Hit] | RowHits  # one leg's hits, best first: objects, or the library's rows
 _FIELD_CACHE_ENTRIES = 256
 
 
@@ -93,38 +96,65 @@ class RetrievalSearch:
     ) -> tuple[list[Answer], Timings]:
         options: list[Retrieval] = [query.retrieval for query in queries if query.retrieval is not None]
         sizes = [leg_size(o, q.k) for o, q in zip(options, queries, strict=True)]
-        vector_at = [i for i, o in enumerate(options) if o.mode != "keyword"]
-        keyword_at = [i for i, o in enumerate(options) if o.mode != "vector"]
-        vector_inputs = [_vector_leg(queries[i], sizes[i]) for i in vector_at]
-        keyword_items = [_keyword_leg(state, queries[i], sizes[i]) for i in keyword_at]
-        vector_work = self.engine.search_vectors(state, vector_inputs, deadline) if vector_inputs else _nothing()
-        keyword_work = self._keyword(state, keyword_items, deadline) if keyword_items else _nothing()
-        (vector_found, vector_timings), (keyword_found, keyword_timings) = await asyncio.gather(
-            vector_work, keyword_work
-        )
-        vector_hits: dict[int, Leg] = dict(zip(vector_at, vector_found, strict=True))  # type: ignore[arg-type]
-        keyword_hits: dict[int, Leg] = dict(zip(keyword_at, keyword_found, strict=True))
+        legs = {mode: [i for i, o in enumerate(options) if o.mode == mode] for mode in ("vector", "keyword", "hybrid")}
+        work = []
+        if legs["vector"]:
+            work.append(
+                self.engine.search_vectors(state, [_vector_leg(queries[i], sizes[i]) for i in legs["vector"]], deadline)
+            )
+        if legs["keyword"]:
+            items = [_keyword_leg(state, queries[i], sizes[i]) for i in legs["keyword"]]
+            work.append(self._keyword(state, items, deadline))
+        if legs["hybrid"]:
+            work.append(
+                self._hybrid(state, [queries[i] for i in legs["hybrid"]], [sizes[i] for i in legs["hybrid"]], deadline)
+            )
+        # One kind of query (the usual request): awaited as it is, without a task per kind.
+        done = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
+        ranked: dict[int, Leg] = {}
+        timings = Timings()
+        for positions, (found, found_timings) in zip([p for p in legs.values() if p], done, strict=True):
+            ranked.update(zip(positions, found, strict=True))
+            timings = timings + found_timings
         answers: list[Answer] = []
         for i, (query, option) in enumerate(zip(queries, options, strict=True)):
-            ranked = self._ranked(vector_hits.get(i), keyword_hits.get(i), option)
-            if isinstance(ranked, RowHits):
+            hits = ranked[i]
+            if isinstance(hits, RowHits):
                 if option.group_by is None:
-                    answers.append(self._page(state, finish_rows(ranked, option, query.k), query.json))
+                    answers.append(self._page(state, finish_rows(hits, option, query.k), query.json))
                     continue
-                ranked = ranked.hits()
-            answer = finish(ranked, option, query.k)
+                hits = hits.hits()
+            answer = finish(hits, option, query.k)
             answers.append(render(answer) if query.json else answer)
-        return answers, vector_timings + keyword_timings
+        return answers, timings
 
-    @staticmethod
-    def _ranked(vector: Leg | None, keyword: Leg | None, option: Retrieval) -> Leg:
-        """The query's ranked hits: one leg's, or both fused.  Legs of rows read at the same library
-        version are fused as rows; others as ``Hit`` objects (the same hits, scores and order)."""
-        if option.mode != "hybrid":
-            return vector if option.mode == "vector" else keyword  # type: ignore[return-value]
-        if isinstance(vector, RowHits) and isinstance(keyword, RowHits) and vector.version == keyword.version:
-            return fuse_rows(vector, keyword, option)
-        return fuse(_as_hits(vector), _as_hits(keyword), option)  # type: ignore[arg-type]
+    async def _hybrid(
+        self, state: LibraryState, queries: list[SearchInput], sizes: list[int], deadline: float
+    ) -> tuple[list[Leg], Timings]:
+        """Fused hits of hybrid queries: both legs of each in one job (arrwdb.engine.hybrid_job)."""
+        engine, record = self.engine, state.record
+        legs = [_vector_leg(query, size) for query, size in zip(queries, sizes, strict=True)]
+        vectors = engine.given_vectors(record, legs)
+        timings = await engine.embed_queries(record, legs, vectors, list(range(len(legs))), deadline)
+        items = [
+            HybridItem(SearchItem(record.id, stacked([vector]), leg), _keyword_leg(state, query, size), query.retrieval)  # type: ignore[arg-type]
+            for vector, leg, query, size in zip(vectors, legs, queries, sizes, strict=True)
+        ]
+        done = await engine.scheduler.submit_many(
+            self.hybrid_spec(record.id), items, deadline=deadline, costs=[1] * len(items)
+        )
+        return [completed.value for completed in done], timings + Timings.of(list(done))
+
+    def hybrid_spec(self, library_id: str) -> QueueSpec:
+        return QueueSpec(
+            key=("hybrid", library_id),
+            kind="hybrid",
+            priority=PRIORITY_INTERACTIVE,
+            run=functools.partial(run_hybrid, run_vector=self.engine.run_search, run_keyword=self._run_keyword),
+            max_cost=self.engine.scheduler.max_batch_size,
+            size_is_cost=True,
+            finish=fused_hits,
+        )
 
     @staticmethod
     def _page(state: LibraryState, page: RowHits, as_json: bool) -> Answer:
@@ -269,11 +299,3 @@ def _keyword_leg(state: LibraryState, query: SearchInput, size: int) -> KeywordI
     options: Retrieval = query.retrieval  # type: ignore[assignment]
     text = options.keywords if options.keywords is not None else (query.query or "")
     return KeywordItem(state.record.id, query_words(text), size, query.filter, query.filter_key, query.include_text)
-
-
-def _as_hits(leg: Leg | None) -> list[Hit]:
-    return leg.hits() if isinstance(leg, RowHits) else leg or []  # type: ignore[return-value]
-
-
-async def _nothing() -> tuple[list[Any], Timings]:
-    return [], Timings()

@@ -251,14 +251,46 @@ def test_legs_as_rows_fuse_finish_and_render_as_hit_objects_do(seed, fusion, wei
 def test_legs_read_at_different_versions_are_fused_by_chunk_not_by_row():
     """A write between the legs can give a chunk a new row id (an upsert): the legs are then fused as
     Hit objects, by (document id, chunk index), as if no row id existed."""
-    from arrwdb.engine.retrieval_search import RetrievalSearch
+    from arrwdb.engine.hybrid_job import fuse_legs
 
     old, new, other = RowEntry("a", 0, None, {}), RowEntry("a", 0, None, {}), RowEntry("b", 0, None, {})
     vector = RowHits([1, 2], [old, other], [0.9, 0.8], version=4)
     keyword = RowHits([7], [new], [3.0], version=5)  # document "a" rewritten: chunk 0 is row 7 now
     options = Retrieval(mode="hybrid")
-    fused = RetrievalSearch._ranked(vector, keyword, options)
+    fused = fuse_legs(vector, keyword, options)
     assert isinstance(fused, list)
     assert [(hit.document_id, hit.score) for hit in fused] == [("a", 1 / 61 + 1 / 61), ("b", 1 / 62)]
-    same_version = RetrievalSearch._ranked(vector, RowHits([1], [old], [3.0], version=4), options)
+    same_version = fuse_legs(vector, RowHits([1], [old], [3.0], version=4), options)
     assert isinstance(same_version, RowHits) and same_version.hits() == fused
+
+
+def test_a_hybrid_batch_runs_both_legs_in_one_job_and_a_failed_leg_fails_only_its_query():
+    """arrwdb.engine.hybrid_job: the vector legs of a batch in one search batch, the keyword legs in
+    one keyword batch, fused on the finishing thread; a leg's error is its query's answer."""
+    from arrwdb.engine.hybrid_job import HybridItem, fused_hits, run_hybrid
+    from arrwdb.engine.search_batch import ReadyAnswers, SearchItem
+    from arrwdb.errors import NotFound
+
+    entry_a, entry_b = RowEntry("a", 0, None, {}), RowEntry("b", 0, None, {})
+    options = Retrieval(mode="hybrid")
+    query = SearchInput(query=None, embedding=[0.0, 1.0], k=10, rows=True)
+    items = [
+        HybridItem(SearchItem("lib", np.zeros((1, 2), np.float32), query), None, options)  # type: ignore[arg-type]
+        for _ in range(3)
+    ]
+    calls: list[tuple[str, int]] = []
+
+    def run_vector(vector_items):
+        calls.append(("vector", len(vector_items)))
+        hits = [[RowHits([1, 2], [entry_a, entry_b], [0.9, 0.8], version=3)], NotFound("gone"), [[]]]
+        return ReadyAnswers(hits, [False] * len(vector_items))
+
+    def run_keyword(keyword_items):
+        calls.append(("keyword", len(keyword_items)))
+        return [RowHits([2], [entry_b], [5.0], version=3), RowHits([], [], [], version=3), ValueError("bad")]
+
+    fused = fused_hits(run_hybrid(items, run_vector, run_keyword))
+    assert calls == [("vector", 3), ("keyword", 3)]
+    assert isinstance(fused[0], RowHits)
+    assert fused[0].rows == [2, 1] and fused[0].scores == pytest.approx([1 / 62 + 1 / 61, 1 / 61])
+    assert isinstance(fused[1], NotFound) and isinstance(fused[2], ValueError)
