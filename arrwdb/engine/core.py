@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from arrwdb.config import Settings
@@ -32,7 +31,7 @@ from arrwdb.library.hits_json import HitsJSON
 from arrwdb.library.inputs import DocumentInput, Hit, SearchInput
 from arrwdb.library.library import LibraryState
 from arrwdb.library.result_cache import ResultCache
-from arrwdb.library.search_plan import query_blocks, query_vectors, stacked
+from arrwdb.library.search_plan import query_blocks, stacked
 from arrwdb.library.validation import check_library_settings, check_name
 from arrwdb.records import AppliedWrite, ChunkRecord, Delete, DocumentRecord, LibraryRecord, Upsert
 from arrwdb.runtime.device import WorkerThreads, model_dtype, resolve_device
@@ -356,25 +355,6 @@ class Engine(EmbeddingMixin, RerankMixin):
                 if cache_key is not None:
                     self.result_cache.put(cache_key, found)
         return [hits or [] for hits in results], timings + Timings.of(list(done))
-
-    def given_vectors(self, record: LibraryRecord, queries: list[SearchInput]) -> list[np.ndarray | None]:
-        """Each query's vector as given (checked against the library), None for a text to embed."""
-        text_queries = any(query.embedding is None for query in queries)
-        model_dimension = self.library_model(record).dimension if text_queries else record.dimension
-        return query_vectors(record, queries, model_dimension)
-
-    async def embed_queries(
-        self, record: LibraryRecord, queries: list[SearchInput], vectors: list[Any], at: list[int], deadline: float
-    ) -> Timings:
-        """Fill in the vectors of the text queries among positions ``at`` with the library's model."""
-        text_positions = [i for i in at if vectors[i] is None]
-        if not text_positions:
-            return Timings()
-        texts = [queries[i].query or "" for i in text_positions]
-        embedded, timings = await self.embed(texts, PRIORITY_INTERACTIVE, deadline, record.model or None)
-        for row, position in enumerate(text_positions):
-            vectors[position] = embedded[row]
-        return timings
 
     def _search_spec(self, library_id: str) -> QueueSpec:
         # An item's cost is its number of queries, and the batch's size counts those: ARRWDB_MAX_BATCH_SIZE

@@ -1,7 +1,8 @@
 """The engine's embedding: every model's queues, the embedding cache, and the OpenAI-style call.
 
 A mixin of ``Engine`` (arrwdb/engine/core.py), which owns the attributes used here: ``models``, ``cache``,
-``scheduler``, ``settings``, ``telemetry`` and the worker threads' fitting.
+``scheduler``, ``settings``, ``telemetry`` and the worker threads' fitting.  Search queries given as
+text are embedded here too (``given_vectors``, ``embed_queries``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from arrwdb.embed.chunking import token_estimate
 from arrwdb.embed.protocol import Embedder, Item
 from arrwdb.embed.tokens import TokenizedText
 from arrwdb.engine.models import check_token_inputs, output_dimension, shorten
+from arrwdb.library.search_plan import query_vectors
 from arrwdb.runtime.scheduler import PRIORITY_BULK, PRIORITY_INTERACTIVE, QueueSpec
 from arrwdb.runtime.timings import Timings
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from arrwdb.config import Settings
     from arrwdb.embed import EmbeddingCache
     from arrwdb.engine.models import ModelRegistry
+    from arrwdb.library.inputs import SearchInput
+    from arrwdb.records import LibraryRecord
     from arrwdb.runtime.device import WorkerThreads
     from arrwdb.runtime.scheduler import Scheduler
     from arrwdb.runtime.telemetry import Telemetry
@@ -38,6 +42,26 @@ class EmbeddingMixin:
     _threads: WorkerThreads
     _embed_specs: dict[tuple[str, int], QueueSpec]
     check_ready: Callable[[], None]
+    library_model: Callable[[LibraryRecord], Embedder]
+
+    def given_vectors(self, record: LibraryRecord, queries: list[SearchInput]) -> list[np.ndarray | None]:
+        """Each query's vector as given (checked against the library), None for a text to embed."""
+        text_queries = any(query.embedding is None for query in queries)
+        model_dimension = self.library_model(record).dimension if text_queries else record.dimension
+        return query_vectors(record, queries, model_dimension)
+
+    async def embed_queries(
+        self, record: LibraryRecord, queries: list[SearchInput], vectors: list[Any], at: list[int], deadline: float
+    ) -> Timings:
+        """Fill in the vectors of the text queries among positions ``at`` with the library's model."""
+        text_positions = [i for i in at if vectors[i] is None]
+        if not text_positions:
+            return Timings()
+        texts = [queries[i].query or "" for i in text_positions]
+        embedded, timings = await self.embed(texts, PRIORITY_INTERACTIVE, deadline, record.model or None)
+        for row, position in enumerate(text_positions):
+            vectors[position] = embedded[row]
+        return timings
 
     async def embed(
         self, texts: list[Item], priority: int, deadline: float, model: str | None = None

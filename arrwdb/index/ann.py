@@ -272,15 +272,21 @@ class AnnIndex:
             return self.flat.search(queries, k, allowed)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.metric == "cosine":
-            norms = np.linalg.norm(queries, axis=1, keepdims=True)
-            queries = queries / np.where(norms == 0, 1, norms)
+            # np.linalg.norm's own sum and square root, without its checks: a lone query's search
+            # is short enough for those to show.  A zero row stays zero (0 / 1).
+            norms = np.sqrt(np.add.reduce(queries * queries, axis=1, keepdims=True))
+            norms[norms == 0] = 1
+            queries = queries / norms
         scores, ids = self._search_ann(queries, k, allowed, params, eligible / max(live, 1))
         fresh = self.flat.live_rows(after=self.built_upto) if allowed is None else allowed[allowed > self.built_upto]
         if len(fresh):
             fresh_scores, fresh_ids = self.flat.search(queries, k, fresh)
             scores, ids = _merge(scores, ids, fresh_scores, fresh_ids, k)
         # Never fewer than k hits when k are eligible: a query the ANN index under-served goes exact.
-        short = np.flatnonzero((ids >= 0).sum(axis=1) < min(k, eligible))
+        wanted = min(k, eligible)
+        if ids.shape[1] >= wanted and (not ids.size or ids.min() >= 0):
+            return scores, ids  # every query has its hits: nothing to check one by one
+        short = np.flatnonzero((ids >= 0).sum(axis=1) < wanted)
         if len(short):
             exact_scores, exact_ids = self.flat.search(queries[short], k, allowed)
             scores[short], ids[short] = exact_scores, exact_ids

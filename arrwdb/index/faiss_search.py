@@ -86,8 +86,9 @@ def search(
         params = faiss.SearchParametersIVF(nprobe=nprobe or 1, sel=sel)
     distances, ids = _threaded_search(index, queries, k, params, threads)
     scores = -distances if metric == "l2" else distances
-    scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
-    return scores, ids
+    if ids.size and ids.min() < 0:  # an empty slot scores -inf
+        scores = np.where(ids >= 0, scores, -np.inf)
+    return scores.astype(np.float32, copy=False), ids
 
 
 @functools.lru_cache(maxsize=64)

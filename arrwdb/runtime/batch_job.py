@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class BatchJob:
         self.prepared: Any = [item.payload for item in items]
         self.started = 0.0
         self.on_worker = True  # False once the device worker is done with it (loop-side flag)
+        # The event loop's thread, where the loop may run the job itself (Scheduler._run_here).
+        self.loop_thread: int | None = None
 
     def prepare(self) -> None:
         try:
@@ -96,7 +99,7 @@ class BatchJob:
         live = [not item.future.done() and item.deadline > now for item in self.items]
         if not any(live):
             results: list[Any] = [EXPIRED] * len(self.items)
-            self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, 0.0)
+            self._to_loop(self.scheduler._complete, self, results, None, 0.0)
             return
         payloads = self.prepared
         if self.spec.prepare is None and not all(live):
@@ -131,7 +134,14 @@ class BatchJob:
         else:
             produced = iter(computed)
             results = [next(produced) if keep else EXPIRED for keep in kept]
-        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, results, None, compute)
+        self._to_loop(self.scheduler._complete, self, results, None, compute)
 
     def fail(self, exc: BaseException, compute: float = 0.0) -> None:
-        self.scheduler.loop.call_soon_threadsafe(self.scheduler._complete, self, None, exc, compute)
+        self._to_loop(self.scheduler._complete, self, None, exc, compute)
+
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        """Call ``callback`` on the event loop: from another thread with a wake-up, from the loop's
+        own thread (a job it ran itself) without the self-pipe write a wake-up costs."""
+        loop = self.scheduler.loop
+        on_loop = self.loop_thread is not None and threading.get_ident() == self.loop_thread
+        (loop.call_soon if on_loop else loop.call_soon_threadsafe)(callback, *args)

@@ -20,6 +20,7 @@ Policy (DESIGN.md):
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -339,7 +340,11 @@ class Scheduler:
         short = spec.short
         if short is None or len(self._jobs_in_flight) != 1 or self._waiting:
             return False
-        return self.worker.run_here(job, lambda: short(job.prepared))
+        job.loop_thread = threading.get_ident()
+        if self.worker.run_here(job, lambda: short(job.prepared)):
+            return True
+        job.loop_thread = None
+        return False
 
     # -- completion (on the event loop) -------------------------------------------------------
 

@@ -644,3 +644,32 @@ def test_a_short_batch_runs_on_the_loop_when_it_is_the_only_work_and_waits_its_t
         assert [(await first).value, (await second).value] == [30, 20]
 
     run(body)
+
+
+def test_a_batch_the_loop_ran_itself_delivers_without_a_wake_up_and_one_the_worker_ran_with_one():
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=1)
+        loop = asyncio.get_running_loop()
+        woken: list[Any] = []
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            woken.append(callback)
+            return threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        spec = QueueSpec(
+            key="s",
+            kind="test",
+            priority=PRIORITY_INTERACTIVE,
+            run=lambda ps: [p * 10 for p in ps],
+            short=lambda ps: ps != [3],
+        )
+        assert (await scheduler.submit(spec, 1, deadline=far())).value == 10
+        assert woken == []  # run on the loop's thread: its result was queued with call_soon
+        pending = asyncio.create_task(scheduler.submit(spec, 3, deadline=far()))
+        await settle()
+        await worker.run_next()
+        assert (await pending).value == 30 and woken == [scheduler._complete]
+
+    run(body)
