@@ -74,7 +74,7 @@ class ArrwdbPeer:
         for request in inserts:
             conn.ok(request)
         insert_s = time.perf_counter() - started
-        ready_s, fresh_rows = 0.0, None
+        ready_s, fresh_rows, calibration = 0.0, None, None
         if index_type != "brute_force":
             progress.set_postfix_str(f"arrwdb {index_type}: waiting for the index build")
             # A named data set (issue 29's comparison) waits for every row in the calibrated graph; the
@@ -83,6 +83,7 @@ class ArrwdbPeer:
             if ann["timed_out"]:
                 raise RuntimeError(f"the {index_type} index was not built within {settings.ready_timeout_s:.0f} s")
             ready_s, fresh_rows = ann["ready_s"], ann["fresh_rows"]
+            calibration = ann["index"].get("calibration")  # the search effort its queries run at
         progress.set_postfix_str(f"arrwdb {index_type}: recall")
         requests = library.search_requests(data.queries, data.k)
         found = [_found(conn.ok(request)) for request in requests]
@@ -93,6 +94,7 @@ class ArrwdbPeer:
             "ready_s": ready_s,
             # rows not yet folded into the graph (arrwdb searches them exactly beside it, by design)
             "fresh_rows": fresh_rows,
+            "calibration": calibration,
             "insert_and_index_docs_per_s": len(data.vectors) / (insert_s + ready_s),
             f"recall_at_{data.k}": recall(found, data.truth),
         }
