@@ -4,15 +4,22 @@ httpx costs about 0.5 ms of client CPU a request; on a 2-core machine that share
 server that would measure the client.  Here each virtual client writes pre-encoded request bytes and
 reads the answer by its Content-Length (arrwdb never uses chunked encoding): about 30 us a request.
 Traffic goes to loopback only, and every run is bounded in time and in request count.
+
+The generator's cyclic GC is off while it runs (``quiet_gc``): a benchmark process that holds its
+request lists and earlier results has hundreds of thousands of objects, and a full collection in the
+middle of a run stops every virtual client at once, which the answers' latencies then show as the
+server's: the tail of a fast answer (a 429 under overload) is where it shows most.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,9 +157,24 @@ async def closed_loop(
         finally:
             writer.close()
 
-    await asyncio.gather(*(client(i) for i in range(clients)))
+    with quiet_gc():
+        await asyncio.gather(*(client(i) for i in range(clients)))
     result.seconds = min(seconds, max(1e-9, time.perf_counter() - measure_from))
     return result
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No cyclic GC inside the block (after one collection before it); as it was afterwards.  A run is
+    bounded in time, so the cycles it leaves wait for the next collection."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def open_loop(
@@ -206,12 +228,13 @@ async def open_loop(
             result.record(status, (done - sent) * 1000.0)
 
     total = int(rate * (warmup + seconds))
-    for index in range(total):
-        delay = start + index / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(index)))
-    await asyncio.gather(*tasks)
+    with quiet_gc():
+        for index in range(total):
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index)))
+        await asyncio.gather(*tasks)
     result.clients = opened
     for _, writer in idle:
         writer.close()

@@ -116,3 +116,21 @@ def test_closed_loop_counts_queries_per_request() -> None:
     assert summary["ok"] > 0
     assert summary["items"] == 5 * summary["ok"]
     assert abs(summary["items_per_s"] - 5 * summary["qps"]) < 1e-6
+
+
+def test_the_load_generator_runs_without_the_cyclic_gc_and_restores_it() -> None:
+    import gc
+
+    from arrwdb.bench.loadgen import quiet_gc
+
+    assert gc.isenabled()
+    with quiet_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with quiet_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # off before: left off
+    finally:
+        gc.enable()
