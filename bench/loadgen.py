@@ -16,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import gc
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import numpy as np
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -107,6 +112,32 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes,
     return status, headers
 
 
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No cyclic GC inside the block (after one collection before it); as it was afterwards.  A run is
+    bounded in time, so the cycles it leaves wait for the next collection."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _without_gc(run: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """``run`` inside ``quiet_gc``: the collection before it happens before its clock starts."""
+
+    @functools.wraps(run)
+    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
+        with quiet_gc():
+            return await run(*args, **kwargs)
+
+    return wrapped
+
+
+@_without_gc
 async def closed_loop(
     host: str,
     port: int,
@@ -157,26 +188,12 @@ async def closed_loop(
         finally:
             writer.close()
 
-    with quiet_gc():
-        await asyncio.gather(*(client(i) for i in range(clients)))
+    await asyncio.gather(*(client(i) for i in range(clients)))
     result.seconds = min(seconds, max(1e-9, time.perf_counter() - measure_from))
     return result
 
 
-@contextlib.contextmanager
-def quiet_gc() -> Iterator[None]:
-    """No cyclic GC inside the block (after one collection before it); as it was afterwards.  A run is
-    bounded in time, so the cycles it leaves wait for the next collection."""
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
+@_without_gc
 async def open_loop(
     host: str,
     port: int,
@@ -228,13 +245,12 @@ async def open_loop(
             result.record(status, (done - sent) * 1000.0)
 
     total = int(rate * (warmup + seconds))
-    with quiet_gc():
-        for index in range(total):
-            delay = start + index / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(index)))
-        await asyncio.gather(*tasks)
+    for index in range(total):
+        delay = start + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index)))
+    await asyncio.gather(*tasks)
     result.clients = opened
     for _, writer in idle:
         writer.close()

@@ -134,3 +134,33 @@ def test_the_load_generator_runs_without_the_cyclic_gc_and_restores_it() -> None
         assert not gc.isenabled()  # off before: left off
     finally:
         gc.enable()
+
+
+def test_a_closed_loop_runs_with_the_gc_off_and_its_clock_starts_after_the_collection() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    async def run() -> LoadResult:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    await reader.readexactly(length)
+                    seen.append(gc.isenabled())
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await closed_loop("127.0.0.1", port, [encode_post("127.0.0.1", "/x", b"{}")], 1, 0.2, warmup=0.0)
+
+    garbage = [[i] for i in range(300_000)]  # a heap worth collecting: not counted in the run's window
+    summary = asyncio.run(run()).summary()
+    del garbage
+    assert summary["ok"] > 0 and seen and not any(seen)
+    assert gc.isenabled()
