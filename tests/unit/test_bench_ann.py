@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -93,20 +94,27 @@ def test_load_result_counts_items_of_successful_requests() -> None:
     assert summary["qps"] == 1.0 and summary["items"] == 128 and summary["items_per_s"] == 64.0
 
 
+async def _answering_server(on_request: Callable[[], None] = lambda: None) -> asyncio.Server:
+    """A loopback HTTP/1.1 server that answers every request ``{}`` (calling ``on_request`` first)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                on_request()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
 def test_closed_loop_counts_queries_per_request() -> None:
     async def run() -> LoadResult:
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    await reader.readexactly(length)
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
-
-        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        server = await _answering_server()
         port = server.sockets[0].getsockname()[1]
         requests = [encode_post("127.0.0.1", "/x", b"{}")] * 2
         async with server:
@@ -142,19 +150,7 @@ def test_a_closed_loop_runs_with_the_gc_off_and_its_clock_starts_after_the_colle
     seen: list[bool] = []
 
     async def run() -> LoadResult:
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    await reader.readexactly(length)
-                    seen.append(gc.isenabled())
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
-
-        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        server = await _answering_server(lambda: seen.append(gc.isenabled()))
         port = server.sockets[0].getsockname()[1]
         async with server:
             return await closed_loop("127.0.0.1", port, [encode_post("127.0.0.1", "/x", b"{}")], 1, 0.2, warmup=0.0)
