@@ -8,6 +8,7 @@ the current batch on the device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -73,3 +74,14 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Convenience: ``embed_prepared(prepare(texts))``."""
         return self.embed_prepared(self.prepare(texts))
+
+
+@runtime_checkable
+class LaneEmbedder(Protocol):
+    """An embedder whose CPU forward passes run in lanes on threads of its own: on the device worker it
+    may start a batch there and return before it is done (``MiniLMEmbedder.start_in_lanes``)."""
+
+    def start_in_lanes(self, batch: PreparedBatch) -> Future[np.ndarray] | None:
+        """The future of ``embed_prepared(batch)``'s vectors, computed in lanes; None when this batch
+        is not embedded in lanes (then ``embed_prepared`` computes it)."""
+        ...

@@ -8,12 +8,13 @@ text are embedded here too (``given_vectors``, ``embed_queries``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from arrwdb.embed.chunking import token_estimate
-from arrwdb.embed.protocol import Embedder, Item
+from arrwdb.embed.protocol import Embedder, Item, LaneEmbedder
 from arrwdb.embed.tokens import TokenizedText
 from arrwdb.engine.models import check_token_inputs, output_dimension, shorten
 from arrwdb.library.search_plan import query_vectors
@@ -124,9 +125,15 @@ class EmbeddingMixin:
             )
         return spec
 
-    def _run_embed(self, embedder: Embedder, prepared: Any) -> list[np.ndarray]:
+    def _run_embed(self, embedder: Embedder, prepared: Any) -> list[np.ndarray] | Future[np.ndarray]:
+        """The batch's vectors; or, for a batch a CPU embeds in lanes, their future (the device worker
+        goes on with its next job meanwhile: ``BatchJob.run``)."""
         self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
         with self.telemetry.working():
+            if isinstance(embedder, LaneEmbedder):
+                in_lanes = embedder.start_in_lanes(prepared)
+                if in_lanes is not None:
+                    return in_lanes
             return list(embedder.embed_prepared(prepared))
 
     async def embeddings(

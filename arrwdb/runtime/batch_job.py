@@ -5,10 +5,12 @@ the batches and delivers their results on the event loop)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,9 @@ class QueueSpec:
 
     ``run`` executes on the device worker: it receives the payloads (or what ``prepare`` made of them)
     and returns one result per payload, in order (or, with ``finish``, what ``finish`` turns into
-    those); a result that is an exception fails only its item.
+    those); a result that is an exception fails only its item.  ``run`` may instead return a
+    ``concurrent.futures.Future`` of those results, for work it handed to threads of its own (a CPU
+    forward pass in lanes): the worker then goes on with its next job at once.
     """
 
     key: Hashable
@@ -106,8 +110,14 @@ class BatchJob:
             payloads = [p for p, keep in zip(payloads, live, strict=True) if keep]
         t0 = time.perf_counter()
         computed = self.spec.run(payloads)
-        compute = time.perf_counter() - t0
         kept = None if payloads is self.prepared else live
+        if isinstance(computed, Future):
+            # The work goes on on other threads (a CPU forward pass in lanes): the worker takes its next
+            # job now; the batch stays on the worker for the scheduler (it holds its place among the
+            # two, Scheduler._on_worker) until the work is done and delivered.
+            computed.add_done_callback(functools.partial(self._settle, kept, t0))
+            return
+        compute = time.perf_counter() - t0
         if self.spec.finish is None:
             self._deliver(computed, kept, compute)
             return
@@ -119,6 +129,19 @@ class BatchJob:
         # The worker is free: the scheduler may start the next batch while this one is finished.
         self.scheduler.loop.call_soon_threadsafe(self.scheduler._left_worker, self)
         self.scheduler._finish_pool.submit(self._finish, computed, kept, compute)
+
+    def _settle(self, kept: list[bool] | None, t0: float, done: Future[Any]) -> None:
+        """On the thread that finished ``run``'s future: deliver its results (finishing them first when
+        the queue has a finish step), or fail the batch with its error."""
+        compute = time.perf_counter() - t0
+        self.scheduler.worker.add_busy(compute)
+        error = done.exception()
+        if error is not None:
+            self.fail(error, compute)
+        elif self.spec.finish is None:
+            self._deliver(done.result(), kept, compute)
+        else:
+            self._finish(done.result(), kept, compute)
 
     def _finish(self, computed: Any, kept: list[bool] | None, compute: float) -> None:
         try:

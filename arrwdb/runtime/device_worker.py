@@ -144,9 +144,16 @@ class DeviceWorker:
         """Whether a job waits in the worker's queue (a read from any thread; a moment's answer)."""
         return not self._jobs.empty()
 
+    def add_busy(self, seconds: float) -> None:
+        """Count ``seconds`` of compute that a job handed to other threads (CPU lanes) as busy time."""
+        with self._lock:
+            self.busy_seconds += seconds
+
     def busy_fraction(self) -> float:
+        """Share of the time since the start that the worker, or work it handed off, computed (at most
+        1: handed-off work may overlap the worker's next job)."""
         elapsed = time.monotonic() - self.started_at
-        return self.busy_seconds / elapsed if elapsed > 0 else 0.0
+        return min(1.0, self.busy_seconds / elapsed) if elapsed > 0 else 0.0
 
     def _main(self) -> None:
         _local.worker = self
@@ -172,7 +179,8 @@ class DeviceWorker:
             job.fail(exc)
         finally:
             if busy:
-                self.busy_seconds += time.perf_counter() - started
+                with self._lock:
+                    self.busy_seconds += time.perf_counter() - started
 
     def _die(self, exc: BaseException) -> None:
         log.critical("the device worker died: %r", exc)

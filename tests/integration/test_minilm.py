@@ -261,6 +261,52 @@ def test_a_device_worker_runs_lanes_unless_told_not_to(embedder: MiniLMEmbedder)
     assert np.min(np.sum(vectors[True] * vectors[False], axis=1)) > 0.99999
 
 
+def test_a_worker_hands_lanes_off_and_a_batch_prepared_while_they_run_goes_whole_to_one(
+    embedder: MiniLMEmbedder,
+) -> None:
+    # On the device worker, start_in_lanes returns before the lanes end; while its parts run, the next
+    # batch is prepared for one lane (one forward pass for all its texts).  Vectors as embed's.
+    from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
+
+    first = [_long_text(4 + 3 * i, seed=300 + i) for i in range(12)]
+    second = [_long_text(5 + 2 * i, seed=400 + i) for i in range(9)]
+    if embedder._lane_pool is None:  # a one-core machine: no lanes, the worker computes itself
+        assert embedder.start_in_lanes(embedder.prepare(first)) is None
+        return
+    release = threading.Event()
+    embed_groups = embedder._embed_groups
+    ran: list[tuple[str, int]] = []
+
+    def held(groups: list) -> np.ndarray:
+        ran.append((threading.current_thread().name.split("_")[0], sum(len(ids) for ids, _, _ in groups)))
+        assert release.wait(30)
+        return embed_groups(groups)
+
+    worker = DeviceWorker(name="worker-handoff", lanes=True)
+    worker.start()
+    embedder._embed_groups = held  # type: ignore[method-assign]
+    try:
+        running = call_on_worker(worker, lambda: embedder.start_in_lanes(embedder.prepare(first)))
+        assert running is not None and not running.done()  # handed off: the worker is free again
+        assert embedder.start_in_lanes(embedder.prepare(first)) is None  # not on a worker: embed_prepared's
+        batch = embedder.prepare(second)
+        assert batch.one_lane and batch.lanes == 1 and len(batch.groups) == 1
+        queued = call_on_worker(worker, lambda: embedder.start_in_lanes(batch))
+        assert queued is not None
+        release.set()
+        got_first, got_second = running.result(timeout=30), queued.result(timeout=30)
+    finally:
+        release.set()
+        del embedder._embed_groups
+        worker.stop()
+    lanes = embedder.prepare(first).lanes
+    assert [name for name, _ in ran] == ["arrwdb-lane"] * (lanes + 1)
+    assert ran[-1][1] == len(second)  # the second batch, whole, in one part
+    assert embedder._lane_parts == 0 and not embedder.prepare(second).one_lane
+    for got, texts in ((got_first, first), (got_second, second)):
+        assert np.min(np.sum(got * embedder.embed(texts), axis=1)) > 0.99999
+
+
 def test_ids_an_http_worker_made_are_used_as_they_come(embedder: MiniLMEmbedder) -> None:
     from arrwdb.embed.tokens import TokenizedText
 

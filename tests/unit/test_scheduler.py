@@ -21,6 +21,7 @@ class FakeWorker:
     def __init__(self) -> None:
         self.jobs: list[Any] = []
         self.death: list[Callable[[BaseException], None]] = []
+        self.busy_added = 0.0
 
     def submit(self, job: Any) -> None:
         self.jobs.append(job)
@@ -30,6 +31,9 @@ class FakeWorker:
 
     def busy_fraction(self) -> float:
         return 0.0
+
+    def add_busy(self, seconds: float) -> None:
+        self.busy_added += seconds
 
     def has_jobs(self) -> bool:
         return bool(self.jobs)
@@ -673,3 +677,48 @@ def test_a_batch_the_loop_ran_itself_delivers_without_a_wake_up_and_one_the_work
         assert (await pending).value == 30 and woken == [scheduler._complete]
 
     run(body)
+
+
+def test_work_handed_off_as_a_future_frees_the_worker_but_holds_its_place_until_delivered():
+    from concurrent.futures import Future
+
+    async def body() -> None:
+        scheduler, worker = make(max_batch_size=1, max_batch_wait_ms=0)
+        handed: list[Future[list[Any]]] = []
+
+        def run_off_worker(payloads: list[Any]) -> Future[list[Any]]:
+            handed.append(Future())
+            return handed[-1]
+
+        spec = QueueSpec(key="h", kind="test", priority=PRIORITY_INTERACTIVE, run=run_off_worker, prepare=list)
+        tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(4)]
+        await _until(lambda: len(worker.jobs) == 2)  # the running batch and the one staged behind it
+        await worker.run_next()
+        await worker.run_next()
+        await settle()
+        # Both batches were handed off: the worker is idle, but the two still count as on it, so no
+        # third batch is taken while they compute elsewhere.
+        assert len(handed) == 2 and worker.jobs == []
+        assert not any(task.done() for task in tasks)
+        handed[1].set_result([10])  # delivered when done, in whatever order the work ends
+        await _until_done(tasks[1])
+        assert tasks[1].result().value == 10 and not tasks[0].done()
+        await _until(lambda: len(worker.jobs) == 1)  # its place on the worker went to the next batch
+        handed[0].set_exception(RuntimeError("lane failed"))
+        with pytest.raises(WorkerFailure):
+            await tasks[0]
+        assert worker.busy_added > 0  # the handed-off work counts as the device's busy time
+        for _ in range(2):
+            await _until(lambda: len(worker.jobs) == 1)
+            await worker.run_next()
+            handed[-1].set_result([0])
+        await asyncio.gather(*tasks[2:])
+
+    run(body)
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
