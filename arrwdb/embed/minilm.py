@@ -39,7 +39,7 @@ from arrwdb.runtime.cores import usable_cores
 from arrwdb.runtime.device import split_on_oom
 from arrwdb.runtime.device_worker import DeviceWorker, current_worker
 from arrwdb.runtime.thread_priority import lower_this_thread
-from arrwdb.runtime.tuning import DEFAULT_FORWARD_BATCH, cpu_lanes
+from arrwdb.runtime.tuning import DEFAULT_FORWARD_BATCH, ONE_LANE_MAX_TEXTS, cpu_lanes
 
 MODEL_NAME = DEFAULT_MODEL_NAME
 # MiniLM's sentence_bert_config.json's max_seq_length (st_config reads it): tokenizer_config.json says
@@ -194,10 +194,10 @@ class MiniLMEmbedder(Embedder):
         lengths = np.fromiter((len(ids) for ids in encodings), dtype=np.int64, count=len(encodings))
         # Longest first, stable so equal lengths keep input order (and thus reproducible groups).
         by_length = np.argsort(-lengths, kind="stable")
-        # While lanes are busy with an earlier batch, this one goes whole to the next free lane: one
-        # forward pass of all its texts costs less than one per lane (each reads every weight once).
-        busy = self._lane_parts > 0
-        lanes = 1 if busy else cpu_lanes(len(encodings), self.cores)
+        # A small batch prepared while lanes are busy with an earlier one goes whole to the next free
+        # lane (``ONE_LANE_MAX_TEXTS``): one forward pass of all its texts costs less than one a lane.
+        whole = self._lane_parts > 0 and self._lane_pool is not None and 2 <= len(encodings) <= ONE_LANE_MAX_TEXTS
+        lanes = 1 if whole else cpu_lanes(len(encodings), self.cores)
         # Every lanes-th text by length to each lane: lanes of (nearly) equal work.
         dealt = [by_length[lane::lanes] for lane in range(lanes)]
         groups: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
@@ -207,7 +207,6 @@ class MiniLMEmbedder(Embedder):
                 groups.append(self._group(encodings, lengths, lane_order[g : g + self.forward_batch]))
                 lane_of.append(lane)
         order = np.concatenate(dealt) if lanes > 1 else by_length
-        whole = busy and self._lane_pool is not None and len(encodings) >= 2
         batch = TokenBatch(len(encodings), order, groups, lanes=lanes, lane_of=lane_of, one_lane=whole)
         return self._to_device(batch)
 
@@ -278,6 +277,9 @@ class MiniLMEmbedder(Embedder):
             return None
         if not (batch.one_lane or self._in_lanes(batch, worker)):
             return None
+        if batch.one_lane and self._lane_parts == 0:
+            # The lanes it was prepared beside have ended: dealt to them after all, no lane idles.
+            batch = _redealt(batch, cpu_lanes(batch.n, self.cores))
         by_lane = _lane_groups(batch)
         with self._lane_lock:
             self._lane_parts += len(by_lane)
@@ -370,3 +372,27 @@ def _gathered(parts: list[Future[np.ndarray]], join: Callable[[list[np.ndarray]]
     for part in parts:
         part.add_done_callback(part_done)
     return out
+
+
+def _redealt(batch: TokenBatch, lanes: int) -> TokenBatch:
+    """A one-lane ``batch`` dealt to ``lanes`` lanes: every lanes-th row of each group by length to each
+    lane (as ``prepare`` deals texts), each lane's rows cut to their own longest."""
+    if lanes <= 1:
+        return batch
+    groups: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+    lane_of: list[int] = []
+    order: list[np.ndarray] = []
+    for lane in range(lanes):
+        start = 0
+        for ids, mask, _ in batch.groups:
+            rows = len(ids)
+            if lane < rows:
+                lengths = mask[lane::lanes].sum(dim=1)
+                width = int(lengths.max())
+                sub_ids = ids[lane::lanes, :width].contiguous()
+                sub_mask = mask[lane::lanes, :width].contiguous()
+                groups.append((sub_ids, sub_mask, bool((lengths < width).any())))
+                lane_of.append(lane)
+                order.append(batch.order[start + lane : start + rows : lanes])
+            start += rows
+    return TokenBatch(batch.n, np.concatenate(order), groups, lanes=lanes, lane_of=lane_of)

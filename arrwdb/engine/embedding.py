@@ -120,6 +120,7 @@ class EmbeddingMixin:
                 run=lambda prepared: self._run_embed(embedder, prepared),
                 prepare=embedder.prepare,
                 max_cost=self.settings.embed_token_budget,
+                hands_off=isinstance(embedder, LaneEmbedder),
                 # Single inserts ride along in query batches; bulk work never delays an interactive one.
                 top_up=None if priority == PRIORITY_BULK else f"embed:{model}",
             )

@@ -54,6 +54,10 @@ class QueueSpec:
     # starts its next batch at once: it must return one result per payload (search hits built from the
     # snapshot the batch took) and must not touch state that the device worker mutates.
     finish: Callable[[Any], Sequence[Any]] | None = None
+    # Whether ``run`` may hand its work to threads of its own (returning a Future: see above); such
+    # batches may start on the worker while earlier ones still compute there, other jobs wait for them
+    # (DeviceWorker.hand_off).
+    hands_off: bool = False
     # Whether a batch of these payloads is brief enough to run on the event loop's thread while the
     # device worker is idle and nothing else is queued or in flight (Scheduler._start); asked with no
     # job running, so it may read the state that jobs change.  None: always on the worker.
@@ -87,6 +91,11 @@ class BatchJob:
         # The event loop's thread, where the loop may run the job itself (Scheduler._run_here).
         self.loop_thread: int | None = None
 
+    @property
+    def overlaps_handoffs(self) -> bool:
+        """Whether the device worker may start this batch while work handed off before still runs."""
+        return self.spec.hands_off
+
     def prepare(self) -> None:
         try:
             if self.spec.prepare is not None:
@@ -115,6 +124,7 @@ class BatchJob:
             # The work goes on on other threads (a CPU forward pass in lanes): the worker takes its next
             # job now; the batch stays on the worker for the scheduler (it holds its place among the
             # two, Scheduler._on_worker) until the work is done and delivered.
+            self.scheduler.worker.hand_off(computed)
             computed.add_done_callback(functools.partial(self._settle, kept, t0))
             return
         compute = time.perf_counter() - t0

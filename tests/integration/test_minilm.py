@@ -264,8 +264,8 @@ def test_a_device_worker_runs_lanes_unless_told_not_to(embedder: MiniLMEmbedder)
 def test_a_worker_hands_lanes_off_and_a_batch_prepared_while_they_run_goes_whole_to_one(
     embedder: MiniLMEmbedder,
 ) -> None:
-    # On the device worker, start_in_lanes returns before the lanes end; while its parts run, the next
-    # batch is prepared for one lane (one forward pass for all its texts).  Vectors as embed's.
+    # On the device worker, start_in_lanes returns before the lanes end; while its parts run, a small
+    # next batch is prepared for one lane (one forward pass for all its texts).  Vectors as embed's.
     from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
 
     first = [_long_text(4 + 3 * i, seed=300 + i) for i in range(12)]
@@ -305,6 +305,24 @@ def test_a_worker_hands_lanes_off_and_a_batch_prepared_while_they_run_goes_whole
     assert embedder._lane_parts == 0 and not embedder.prepare(second).one_lane
     for got, texts in ((got_first, first), (got_second, second)):
         assert np.min(np.sum(got * embedder.embed(texts), axis=1)) > 0.99999
+    # Prepared beside busy lanes that have ended by its start: dealt to the lanes after all.
+    embedder._lane_parts = 1
+    late = embedder.prepare(second)
+    embedder._lane_parts = 0
+    assert late.one_lane
+    ran.clear()
+    worker = DeviceWorker(name="worker-redeal", lanes=True)
+    worker.start()
+    embedder._embed_groups = held  # type: ignore[method-assign]
+    try:
+        dealt = call_on_worker(worker, lambda: embedder.start_in_lanes(late))
+        assert dealt is not None
+        got_late = dealt.result(timeout=30)
+    finally:
+        del embedder._embed_groups
+        worker.stop()
+    assert len(ran) == embedder.prepare(second).lanes > 1 and sum(texts for _, texts in ran) == len(second)
+    assert np.min(np.sum(got_late * embedder.embed(second), axis=1)) > 0.9999
 
 
 def test_ids_an_http_worker_made_are_used_as_they_come(embedder: MiniLMEmbedder) -> None:

@@ -22,6 +22,7 @@ class FakeWorker:
         self.jobs: list[Any] = []
         self.death: list[Callable[[BaseException], None]] = []
         self.busy_added = 0.0
+        self.handed_off: list[Any] = []
 
     def submit(self, job: Any) -> None:
         self.jobs.append(job)
@@ -31,6 +32,9 @@ class FakeWorker:
 
     def busy_fraction(self) -> float:
         return 0.0
+
+    def hand_off(self, work: Any) -> None:
+        self.handed_off.append(work)
 
     def add_busy(self, seconds: float) -> None:
         self.busy_added += seconds
@@ -690,7 +694,9 @@ def test_work_handed_off_as_a_future_frees_the_worker_but_holds_its_place_until_
             handed.append(Future())
             return handed[-1]
 
-        spec = QueueSpec(key="h", kind="test", priority=PRIORITY_INTERACTIVE, run=run_off_worker, prepare=list)
+        spec = QueueSpec(
+            key="h", kind="test", priority=PRIORITY_INTERACTIVE, run=run_off_worker, prepare=list, hands_off=True
+        )
         tasks = [asyncio.create_task(scheduler.submit(spec, i, deadline=far())) for i in range(4)]
         await _until(lambda: len(worker.jobs) == 2)  # the running batch and the one staged behind it
         await worker.run_next()
@@ -698,7 +704,7 @@ def test_work_handed_off_as_a_future_frees_the_worker_but_holds_its_place_until_
         await settle()
         # Both batches were handed off: the worker is idle, but the two still count as on it, so no
         # third batch is taken while they compute elsewhere.
-        assert len(handed) == 2 and worker.jobs == []
+        assert len(handed) == 2 and worker.jobs == [] and worker.handed_off == handed
         assert not any(task.done() for task in tasks)
         handed[1].set_result([10])  # delivered when done, in whatever order the work ends
         await _until_done(tasks[1])

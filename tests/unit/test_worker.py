@@ -157,3 +157,49 @@ def test_run_here_refuses_while_the_worker_runs_a_job_and_holds_it_off_while_run
     finally:
         worker.stop()
     assert log == ["on worker", "after", "inline", "queued"]
+
+
+class _HandsOff(_Recorded):
+    """A job that hands its work to another thread and returns (``DeviceWorker.hand_off``)."""
+
+    overlaps_handoffs = True
+
+    def __init__(self, worker: DeviceWorker, work: object, log: list[str]) -> None:
+        super().__init__("handed off", log)
+        self.worker, self.work = worker, work
+
+    def run(self) -> None:
+        self.worker.hand_off(self.work)  # type: ignore[arg-type]
+        self.log.append(self.name)
+        self.started.set()
+
+
+class _Overlapping(_Recorded):
+    overlaps_handoffs = True
+
+
+def test_other_jobs_wait_for_handed_off_work_and_urgent_or_overlapping_ones_do_not() -> None:
+    from concurrent.futures import Future
+
+    worker = DeviceWorker()
+    worker.start()
+    log: list[str] = []
+    work: Future[None] = Future()
+    try:
+        handing = _HandsOff(worker, work, log)
+        worker.submit(handing)
+        assert handing.started.wait(5)
+        plain = _Recorded("search", log)
+        worker.submit(plain)
+        overlapping = _Overlapping("next lanes", log)
+        worker.submit(overlapping)
+        urgent = _Recorded("apply", log)
+        worker.submit(urgent, urgent=True)
+        assert urgent.started.wait(5)  # ran while the handed-off work still computes
+        assert not plain.started.wait(0.2)  # the search waits for it
+        assert not worker.run_here(_Recorded("short", log), lambda: True)  # nor runs beside it on the loop
+        work.set_result(None)
+        assert overlapping.started.wait(5)
+    finally:
+        worker.stop()
+    assert log == ["handed off", "apply", "search", "next lanes"]
