@@ -81,6 +81,8 @@ class DeviceWorker:
         self._running = threading.RLock()
         # Work that jobs handed to other threads (``hand_off``) and that may still compute.
         self._handed_off: list[Future[Any]] = []
+        self.handed_off_seconds = 0.0
+        self._handed_off_lock = threading.Lock()
         self.alive = False
         self.busy_seconds = 0.0
         self.started_at = 0.0
@@ -169,15 +171,18 @@ class DeviceWorker:
         return not self._jobs.empty()
 
     def add_busy(self, seconds: float) -> None:
-        """Count ``seconds`` of compute that a job handed to other threads (CPU lanes) as busy time."""
-        with self._lock:
-            self.busy_seconds += seconds
+        """Count ``seconds`` of compute that a job handed to other threads (CPU lanes) as busy time.
+        Called by those threads; a lock of its own, which the event loop never takes (a thread below
+        the loop's priority that held a lock the loop waits for would stall it)."""
+        with self._handed_off_lock:
+            self.handed_off_seconds += seconds
 
     def busy_fraction(self) -> float:
         """Share of the time since the start that the worker, or work it handed off, computed (at most
         1: handed-off work may overlap the worker's next job)."""
         elapsed = time.monotonic() - self.started_at
-        return min(1.0, self.busy_seconds / elapsed) if elapsed > 0 else 0.0
+        busy = self.busy_seconds + self.handed_off_seconds
+        return min(1.0, busy / elapsed) if elapsed > 0 else 0.0
 
     def _main(self) -> None:
         _local.worker = self
@@ -206,8 +211,7 @@ class DeviceWorker:
             job.fail(exc)
         finally:
             if busy:
-                with self._lock:
-                    self.busy_seconds += time.perf_counter() - started
+                self.busy_seconds += time.perf_counter() - started
 
     def _die(self, exc: BaseException) -> None:
         log.critical("the device worker died: %r", exc)
