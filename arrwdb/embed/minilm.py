@@ -37,7 +37,7 @@ from arrwdb.embed.tokens import (
 )
 from arrwdb.runtime.cores import usable_cores
 from arrwdb.runtime.device import split_on_oom
-from arrwdb.runtime.device_worker import DeviceWorker, current_worker
+from arrwdb.runtime.device_worker import current_worker
 from arrwdb.runtime.thread_priority import lower_this_thread
 from arrwdb.runtime.tuning import DEFAULT_FORWARD_BATCH, ONE_LANE_MAX_TEXTS, cpu_lanes
 
@@ -248,9 +248,8 @@ class MiniLMEmbedder(Embedder):
                 ids.record_stream(stream)
                 mask.record_stream(stream)
         worker = current_worker()
-        pool = self._lane_pool
-        if pool is not None and self._in_lanes(batch, worker):
-            running = [pool.submit(self._embed_groups, groups) for groups in _lane_groups(batch)]
+        if batch.lanes > 1 and self._lane_pool is not None and (worker is None or worker.lanes):
+            running = [self._lane_pool.submit(self._embed_groups, groups) for groups in _lane_groups(batch)]
             if worker is None:
                 wait(running)
             else:
@@ -275,7 +274,7 @@ class MiniLMEmbedder(Embedder):
         pool = self._lane_pool
         if batch.n == 0 or worker is None or pool is None or not worker.lanes:
             return None
-        if not (batch.one_lane or self._in_lanes(batch, worker)):
+        if not (batch.one_lane or batch.lanes > 1):
             return None
         if batch.one_lane and self._lane_parts == 0:
             # The lanes it was prepared beside have ended: dealt to them after all, no lane idles.
@@ -294,11 +293,6 @@ class MiniLMEmbedder(Embedder):
         finally:
             with self._lane_lock:
                 self._lane_parts -= 1
-
-    def _in_lanes(self, batch: TokenBatch, worker: DeviceWorker | None) -> bool:
-        """Whether ``batch`` is embedded in lanes: dealt to several, with a lane pool, on a worker that
-        allows them (or no worker: a caller of ``embed`` in process)."""
-        return batch.lanes > 1 and self._lane_pool is not None and (worker is None or worker.lanes)
 
     def _embed_groups(self, groups: list[tuple[torch.Tensor, torch.Tensor, bool]]) -> np.ndarray:
         """The pooled vectors of ``groups``' texts, in their order (a lane's, or the whole batch's)."""
