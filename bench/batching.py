@@ -10,6 +10,7 @@ table of ratios.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import subprocess
 import time
@@ -84,6 +85,29 @@ def _run(host_port: tuple[str, int], requests: list[bytes], clients: int, second
     return asyncio.run(closed_loop(host_port[0], host_port[1], requests, clients, seconds, warmup))
 
 
+def _measure(
+    server: ServerProcess,
+    scenario: str,
+    setting: str,
+    clients: int,
+    requests: dict[str, list[bytes]],
+    seconds: float,
+    warmup: float,
+) -> dict[str, Any]:
+    """One point: ``clients`` closed-loop clients of ``scenario`` against ``server``.  Inserts go into a
+    library of their own, deleted afterwards: the store is the cached one every run starts from, and
+    what a run inserted must not be loaded (and counted in the RSS) by the next."""
+    target = ("127.0.0.1", server.port)
+    if scenario != "insert":
+        return _run(target, requests[scenario], clients, seconds, warmup).summary()
+    library = f"inserts-{setting}-{clients}-{int(time.time())}"
+    _create_library(server.url, library)
+    try:
+        return _run(target, _insert_requests(library, 20_000, seed=clients), clients, seconds, warmup).summary()
+    finally:
+        _delete_library(server.url, library)
+
+
 def run_batching(
     output: Path,
     cache_dir: Path,
@@ -107,46 +131,43 @@ def run_batching(
         "text": _text_requests(20_000, seed=7),
     }
     results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in scenarios}
-    memory: dict[str, int] = {}
     from tqdm import tqdm
 
     servers = [(setting, batch_size, None) for setting, batch_size in SETTINGS.items()]
-    served_dirs = {None: data_dir}
+    # A store each: the servers run at once.  Batching on serves the cached store; off, a copy of it.
+    served_dirs = {"on": data_dir, "off": cache_dir / f"vectors-{rows}x{dimension}-off"}
+    build_vector_store(served_dirs["off"], LIBRARY, vectors)
     if baseline_python is not None:
         servers.append((BASELINE, SETTINGS["on"], baseline_python))
-        served_dirs[baseline_python] = _baseline_store(baseline_python, cache_dir, rows, dimension)
+        served_dirs[BASELINE] = _baseline_store(baseline_python, cache_dir, rows, dimension)
     total = len(servers) * len(scenarios) * len(concurrencies)
     bar = tqdm(total=total, desc="batching", disable=not progress)
-    for setting, batch_size, python in servers:
-        env = {
-            "ARRWDB_MAX_BATCH_SIZE": str(batch_size),
-            # Batching off is group commit off too: one write request a transaction.
-            "ARRWDB_COMMIT_MAX_REQUESTS": str(batch_size),
-            "ARRWDB_EMBED_CACHE_BYTES": "0",
-            "ARRWDB_RESULT_CACHE_BYTES": "0",
-        }
-        log_path = output.with_suffix(".server.log")
-        with ServerProcess(served_dirs[python], env=env, log_path=log_path, python=python) as server:
+    log_path = output.with_suffix(".server.log")
+    with contextlib.ExitStack() as stack:
+        # Every server is up for the whole run and each point is measured on each in turn, back to
+        # back: this VM's speed drifts within minutes, and servers measured one after the other would
+        # compare different moments.  The idle ones wait, with no load and no background work.
+        running: dict[str, ServerProcess] = {}
+        for setting, batch_size, python in servers:
+            env = {
+                "ARRWDB_MAX_BATCH_SIZE": str(batch_size),
+                # Batching off is group commit off too: one write request a transaction.
+                "ARRWDB_COMMIT_MAX_REQUESTS": str(batch_size),
+                "ARRWDB_EMBED_CACHE_BYTES": "0",
+                "ARRWDB_RESULT_CACHE_BYTES": "0",
+            }
+            server = ServerProcess(served_dirs[setting], env=env, log_path=log_path, python=python)
+            running[setting] = stack.enter_context(server)
+        for server in running.values():
             server.wait_settled()
-            target = ("127.0.0.1", server.port)
-            for scenario in scenarios:
-                points = results[scenario].setdefault(setting, [])
-                for clients in concurrencies:
-                    if scenario == "insert":
-                        library = f"inserts-{setting}-{clients}-{int(time.time())}"
-                        _create_library(server.url, library)
-                        load = _insert_requests(library, 20_000, seed=clients)
-                    else:
-                        load = requests[scenario]
-                    outcome = _run(target, load, clients, seconds, warmup)
-                    if scenario == "insert":
-                        # The store is the cached one every run starts from: what a run inserted must
-                        # not be loaded (and counted in the RSS) by the next.
-                        _delete_library(server.url, library)
-                    points.append(outcome.summary())
+        for scenario in scenarios:
+            for clients in concurrencies:
+                for setting, server in running.items():
+                    points = results[scenario].setdefault(setting, [])
+                    points.append(_measure(server, scenario, setting, clients, requests, seconds, warmup))
                     bar.set_postfix_str(f"{scenario} {setting} c={clients} qps={points[-1]['qps']:.0f}")
                     bar.update()
-            memory[setting] = server.rss_bytes()
+        memory = {setting: server.rss_bytes() for setting, server in running.items()}
     bar.close()
     overload_report = overload(data_dir, requests["vector"], seconds, warmup, output) if "vector" in scenarios else None
     report: dict[str, Any] = {
