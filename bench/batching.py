@@ -85,6 +85,13 @@ def _run(host_port: tuple[str, int], requests: list[bytes], clients: int, second
     return asyncio.run(closed_loop(host_port[0], host_port[1], requests, clients, seconds, warmup))
 
 
+def _median_round(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round whose ``key`` is the median (the lower middle one of an even count), with every
+    round's ``key`` beside it as ``rounds_<key>``."""
+    ranked = sorted(rounds, key=lambda point: float(point[key]))
+    return {**ranked[(len(ranked) - 1) // 2], f"rounds_{key}": [float(point[key]) for point in rounds]}
+
+
 def _measure(
     server: ServerProcess,
     scenario: str,
@@ -118,9 +125,15 @@ def run_batching(
     scenarios: tuple[str, ...] = ("vector", "text", "insert"),
     progress: bool = True,
     baseline_python: str | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """``baseline_python``: also measure batching on as the server of that interpreter's arrwdb serves
-    it (a checkout of an earlier commit, in its own environment), in the same run, as ``baseline``."""
+    it (a checkout of an earlier commit, in its own environment), in the same run, as ``baseline``.
+    ``rounds``: each point is measured that many times on every server, the rounds interleaved, and the
+    round of median throughput is reported (with every round's throughput in ``rounds_qps``); the
+    overload phase runs that many times, reported by its median 429 p99."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     dimension = 384
     output.parent.mkdir(parents=True, exist_ok=True)
     vectors = random_vectors(rows, dimension, seed=1)
@@ -140,7 +153,7 @@ def run_batching(
     if baseline_python is not None:
         servers.append((BASELINE, SETTINGS["on"], baseline_python))
         served_dirs[BASELINE] = _baseline_store(baseline_python, cache_dir, rows, dimension)
-    total = len(servers) * len(scenarios) * len(concurrencies)
+    total = len(servers) * len(scenarios) * len(concurrencies) * rounds
     bar = tqdm(total=total, desc="batching", disable=not progress)
     log_path = output.with_suffix(".server.log")
     with contextlib.ExitStack() as stack:
@@ -162,14 +175,21 @@ def run_batching(
             server.wait_settled()
         for scenario in scenarios:
             for clients in concurrencies:
-                for setting, server in running.items():
-                    points = results[scenario].setdefault(setting, [])
-                    points.append(_measure(server, scenario, setting, clients, requests, seconds, warmup))
-                    bar.set_postfix_str(f"{scenario} {setting} c={clients} qps={points[-1]['qps']:.0f}")
-                    bar.update()
+                measured: dict[str, list[dict[str, Any]]] = {setting: [] for setting in running}
+                for _ in range(rounds):
+                    for setting, server in running.items():
+                        point = _measure(server, scenario, setting, clients, requests, seconds, warmup)
+                        measured[setting].append(point)
+                        bar.set_postfix_str(f"{scenario} {setting} c={clients} qps={point['qps']:.0f}")
+                        bar.update()
+                for setting, points in measured.items():
+                    results[scenario].setdefault(setting, []).append(_median_round(points, "qps"))
         memory = {setting: server.rss_bytes() for setting, server in running.items()}
     bar.close()
-    overload_report = overload(data_dir, requests["vector"], seconds, warmup, output) if "vector" in scenarios else None
+    overload_report = None
+    if "vector" in scenarios:
+        phases = [overload(data_dir, requests["vector"], seconds, warmup, output) for _ in range(rounds)]
+        overload_report = _median_round(phases, "rejected_p99_ms")
     report: dict[str, Any] = {
         "benchmark": "batching",
         "machine": machine_info(),
@@ -181,6 +201,7 @@ def run_batching(
             "warmup": warmup,
             "batch_size": SETTINGS,
             "baseline_python": baseline_python,
+            "rounds": rounds,
         },
         "results": results,
         "server_rss_bytes": memory,

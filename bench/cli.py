@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--rows", type=int, default=100_000)
     batching.add_argument("--scenarios", default="vector,text,insert")
     batching.add_argument("--no-progress", action="store_true")
+    batching.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every point (and the overload phase) this many times, interleaved; report the median",
+    )
     workers = sub.add_parser("workers", help="HTTP-bound throughput by number of HTTP worker processes")
     workers.add_argument("--output", type=Path, default=Path("bench/results/workers.json"))
     workers.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             scenarios=tuple(s for s in args.scenarios.split(",") if s),
             progress=not args.no_progress,
             baseline_python=args.baseline_python,
+            rounds=args.rounds,
         )
         print(format_table(report))
         print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}", file=sys.stderr)
