@@ -113,29 +113,34 @@ class EmbeddingMixin:
         spec = self._embed_specs.get((model, priority))
         if spec is None:
             embedder = self.models.embedders[model]
+            # Whether the model may hand a batch to its lanes, decided once here, not per batch.
+            in_lanes = embedder.start_in_lanes if isinstance(embedder, LaneEmbedder) else None
             spec = self._embed_specs[(model, priority)] = QueueSpec(
                 key=("embed", model, priority),
                 kind="embed",
                 priority=priority,
-                run=lambda prepared: self._run_embed(embedder, prepared),
+                run=lambda prepared: self._run_embed(embedder, prepared, in_lanes),
                 prepare=embedder.prepare,
                 max_cost=self.settings.embed_token_budget,
-                hands_off=isinstance(embedder, LaneEmbedder),
+                hands_off=in_lanes is not None,
                 # Single inserts ride along in query batches; bulk work never delays an interactive one.
                 top_up=None if priority == PRIORITY_BULK else f"embed:{model}",
             )
         return spec
 
-    def _run_embed(self, embedder: Embedder, prepared: Any) -> list[np.ndarray] | Future[np.ndarray]:
-        """The batch's vectors; or, for a batch a CPU embeds in lanes, their future (the device worker
-        goes on with its next job meanwhile: ``BatchJob.run``)."""
+    def _run_embed(
+        self,
+        embedder: Embedder,
+        prepared: Any,
+        in_lanes: Callable[[Any], Future[np.ndarray] | None] | None = None,
+    ) -> list[np.ndarray] | Future[np.ndarray]:
+        """The batch's vectors; or, for a batch a CPU embeds in lanes (``in_lanes``: the model's
+        ``start_in_lanes``), their future (the device worker goes on with its next job meanwhile:
+        ``BatchJob.run``)."""
         self._threads.fit_embed(len(prepared), self.telemetry.requests_in_flight)
         with self.telemetry.working():
-            if isinstance(embedder, LaneEmbedder):
-                in_lanes = embedder.start_in_lanes(prepared)
-                if in_lanes is not None:
-                    return in_lanes
-            return list(embedder.embed_prepared(prepared))
+            handed = in_lanes(prepared) if in_lanes is not None else None
+            return handed if handed is not None else list(embedder.embed_prepared(prepared))
 
     async def embeddings(
         self, inputs: list[Item], model: str | None, deadline: float, dimensions: int | None = None
