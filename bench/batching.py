@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from arrwdb.bench.datasets import build_vector_store, random_vectors, sentences
-from arrwdb.bench.loadgen import LoadResult, closed_loop, encode_post, open_loop
+from arrwdb.bench.loadgen import LoadResult, closed_loop, encode_post, median_round, open_loop
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.plots import throughput_and_p99
 from arrwdb.bench.serverproc import ServerProcess
@@ -83,13 +83,6 @@ def _baseline_store(python: str, cache_dir: Path, rows: int, dimension: int) -> 
 
 def _run(host_port: tuple[str, int], requests: list[bytes], clients: int, seconds: float, warmup: float) -> LoadResult:
     return asyncio.run(closed_loop(host_port[0], host_port[1], requests, clients, seconds, warmup))
-
-
-def _median_round(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The round whose ``key`` is the median (the lower middle one of an even count), with every
-    round's ``key`` beside it as ``rounds_<key>``."""
-    ranked = sorted(rounds, key=lambda point: float(point[key]))
-    return {**ranked[(len(ranked) - 1) // 2], f"rounds_{key}": [float(point[key]) for point in rounds]}
 
 
 def _measure(
@@ -183,13 +176,13 @@ def run_batching(
                         bar.set_postfix_str(f"{scenario} {setting} c={clients} qps={point['qps']:.0f}")
                         bar.update()
                 for setting, points in measured.items():
-                    results[scenario].setdefault(setting, []).append(_median_round(points, "qps"))
+                    results[scenario].setdefault(setting, []).append(median_round(points, "qps"))
         memory = {setting: server.rss_bytes() for setting, server in running.items()}
     bar.close()
     overload_report = None
     if "vector" in scenarios:
         phases = [overload(data_dir, requests["vector"], seconds, warmup, output) for _ in range(rounds)]
-        overload_report = _median_round(phases, "rejected_p99_ms")
+        overload_report = median_round(phases, "rejected_p99_ms")
     report: dict[str, Any] = {
         "benchmark": "batching",
         "machine": machine_info(),

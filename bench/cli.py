@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--queries", type=int, default=500, help="per data set")
     retrieval.add_argument("--clients", type=int, default=64)
     retrieval.add_argument("--seconds", type=float, default=8.0)
+    retrieval.add_argument(
+        "--rounds", type=int, default=1, help="speed: each mode measured N times, interleaved; the median round"
+    )
     toolkit_cli.add_parsers(sub)
     gpu_cli.add_parsers(sub)
     return parser
@@ -219,7 +222,13 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(args.data_dir, ignore_errors=True)
         report = run_retrieval(
-            args.output, args.data_dir, docs=args.docs, queries=args.queries, clients=args.clients, seconds=args.seconds
+            args.output,
+            args.data_dir,
+            docs=args.docs,
+            queries=args.queries,
+            clients=args.clients,
+            seconds=args.seconds,
+            rounds=args.rounds,
         )
         print(format_retrieval(report))
         print(f"\nwrote {args.output}", file=sys.stderr)

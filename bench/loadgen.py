@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -75,6 +75,14 @@ class LoadResult:
             "mean_queue_ms": float(np.mean(self.queue_ms)) if self.queue_ms else 0.0,
             "mean_compute_ms": float(np.mean(self.compute_ms)) if self.compute_ms else 0.0,
         }
+
+
+def median_round(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round whose ``key`` is the median (the lower middle one of an even count), with every
+    round's ``key`` beside it as ``rounds_<key>``: how benches that measure a point several times,
+    interleaved with the points they compare it with, report it."""
+    ranked = sorted(rounds, key=lambda point: float(point[key]))
+    return {**ranked[(len(ranked) - 1) // 2], f"rounds_{key}": [float(point[key]) for point in rounds]}
 
 
 def _check_loopback(host: str) -> None:

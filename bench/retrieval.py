@@ -20,7 +20,9 @@ Speed: 64 closed-loop clients of single ``/search`` requests against the same li
 with its own queries (the result and embedding caches off, so no mode is served another's work), in
 two scenarios: text queries (the server embeds each: the model's forward pass dominates the vector
 and hybrid modes), and queries that carry their embedding and their text as ``keywords`` (the legs'
-own costs, side by side).
+own costs, side by side).  With ``rounds`` > 1 every mode is measured that many times, the modes
+interleaved, and its median round is reported; each round records the cores the server used and the
+machine's idle cores (``arrwdb.bench.cpu_use``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ import numpy as np
 import orjson
 
 from arrwdb.bench.ann_data import _verses
-from arrwdb.bench.loadgen import closed_loop, encode_post, float32_base64
+from arrwdb.bench.cpu_use import CpuUse
+from arrwdb.bench.loadgen import closed_loop, encode_post, float32_base64, median_round
 from arrwdb.bench.machine import machine_info
-from arrwdb.bench.serverproc import ServerProcess
+from arrwdb.bench.serverproc import ServerProcess, process_tree
 from arrwdb.library.inputs import Hit, Retrieval
 from arrwdb.library.retrieval import fuse
 
@@ -127,11 +130,14 @@ def _quality(
 
 
 def _speed(
-    port: int, texts: list[str], vectors: np.ndarray | None, clients: int, seconds: float
+    server: ServerProcess, texts: list[str], vectors: np.ndarray | None, clients: int, seconds: float, rounds: int
 ) -> dict[str, dict[str, Any]]:
     """q/s of each mode; with ``vectors``, each query carries its embedding (and its text as keywords),
-    so the server embeds nothing and the legs' own costs are compared."""
-    out = {}
+    so the server embeds nothing and the legs' own costs are compared.  Each mode is measured
+    ``rounds`` times, the modes interleaved in every round (a VM's speed drifts between minutes), and
+    its median round is reported, with every round's q/s, the cores the server used and the
+    machine's idle cores."""
+    requests = {}
     share = len(texts) // len(SPEED_MODES)
     for n, mode in enumerate(SPEED_MODES):
         at = range(n * share, (n + 1) * share)  # a mode's own queries: no cache serves another's
@@ -145,11 +151,17 @@ def _speed(
                 if mode != "vector":
                     fields["keywords"] = texts[i]
             bodies.append(orjson.dumps(fields))
-        requests = [encode_post("127.0.0.1", f"/v1/libraries/{LIBRARY}/search", b) for b in bodies]
-        load = asyncio.run(closed_loop("127.0.0.1", port, requests, clients, seconds, warmup=1.5))
-        summary = load.summary()
-        out[mode] = {key: summary[key] for key in ("qps", "p50_ms", "p99_ms", "mean_batch_size", "statuses")}
-    return out
+        requests[mode] = [encode_post("127.0.0.1", f"/v1/libraries/{LIBRARY}/search", b) for b in bodies]
+    measured: dict[str, list[dict[str, Any]]] = {mode: [] for mode in SPEED_MODES}
+    pids = process_tree(server.process.pid) if server.process is not None else []
+    for _ in range(rounds):
+        for mode in SPEED_MODES:
+            with CpuUse(pids) as use:
+                load = asyncio.run(closed_loop("127.0.0.1", server.port, requests[mode], clients, seconds, warmup=1.5))
+            summary = load.summary()
+            point = {key: summary[key] for key in ("qps", "p50_ms", "p99_ms", "mean_batch_size", "statuses")}
+            measured[mode].append({**point, **use.figures()})
+    return {mode: median_round(points, "qps") for mode, points in measured.items()}
 
 
 def _legs(http: httpx.Client, texts: list[str]) -> dict[str, list[list[Hit]]]:
@@ -232,7 +244,11 @@ def run_retrieval(
     seconds: float = 8.0,
     seed: int = 0,
     speed_queries: int = 600,
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """``rounds``: each speed point measured that many times, the modes interleaved (``_speed``)."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     load_before = os.getloadavg()
     kjv, query_bibles = _bibles()
     passages, holder = _passages(kjv, docs)
@@ -247,6 +263,7 @@ def run_retrieval(
             "queries": queries,
             "clients": clients,
             "seconds": seconds,
+            "speed_rounds": rounds,
         },
         "quality": {},
         "fusion_sweep": {},
@@ -272,8 +289,8 @@ def run_retrieval(
             speed_pool = [web[v] for v in doc_ids if web.get(v)][: 3 * speed_queries]
             vectors = _embedded(http, speed_pool)
         report["speed"] = {
-            "text queries": _speed(server.port, speed_pool, None, clients, seconds),
-            "embedding + keywords": _speed(server.port, speed_pool, vectors, clients, seconds),
+            "text queries": _speed(server, speed_pool, None, clients, seconds, rounds),
+            "embedding + keywords": _speed(server, speed_pool, vectors, clients, seconds, rounds),
         }
         # The same passages, each verse a document of its own (one chunk a verse), searched grouped by
         # passage: what smaller chunks do to each leg.  Loaded after the speed runs, which it would slow.
@@ -305,12 +322,14 @@ def format_retrieval(report: dict[str, Any]) -> str:
         )
     for scenario, modes in report["speed"].items():
         lines.append("")
-        lines.append(f"{scenario:<21} q/s   p50_ms   p99_ms  batch  time vs vector")
+        lines.append(f"{scenario:<21} q/s   p50_ms   p99_ms  batch  time vs vector  server cores  idle cores")
         vector = modes.get("vector", {}).get("qps")
         for mode, figures in modes.items():
             ratio = f"{vector / figures['qps']:.2f}x" if vector and figures["qps"] else "-"
+            idle = figures.get("idle_cores")
             lines.append(
                 f"  {mode:<14} {figures['qps']:>8.1f} {figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f} "
-                f"{figures['mean_batch_size']:>6.1f}  {ratio}"
+                f"{figures['mean_batch_size']:>6.1f}  {ratio:>14}  {figures.get('server_cores', 0.0):>12.2f}  "
+                f"{'-' if idle is None else f'{idle:.2f}':>10}"
             )
     return "\n".join(lines)

@@ -82,3 +82,19 @@ def test_grouped_quality_ranks_the_groups_keys():
         out = _quality(http, ["a verse"], ["p1"], "kjv-verses", "passage")
     assert set(out) == set(MODES) and seen == ["passage"] * len(MODES)
     assert out["vector"] == {"ndcg@10": round(1.0 / math.log2(3), 4), "recall@10": 1.0}  # p1 is 2nd
+
+
+def test_the_table_shows_the_cores_the_server_used_and_the_idle_ones():
+    report = {
+        "quality": {},
+        "speed": {"embedding + keywords": {"vector": {**_speed(100.0), "server_cores": 1.25, "idle_cores": 0.5}}},
+    }
+    line = format_retrieval(report).splitlines()[-1]
+    assert line.split()[-2:] == ["1.25", "0.50"]
+
+
+def test_speed_rounds_below_one_are_refused(tmp_path):
+    from arrwdb.bench.retrieval import run_retrieval
+
+    with pytest.raises(ValueError, match="rounds"):
+        run_retrieval(tmp_path / "r.json", tmp_path, rounds=0)
