@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from arrwdb.cluster.shard_state import readers, with_copies
-from arrwdb.errors import ArrwdbError, ShardUnavailable, StaleShardMap
+from arrwdb.errors import ArrwdbError, NotReady, ShardUnavailable, StaleShardMap
 
 if TYPE_CHECKING:
     from arrwdb.cluster.frontend import ClusterEngine
@@ -16,8 +16,9 @@ Entry = dict[str, Any]
 
 async def read_from_copies(cluster: ClusterEngine, entry: Entry, shard: int, ask: Any) -> Any:
     """``ask(link, epoch)`` on a copy that may answer reads of ``shard``: the primary, or while it is
-    down an in-sync replica.  When none answers, the catalog is read once more (a replica may have
-    rejoined the in-sync set since this frontend's last look) before the last refusal is raised."""
+    down (or restarted and still loading its libraries) an in-sync replica.  When none answers, the
+    catalog is read once more (a replica may have rejoined the in-sync set since this frontend's last
+    look) before the last refusal is raised."""
     tried: set[str] = set()
     failure: ArrwdbError | None = None
     for attempt in range(2):
@@ -32,7 +33,7 @@ async def read_from_copies(cluster: ClusterEngine, entry: Entry, shard: int, ask
                 return await ask(link, epoch)
             except StaleShardMap:
                 raise
-            except ShardUnavailable as exc:
+            except (ShardUnavailable, NotReady) as exc:  # down, or restarted by Ray and still loading
                 failure = exc
         if attempt == 0:
             try:
@@ -47,7 +48,7 @@ async def read_from_copies(cluster: ClusterEngine, entry: Entry, shard: int, ask
             continue
         try:
             return await ask(cluster.link(name), epoch)
-        except ShardUnavailable as exc:  # StaleShardMap included: it is not in sync
+        except (ShardUnavailable, NotReady) as exc:  # StaleShardMap included: it is not in sync
             failure = exc
     if failure is None:
         raise ShardUnavailable(f"no copy of shard {shard} of {entry['name']!r} answers; try again shortly")

@@ -128,8 +128,20 @@ class ShardReplicator:
                 self.acked.pop(replica, None)
                 self.joining.discard(replica)
                 self._notify()
-                await self._leave(replica)
+                await self._leave_or_retry(replica)
                 await asyncio.sleep(RETRY_S)
+
+    async def _leave_or_retry(self, replica: str) -> None:
+        """``_leave`` from the pump's failure path: a catalog that cannot record it now (the catalog
+        engine may be the one that failed) leaves the replica in the set, and the pump's next failure
+        tries again; the pump itself must outlive the catalog's outage, or writes would wait for the
+        replica for ever."""
+        try:
+            await self._leave(replica)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("cluster: %s could not leave the in-sync set of %s yet: %s", replica, self.shard.key, exc)
 
     async def _follow(self, replica: str) -> None:
         shard = self.shard
