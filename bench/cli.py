@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_argument("--m", type=int, default=32)
     engines.add_argument("--ef-construction", type=int, default=200)
     engines.add_argument("--seconds", type=float, default=1.0, help="per one-client q/s point")
+    engines.add_argument("--engines", default="", help="comma-separated engine names (default: every one installed)")
     defaults = sub.add_parser("hnsw-defaults", help="HNSW graphs: build time, efSearch calibrated vs needed")
     defaults.add_argument("--output", type=Path, default=Path("bench/results/hnsw-defaults.json"))
     defaults.add_argument("--datasets", default="fashion-mnist,bible,glove,ood-48,ood-384")
@@ -242,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         from arrwdb.bench.engines import format_engines, run_engines
 
         datasets = tuple(d for d in args.datasets.split(",") if d)
-        report = run_engines(args.output, args.rows, args.queries, args.m, args.ef_construction, args.seconds, datasets)
+        only = tuple(e for e in args.engines.split(",") if e)
+        report = run_engines(
+            args.output, args.rows, args.queries, args.m, args.ef_construction, args.seconds, datasets, only
+        )
         print(format_engines(report))
         print(f"\nwrote {args.output}", file=sys.stderr)
     if args.benchmark == "hnsw-defaults":

@@ -85,6 +85,27 @@ class FaissEngine(Engine):
         return int(self.faiss.serialize_index(self.index).nbytes)
 
 
+class FaissBf16LinksEngine(FaissEngine):
+    """arrwdb's construction: the same float32 ``IndexHNSWFlat``, its links made on a bfloat16 copy of
+    the rows (``arrwdb.index.graph_insert``); searches read the float32 rows."""
+
+    name = "faiss-hnsw-f32-bf16-links"
+
+    def build(self, vectors: np.ndarray, metric: str, m: int, ef_construction: int) -> None:
+        import faiss
+
+        from arrwdb.index.graph_insert import add_to_graph
+
+        self.faiss = faiss
+        kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        graph = faiss.IndexHNSWFlat(vectors.shape[1], m, kind)
+        graph.hnsw.efConstruction = ef_construction
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        mapped = faiss.IndexIDMap2(graph)
+        add_to_graph(mapped, np.ascontiguousarray(vectors, dtype=np.float32), np.arange(len(vectors)), None)
+        self.index, self._mapped = graph, mapped  # ids are the row numbers: search the graph itself
+
+
 class HnswlibEngine(Engine):
     name = "hnswlib-f32"
 
@@ -147,7 +168,7 @@ class UsearchEngine(Engine):
 
 
 def available_engines() -> list[Callable[[], Engine]]:
-    engines: list[Callable[[], Engine]] = [FaissEngine]
+    engines: list[Callable[[], Engine]] = [FaissEngine, FaissBf16LinksEngine]
     try:
         import hnswlib  # noqa: F401
 
@@ -213,8 +234,16 @@ def _first_reaching(curve: list[dict[str, Any]], target: float) -> dict[str, Any
 
 
 def run_engines(
-    output: Path, rows: int, queries: int, m: int, ef_construction: int, seconds: float, datasets: tuple[str, ...]
+    output: Path,
+    rows: int,
+    queries: int,
+    m: int,
+    ef_construction: int,
+    seconds: float,
+    datasets: tuple[str, ...],
+    only: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """``only``: the engines to run, by name (all available ones when empty)."""
     makers = {"minilm-like": minilm_like, "fashion-mnist": fashion_mnist}
     report: dict[str, Any] = {
         "benchmark": "engines",
@@ -225,9 +254,8 @@ def run_engines(
     for name in datasets:
         data = makers[name](rows, queries)
         truth = ground_truth(data, K)
-        report["results"][data.name] = [
-            run_engine(make, data, truth, m, ef_construction, seconds) for make in available_engines()
-        ]
+        makes = [make for make in available_engines() if not only or make().name in only]
+        report["results"][data.name] = [run_engine(make, data, truth, m, ef_construction, seconds) for make in makes]
         output.parent.mkdir(parents=True, exist_ok=True)
         import orjson
 

@@ -218,10 +218,12 @@ class IndexBuilder:
         call_on_worker(self.worker, lambda: index.finish(job, ann, seconds, calibration, keep_calibration=chunk))
         kind = "import chunk" if chunk else job.kind
         log.info("library %s: %s of %d rows in %.1f s", library_id, kind, len(job.rows), seconds)
-        # While the import goes on, another extension follows at once: the settle after it saves (a
-        # snapshot written now would be superseded within seconds, and writing it delays that one).
+        # When another extension is due at once, the settle after it saves: a snapshot written now would
+        # be superseded within seconds, and writing it delays that extension.  Due: enough rows for an
+        # extension while an import is still committing; once it has ended, any row left fresh (the
+        # settle folds them in).
         more_now = job.kind == "extend" and call_on_worker(
-            self.worker, lambda: index.importing() and index.plan() is not None
+            self.worker, lambda: index.plan(settle=not index.importing()) is not None
         )
         if chunk or more_now:
             self._settling.add(library_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from arrwdb.index.graph_insert import add_to_graph, float32_rows
 from arrwdb.index.params import HNSWParams, IVFParams
 from arrwdb.runtime.tuning import ADD_CHUNK
 
@@ -97,11 +98,11 @@ def build(
         graph.hnsw.efConstruction = p.ef_construction
         index = faiss.IndexIDMap2(graph)
         if not mips:
-            _add(index, vectors, ids, pace)
+            add_to_graph(index, vectors, ids, pace)
             return index
         # The smallest bound keeps distances discriminative; a longer new row forces a rebuild.
         wrapped = MipsGraph(index, float(np.linalg.norm(all_vectors, axis=1).max()) * 1.0001 + 1e-6)
-        _add(index, wrapped.augment(vectors), ids, pace)
+        add_to_graph(index, wrapped.augment(vectors), ids, pace)
         return wrapped
     p = IVFParams.from_dict(params)
     nlist = min(p.nlist_for(len(vectors)), max(1, len(vectors) // 39))
@@ -131,10 +132,13 @@ def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | No
     ids = np.ascontiguousarray(row_ids, dtype=np.int64)
     if isinstance(index, MipsGraph):
         grown = MipsGraph(faiss.clone_index(index.index), index.max_norm)
-        _add(grown.index, grown.augment(vectors), ids, pace)
+        add_to_graph(grown.index, grown.augment(vectors), ids, pace)
         return grown
     grown = faiss.clone_index(index)
-    _add(grown, vectors, ids, pace)
+    if _hnsw_flat(grown) is not None:
+        add_to_graph(grown, vectors, ids, pace)
+    else:
+        _add(grown, vectors, ids, pace)
     return grown
 
 
@@ -187,8 +191,7 @@ def shared_storage(index: Any) -> tuple[np.ndarray, np.ndarray, Any] | None:
     ids = faiss.vector_to_array(index.id_map).astype(np.int64)
     if n == 0 or len(ids) != n or not bool(np.all(ids[1:] > ids[:-1])) or storage.code_size != d * 4:
         return None
-    raw = faiss.rev_swig_ptr(storage.codes.data(), n * d * 4)
-    return ids, raw.view(np.float32).reshape(n, d), index
+    return ids, float32_rows(storage), index
 
 
 def can_extend(index: Any, vectors: np.ndarray) -> bool:
