@@ -86,8 +86,9 @@ class FaissEngine(Engine):
 
 
 class FaissBf16LinksEngine(FaissEngine):
-    """arrwdb's construction: the same float32 ``IndexHNSWFlat``, its links made on a bfloat16 copy of
-    the rows (``arrwdb.index.graph_insert``); searches read the float32 rows."""
+    """The same float32 ``IndexHNSWFlat``, its links made on a bfloat16 copy of the rows
+    (``arrwdb.index.graph_insert``; the server does so on inner-product graphs only); searches read the
+    float32 rows."""
 
     name = "faiss-hnsw-f32-bf16-links"
 
@@ -102,7 +103,8 @@ class FaissBf16LinksEngine(FaissEngine):
         graph.hnsw.efConstruction = ef_construction
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         mapped = faiss.IndexIDMap2(graph)
-        add_to_graph(mapped, np.ascontiguousarray(vectors, dtype=np.float32), np.arange(len(vectors)), None)
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        add_to_graph(mapped, rows, np.arange(len(vectors)), None, bfloat16_links=True)  # on L2 graphs too
         self.index, self._mapped = graph, mapped  # ids are the row numbers: search the graph itself
 
 

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from arrwdb.index.graph_insert import add_to_graph, float32_rows
+from arrwdb.index.graph_insert import add_in_chunks, add_to_graph, float32_rows
 from arrwdb.index.params import HNSWParams, IVFParams
-from arrwdb.runtime.tuning import ADD_CHUNK
 
 _TRAIN_POINTS_PER_LIST = 64
 
@@ -62,13 +61,6 @@ class MipsGraph:
 
 
 Pace = Callable[[], None]
-
-
-def _add(index: Any, vectors: np.ndarray, ids: np.ndarray, pace: Pace | None) -> None:
-    for start in range(0, len(vectors), ADD_CHUNK):
-        if pace is not None:
-            pace()
-        index.add_with_ids(vectors[start : start + ADD_CHUNK], ids[start : start + ADD_CHUNK])
 
 
 def build(
@@ -121,7 +113,7 @@ def build(
     if pace is not None:
         pace()
     index.train(sample)
-    _add(index, vectors, ids, pace)
+    add_in_chunks(index, vectors, ids, pace)
     return index
 
 
@@ -138,7 +130,7 @@ def extend(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | No
     if _hnsw_flat(grown) is not None:
         add_to_graph(grown, vectors, ids, pace)
     else:
-        _add(grown, vectors, ids, pace)
+        add_in_chunks(grown, vectors, ids, pace)
     return grown
 
 
@@ -147,9 +139,9 @@ def add_rows(index: Any, row_ids: np.ndarray, vectors: np.ndarray, pace: Pace | 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(row_ids, dtype=np.int64)
     if isinstance(index, MipsGraph):
-        _add(index.index, index.augment(vectors), ids, pace)
+        add_in_chunks(index.index, index.augment(vectors), ids, pace)
     else:
-        _add(index, vectors, ids, pace)
+        add_in_chunks(index, vectors, ids, pace)
 
 
 def sort_by_id(index: Any) -> None:

@@ -17,6 +17,7 @@ from arrwdb.engine.index_builder import IndexBuilder  # noqa: E402
 from arrwdb.index import faiss_ops  # noqa: E402
 from arrwdb.runtime.device_worker import DeviceWorker  # noqa: E402
 from arrwdb.runtime.telemetry import Telemetry  # noqa: E402
+from arrwdb.runtime.tuning import ADD_CHUNK  # noqa: E402
 
 DIM = 16
 
@@ -28,10 +29,10 @@ def _data(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
 def test_a_build_is_paced_before_each_chunk_and_holds_every_vector(index_type: str) -> None:
-    ids, vectors = _data(2 * faiss_ops.ADD_CHUNK + 100)
+    ids, vectors = _data(2 * ADD_CHUNK + 100)
     calls: list[int] = []
     index = faiss_ops.build(index_type, {}, "l2", ids, vectors, pace=lambda: calls.append(1))
-    chunks = math.ceil(len(ids) / faiss_ops.ADD_CHUNK)
+    chunks = math.ceil(len(ids) / ADD_CHUNK)
     assert len(calls) == chunks + (1 if index_type == "ivf" else 0)  # IVF: its training too
     assert index.ntotal == len(ids)
     if index_type == "ivf":
@@ -41,7 +42,7 @@ def test_a_build_is_paced_before_each_chunk_and_holds_every_vector(index_type: s
 
 
 def test_an_extension_is_paced_too() -> None:
-    ids, vectors = _data(faiss_ops.ADD_CHUNK + 100)  # the extension: one chunk and 50 more
+    ids, vectors = _data(ADD_CHUNK + 100)  # the extension: one chunk and 50 more
     base = faiss_ops.build("hnsw", {}, "l2", ids[:50], vectors[:50])
     calls: list[int] = []
     grown = faiss_ops.extend(base, ids[50:], vectors[50:], pace=lambda: calls.append(1))

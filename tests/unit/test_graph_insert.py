@@ -80,3 +80,23 @@ def test_builds_and_extensions_of_the_server_use_it_and_stay_shareable() -> None
     assert shared is not None
     assert np.array_equal(shared[0], ids) and np.array_equal(shared[1], x)
     assert faiss_ops.shared_storage(built)[1].shape == (3000, 32)  # the published one is untouched
+
+
+def _links(metric: int, bfloat16_links: bool | None) -> np.ndarray:
+    x = _clustered(2000, 32, 4)
+    graph = faiss.IndexHNSWFlat(32, 16, metric)
+    graph.hnsw.efConstruction = 40
+    index = faiss.IndexIDMap2(graph)
+    add_to_graph(index, x, np.arange(len(x), dtype=np.int64), None, bfloat16_links)
+    return faiss.vector_to_array(graph.hnsw.neighbors)
+
+
+def test_only_inner_product_graphs_take_bfloat16_links_by_default() -> None:
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one thread: insertion is deterministic, so the links can be compared
+    try:
+        assert np.array_equal(_links(faiss.METRIC_L2, None), _links(faiss.METRIC_L2, False))
+        assert np.array_equal(_links(faiss.METRIC_INNER_PRODUCT, None), _links(faiss.METRIC_INNER_PRODUCT, True))
+        assert not np.array_equal(_links(faiss.METRIC_INNER_PRODUCT, None), _links(faiss.METRIC_INNER_PRODUCT, False))
+    finally:
+        faiss.omp_set_num_threads(threads)
