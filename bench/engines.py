@@ -1,6 +1,7 @@
 """`arrwdb bench engines`: CPU HNSW engines side by side, in process, at equal recall@10.
 
-Engines: FAISS ``IndexHNSWFlat`` (arrwdb's), hnswlib and usearch (f32, and f16 / i8 storage whose
+Engines: FAISS ``IndexHNSWFlat`` (arrwdb's; built on float32 rows, and with its links made on a bfloat16
+copy as arrwdb builds cosine graphs), hnswlib and usearch (f32, and f16 / i8 storage whose
 k * 4 candidates are re-scored exactly from float32 rows, as arrwdb re-scores compressed indexes).
 Each is built with the same graph (M, efConstruction) on every core; then for each efSearch of a
 ladder: recall@10 against exact search, queries/s one query at a time on one thread (one client) and

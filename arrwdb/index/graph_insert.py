@@ -7,9 +7,9 @@ serve float32 searches at the recall of links chosen on float32 rows (docs/ANN.m
 bfloat16 rows").  So the graph's links are made on a temporary bfloat16 copy, then handed to the
 float32 graph, whose rows stay the only copy at rest: searches, re-scoring and the exact side read them.
 
-Only where it measured faster: inner-product graphs (``cosine`` libraries: unit rows).  On L2 graphs
-FAISS's bfloat16 L2 distances gain little or nothing (784-d Fashion-MNIST pixels: 3-6% slower), so
-those, and the L2 graph behind an ``ip`` library, insert on their float32 rows.
+Only where it measured faster: inner-product graphs (``cosine`` libraries: unit rows).  On an L2 graph
+FAISS's bfloat16 L2 distances gained nothing measurable (784-d Fashion-MNIST pixels, docs/ANN.md), so
+L2 graphs, the one behind an ``ip`` library included, insert on their float32 rows and need no copy.
 """
 
 from __future__ import annotations
