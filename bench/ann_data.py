@@ -120,6 +120,11 @@ def _embedded(path: Path, texts: list[str]) -> np.ndarray:
 
 def ground_truth(data: AnnDataset, k: int = 10) -> np.ndarray:
     """Exact top-k rows per query (torch, blocked) — the oracle every curve is measured against."""
+    return exact_neighbours(data, k)[1]
+
+
+def exact_neighbours(data: AnnDataset, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the exact top-k per query, best first (higher scores closer)."""
     import torch
 
     from arrwdb.kernels import normalize_rows, search_exact
@@ -129,8 +134,8 @@ def ground_truth(data: AnnDataset, k: int = 10) -> np.ndarray:
     metric = data.metric
     if metric == "cosine":
         base, queries, metric = normalize_rows(base), normalize_rows(queries), "ip"
-    ids = [search_exact(base, queries[i : i + 1024], k, metric)[1].numpy() for i in range(0, len(queries), 1024)]
-    return np.concatenate(ids)
+    found = [search_exact(base, queries[i : i + 1024], k, metric) for i in range(0, len(queries), 1024)]
+    return np.concatenate([f[0].numpy() for f in found]), np.concatenate([f[1].numpy() for f in found])
 
 
 def normalised(data: AnnDataset) -> AnnDataset:

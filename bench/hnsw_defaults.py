@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from arrwdb.bench.ann_data import AnnDataset, _normalise, bible, glove, ground_truth
+from arrwdb.bench.ann_data import AnnDataset, _normalise, bible, exact_neighbours, glove, ground_truth
 from arrwdb.bench.engines import fashion_mnist
 from arrwdb.bench.machine import machine_info
 from arrwdb.index import calibrate, faiss_memory, faiss_ops, faiss_search
@@ -73,8 +73,8 @@ def load(name: str, rows: int, queries: int, cache_dir: Path) -> AnnDataset:
     raise ValueError(f"unknown data set {name!r}")
 
 
-def _exact_top(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    return ground_truth(AnnDataset("sample", base, queries, metric), k)
+def _exact_top(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    return exact_neighbours(AnnDataset("sample", base, queries, metric), k)
 
 
 def run_graph(data: AnnDataset, truth: np.ndarray, m: int, ef_construction: int) -> dict[str, Any]:
@@ -87,8 +87,11 @@ def run_graph(data: AnnDataset, truth: np.ndarray, m: int, ef_construction: int)
     query_ids, sample = rows[held], data.base[held]
     # Exact neighbours among the rows the graph holds while it is calibrated (the sample is out of it).
     inside = rows[~held]
-    exact = inside[_exact_top(data.base[inside], sample, K + 1, data.metric)]
-    calibration = calibrate.calibrate(ann, "hnsw", data.metric, params, query_ids, sample, exact)
+    exact_scores, positions = _exact_top(data.base[inside], sample, K + 1 + calibrate.TIE_SLOTS, data.metric)
+    exact = inside[positions]
+    calibration = calibrate.calibrate(
+        ann, "hnsw", data.metric, params, query_ids, sample, exact, exact_scores=exact_scores
+    )
     faiss_ops.add_rows(ann, query_ids, sample)
     build_s_total = time.perf_counter() - started
     curve = []

@@ -199,9 +199,9 @@ class AnnIndex:
     def vectors_of(self, row_ids: np.ndarray) -> np.ndarray:
         return self.flat.vectors_of(row_ids)
 
-    def exact_ids(self, queries: np.ndarray, k: int, among: np.ndarray) -> np.ndarray:
-        """Ids of the exact top ``k`` of each query among the rows ``among`` (for calibration)."""
-        return self.flat.search(queries, k, among)[1]
+    def exact_neighbours(self, queries: np.ndarray, k: int, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the exact top ``k`` of each query among the rows ``among`` (for calibration)."""
+        return self.flat.search(queries, k, among)
 
     def finish(
         self,

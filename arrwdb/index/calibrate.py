@@ -41,6 +41,11 @@ from arrwdb.index.params import DEFAULT_TARGET_RECALL, HNSWParams, IVFParams
 
 K = 10  # recall@10, the figure the benchmarks report
 SAMPLE_QUERIES = 256
+# Exact neighbours taken past the K-th, to find the rows tied with it: a row whose exact score equals
+# the K-th's (a duplicate of a true neighbour) is as good an answer as it, and which of equal rows a
+# search returns is arbitrary, so such a row counts as found (``tied_neighbours``).
+TIE_SLOTS = 10
+TIE_TOLERANCE = 1e-5  # relative: float32 rounding of one score computed by two kernels
 RESCORE_FACTOR = 4  # sq8/pq propose k * 4 candidates, re-scored exactly (ann.py)
 # Four rungs an octave (steps of 1.14-1.25x).  The effort a library needs falls anywhere between two
 # rungs, and the upper one is chosen: with the need spread evenly on a log scale, the choice exceeds it
@@ -103,14 +108,34 @@ def without_self(ids: np.ndarray, query_ids: np.ndarray, keep: int) -> np.ndarra
     return out
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Share of the true neighbours (ids >= 0 in ``truth``) that ``found`` holds, row by row."""
+def recall(found: np.ndarray, truth: np.ndarray, accepted: np.ndarray | None = None) -> float:
+    """Share of the true neighbours (ids >= 0 in ``truth``) that ``found`` holds, row by row.
+    ``accepted`` (ids >= 0 per row, ``tied_neighbours``): the rows that count as found in a row, at most
+    as many as it has true neighbours (default: the true neighbours themselves)."""
     hits = total = 0
-    for f, t in zip(found, truth, strict=True):
+    for i, (f, t) in enumerate(zip(found, truth, strict=True)):
         wanted = t[t >= 0]
-        hits += len(np.intersect1d(f[f >= 0], wanted, assume_unique=False))
+        pool = wanted if accepted is None else accepted[i][accepted[i] >= 0]
+        hits += min(len(wanted), len(np.intersect1d(f[f >= 0], pool, assume_unique=False)))
         total += len(wanted)
     return hits / total if total else 1.0
+
+
+def tied_neighbours(ids: np.ndarray, scores: np.ndarray, query_ids: np.ndarray, k: int = K) -> np.ndarray:
+    """Per query, the exact neighbours that count as found (its own row excluded): the first ``k`` and
+    every further one whose score ties the ``k``-th's (within ``TIE_TOLERANCE``); padded with -1.
+    ``ids`` / ``scores`` [q, c]: exact neighbours best first, higher scores closer."""
+    out = np.full(ids.shape, -1, dtype=np.int64)
+    for i, (row_ids, row_scores, own) in enumerate(zip(ids, scores, query_ids, strict=True)):
+        keep = (row_ids != own) & (row_ids >= 0)
+        row_ids, row_scores = row_ids[keep], row_scores[keep]
+        if len(row_ids) > k:
+            kth = float(row_scores[k - 1])
+            tied = row_scores >= kth - TIE_TOLERANCE * max(1.0, abs(kth))
+            tied[:k] = True
+            row_ids = row_ids[tied]
+        out[i, : len(row_ids)] = row_ids
+    return out
 
 
 def calibrate(
@@ -123,14 +148,18 @@ def calibrate(
     exact_ids: np.ndarray,
     pace: Callable[[], None] | None = None,
     selector: faiss_search.Selector | None = None,
+    exact_scores: np.ndarray | None = None,
 ) -> Calibration:
     """Calibrate ``ann`` (a built FAISS index, private to the caller).  ``queries`` are the stored vectors
     of the rows ``query_ids``; ``exact_ids`` [q, >= K + 1] their exact neighbours among the index's rows,
-    best first (the row itself among them where it is in the index)."""
+    best first (the row itself among them where it is in the index); ``exact_scores`` their scores
+    (higher closer; fetched ``TIE_SLOTS`` past K + 1): rows tied with a query's K-th neighbour then
+    count as found too (``tied_neighbours``)."""
     started = time.perf_counter()
     target = target_of(params)
     aim = aim_for(target, len(query_ids))
     truth = without_self(exact_ids, query_ids, K)
+    accepted = None if exact_scores is None else tied_neighbours(exact_ids, exact_scores, query_ids)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     rescore = params.get("encoding") in ("sq8", "pq")
     fetch = K * RESCORE_FACTOR + 1 if rescore else K + 1
@@ -151,7 +180,7 @@ def calibrate(
             threads=0,
         )
         # Exact re-scoring orders the candidates exactly: the true neighbours among them are the answer.
-        return recall(without_self(ids, query_ids, fetch - 1), truth)
+        return recall(without_self(ids, query_ids, fetch - 1), truth, accepted)
 
     if index_type == "hnsw":
         parameter, user_value, ladder = "ef_search", params.get("ef_search"), list(EF_LADDER)

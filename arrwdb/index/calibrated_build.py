@@ -77,12 +77,14 @@ def _calibrate(
 ) -> Calibration:
     """``among``: the live rows ``ann`` holds (sorted); ``ann_count`` how many it holds, deleted ones
     included: those are kept out of its answers by a selector, as searches keep them out."""
+    wanted = calibrate.K + 1 + calibrate.TIE_SLOTS
     parts = [
-        on_worker(lambda chunk=queries[start : start + EXACT_CHUNK]: index.exact_ids(chunk, calibrate.K + 1, among))
+        on_worker(lambda chunk=queries[start : start + EXACT_CHUNK]: index.exact_neighbours(chunk, wanted, among))
         for start in range(0, len(queries), EXACT_CHUNK)
     ]
-    exact_ids = np.concatenate(parts) if parts else np.empty((0, calibrate.K + 1), dtype=np.int64)
+    exact_scores = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, wanted), dtype=np.float32)
+    exact_ids = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, wanted), dtype=np.int64)
     selector = faiss_search.bitmap_selector(among, int(among[-1])) if 0 < len(among) < ann_count else None
     return calibrate.calibrate(
-        ann, index.index_type, index.metric, index.params, query_ids, queries, exact_ids, pace, selector
+        ann, index.index_type, index.metric, index.params, query_ids, queries, exact_ids, pace, selector, exact_scores
     )

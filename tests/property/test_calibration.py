@@ -194,3 +194,26 @@ def test_target_recall_out_of_range_is_refused(bad):
     with pytest.raises(InvalidInput):
         check_params({"target_recall": bad}, INDEX_PARAM_RULES["hnsw"], "index_params for hnsw")
     assert check_params({"target_recall": 0.95}, INDEX_PARAM_RULES["ivf"], "x") == {"target_recall": 0.95}
+
+
+def test_duplicated_rows_calibrate_at_a_low_effort_and_still_meet_the_target() -> None:
+    """Every row stored twice: a query's K-th neighbour ties its duplicate, so by ids alone no effort
+    reaches the aim (which of two equal rows the graph returns is arbitrary); counting ties, a modest
+    efSearch does, and new queries get their neighbours (either copy) at it."""
+    base = uniform_sphere(3000, seed=21)
+    data = np.concatenate([base, base])
+    index = built(data, "hnsw", m=16)
+    calibration = index.calibration
+    assert calibration is not None
+    assert calibration.measured_recall >= calibration.aim
+    assert calibration.sample_value < calibrate.EF_LADDER[-1]
+    queries = uniform_sphere(300, seed=22)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    exact = queries @ unit.T
+    order = np.argsort(-exact, axis=1)
+    kth = exact[np.arange(len(queries)), order[:, 9]]
+    _, found = index.search(queries, 10, None, None)
+    rows = found - 1  # row ids start at 1
+    good = exact[np.arange(len(queries))[:, None], rows] >= kth[:, None] - 1e-5
+    assert good.mean() >= calibration.target_recall
