@@ -235,11 +235,17 @@ class IndexBuilder:
             call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(job.rows)))
 
     def _recalibrate_if_stale(self, library_id: str, state: LibraryState, index: AnnIndex) -> None:
-        """An import whose last chunk took every row: calibrate the published graph and save it."""
-        ann = call_on_worker(self.worker, lambda: index.ann if index.calibration_stale() else None)
+        """An import whose last chunk took every row: calibrate the published graph and save it.  Its
+        rows are all inside it, and rows searched inside a graph overstate recall (ANN.md, "Recall
+        target"), so the effort never drops below the one its last held-out calibration chose, on a graph
+        at least half this size (``AnnIndex.is_import_chunk``)."""
+        ann, kept = call_on_worker(
+            self.worker, lambda: (index.ann, index.calibration) if index.calibration_stale() else (None, None)
+        )
         if ann is None:
             return
-        calibration = calibrated_build.calibrate_published(index, ann, self._on_worker, self._pace)
+        at_least = kept.value if kept is not None and not kept.user_set else 0
+        calibration = calibrated_build.calibrate_published(index, ann, self._on_worker, self._pace, at_least)
         _log_calibration(library_id, calibration)
         call_on_worker(self.worker, lambda: index.set_calibration(ann, calibration))
         self._save(library_id, state, index, ann)

@@ -8,7 +8,8 @@ row tied with a query's K-th exact neighbour counts as found (``tied_neighbours`
 holding out matters as much: a row that is already in an HNSW graph is found with its graph neighbours,
 which are its nearest neighbours by construction, so rows searched inside the graph overstate the recall
 of new queries (measured: 0.91 on the sample, 0.75 on new queries, 8,000 random 48-d rows).  Only a
-snapshot loaded without a calibration is calibrated with its rows inside (the same rule, self excluded).
+snapshot loaded without a calibration, and an import's graph whose last chunk took every row (never
+below its last held-out effort: ``at_least``), are calibrated with their rows inside (self excluded).
 The sample's recall is an estimate: the aim is the target plus two standard errors of that estimate
 (``aim_for``), so the recall of unseen queries meets the target with high probability.
 
@@ -150,12 +151,14 @@ def calibrate(
     pace: Callable[[], None] | None = None,
     selector: faiss_search.Selector | None = None,
     exact_scores: np.ndarray | None = None,
+    at_least: int = 0,
 ) -> Calibration:
     """Calibrate ``ann`` (a built FAISS index, private to the caller).  ``queries`` are the stored vectors
     of the rows ``query_ids``; ``exact_ids`` [q, >= K + 1] their exact neighbours among the index's rows,
     best first (the row itself among them where it is in the index); ``exact_scores`` their scores
     (higher closer; fetched ``TIE_SLOTS`` past K + 1): rows tied with a query's K-th neighbour then
-    count as found too (``tied_neighbours``)."""
+    count as found too (``tied_neighbours``).  ``at_least``: a floor on the effort chosen, besides the
+    default (a graph calibrated on its own rows keeps the effort its held-out calibration chose)."""
     started = time.perf_counter()
     target = target_of(params)
     aim = aim_for(target, len(query_ids))
@@ -197,7 +200,7 @@ def calibrate(
         )
     needed, measured = smallest_reaching(ladder, recall_at, aim)
     nlist = faiss_ops.ivf_nlist(ann) if index_type == "ivf" else None
-    floor = default_value(index_type, params, nlist, queries.shape[1]) or 1
+    floor = max(default_value(index_type, params, nlist, queries.shape[1]) or 1, at_least)
     value = max(needed, floor)
     if value != needed:
         measured = recall_at(value)

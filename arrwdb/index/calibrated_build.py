@@ -56,13 +56,14 @@ def build(
 
 
 def calibrate_published(
-    index: AnnIndex, ann: Any, on_worker: OnWorker[Any], pace: Callable[[], None] | None = None
+    index: AnnIndex, ann: Any, on_worker: OnWorker[Any], pace: Callable[[], None] | None = None, at_least: int = 0
 ) -> Calibration:
-    """The calibration of a published index (a snapshot saved without one), its sample rows inside it."""
+    """The calibration of a published index (a snapshot saved without one, or a graph grown by import
+    chunks), its sample rows inside it; ``at_least``: see ``calibrate.calibrate``."""
     rows, count = on_worker(lambda: index.calibration_rows(None))
     query_ids = calibrate.sample_rows(rows)
     queries = on_worker(lambda: index.vectors_of(query_ids))
-    return _calibrate(index, ann, query_ids, queries, rows, count, on_worker, pace)
+    return _calibrate(index, ann, query_ids, queries, rows, count, on_worker, pace, at_least)
 
 
 def _calibrate(
@@ -74,6 +75,7 @@ def _calibrate(
     ann_count: int,
     on_worker: OnWorker[Any],
     pace: Callable[[], None] | None,
+    at_least: int = 0,
 ) -> Calibration:
     """``among``: the live rows ``ann`` holds (sorted); ``ann_count`` how many it holds, deleted ones
     included: those are kept out of its answers by a selector, as searches keep them out."""
@@ -86,5 +88,15 @@ def _calibrate(
     exact_ids = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, wanted), dtype=np.int64)
     selector = faiss_search.bitmap_selector(among, int(among[-1])) if 0 < len(among) < ann_count else None
     return calibrate.calibrate(
-        ann, index.index_type, index.metric, index.params, query_ids, queries, exact_ids, pace, selector, exact_scores
+        ann,
+        index.index_type,
+        index.metric,
+        index.params,
+        query_ids,
+        queries,
+        exact_ids,
+        pace,
+        selector,
+        exact_scores,
+        at_least,
     )

@@ -176,3 +176,40 @@ def test_the_builder_settles_an_import_into_a_calibrated_saved_graph(tmp_path, p
     finally:
         builder.stop()
         worker.stop()
+
+
+def test_a_graph_recalibrated_on_its_own_rows_keeps_its_held_out_effort(tmp_path, pool):
+    """An import whose last chunk took every row is calibrated on rows inside the graph, which overstate
+    recall: the effort never drops below the one the last held-out calibration chose."""
+    import dataclasses
+
+    from arrwdb.engine.index_builder import IndexBuilder
+    from arrwdb.library.library import LibraryState
+    from arrwdb.runtime.device_worker import DeviceWorker
+
+    worker = DeviceWorker()
+    worker.start()
+    state = LibraryState(record("hnsw", "l2", m=16), torch.device("cpu"))
+    index = state.index
+    assert isinstance(index, AnnIndex)
+    builder = IndexBuilder(worker, {"lib": state}, tmp_path)
+    imp = Import(index, pool, 12)
+    try:
+        imp.add(3000)
+        build_now(index)
+        assert index.calibration is not None
+        held_out = dataclasses.replace(index.calibration, value=512)  # as if the held-out sample asked 512
+        index.calibration = held_out
+        imp.add(2500)
+        job = index.begin(index.plan())
+        assert index.is_import_chunk(job)
+        ann, _ = calibrated_build.build(index, job, lambda fn: fn(), calibrated=False)
+        index.finish(job, ann, 0.0, None, keep_calibration=True)
+        assert index.calibration_stale()
+        builder._recalibrate_if_stale("lib", state, index)
+        assert index.calibration is not None and index.calibrated_rows == len(index.ann_rows)
+        assert index.calibration.value >= 512
+        assert index.calibration.sample_value < 512  # the graph's own rows asked for less
+    finally:
+        builder.stop()
+        worker.stop()
