@@ -97,6 +97,6 @@ def _calibrate(
         exact_ids,
         pace,
         selector,
-        exact_scores,
-        at_least,
+        exact_scores=exact_scores,
+        at_least=at_least,
     )

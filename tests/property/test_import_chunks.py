@@ -25,6 +25,25 @@ def pool() -> np.ndarray:
     return clustered(20_000, seed=31)
 
 
+@pytest.fixture
+def served(tmp_path):
+    """(device worker, an L2 HNSW library's state, the real index builder over it), stopped after."""
+    from arrwdb.engine.index_builder import IndexBuilder
+    from arrwdb.library.library import LibraryState
+    from arrwdb.runtime.device_worker import DeviceWorker
+
+    worker = DeviceWorker()
+    worker.start()
+    state = LibraryState(record("hnsw", "l2", m=16), torch.device("cpu"))
+    assert isinstance(state.index, AnnIndex)
+    builder = IndexBuilder(worker, {"lib": state}, tmp_path)
+    try:
+        yield worker, state, builder
+    finally:
+        builder.stop()
+        worker.stop()
+
+
 class Import:
     """Rows of ``pool`` inserted in order (row id i holds pool[i - 1]), some deleted on the way."""
 
@@ -146,70 +165,47 @@ def test_a_graph_more_than_doubled_since_its_calibration_is_calibrated_again(poo
     index.abort()
 
 
-def test_the_builder_settles_an_import_into_a_calibrated_saved_graph(tmp_path, pool):
+def test_the_builder_settles_an_import_into_a_calibrated_saved_graph(served, pool):
     """The real builder thread and device worker: rows committed in batches of 500 with deletes among
     them; once the import is quiet, every live row is in the graph, calibrated, and saved."""
-    from arrwdb.engine.index_builder import IndexBuilder
-    from arrwdb.library.library import LibraryState
-    from arrwdb.runtime.device_worker import DeviceWorker, call_on_worker
+    from arrwdb.runtime.device_worker import call_on_worker
 
-    worker = DeviceWorker()
-    worker.start()
-    state = LibraryState(record("hnsw", "l2", m=16), torch.device("cpu"))
+    worker, state, builder = served
     index = state.index
-    assert isinstance(index, AnnIndex)
-    builder = IndexBuilder(worker, {"lib": state}, tmp_path)
     imp = Import(index, pool, 9)
-    try:
-        call_on_worker(worker, lambda: index.set_build_requester(lambda: builder.request_build("lib")))
-        for step in range(24):
-            call_on_worker(worker, lambda: imp.add(500))
-            if step % 5 == 4:
-                call_on_worker(worker, lambda: imp.delete(40))
-            time.sleep(0.02)
-        assert builder.wait_idle(timeout=120)
-        stats = call_on_worker(worker, index.statistics)
-        assert stats["fresh_rows"] == 0 and stats["ann_rows"] == stats["ntotal"] + stats["tombstones"]
-        assert stats["calibrated_rows"] == stats["ann_rows"] and stats["calibration"] is not None
-        assert snapshot.exists(builder.snapshot_path("lib"))
-        call_on_worker(worker, lambda: check_against_brute_force(imp, seed=77))
-    finally:
-        builder.stop()
-        worker.stop()
+    call_on_worker(worker, lambda: index.set_build_requester(lambda: builder.request_build("lib")))
+    for step in range(24):
+        call_on_worker(worker, lambda: imp.add(500))
+        if step % 5 == 4:
+            call_on_worker(worker, lambda: imp.delete(40))
+        time.sleep(0.02)
+    assert builder.wait_idle(timeout=120)
+    stats = call_on_worker(worker, index.statistics)
+    assert stats["fresh_rows"] == 0 and stats["ann_rows"] == stats["ntotal"] + stats["tombstones"]
+    assert stats["calibrated_rows"] == stats["ann_rows"] and stats["calibration"] is not None
+    assert snapshot.exists(builder.snapshot_path("lib"))
+    call_on_worker(worker, lambda: check_against_brute_force(imp, seed=77))
 
 
-def test_a_graph_recalibrated_on_its_own_rows_keeps_its_held_out_effort(tmp_path, pool):
+def test_a_graph_recalibrated_on_its_own_rows_keeps_its_held_out_effort(served, pool):
     """An import whose last chunk took every row is calibrated on rows inside the graph, which overstate
     recall: the effort never drops below the one the last held-out calibration chose."""
     import dataclasses
 
-    from arrwdb.engine.index_builder import IndexBuilder
-    from arrwdb.library.library import LibraryState
-    from arrwdb.runtime.device_worker import DeviceWorker
-
-    worker = DeviceWorker()
-    worker.start()
-    state = LibraryState(record("hnsw", "l2", m=16), torch.device("cpu"))
+    _, state, builder = served
     index = state.index
-    assert isinstance(index, AnnIndex)
-    builder = IndexBuilder(worker, {"lib": state}, tmp_path)
     imp = Import(index, pool, 12)
-    try:
-        imp.add(3000)
-        build_now(index)
-        assert index.calibration is not None
-        held_out = dataclasses.replace(index.calibration, value=512)  # as if the held-out sample asked 512
-        index.calibration = held_out
-        imp.add(2500)
-        job = index.begin(index.plan())
-        assert index.is_import_chunk(job)
-        ann, _ = calibrated_build.build(index, job, lambda fn: fn(), calibrated=False)
-        index.finish(job, ann, 0.0, None, keep_calibration=True)
-        assert index.calibration_stale()
-        builder._recalibrate_if_stale("lib", state, index)
-        assert index.calibration is not None and index.calibrated_rows == len(index.ann_rows)
-        assert index.calibration.value >= 512
-        assert index.calibration.sample_value < 512  # the graph's own rows asked for less
-    finally:
-        builder.stop()
-        worker.stop()
+    imp.add(3000)
+    build_now(index)
+    assert index.calibration is not None
+    index.calibration = dataclasses.replace(index.calibration, value=512)  # as if the held-out sample asked 512
+    imp.add(2500)
+    job = index.begin(index.plan())
+    assert index.is_import_chunk(job)
+    ann, _ = calibrated_build.build(index, job, lambda fn: fn(), calibrated=False)
+    index.finish(job, ann, 0.0, None, keep_calibration=True)
+    assert index.calibration_stale()
+    builder._recalibrate_if_stale("lib", state, index)
+    assert index.calibration is not None and index.calibrated_rows == len(index.ann_rows)
+    assert index.calibration.value >= 512
+    assert index.calibration.sample_value < 512  # the graph's own rows asked for less
