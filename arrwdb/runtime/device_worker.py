@@ -202,16 +202,18 @@ class DeviceWorker:
             self._die(exc)
 
     def _run(self, job: Job, busy: bool) -> None:
-        started = time.perf_counter()
-        try:
-            with self._running:
+        # The busy time is added under the lock too: the worker's thread and a ``run_here`` caller both
+        # add to it, and ``+=`` on an attribute is a read and a write the other thread may fall between.
+        with self._running:
+            started = time.perf_counter()
+            try:
                 job.run()
-        except Exception as exc:  # a bug in a job: fail its callers, keep serving
-            log.exception("device job failed")
-            job.fail(exc)
-        finally:
-            if busy:
-                self.busy_seconds += time.perf_counter() - started
+            except Exception as exc:  # a bug in a job: fail its callers, keep serving
+                log.exception("device job failed")
+                job.fail(exc)
+            finally:
+                if busy:
+                    self.busy_seconds += time.perf_counter() - started
 
     def _die(self, exc: BaseException) -> None:
         log.critical("the device worker died: %r", exc)
