@@ -34,7 +34,7 @@ from arrwdb.index.calibrated_build import held_out
 
 K = 10
 EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 200)
-GRAPHS = ((16, 64), (16, 100), (32, 200))
+GRAPHS = ((16, 64), (16, 100), (32, 64), (32, 100), (32, 200))
 TIMED_QUERIES = 300
 
 
