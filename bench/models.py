@@ -18,7 +18,7 @@ text reaches the device.
 from __future__ import annotations
 
 import asyncio
-import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -167,9 +167,6 @@ def _rerank_part(server: ServerProcess, reranker: Path, docs: list[str], seconds
 def run_models(output: Path, cache_dir: Path, clients: int = 64, seconds: float = 5.0, docs: int = 2000) -> dict:
     second, reranker = _model_dirs(cache_dir)
     texts = sentences(40_000, seed=21)
-    data_dir = output.parent / "models-bench-data"
-    if data_dir.exists():
-        shutil.rmtree(data_dir)  # a fresh store: the libraries are made anew
     output.parent.mkdir(parents=True, exist_ok=True)
     env = {
         "ARRWDB_MODELS": f"{SECOND}={second}",
@@ -177,7 +174,11 @@ def run_models(output: Path, cache_dir: Path, clients: int = 64, seconds: float 
         "ARRWDB_EMBED_CACHE_BYTES": "0",
         "ARRWDB_RESULT_CACHE_BYTES": "0",
     }
-    with ServerProcess(data_dir, env=env, log_path=output.with_suffix(".server.log")) as server:
+    # A fresh store in a temporary folder, removed afterwards: the libraries are made anew each run.
+    with (
+        tempfile.TemporaryDirectory(prefix="arrwdb-models-bench-") as data_dir,
+        ServerProcess(Path(data_dir), env=env, log_path=output.with_suffix(".server.log")) as server,
+    ):
         server.wait_settled()
         _fill(server, "minilm", None, texts[:docs])
         _fill(server, "second", SECOND, texts[:docs])

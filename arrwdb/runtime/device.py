@@ -216,9 +216,9 @@ class WorkerThreads:
       threads for small straggler batches break the pattern of one full batch at a time;
     - a forward pass takes every core from 8 texts on while the loop is idle and from 32 while it is
       busy; a lone text stays on one thread: a small forward pass is mostly per-op overhead, which a
-      second thread only adds to.  A CPU forward pass of two texts a core or more runs in lanes
-      instead, on threads of their own with one intra-op thread each
-      (``arrwdb.embed.minilm.cpu_lanes``): these rules are for the others.
+      second thread only adds to.  A CPU forward pass of four texts or more runs in lanes instead
+      (up to one a core, at least two texts a lane), on threads of their own with one intra-op
+      thread each (``arrwdb.runtime.tuning.cpu_lanes``): these rules are for the others.
     ``ARRWDB_TORCH_THREADS`` fixes the count instead.  Called on the worker thread only (OpenMP
     thread counts are per calling thread).
     """

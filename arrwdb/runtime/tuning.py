@@ -40,7 +40,7 @@ SERVER_SPIN_COUNT = "0"
 
 # -- Thread priority (``thread_priority``): how far ``low`` lowers arrwdb's threads.
 
-# Nice steps below the event loop for arrwdb's threads under ARRWDB_THREAD_PRIORITY=low.
+# Nice steps below the event loop for arrwdb's threads under ARRWDB_WORKER_PRIORITY=low.
 LOW_NICE_STEPS = 10
 
 
@@ -103,11 +103,12 @@ ADD_CHUNK = 4096
 # Texts per forward pass.  Sub-batches of similar length waste little compute on padding, and a
 # bounded size keeps a text's vector (nearly) independent of what else is in its batch.
 DEFAULT_FORWARD_BATCH = 64
-# On a CPU a batch of at least two texts a core is embedded in lanes: one single-threaded forward pass
-# per core, all at once, each over every lanes-th text by length (`arrwdb bench embed` measures the
-# packaged model by batch size; docs/PERFORMANCE.md, "Embedding").  A small forward pass is mostly a
-# chain of short operators: a second intra-op thread must be woken for each and waited for, while a
-# second lane runs its own chain and meets the first only at the end.
+# On a CPU a batch of at least four texts is embedded in lanes (``cpu_lanes``: up to one a core, at
+# least two texts a lane): one single-threaded forward pass a lane, all at once, each over every
+# lanes-th text by length (`arrwdb bench embed` measures the packaged model by batch size;
+# docs/PERFORMANCE.md, "Embedding").  A small forward pass is mostly a chain of short operators: a
+# second intra-op thread must be woken for each and waited for, while a second lane runs its own chain
+# and meets the first only at the end.
 MIN_TEXTS_PER_LANE = 2
 # A batch of at most this many texts, prepared while the lanes still run an earlier batch, is embedded
 # whole by the first lane that frees (the worker hands lanes off: ``MiniLMEmbedder.start_in_lanes``):
