@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+
+import pytest
 
 from arrwdb.runtime.device_worker import DeviceWorker
 
@@ -203,3 +206,50 @@ def test_other_jobs_wait_for_handed_off_work_and_urgent_or_overlapping_ones_do_n
     finally:
         worker.stop()
     assert log == ["handed off", "apply", "search", "next lanes"]
+
+
+class _PausedClock:
+    """``time`` for the device worker's module: ``perf_counter`` hands out set readings, and the worker
+    thread's second reading (the end of its first job) waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.worker_paused = threading.Event()
+        self.release = threading.Event()
+        self._worker_calls = 0
+        self._caller_readings = iter([10.0, 12.0])  # a run_here job: 2 s
+
+    def perf_counter(self) -> float:
+        if threading.current_thread().name != "arrwdb-device":
+            return next(self._caller_readings)
+        self._worker_calls += 1
+        if self._worker_calls == 1:
+            return 0.0
+        self.worker_paused.set()
+        assert self.release.wait(5)
+        return 5.0  # the worker's job: 5 s
+
+    monotonic = staticmethod(time.monotonic)
+
+
+def test_busy_time_of_the_worker_and_a_run_here_caller_both_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker thread ends a job (5 s by the clock) while a ``run_here`` caller tries a short one
+    (2 s): whichever way the two meet, the busy time holds every job that ran.  The caller's job must
+    not run between the worker's job and the worker adding its time: there the worker has read the
+    total already, and its write would drop the caller's 2 s."""
+    import arrwdb.runtime.device_worker as device_worker
+
+    clock = _PausedClock()
+    monkeypatch.setattr(device_worker, "time", clock)
+    worker = DeviceWorker()
+    worker.start()
+    log: list[str] = []
+    try:
+        worker.submit(_Recorded("worker", log))
+        assert clock.worker_paused.wait(5)
+        ran_here = worker.run_here(_Recorded("caller", log), short=lambda: True)
+    finally:
+        clock.release.set()
+        worker.stop()
+    assert not ran_here  # the worker's job still holds the device until its time is added
+    assert log == ["worker"]
+    assert worker.busy_seconds == 5.0
