@@ -7,9 +7,9 @@ neighbours and the ANN answers of a row are taken with one extra slot and the ro
 row tied with a query's K-th exact neighbour counts as found (``tied_neighbours``).  The
 holding out matters as much: a row that is already in an HNSW graph is found with its graph neighbours,
 which are its nearest neighbours by construction, so rows searched inside the graph overstate the recall
-of new queries.  Only a
-snapshot loaded without a calibration, and an import's graph whose last chunk took every row (never
-below its last held-out effort: ``at_least``), are calibrated with their rows inside (self excluded).
+of new queries.  Only a snapshot loaded without a calibration, and an import's graph whose last chunk
+took every row (never below its last held-out effort: ``at_least``), are calibrated with their rows
+inside (self excluded).
 The sample's recall is an estimate: the aim is the target plus two standard errors of that estimate
 (``aim_for``), so the recall of unseen queries meets the target with high probability.
 
