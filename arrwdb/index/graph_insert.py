@@ -14,7 +14,7 @@ L2 graphs, the one behind an ``ip`` library included, insert on their float32 ro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -34,13 +34,19 @@ def float32_rows(storage: Any) -> np.ndarray:
     return faiss.rev_swig_ptr(storage.codes.data(), n * d * 4).view(np.float32).reshape(n, d)
 
 
-def add_in_chunks(index: Any, vectors: np.ndarray, ids: np.ndarray, pace: Pace | None) -> None:
-    """``index.add_with_ids`` in chunks of ``ADD_CHUNK`` rows, ``pace`` called before each (the builder
-    sets its thread count there)."""
-    for start in range(0, len(vectors), ADD_CHUNK):
+def _chunks(count: int, pace: Pace | None) -> Iterator[slice]:
+    """Slices of ``ADD_CHUNK`` rows over ``count`` rows, ``pace`` called before each (the builder sets its
+    thread count there)."""
+    for start in range(0, count, ADD_CHUNK):
         if pace is not None:
             pace()
-        index.add_with_ids(vectors[start : start + ADD_CHUNK], ids[start : start + ADD_CHUNK])
+        yield slice(start, start + ADD_CHUNK)
+
+
+def add_in_chunks(index: Any, vectors: np.ndarray, ids: np.ndarray, pace: Pace | None) -> None:
+    """``index.add_with_ids`` in chunks of ``ADD_CHUNK`` rows, ``pace`` called before each."""
+    for part in _chunks(len(vectors), pace):
+        index.add_with_ids(vectors[part], ids[part])
 
 
 def add_to_graph(
@@ -68,10 +74,8 @@ def add_to_graph(
         links.train(vectors[:1])
     links.storage.add(float32_rows(storage))
     links.ntotal = links.storage.ntotal
-    for start in range(0, len(vectors), ADD_CHUNK):
-        if pace is not None:
-            pace()
-        links.add(vectors[start : start + ADD_CHUNK])
+    for part in _chunks(len(vectors), pace):
+        links.add(vectors[part])
     graph.hnsw = links.hnsw
     storage.add(vectors)
     graph.ntotal = storage.ntotal
