@@ -88,7 +88,10 @@ class Settings(BaseSettings):
 
     embed_precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="The model's dtype. auto: float16 on CUDA, bfloat16 on CPUs with AMX, float32 elsewhere.",
+        description=(
+            "The model's dtype. auto: float16 on CUDA, bfloat16 on CPUs with bf16 in hardware"
+            " (AMX or AVX-512 BF16), float32 elsewhere."
+        ),
     )
 
     # Threads.  None = on a CPU, all cores but one for small work (the event loop keeps a core) and all

@@ -117,7 +117,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
 def context_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     warnings = []
     ma, mb = a.get("machine", {}), b.get("machine", {})
-    for key in ("cpu", "cores", "hostname"):
+    for key in ("cpu", "cpu_family", "cpu_flags", "cores", "hostname"):
         if ma.get(key) != mb.get(key):
             warnings.append(f"machine.{key} differs: {ma.get(key)!r} vs {mb.get(key)!r}")
     sa, sb = flatten(a.get("settings", {})), flatten(b.get("settings", {}))

@@ -8,15 +8,25 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+# The CPU features that decide the model's dtype and the kernels' speed (arrwdb/runtime/device.py).
+_NOTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
-def _cpu_model() -> str:
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` line of /proc/cpuinfo, or None."""
     try:
-        for line in open("/proc/cpuinfo").read().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or "unknown"
 
 
 def _version(package: str) -> str | None:
@@ -31,6 +41,8 @@ def machine_info() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
         "cpu": _cpu_model(),
+        "cpu_family": _cpuinfo_field("cpu family"),
+        "cpu_flags": [flag for flag in _NOTED_FLAGS if flag in (_cpuinfo_field("flags") or "").split()],
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "versions": {p: _version(p) for p in ("arrwdb", "torch", "faiss-cpu", "fastapi", "uvicorn", "numpy")},

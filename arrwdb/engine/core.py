@@ -55,7 +55,7 @@ EmbedderFactory = Callable[[torch.device], Embedder]
 def _default_embedder(device: torch.device, precision: str = "auto") -> Embedder:
     from arrwdb.embed.loader import load_embedder
 
-    return load_embedder(device, dtype=model_dtype(device, precision))  # fp16 on CUDA, bf16 with AMX
+    return load_embedder(device, dtype=model_dtype(device, precision))  # fp16 on CUDA, bf16 with AMX or AVX-512 BF16
 
 
 class Engine(EmbeddingMixin, RerankMixin):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -59,16 +59,26 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+# CPU flags (/proc/cpuinfo) of bf16 dot products in hardware: AMX's tiles (Intel Sapphire Rapids and
+# later), or AVX-512 BF16's VDPBF16PS (AMD Zen 4 and later, Intel Cooper Lake).
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def bf16_in_hardware(flags: Iterable[str]) -> bool:
+    """Whether a CPU with these ``/proc/cpuinfo`` flags multiplies bf16 in hardware."""
+    return not BF16_FLAGS.isdisjoint(flags)
+
+
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware matrix units (Intel AMX).  There, the model runs
-    about 2.5x faster in bf16 than in fp32 (MiniLM, 1 thread, batches of 16-64); CPUs without AMX
-    emulate bf16 matmuls, far slower than fp32.  Read from /proc/cpuinfo: False where there is none."""
+    """Whether this CPU multiplies bf16 in hardware (AMX, or AVX-512 BF16).  There the model runs
+    about 2-5x faster in bf16 than in fp32 (docs/PERFORMANCE.md, "Embedding"); CPUs with neither
+    emulate bf16 matmuls, slower than fp32.  Read from /proc/cpuinfo: False where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
+                    return bf16_in_hardware(line.split())
     except OSError:
         pass
     return False
@@ -77,8 +87,9 @@ def cpu_has_fast_bf16() -> bool:
 def model_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     """The embedding model's dtype on ``device`` (pooling and normalisation always run in fp32).
 
-    ``auto``: fp16 on CUDA; bf16 on a CPU with AMX, where its vectors agree with fp32's at cosine
-    > 0.9999; fp32 on other CPUs.  fp16 on a CPU is refused: no CPU here runs it fast.
+    ``auto``: fp16 on CUDA; bf16 on a CPU with bf16 in hardware (``cpu_has_fast_bf16``), where its
+    vectors agree with fp32's at cosine > 0.9999; fp32 on other CPUs.  fp16 on a CPU is refused: no
+    CPU here runs it fast.
     """
     if precision == "auto":
         if device.type == "cuda":

@@ -2,9 +2,9 @@
 their OpenAI-compatible embeddings call (arrwdb's /v1/embeddings, Infinity's /embeddings), same bodies.
 
 Both load the packaged all-MiniLM-L6-v2 from its folder, offline, on the CPU, with their default
-batching, in the same dtype: the one arrwdb's ``auto`` picks on this CPU (bf16 where AMX runs it,
-else fp32), given to Infinity as ``--dtype`` (its own default on a CPU is fp32).  The same distinct
-texts go to both through the same load generator.  arrwdb's embedding cache is switched off so that
+batching, in the same dtype: the one arrwdb's ``auto`` picks on this CPU (bf16 where the CPU runs it
+in hardware, else fp32), given to Infinity as ``--dtype`` (its own default on a CPU is fp32).  The same
+distinct texts go to both through the same load generator.  arrwdb's embedding cache is switched off so that
 no text is answered from memory.  A few texts are embedded by both first: the cosine between the two
 answers shows that it really is the same model.
 """
@@ -47,7 +47,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 def precision(requested: str = "auto") -> str:
     """The model dtype of both systems: ``requested``, or for ``auto`` arrwdb's own choice on this CPU
-    (arrwdb/runtime/device.py, model_dtype: bf16 with AMX, else fp32)."""
+    (arrwdb/runtime/device.py, model_dtype: bf16 with AMX or AVX-512 BF16, else fp32)."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision {requested!r}: use one of {', '.join(PRECISIONS)}")
     if requested != "auto":

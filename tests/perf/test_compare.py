@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from arrwdb.bench.compare import compare, direction, flatten, main
+from arrwdb.bench.compare import compare, context_warnings, direction, flatten, main
 
 SUITE = {
     "benchmark": "suite",
@@ -81,3 +81,13 @@ def test_exit_codes(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "results.vector.on[clients=64].qps" in out and "REGRESSION" in out
     assert main(a, _write(tmp_path / "s.json", SUITE)) == 2  # different benchmarks: nothing to compare
+
+
+def test_runs_on_cpus_of_one_name_but_other_features_are_flagged() -> None:
+    """Two VMs both named "AMD EPYC" differ in family and in bf16 hardware, which sets the model's dtype."""
+    zen4 = {"machine": {"cpu": "AMD EPYC", "cpu_family": "25", "cpu_flags": ["avx512f", "avx512_bf16"], "cores": 2}}
+    older = {"machine": {"cpu": "AMD EPYC", "cpu_family": "23", "cpu_flags": ["avx2"], "cores": 2}}
+    warnings = context_warnings(zen4, older)
+    assert any(w.startswith("machine.cpu_family differs") for w in warnings)
+    assert any(w.startswith("machine.cpu_flags differs") for w in warnings)
+    assert context_warnings(zen4, zen4) == []

@@ -170,10 +170,10 @@ def test_start_up_reports_a_library_left_on_the_cpu(caplog: pytest.LogCaptureFix
     warm_up(CPU, None, [16], 256)  # nothing to warm on a CPU: returns at once
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_auto_model_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, amx: bool) -> None:
-    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: amx)
-    assert model_dtype(CPU) == (torch.bfloat16 if amx else torch.float32)
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_model_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, fast_bf16: bool) -> None:
+    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert model_dtype(CPU) == (torch.bfloat16 if fast_bf16 else torch.float32)
     assert model_dtype(CUDA) == torch.float16
     assert model_dtype(CPU, "bfloat16") == torch.bfloat16  # asked for: allowed on any CPU
     with pytest.raises(InvalidInput, match="CUDA"):
@@ -184,8 +184,22 @@ def test_auto_model_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, a
 
 def test_fast_bf16_is_read_from_the_cpu_flags() -> None:
     with open("/proc/cpuinfo") as cpuinfo:
-        flags = next((line for line in cpuinfo if line.startswith("flags")), "")
-    assert device_module.cpu_has_fast_bf16() == ("amx_bf16" in flags.split())
+        flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    assert device_module.cpu_has_fast_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fast"),
+    [
+        ("avx2 avx512f avx512bw avx512_vnni", False),  # AVX-512 without bf16 (Skylake-SP, Ice Lake)
+        ("avx2 fma", False),  # AVX2 only
+        ("avx512f avx512_bf16 avx512_vnni", True),  # AMD Zen 4 / 5, Intel Cooper Lake
+        ("avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", True),  # Intel Sapphire Rapids and later
+        ("amx_tile amx_int8", False),  # AMX tiles without their bf16 unit
+    ],
+)
+def test_bf16_counts_as_fast_only_with_a_hardware_dot_product(flags: str, fast: bool) -> None:
+    assert device_module.bf16_in_hardware(flags.split()) is fast
 
 
 def test_worker_threads_follow_batch_size(monkeypatch) -> None:
