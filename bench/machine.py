@@ -25,6 +25,11 @@ def _cpuinfo_field(name: str) -> str | None:
     return None
 
 
+def _noted_flags() -> list[str]:
+    flags = set((_cpuinfo_field("flags") or "").split())
+    return [flag for flag in _NOTED_FLAGS if flag in flags]
+
+
 def _cpu_model() -> str:
     return _cpuinfo_field("model name") or platform.processor() or "unknown"
 
@@ -42,7 +47,7 @@ def machine_info() -> dict[str, Any]:
         "hostname": platform.node(),
         "cpu": _cpu_model(),
         "cpu_family": _cpuinfo_field("cpu family"),
-        "cpu_flags": [flag for flag in _NOTED_FLAGS if flag in (_cpuinfo_field("flags") or "").split()],
+        "cpu_flags": _noted_flags(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "versions": {p: _version(p) for p in ("arrwdb", "torch", "faiss-cpu", "fastapi", "uvicorn", "numpy")},

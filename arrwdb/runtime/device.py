@@ -72,8 +72,8 @@ def bf16_in_hardware(flags: Iterable[str]) -> bool:
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AMX, or AVX-512 BF16).  There the model runs
-    about 2-5x faster in bf16 than in fp32 (docs/PERFORMANCE.md, "Embedding"); CPUs with neither
-    emulate bf16 matmuls, slower than fp32.  Read from /proc/cpuinfo: False where there is none."""
+    about 2-3.5x faster in bf16 than in fp32 (docs/PERFORMANCE.md, "Embedding" and "Peers"); CPUs
+    with neither emulate bf16 matmuls, slower than fp32.  Read from /proc/cpuinfo: False where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
             for line in cpuinfo:

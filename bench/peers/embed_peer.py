@@ -3,10 +3,10 @@ their OpenAI-compatible embeddings call (arrwdb's /v1/embeddings, Infinity's /em
 
 Both load the packaged all-MiniLM-L6-v2 from its folder, offline, on the CPU, with their default
 batching, in the same dtype: the one arrwdb's ``auto`` picks on this CPU (bf16 where the CPU runs it
-in hardware, else fp32), given to Infinity as ``--dtype`` (its own default on a CPU is fp32).  The same
-distinct texts go to both through the same load generator.  arrwdb's embedding cache is switched off so that
-no text is answered from memory.  A few texts are embedded by both first: the cosine between the two
-answers shows that it really is the same model.
+in hardware, else fp32), given to Infinity as ``--dtype`` (its own default on a CPU is fp32).  The
+same distinct texts go to both through the same load generator.  arrwdb's embedding cache is switched
+off so that no text is answered from memory.  A few texts are embedded by both first: the cosine
+between the two answers shows that it really is the same model.
 """
 
 from __future__ import annotations
