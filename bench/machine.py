@@ -8,30 +8,19 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+from arrwdb.runtime.cpuinfo import cpu_flags, cpuinfo_field
+
 # The CPU features that decide the model's dtype and the kernels' speed (arrwdb/runtime/device.py).
 _NOTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    """The first ``name : value`` line of /proc/cpuinfo, or None."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def _noted_flags() -> list[str]:
-    flags = set((_cpuinfo_field("flags") or "").split())
+    flags = cpu_flags()
     return [flag for flag in _NOTED_FLAGS if flag in flags]
 
 
 def _cpu_model() -> str:
-    return _cpuinfo_field("model name") or platform.processor() or "unknown"
+    return cpuinfo_field("model name") or platform.processor() or "unknown"
 
 
 def _version(package: str) -> str | None:
@@ -46,7 +35,7 @@ def machine_info() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
         "cpu": _cpu_model(),
-        "cpu_family": _cpuinfo_field("cpu family"),
+        "cpu_family": cpuinfo_field("cpu family"),
         "cpu_flags": _noted_flags(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),

@@ -10,7 +10,6 @@ and the few device policies the rest of arrwdb asks about, kept in one place:
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 
 from arrwdb.errors import InvalidInput
 from arrwdb.runtime.cores import usable_cores
+from arrwdb.runtime.cpuinfo import cpu_flags
 from arrwdb.runtime.tuning import (
     BUSY_LOOP_REQUESTS,
     HEADROOM_BYTES,
@@ -69,19 +69,11 @@ def bf16_in_hardware(flags: Iterable[str]) -> bool:
     return not BF16_FLAGS.isdisjoint(flags)
 
 
-@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AMX, or AVX-512 BF16).  There the model runs
     about 2-3.5x faster in bf16 than in fp32 (docs/PERFORMANCE.md, "Embedding" and "Peers"); CPUs
-    with neither emulate bf16 matmuls, slower than fp32.  Read from /proc/cpuinfo: False where there is none."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return bf16_in_hardware(line.split())
-    except OSError:
-        pass
-    return False
+    with neither emulate bf16 matmuls, slower than fp32.  False where /proc/cpuinfo is absent."""
+    return bf16_in_hardware(cpu_flags())
 
 
 def model_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:

@@ -202,6 +202,24 @@ def test_bf16_counts_as_fast_only_with_a_hardware_dot_product(flags: str, fast: 
     assert device_module.bf16_in_hardware(flags.split()) is fast
 
 
+def test_cpuinfo_fields_are_read_by_exact_name(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """``cpu family`` is not ``cpu family id``; values are stripped; a missing field or file is None."""
+    from arrwdb.runtime import cpuinfo
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("model name\t: AMD EPYC\ncpu family id\t: 7\ncpu family\t: 25\nflags\t\t: avx2 avx512_bf16\n")
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open", lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo" else path, *a, **k)
+    )
+    assert cpuinfo.cpuinfo_field("cpu family") == "25"
+    assert cpuinfo.cpuinfo_field("model name") == "AMD EPYC"
+    assert cpuinfo.cpuinfo_field("microcode") is None
+    assert cpuinfo.cpuinfo_field("flags") == "avx2 avx512_bf16"
+    fake.unlink()
+    assert cpuinfo.cpuinfo_field("cpu family") is None
+
+
 def test_worker_threads_follow_batch_size(monkeypatch) -> None:
     import torch
 
