@@ -150,7 +150,9 @@ class Library:
             index = self.statistics()["index"]
             now = time.perf_counter() - started
             fresh, built = index.get("fresh_rows", rows), index.get("ann_rows", 0)
-            done = index.get("state") == "ann" and fresh + built == rows and fresh < max(2048, 0.05 * built)
+            # A light import graph that is being rebuilt at the library's efConstruction serves meanwhile.
+            serving = index.get("state") == "ann" or bool(index.get("upgrading"))
+            done = serving and fresh + built == rows and fresh < max(2048, 0.05 * built)
             if every_row:
                 done = done and fresh == 0 and index.get("calibrated_rows", built) == built
             state = (index.get("builds"), built, fresh) if done else None
@@ -160,6 +162,19 @@ class Library:
                 return {"ready_s": seen_at, "timed_out": False, "fresh_rows": fresh, "index": index}
             time.sleep(poll_s)
         return {"ready_s": None, "timed_out": True, "fresh_rows": index.get("fresh_rows"), "index": index}
+
+    def wait_full_graph(self, timeout_s: float, poll_s: float = 0.05) -> dict[str, Any] | None:
+        """Poll statistics until the library's graph is built at its own efConstruction (a light graph
+        made during an import is upgraded once the import is quiet); the index statistics then, or None
+        if ``timeout_s`` passed first."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout_s:
+            index = self.statistics()["index"]
+            built = index.get("graph_ef_construction")
+            if index.get("state") == "ann" and (built is None or built == index.get("ef_construction")):
+                return index
+            time.sleep(poll_s)
+        return None
 
 
 def _doc_ids(body: bytes) -> list[int]:

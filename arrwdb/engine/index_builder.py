@@ -12,7 +12,9 @@ while the one before ran.  Such an import chunk keeps the published calibration 
 on at least half the rows: ``AnnIndex.is_import_chunk``); no extension saves a snapshot while another
 one is due at once, nor is the vector snapshot written between chunks.  Once the library has taken no
 rows for ``IMPORT_QUIET_S``, the builder settles it: the rows left fresh go in, the graph is
-calibrated, the snapshots saved.
+calibrated, the snapshots saved.  A graph built during the import is a light one
+(``AnnIndex.light_graph``); after the settle it is rebuilt at the library's efConstruction (an
+"upgrade" job) and swapped in, the light graph serving meanwhile.
 """
 
 from __future__ import annotations
@@ -216,23 +218,30 @@ class IndexBuilder:
         if not self._still_current(library_id, state):
             return
         call_on_worker(self.worker, lambda: index.finish(job, ann, seconds, calibration, keep_calibration=chunk))
-        kind = "import chunk" if chunk else job.kind
+        kind = "import chunk" if chunk else ("upgrade" if plan == "upgrade" else job.kind)
         log.info("library %s: %s of %d rows in %.1f s", library_id, kind, len(job.rows), seconds)
         # When another extension is due at once, the settle after it saves: a snapshot written now would
         # be superseded within seconds, and writing it delays that extension.  Due: enough rows for an
         # extension while an import is still committing; once it has ended, any row left fresh (the
         # settle folds them in).
         more_now = job.kind == "extend" and call_on_worker(
-            self.worker, lambda: index.plan(settle=not index.importing()) is not None
+            self.worker, lambda: index.plan(settle=not index.importing()) not in (None, "upgrade")
         )
         if chunk or more_now:
             self._settling.add(library_id)
             self._unsaved.add(library_id)
             return
+        self._settle_light_graph(library_id, index)
         self._save(library_id, state, index, ann)
         if job.kind == "build" and self._still_current(library_id, state):
             snapshot.save_vectors(self.vectors_path(library_id), job.rows, job.vectors, _expected(state))
             call_on_worker(self.worker, lambda: state.vector_snapshot_saved(len(job.rows)))
+
+    def _settle_light_graph(self, library_id: str, index: AnnIndex) -> None:
+        """A light graph is upgraded by the settle once the library is quiet: keep it in the settle's
+        sight (a build that finished while rows were still coming asks for nothing after them)."""
+        if call_on_worker(self.worker, index.light_graph):
+            self._settling.add(library_id)
 
     def _recalibrate_if_stale(self, library_id: str, state: LibraryState, index: AnnIndex) -> None:
         """An import whose last chunk took every row: calibrate the published graph and save it.  Its
@@ -304,6 +313,7 @@ class IndexBuilder:
                 trained = int(meta.get("trained_rows", 0))
                 call_on_worker(self.worker, lambda: index.install(ann, rows, trained, saved))
                 log.info("library %s: loaded its %s snapshot (%d rows)", library_id, index.index_type, len(rows))
+                self._settle_light_graph(library_id, index)
                 if saved is None:  # a snapshot saved without one: calibrate what was loaded
                     calibration = calibrated_build.calibrate_published(index, ann, self._on_worker, self._pace)
                     _log_calibration(library_id, calibration)

@@ -17,6 +17,11 @@ Layout:
   the rows committed meanwhile) that keep the published calibration as long as it was measured on at
   least half the rows; once the import goes quiet the builder folds in what is left, calibrates and
   saves (``builder.py``).
+- a graph built during an import (of a library that leaves ``ef_construction`` to arrwdb) is built at
+  ``IMPORT_EF_CONSTRUCTION``: the import's rows are in a calibrated graph about twice as soon.  Once
+  the import goes quiet (or the light graph has served for ``LIGHT_GRAPH_MAX_AGE_S`` without an
+  extension due) it is rebuilt at the library's efConstruction (the "upgrade"), behind the published
+  light graph, and swapped in like any build; its calibration then asks less search effort.
 
 Mutated only on the device worker; the builder reaches it through worker jobs.
 """
@@ -35,7 +40,7 @@ import torch
 from arrwdb.index import calibrate, faiss_memory, faiss_ops, faiss_search
 from arrwdb.index.calibrate import Calibration
 from arrwdb.index.flat import FlatIndex
-from arrwdb.index.params import HNSWParams, IVFParams
+from arrwdb.index.params import HNSWParams, IVFParams, import_ef_construction
 from arrwdb.index.split_exact import SplitExact
 from arrwdb.records import LibraryRecord
 
@@ -47,6 +52,9 @@ REBUILD_TOMBSTONE_FRACTION = 0.2
 IVF_RETRAIN_GROWTH = 4.0
 # A library that took rows within this many seconds is importing: its extensions are import chunks.
 IMPORT_QUIET_S = 1.0
+# A light graph is upgraded once the import goes quiet, or after this long when rows keep coming in a
+# trickle (fewer than an extension's worth at a time) that never leaves the library quiet.
+LIGHT_GRAPH_MAX_AGE_S = 30.0
 RESCORE_FACTOR = calibrate.RESCORE_FACTOR  # SQ8/PQ propose k * 4 candidates, re-scored exactly
 
 
@@ -56,6 +64,7 @@ class BuildInput:
     rows: np.ndarray
     vectors: np.ndarray
     base: Any
+    params: dict[str, Any]  # the index_params a "build" uses (efConstruction lowered for a light graph)
 
 
 class AnnIndex:
@@ -78,6 +87,15 @@ class AnnIndex:
         self.builds = 0
         self.last_build_seconds = 0.0
         self.min_rows = faiss_ops.min_rows_to_build(self.index_type, self.params)
+        # efConstruction of a graph built during an import (None: every graph at the library's own),
+        # the library's own, and the published graph's.
+        self.light_ef_construction = import_ef_construction(self.index_type, self.params)
+        self.ef_construction = (
+            HNSWParams.from_dict(self.params, self.dimension).ef_construction if self.index_type == "hnsw" else None
+        )
+        self.graph_ef_construction: int | None = None
+        self.light_since = 0.0  # time.monotonic() when the published light graph was first built
+        self.upgrading = False  # the running build is the upgrade of a light graph
         # None while the library loads from the store: the builder is asked once, after loading.
         self._on_needs_build = on_needs_build
         self._tombstone_version = 0
@@ -130,6 +148,24 @@ class AnnIndex:
         """Whether rows came in the last ``quiet_s`` seconds (a bulk import is committing)."""
         return time.monotonic() - self.last_add_at < quiet_s
 
+    def light_graph(self) -> bool:
+        """Whether the published graph is a light one (built during an import), due to be upgraded."""
+        return (
+            self.graph_ef_construction is not None
+            and self.ef_construction is not None
+            and self.graph_ef_construction < self.ef_construction
+        )
+
+    def _upgrade_due(self) -> bool:
+        """A light graph is rebuilt at the library's efConstruction once the import went quiet and the
+        settle has put every row in it, calibrated (so that the import counts as indexed meanwhile), or
+        once it is ``LIGHT_GRAPH_MAX_AGE_S`` old."""
+        if not self.light_graph():
+            return False
+        if time.monotonic() - self.light_since >= LIGHT_GRAPH_MAX_AGE_S:
+            return True
+        return not self.importing() and not self.calibration_stale() and self.fresh_count() == 0
+
     def calibration_stale(self) -> bool:
         """Whether the published graph grew (import chunks) since its calibration was measured."""
         return self.ann is not None and self.calibration is not None and self.calibrated_rows != len(self.ann_rows)
@@ -152,19 +188,29 @@ class AnnIndex:
             return "build"
         if self.fresh_count() >= max(2048, 0.05 * len(self.ann_rows)):
             return "extend"
+        if self._upgrade_due():
+            return "upgrade"
         return None
 
     # -- the builder's side (each called on the device worker) ----------------------------------
 
     def begin(self, kind: str) -> BuildInput:
+        """The input of the job ``kind`` (``plan``'s answer): "upgrade" is a "build" at the library's
+        efConstruction; any other build while an import commits makes a light graph."""
         self.building = True
+        self.upgrading = kind == "upgrade"
         self.removed_during_build = []
+        if self.upgrading:
+            kind = "build"
         after = -1 if kind == "build" else self.built_upto
         rows, vectors = self.flat.copy_rows(after=after)
         if kind == "extend" and not faiss_ops.can_extend(self.ann, vectors):
             kind = "build"
             rows, vectors = self.flat.copy_rows()
-        return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None)
+        params = self.params
+        if kind == "build" and not self.upgrading and self.light_ef_construction is not None and self.importing():
+            params = {**self.params, "ef_construction": self.light_ef_construction}
+        return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None, params)
 
     def is_import_chunk(self, job: BuildInput) -> bool:
         """Whether ``job`` may go in uncalibrated, keeping the published calibration: an extension while
@@ -195,6 +241,7 @@ class AnnIndex:
         if self.ann is ann:
             self.calibration = calibration
             self.calibrated_rows = len(self.ann_rows) if calibration is not None else 0
+            self._maybe_request_build()  # a light graph's upgrade waits for its calibration
 
     def vectors_of(self, row_ids: np.ndarray) -> np.ndarray:
         return self.flat.vectors_of(row_ids)
@@ -223,8 +270,7 @@ class AnnIndex:
             else:
                 self.ann_rows = np.concatenate([self.ann_rows, job.rows])
                 self.tombstones |= removed
-            self.ann = ann
-            self.served = faiss_search.serve(ann, self.index_type, self.metric, self.flat.device)
+            self._publish(ann)
             if not keep_calibration:
                 self.calibration = calibration
                 self.calibrated_rows = len(self.ann_rows) if calibration is not None else 0
@@ -238,8 +284,17 @@ class AnnIndex:
     def abort(self) -> None:
         self._end_build()
 
+    def _publish(self, ann: Any) -> None:
+        was_light = self.light_graph()
+        self.ann = ann
+        self.served = faiss_search.serve(ann, self.index_type, self.metric, self.flat.device)
+        self.graph_ef_construction = faiss_ops.graph_ef_construction(ann)
+        if self.light_graph() and not was_light:
+            self.light_since = time.monotonic()
+
     def _end_build(self) -> None:
         self.building = False
+        self.upgrading = False
         self.build_requested = False
         self.removed_during_build = []
         self._maybe_request_build()
@@ -250,11 +305,11 @@ class AnnIndex:
         from the store)."""
         live = self.flat.live_rows()
         upto = int(rows[-1]) if len(rows) else -1
-        self.ann, self.ann_rows, self.built_upto, self.trained_rows = ann, rows, upto, trained_rows
+        self.ann_rows, self.built_upto, self.trained_rows = rows, upto, trained_rows
+        self._publish(ann)
         self.calibration = calibration
         self.calibrated_rows = len(rows) if calibration is not None else 0
         self.flat.rebase(faiss_ops.shared_storage(ann), upto)
-        self.served = faiss_search.serve(ann, self.index_type, self.metric, self.flat.device)
         self.tombstones = {int(r) for r in np.setdiff1d(rows, live[live <= upto], assume_unique=True)}
         self._tombstone_version += 1
         self._maybe_request_build()
@@ -375,7 +430,13 @@ class AnnIndex:
         }
         if self.index_type == "hnsw":
             p = HNSWParams.from_dict(self.params, self.dimension)
-            stats.update(m=p.m, ef_construction=p.ef_construction, ef_search=self.search_effort())
+            stats.update(
+                m=p.m,
+                ef_construction=p.ef_construction,
+                graph_ef_construction=self.graph_ef_construction,
+                upgrading=self.upgrading,
+                ef_search=self.search_effort(),
+            )
         else:
             p_ivf = IVFParams.from_dict(self.params)
             nlist = faiss_ops.ivf_nlist(self.ann) if self.ann is not None else None

@@ -43,7 +43,7 @@ def build(
         return faiss_ops.extend(job.base, job.rows, job.vectors, pace), None
     held = held_out(len(job.rows))
     if job.kind == "build":
-        ann = faiss_ops.build(index.index_type, index.params, index.metric, job.rows, job.vectors, pace, held)
+        ann = faiss_ops.build(index.index_type, job.params, index.metric, job.rows, job.vectors, pace, held)
     else:
         ann = faiss_ops.extend(job.base, job.rows[~held], job.vectors[~held], pace)
     query_ids, queries = job.rows[held], job.vectors[held]

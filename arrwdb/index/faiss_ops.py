@@ -160,6 +160,17 @@ def sort_by_id(index: Any) -> None:
     index.construct_rev_map()
 
 
+def graph_ef_construction(index: Any) -> int | None:
+    """The efConstruction an HNSW graph made by ``build`` was built with (FAISS keeps it in the graph and
+    its snapshot, and ``extend`` inserts at it), else None."""
+    faiss = faiss_module()
+    outer = index.index if isinstance(index, MipsGraph) else index
+    if not isinstance(outer, faiss.IndexIDMap2):
+        return None
+    inner = faiss.downcast_index(outer.index)
+    return int(inner.hnsw.efConstruction) if isinstance(inner, faiss.IndexHNSW) else None
+
+
 def _hnsw_flat(index: Any) -> Any:
     """The IndexHNSWFlat inside an ``IndexIDMap2`` that ``build`` made for cosine or L2 (not a MIPS graph:
     it stores augmented rows), else None."""

@@ -7,9 +7,11 @@ serve float32 searches at the recall of links chosen on float32 rows (docs/ANN.m
 bfloat16 rows").  So the graph's links are made on a temporary bfloat16 copy, then handed to the
 float32 graph, whose rows stay the only copy at rest: searches, re-scoring and the exact side read them.
 
-Only where it measured faster: inner-product graphs (``cosine`` libraries: unit rows).  On an L2 graph
-FAISS's bfloat16 L2 distances gained nothing measurable (784-d Fashion-MNIST pixels, docs/ANN.md), so
-L2 graphs, the one behind an ``ip`` library included, insert on their float32 rows and need no copy.
+Every graph takes them: inner-product graphs (``cosine`` libraries: unit rows) and L2 graphs (``l2``
+libraries, and the one behind an ``ip`` library).  An L2 graph's bfloat16 copy is of its rows minus
+their mean: L2 distances do not change with a shift, and bfloat16 keeps about three significant digits
+of each coordinate, so rows far from the origin relative to their spread (a large common offset) would
+otherwise round to the same values.
 """
 
 from __future__ import annotations
@@ -54,28 +56,32 @@ def add_to_graph(
 ) -> None:
     """Add ``vectors`` with ``ids`` to ``index``, an ``IndexIDMap2`` over an ``IndexHNSWFlat`` that is
     private to the caller; ``pace`` is called before each chunk of ``ADD_CHUNK`` rows.
-    ``bfloat16_links``: whether the links are made on a bfloat16 copy (None: on inner-product graphs)."""
+    ``bfloat16_links``: whether the links are made on a bfloat16 copy (the default) or on the float32 rows."""
     import faiss
 
     if len(vectors) == 0:
         return
     graph = faiss.downcast_index(index.index)
-    if bfloat16_links is None:
-        bfloat16_links = graph.metric_type == faiss.METRIC_INNER_PRODUCT
-    if not bfloat16_links:
+    if bfloat16_links is False:
         add_in_chunks(index, vectors, ids, pace)
         return
     storage = faiss.downcast_index(graph.storage)
+    stored = float32_rows(storage)
+    # L2: the copy is of the rows minus their mean (see the module's doc); inner product: as they are.
+    centre = np.zeros(vectors.shape[1], dtype=np.float32)
+    if graph.metric_type == faiss.METRIC_L2:
+        centre = (stored if len(stored) else vectors).mean(axis=0, dtype=np.float64).astype(np.float32)
     links = faiss.IndexHNSWSQ(
         int(graph.d), faiss.ScalarQuantizer.QT_bf16, int(graph.hnsw.nb_neighbors(1)), graph.metric_type
     )
     links.hnsw = graph.hnsw  # a copy: the graph so far, its parameters and its level generator
     if not links.is_trained:
-        links.train(vectors[:1])
-    links.storage.add(float32_rows(storage))
+        links.train(vectors[:1] - centre)
+    for start in range(0, len(stored), ADD_CHUNK):  # in chunks: no float32 copy of every stored row
+        links.storage.add(stored[start : start + ADD_CHUNK] - centre)
     links.ntotal = links.storage.ntotal
     for part in _chunks(len(vectors), pace):
-        links.add(vectors[part])
+        links.add(vectors[part] - centre)
     graph.hnsw = links.hnsw
     storage.add(vectors)
     graph.ntotal = storage.ntotal

@@ -80,7 +80,11 @@ def issue29_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 29's targets against Chroma (a named data set, each system's defaults)."""
     r = report["ratios"]
     k = report["settings"]["k"]
-    recall = report["systems"].get("arrwdb", {}).get("hnsw", {}).get(f"recall_at_{k}")
+    hnsw = report["systems"].get("arrwdb", {}).get("hnsw", {})
+    recall = hnsw.get(f"recall_at_{k}")
+    # Where the graph was a light one once indexed, its recall then counts too (the lower of the two).
+    recalls = [v for v in (recall, hnsw.get(f"recall_at_{k}_indexed")) if v is not None]
+    recall = min(recalls) if recalls else None
     recall_ok = recall is not None and recall >= 0.99
     out = [{"target": f"arrwdb recall@{k} >= 0.99", "value": recall, "met": recall_ok}]
     wanted = [("insert_and_index_docs_per_s.arrwdb_over_chroma", "inserted-and-indexed rate", 1.5)]

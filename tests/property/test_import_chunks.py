@@ -1,7 +1,7 @@
 """A bulk import goes into the HNSW graph in chunks as its rows commit (``AnnIndex.is_import_chunk``,
 ``IndexBuilder``'s settle), with brute force as the oracle: deletes during the import never come back,
 every live row is found, the exact side stays exact, and once the import is quiet every row is in a
-calibrated graph."""
+calibrated graph, first the light one built during the import, then its upgrade."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from arrwdb.index import calibrated_build, snapshot
-from arrwdb.index.ann import AnnIndex
+from arrwdb.index.ann import LIGHT_GRAPH_MAX_AGE_S, AnnIndex
+from arrwdb.index.params import IMPORT_EF_CONSTRUCTION
 from tests.property.test_ann import build_now, clustered, oracle, recall, record
 from tests.property.test_one_copy import check_exact_side
 
@@ -88,6 +89,7 @@ def test_import_chunks_with_deletes_during_the_import(pool, seed):
     imp.add(3000)
     assert build_now(index) == "build"
     assert index.calibrated_rows == 3000 and not index.calibration_stale()
+    assert index.light_graph() and index.graph_ef_construction == IMPORT_EF_CONSTRUCTION  # built while importing
     chunks = calibrated = 0
     while imp.next_row + 1700 + 500 + 10 <= len(pool):
         imp.add(imp.rng.randint(1100, 1700))  # the rows committed while the previous chunk went in
@@ -127,8 +129,21 @@ def test_import_chunks_with_deletes_during_the_import(pool, seed):
     index.finish(job, ann, 0.0, calibration)
     assert index.fresh_count() == 0 and not index.calibration_stale()
     assert index.calibrated_rows == len(index.ann_rows)
+    assert index.calibration.measured_recall >= index.calibration.aim
     check_against_brute_force(imp, seed=seed)
-    # The calibration of the settled graph reached its aim on its held-out rows, and at that effort (no
+    # Every row is in the light graph, calibrated: it is rebuilt at the library's efConstruction, the
+    # light graph serving until the new one is swapped in.
+    assert index.light_graph() and index.plan() == "upgrade"
+    job = index.begin("upgrade")
+    assert job.kind == "build" and job.params == index.params and index.statistics()["upgrading"]
+    imp.delete(20)  # deletes during the upgrade become its tombstones
+    ann, calibration = calibrated_build.build(index, job, lambda fn: fn())
+    index.finish(job, ann, 0.0, calibration)
+    stats = index.statistics()
+    assert not index.light_graph() and not stats["upgrading"] and index.plan() is None
+    assert stats["graph_ef_construction"] == stats["ef_construction"] == 200
+    check_against_brute_force(imp, seed=seed + 1)
+    # The upgraded graph's calibration reached its aim on its held-out rows, and at that effort (no
     # ef_search named) unseen queries pass the floor test_ann.py holds every default search to.
     assert index.calibration.measured_recall >= index.calibration.aim
     queries = clustered(200, seed=seed + 50)
@@ -183,8 +198,63 @@ def test_the_builder_settles_an_import_into_a_calibrated_saved_graph(served, poo
     stats = call_on_worker(worker, index.statistics)
     assert stats["fresh_rows"] == 0 and stats["ann_rows"] == stats["ntotal"] + stats["tombstones"]
     assert stats["calibrated_rows"] == stats["ann_rows"] and stats["calibration"] is not None
+    assert stats["graph_ef_construction"] == stats["ef_construction"]  # the light graph was upgraded
     assert snapshot.exists(builder.snapshot_path("lib"))
     call_on_worker(worker, lambda: check_against_brute_force(imp, seed=77))
+
+
+def test_a_graph_built_while_quiet_or_with_the_users_ef_construction_is_built_as_asked(pool):
+    quiet = AnnIndex(record("hnsw", "l2", m=16), torch.device("cpu"))
+    Import(quiet, pool, 13).add(3000)
+    quiet.last_add_at = float("-inf")  # the rows came a while ago
+    build_now(quiet)
+    assert quiet.graph_ef_construction == 200 and not quiet.light_graph()
+    named = AnnIndex(record("hnsw", "l2", m=16, ef_construction=40), torch.device("cpu"))
+    Import(named, pool, 14).add(3000)
+    build_now(named)  # while importing: the user's efConstruction all the same
+    assert named.graph_ef_construction == 40 and not named.light_graph() and named.plan() is None
+
+
+def test_a_light_graph_under_a_trickle_of_rows_is_upgraded_once_old(pool):
+    """Rows that keep coming, fewer at a time than an extension takes, never leave the library quiet:
+    the light graph is upgraded after LIGHT_GRAPH_MAX_AGE_S all the same."""
+    index = AnnIndex(record("hnsw", "l2", m=16), torch.device("cpu"))
+    imp = Import(index, pool, 15)
+    imp.add(3000)
+    build_now(index)
+    imp.add(5)
+    assert index.importing() and index.light_graph() and index.plan() is None
+    index.light_since -= LIGHT_GRAPH_MAX_AGE_S
+    assert index.plan() == "upgrade"
+
+
+def test_a_light_graph_loaded_from_a_snapshot_is_upgraded(served, pool, tmp_path):
+    """A light graph saved before a restart is upgraded by the builder once the reloaded library is quiet."""
+    from arrwdb.index import faiss_snapshots
+    from arrwdb.runtime.device_worker import call_on_worker
+
+    worker, state, builder = served
+    index = state.index
+    imp = Import(index, pool, 16)
+    call_on_worker(worker, lambda: imp.add(3000))
+    light = AnnIndex(record("hnsw", "l2", m=16), torch.device("cpu"))
+    Import(light, pool, 16).add(3000)
+    build_now(light)
+    assert light.light_graph()
+    meta = {**builder_meta(state), "trained_rows": 3000, "calibration": light.calibration.as_dict()}
+    faiss_snapshots.save(light.ann, light.ann_rows, meta, builder.snapshot_path("lib"))
+    call_on_worker(worker, lambda: index.set_build_requester(lambda: builder.request_build("lib")))
+    builder.request_load("lib")
+    assert builder.wait_idle(timeout=120)
+    stats = call_on_worker(worker, index.statistics)
+    assert stats["builds"] == 1 and stats["ann_rows"] == 3000  # the snapshot's graph, then its upgrade
+    assert stats["graph_ef_construction"] == stats["ef_construction"] == 200
+
+
+def builder_meta(state) -> dict[str, object]:
+    from arrwdb.engine.index_builder import expected_meta
+
+    return expected_meta(state)
 
 
 def test_a_graph_recalibrated_on_its_own_rows_keeps_its_held_out_effort(served, pool):

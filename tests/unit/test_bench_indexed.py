@@ -38,6 +38,23 @@ def test_indexed_means_every_row_in_a_graph_calibrated_as_it_is():
     assert indexed._first(legacy, 10_000, indexed._indexed) == 3.0
 
 
+def test_a_light_graph_being_upgraded_counts_as_indexed_and_the_full_graph_comes_after():
+    def p(t: float, state: str, upgrading: bool, built: int) -> dict:
+        return {**point(t, state, 10_000, 0, 10_000), "upgrading": upgrading, "graph_ef_construction": built}
+
+    timeline = [
+        {**p(1.0, "building", False, 100), "fresh_rows": 2000, "ann_rows": 8000, "calibrated_rows": 8000},
+        p(2.0, "ann", False, 100),  # every row in the light graph, calibrated
+        p(3.0, "building", True, 100),  # its upgrade runs; the light graph serves
+        p(4.0, "ann", False, 200),
+    ]
+    for q in timeline:
+        q["ef_construction"] = 200
+    assert indexed._first(timeline, 10_000, indexed._indexed) == 2.0
+    assert indexed._first(timeline[2:], 10_000, indexed._indexed) == 3.0
+    assert indexed._first(timeline, 10_000, indexed._full_graph) == 4.0
+
+
 def test_issue29_targets_need_the_recall_too():
     report = {
         "settings": {"k": 10, "clients": [1, 64]},

@@ -1,6 +1,6 @@
 """HNSW links made on a bfloat16 copy of the rows (arrwdb.index.graph_insert), on real FAISS: the graph
 keeps exactly the float32 rows and ids it was given, grows across calls as one graph, and serves
-float32 searches at the recall of a graph built on float32 rows."""
+float32 searches at the recall of a graph built on float32 rows, on both metrics."""
 
 from __future__ import annotations
 
@@ -91,12 +91,34 @@ def _links(metric: int, bfloat16_links: bool | None) -> np.ndarray:
     return faiss.vector_to_array(graph.hnsw.neighbors)
 
 
-def test_only_inner_product_graphs_take_bfloat16_links_by_default() -> None:
+def test_every_graph_takes_bfloat16_links_by_default() -> None:
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # one thread: insertion is deterministic, so the links can be compared
     try:
-        assert np.array_equal(_links(faiss.METRIC_L2, None), _links(faiss.METRIC_L2, False))
-        assert np.array_equal(_links(faiss.METRIC_INNER_PRODUCT, None), _links(faiss.METRIC_INNER_PRODUCT, True))
-        assert not np.array_equal(_links(faiss.METRIC_INNER_PRODUCT, None), _links(faiss.METRIC_INNER_PRODUCT, False))
+        for metric in (faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT):
+            assert np.array_equal(_links(metric, None), _links(metric, True))
+            assert not np.array_equal(_links(metric, None), _links(metric, False))
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def test_an_l2_graph_far_from_the_origin_keeps_the_recall_of_float32_links() -> None:
+    """Rows with a large common offset: bfloat16 (about three significant digits) would round them to
+    a few values; the copy is of the rows minus their mean, which L2 distances do not notice."""
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((32, 48)).astype(np.float32) * 4
+    x = (centres[rng.integers(0, 32, 6000)] + rng.standard_normal((6000, 48))).astype(np.float32) + 100_000
+    queries = (centres[rng.integers(0, 32, 300)] + rng.standard_normal((300, 48))).astype(np.float32) + 100_000
+    exact = faiss.IndexFlatL2(48)
+    exact.add(x)
+    truth = exact.search(queries, 10)[1]
+    recalls = []
+    for bfloat16_links in (False, True):
+        graph = faiss.IndexHNSWFlat(48, 16, faiss.METRIC_L2)
+        graph.hnsw.efConstruction = 64
+        index = faiss.IndexIDMap2(graph)
+        add_to_graph(index, x[:4000], np.arange(4000, dtype=np.int64), None, bfloat16_links)
+        add_to_graph(index, x[4000:], np.arange(4000, 6000, dtype=np.int64), None, bfloat16_links)  # an extension
+        assert np.array_equal(float32_rows(faiss.downcast_index(graph.storage)), x)
+        recalls.append(np.mean([_recall(index, queries, truth, ef) for ef in (16, 32, 64)]))
+    assert recalls[1] >= recalls[0] - 0.02, recalls
