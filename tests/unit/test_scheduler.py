@@ -714,8 +714,8 @@ def test_work_handed_off_as_a_future_frees_the_worker_but_holds_its_place_until_
         with pytest.raises(WorkerFailure):
             await tasks[0]
         assert worker.busy_added > 0  # the handed-off work counts as the device's busy time
-        for _ in range(2):
-            await _until(lambda: len(worker.jobs) == 1)
+        for _ in range(2):  # the last two batches: the failed one's place may have staged the next already
+            await _until(lambda: len(worker.jobs) >= 1)
             await worker.run_next()
             handed[-1].set_result([0])
         await asyncio.gather(*tasks[2:])
