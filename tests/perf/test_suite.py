@@ -37,6 +37,9 @@ def test_suite_measures_every_index_and_writes_json_and_png(server, tmp_path: Pa
     assert runs["brute_force"]["ann"] is None
     assert runs["hnsw"]["ann"]["timed_out"] is False
     assert runs["hnsw"]["index"]["state"] == "ann"  # timed on the built graph, not the exact fallback
+    # ... and on the graph a library at rest holds: a light import graph was upgraded first
+    index = runs["hnsw"]["index"]
+    assert index["graph_ef_construction"] == index["ef_construction"] and runs["hnsw"]["ann"]["full_graph_s"]
     assert runs["hnsw"]["search"]["recall_at_10"] > 0.5
     assert "hnsw" in format_table(report)
     # Libraries are removed afterwards: the server is left as found.
