@@ -169,7 +169,9 @@ def import_once(
             # The recall as soon as every row is indexed (a light graph being upgraded, where the server
             # builds one), then once the graph is built at the library's own efConstruction.
             found_indexed = [_doc_rows(conn.ok(r)) for r in searches]
-            while time.perf_counter() - started < insert_s + timeout_s:
+            # (A server whose statistics do not name the graph's efConstruction builds no light graph.)
+            light = any(p.get("graph_ef_construction") is not None for p in poller.timeline)
+            while light and time.perf_counter() - started < insert_s + timeout_s:
                 if _first(list(poller.timeline), rows, _full_graph) is not None:
                     break
                 time.sleep(poll_s)

@@ -185,6 +185,7 @@ class IndexBuilder:
             if not call_on_worker(self.worker, index.importing):
                 self._settling.discard(library_id)
                 self._build(library_id, settle=True)
+                self._settle_light_graph(library_id, index)  # still light: its upgrade is still to come
                 if library_id in self._unsaved and self._still_current(library_id, state):
                     self._save(library_id, state, index, call_on_worker(self.worker, lambda i=index: i.ann))
                 self._vectors(library_id)  # deferred while the import ran (written only if due)

@@ -17,11 +17,12 @@ Layout:
   the rows committed meanwhile) that keep the published calibration as long as it was measured on at
   least half the rows; once the import goes quiet the builder folds in what is left, calibrates and
   saves (``builder.py``).
-- a graph built during an import (of a library that leaves ``ef_construction`` to arrwdb) is built at
-  ``IMPORT_EF_CONSTRUCTION``: the import's rows are in a calibrated graph about twice as soon.  Once
-  the import goes quiet (or the light graph has served for ``LIGHT_GRAPH_MAX_AGE_S`` without an
-  extension due) it is rebuilt at the library's efConstruction (the "upgrade"), behind the published
-  light graph, and swapped in like any build; its calibration then asks less search effort.
+- an import's graph (the first graph of a library served from the CPU that leaves ``ef_construction``
+  to arrwdb, built while rows are coming in) is built at ``IMPORT_EF_CONSTRUCTION``, about half the
+  work of the library's own, and extended at it.  Once the import has settled (every row in, the graph
+  calibrated), or when rows keep coming in a trickle and no light graph has been published for
+  ``LIGHT_GRAPH_MAX_AGE_S``, it is rebuilt at the library's efConstruction (the "upgrade"), behind the
+  published light graph, and swapped in like any build; its calibration then asks less search effort.
 
 Mutated only on the device worker; the builder reaches it through worker jobs.
 """
@@ -52,8 +53,8 @@ REBUILD_TOMBSTONE_FRACTION = 0.2
 IVF_RETRAIN_GROWTH = 4.0
 # A library that took rows within this many seconds is importing: its extensions are import chunks.
 IMPORT_QUIET_S = 1.0
-# A light graph is upgraded once the import goes quiet, or after this long when rows keep coming in a
-# trickle (fewer than an extension's worth at a time) that never leaves the library quiet.
+# A light graph is upgraded once the import has settled, or, while rows keep coming in a trickle that
+# never leaves the library quiet, once no light graph has been published for this long.
 LIGHT_GRAPH_MAX_AGE_S = 30.0
 RESCORE_FACTOR = calibrate.RESCORE_FACTOR  # SQ8/PQ propose k * 4 candidates, re-scored exactly
 
@@ -87,14 +88,17 @@ class AnnIndex:
         self.builds = 0
         self.last_build_seconds = 0.0
         self.min_rows = faiss_ops.min_rows_to_build(self.index_type, self.params)
-        # efConstruction of a graph built during an import (None: every graph at the library's own),
+        # efConstruction of a graph built during an import (None: every graph at the library's own; a GPU
+        # serves its own graph, trained from the rows, so a light CPU graph would only add a rebuild),
         # the library's own, and the published graph's.
-        self.light_ef_construction = import_ef_construction(self.index_type, self.params)
+        self.light_ef_construction = (
+            import_ef_construction(self.index_type, self.params) if device.type == "cpu" else None
+        )
         self.ef_construction = (
             HNSWParams.from_dict(self.params, self.dimension).ef_construction if self.index_type == "hnsw" else None
         )
         self.graph_ef_construction: int | None = None
-        self.light_since = 0.0  # time.monotonic() when the published light graph was first built
+        self.light_since = 0.0  # time.monotonic() when the last light graph was published
         self.upgrading = False  # the running build is the upgrade of a light graph
         # None while the library loads from the store: the builder is asked once, after loading.
         self._on_needs_build = on_needs_build
@@ -110,9 +114,12 @@ class AnnIndex:
 
     # -- mutation (device worker) --------------------------------------------------------------
 
-    def add(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, row_ids: np.ndarray, vectors: np.ndarray, imported: bool = True) -> None:
+        """``imported`` False: rows loaded from the store at start-up, which do not make the library
+        an importing one (``importing``)."""
         self.flat.add(row_ids, vectors)
-        self.last_add_at = time.monotonic()
+        if imported:
+            self.last_add_at = time.monotonic()
         self._maybe_request_build()
 
     def adopt(self, row_ids: np.ndarray, buffer: np.ndarray) -> bool:
@@ -158,13 +165,14 @@ class AnnIndex:
 
     def _upgrade_due(self) -> bool:
         """A light graph is rebuilt at the library's efConstruction once the import went quiet and the
-        settle has put every row in it, calibrated (so that the import counts as indexed meanwhile), or
-        once it is ``LIGHT_GRAPH_MAX_AGE_S`` old."""
+        settle has put every row in it, calibrated (so that the import counts as indexed meanwhile);
+        or, while rows keep coming in a trickle (too few for an extension, so the settle never comes),
+        once no light graph has been published for ``LIGHT_GRAPH_MAX_AGE_S``."""
         if not self.light_graph():
             return False
-        if time.monotonic() - self.light_since >= LIGHT_GRAPH_MAX_AGE_S:
-            return True
-        return not self.importing() and not self.calibration_stale() and self.fresh_count() == 0
+        if self.importing():
+            return time.monotonic() - self.light_since >= LIGHT_GRAPH_MAX_AGE_S
+        return not self.calibration_stale() and self.fresh_count() == 0
 
     def calibration_stale(self) -> bool:
         """Whether the published graph grew (import chunks) since its calibration was measured."""
@@ -174,7 +182,7 @@ class AnnIndex:
         """What the builder should do next, if anything.  ``settle``: an import went quiet; the few rows
         left fresh (below the extension threshold) go into the graph too."""
         planned = self._plan()
-        if planned is None and settle and self.ann is not None and self.fresh_count() > 0:
+        if planned in (None, "upgrade") and settle and self.ann is not None and self.fresh_count() > 0:
             return "extend"
         return planned
 
@@ -196,7 +204,8 @@ class AnnIndex:
 
     def begin(self, kind: str) -> BuildInput:
         """The input of the job ``kind`` (``plan``'s answer): "upgrade" is a "build" at the library's
-        efConstruction; any other build while an import commits makes a light graph."""
+        efConstruction; an import's build (the library's first graph, or a rebuild of a light one,
+        while rows are coming in) makes a light graph."""
         self.building = True
         self.upgrading = kind == "upgrade"
         self.removed_during_build = []
@@ -208,8 +217,10 @@ class AnnIndex:
             kind = "build"
             rows, vectors = self.flat.copy_rows()
         params = self.params
-        if kind == "build" and not self.upgrading and self.light_ef_construction is not None and self.importing():
-            params = {**self.params, "ef_construction": self.light_ef_construction}
+        import_graph = self.ann is None or self.light_graph()
+        if kind == "build" and not self.upgrading and self.light_ef_construction is not None:
+            if import_graph and self.importing():
+                params = {**self.params, "ef_construction": self.light_ef_construction}
         return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None, params)
 
     def is_import_chunk(self, job: BuildInput) -> bool:
@@ -285,11 +296,10 @@ class AnnIndex:
         self._end_build()
 
     def _publish(self, ann: Any) -> None:
-        was_light = self.light_graph()
         self.ann = ann
         self.served = faiss_search.serve(ann, self.index_type, self.metric, self.flat.device)
         self.graph_ef_construction = faiss_ops.graph_ef_construction(ann)
-        if self.light_graph() and not was_light:
+        if self.light_graph():
             self.light_since = time.monotonic()
 
     def _end_build(self) -> None:

@@ -9,9 +9,9 @@ float32 graph, whose rows stay the only copy at rest: searches, re-scoring and t
 
 Every graph takes them: inner-product graphs (``cosine`` libraries: unit rows) and L2 graphs (``l2``
 libraries, and the one behind an ``ip`` library).  An L2 graph's bfloat16 copy is of its rows minus
-their mean: L2 distances do not change with a shift, and bfloat16 keeps about three significant digits
-of each coordinate, so rows far from the origin relative to their spread (a large common offset) would
-otherwise round to the same values.
+their mean: L2 distances do not change with a shift, and bfloat16 keeps 8 bits of each coordinate's
+significand (2-3 decimal digits), so rows far from the origin relative to their spread (a large
+common offset) would otherwise round to the same values.
 """
 
 from __future__ import annotations

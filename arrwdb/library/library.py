@@ -162,7 +162,12 @@ class LibraryState:
         self.version += 1
 
     def load(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
-        self.index.add(row_ids, vectors)
+        """Rows read from the store at start-up: not an import (a graph built over them is built at the
+        library's own efConstruction, not as a light import graph)."""
+        if isinstance(self.index, AnnIndex):
+            self.index.add(row_ids, vectors, imported=False)
+        else:
+            self.index.add(row_ids, vectors)
 
     def apply(self, writes: Sequence[AppliedWrite]) -> None:
         """Mirror committed writes of this library, in commit order, with one index add and one remove

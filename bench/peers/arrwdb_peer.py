@@ -88,7 +88,8 @@ class ArrwdbPeer:
         requests = library.search_requests(data.queries, data.k)
         found = [_found(conn.ok(request)) for request in requests]
         light: dict[str, Any] = {}
-        if index_type == "hnsw" and ann["index"].get("graph_ef_construction") != ann["index"].get("ef_construction"):
+        built = ann["index"].get("graph_ef_construction") if index_type == "hnsw" else None
+        if built is not None and built != ann["index"].get("ef_construction"):
             # Indexed in a light import graph: its recall counts, and the searches below run on the graph
             # it is upgraded to, as they would on a library that has settled.
             light = {f"recall_at_{data.k}_indexed": recall(found, data.truth), "indexed_calibration": calibration}

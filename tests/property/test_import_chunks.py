@@ -131,6 +131,12 @@ def test_import_chunks_with_deletes_during_the_import(pool, seed):
     assert index.calibrated_rows == len(index.ann_rows)
     assert index.calibration.measured_recall >= index.calibration.aim
     check_against_brute_force(imp, seed=seed)
+    # Queries unlike the stored rows (around other centres) get less from the light graph than the floor
+    # below holds the upgraded graph to (ANN.md, "Bulk imports"), and not much less.
+    queries = clustered(200, seed=seed + 50)
+    live = imp.live_rows()
+    _, truth = oracle(pool[live - 1], live, "l2").search(queries, 10)
+    assert recall(index.search(queries, 10)[1], truth) >= 0.9
     # Every row is in the light graph, calibrated: it is rebuilt at the library's efConstruction, the
     # light graph serving until the new one is swapped in.
     assert index.light_graph() and index.plan() == "upgrade"
@@ -226,6 +232,44 @@ def test_a_light_graph_under_a_trickle_of_rows_is_upgraded_once_old(pool):
     assert index.importing() and index.light_graph() and index.plan() is None
     index.light_since -= LIGHT_GRAPH_MAX_AGE_S
     assert index.plan() == "upgrade"
+
+
+def test_an_old_light_graph_takes_the_imports_tail_before_its_upgrade(pool):
+    """An import longer than LIGHT_GRAPH_MAX_AGE_S that ends with a tail too small for an extension: the
+    settle folds the tail in (the rows are indexed at once), and only then is the graph upgraded."""
+    index = AnnIndex(record("hnsw", "l2", m=16), torch.device("cpu"))
+    imp = Import(index, pool, 17)
+    imp.add(3000)
+    build_now(index)
+    imp.add(100)
+    index.light_since -= 2 * LIGHT_GRAPH_MAX_AGE_S
+    index.last_add_at = float("-inf")  # the import went quiet
+    assert index.plan() is None and index.plan(settle=True) == "extend"
+    job = index.begin("extend")
+    ann, calibration = calibrated_build.build(index, job, lambda fn: fn())
+    index.finish(job, ann, 0.0, calibration)
+    assert index.fresh_count() == 0 and index.light_graph() and index.plan() == "upgrade"
+
+
+def test_only_an_imports_graph_is_light(pool):
+    """Rows loaded from the store are no import; and a graph rebuilt for its tombstones while rows come in
+    is built at the library's efConstruction when the graph it replaces was."""
+    from arrwdb.library.library import LibraryState
+
+    state = LibraryState(record("hnsw", "l2", m=16), torch.device("cpu"))
+    state.load(np.arange(1, 3001, dtype=np.int64), pool[:3000])
+    assert not state.index.importing()
+    index = AnnIndex(record("hnsw", "l2", m=16), torch.device("cpu"))
+    imp = Import(index, pool, 18)
+    imp.add(3000)
+    index.last_add_at = float("-inf")
+    build_now(index)
+    assert not index.light_graph()
+    imp.delete(700)  # past the tombstone share: a rebuild
+    imp.add(10)  # rows coming in
+    assert index.importing() and index.plan() == "build"
+    build_now(index)
+    assert index.graph_ef_construction == 200
 
 
 def test_a_light_graph_loaded_from_a_snapshot_is_upgraded(served, pool, tmp_path):
