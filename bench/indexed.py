@@ -36,7 +36,7 @@ from arrwdb.bench.ann_data import AnnDataset
 from arrwdb.bench.machine import machine_info
 from arrwdb.bench.rawhttp import RawConnection
 from arrwdb.bench.serverproc import ServerProcess
-from arrwdb.bench.suite import Library, exact_top_k
+from arrwdb.bench.suite import Library, exact_top_k, serves_light_graph
 
 K = 10
 DATASETS = ("fashion-mnist", "minilm-like")
@@ -119,8 +119,7 @@ def _indexed(p: dict[str, Any]) -> bool:
 
 def _full_graph(p: dict[str, Any]) -> bool:
     """Indexed, in a graph built at the library's own efConstruction (not a light import graph)."""
-    built = p.get("graph_ef_construction")
-    return _indexed(p) and p["state"] == "ann" and (built is None or built == p.get("ef_construction"))
+    return _indexed(p) and p["state"] == "ann" and not serves_light_graph(p)
 
 
 def _folded(p: dict[str, Any]) -> bool:

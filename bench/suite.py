@@ -170,11 +170,17 @@ class Library:
         started = time.perf_counter()
         while time.perf_counter() - started < timeout_s:
             index = self.statistics()["index"]
-            built = index.get("graph_ef_construction")
-            if index.get("state") == "ann" and (built is None or built == index.get("ef_construction")):
+            if index.get("state") == "ann" and not serves_light_graph(index):
                 return index
             time.sleep(poll_s)
         return None
+
+
+def serves_light_graph(index: dict[str, Any]) -> bool:
+    """Whether a library's index statistics show a light import graph not yet upgraded (a server that
+    reports no ``graph_ef_construction`` builds none)."""
+    built = index.get("graph_ef_construction")
+    return built is not None and built != index.get("ef_construction")
 
 
 def _doc_ids(body: bytes) -> list[int]:

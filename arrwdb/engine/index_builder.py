@@ -30,7 +30,8 @@ from typing import TypeVar
 import numpy as np
 
 from arrwdb.index import calibrated_build, faiss_snapshots, snapshot
-from arrwdb.index.ann import IMPORT_QUIET_S, AnnIndex, BuildInput
+from arrwdb.index.ann import IMPORT_QUIET_S, AnnIndex
+from arrwdb.index.build_plan import BuildInput
 from arrwdb.index.calibrate import Calibration
 from arrwdb.library.library import LibraryState
 from arrwdb.records import LibraryRecord

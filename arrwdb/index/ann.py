@@ -11,18 +11,15 @@ Layout:
   write is searchable the moment it is acknowledged, however slow HNSW insertion is.
 - deletes and replaced rows become tombstones, excluded INSIDE the FAISS search by an ID selector;
   past 20% tombstones the index is rebuilt in the background.
+- what the builder does next (build, extend, upgrade) is ``build_plan.next_job``'s answer.
 - each build or extension is calibrated before it is published (``calibrate.py``): the search effort
-  (efSearch, nprobe) that queries use unless they name their own reaches ``target_recall``.  While a
-  bulk import is committing rows, the graph grows in chunks (one extension after the other, each with
-  the rows committed meanwhile) that keep the published calibration as long as it was measured on at
-  least half the rows; once the import goes quiet the builder folds in what is left, calibrates and
-  saves (``builder.py``).
+  (efSearch, nprobe) that queries use unless they name their own reaches ``target_recall``.  A bulk
+  import's extensions (chunks) keep the published calibration while it was measured on at least half
+  the rows; once the import goes quiet the builder folds in what is left, calibrates and saves.
 - an import's graph (the first graph of a library served from the CPU that leaves ``ef_construction``
-  to arrwdb, built while rows are coming in) is built at ``IMPORT_EF_CONSTRUCTION``, about half the
-  work of the library's own, and extended at it.  Once the import has settled (every row in, the graph
-  calibrated), or when rows keep coming in a trickle and no light graph has been published for
-  ``LIGHT_GRAPH_MAX_AGE_S``, it is rebuilt at the library's efConstruction (the "upgrade"), behind the
-  published light graph, and swapped in like any build; its calibration then asks less search effort.
+  to arrwdb, built while rows are coming in) is a light one, built at ``IMPORT_EF_CONSTRUCTION``, about
+  half the work of the library's own, and extended at it; the "upgrade" rebuilds it at the library's
+  efConstruction behind the published light graph, and swaps it in like any build.
 
 Mutated only on the device worker; the builder reaches it through worker jobs.
 """
@@ -32,16 +29,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from arrwdb.index import calibrate, faiss_memory, faiss_ops, faiss_search
+from arrwdb.index.ann_statistics import ann_statistics
+from arrwdb.index.build_plan import BuildInput, IndexFigures, next_job
 from arrwdb.index.calibrate import Calibration
 from arrwdb.index.flat import FlatIndex
-from arrwdb.index.params import HNSWParams, IVFParams, import_ef_construction
+from arrwdb.index.params import HNSWParams, import_ef_construction
 from arrwdb.index.split_exact import SplitExact
 from arrwdb.records import LibraryRecord
 
@@ -49,23 +47,9 @@ from arrwdb.records import LibraryRecord
 # a graph or list search restricted to few ids misses matches (HNSW: 5 allowed -> 1 found).
 EXACT_FILTER_ROWS = 4096
 EXACT_FILTER_FRACTION = 0.2
-REBUILD_TOMBSTONE_FRACTION = 0.2
-IVF_RETRAIN_GROWTH = 4.0
 # A library that took rows within this many seconds is importing: its extensions are import chunks.
 IMPORT_QUIET_S = 1.0
-# A light graph is upgraded once the import has settled, or, while rows keep coming in a trickle that
-# never leaves the library quiet, once no light graph has been published for this long.
-LIGHT_GRAPH_MAX_AGE_S = 30.0
 RESCORE_FACTOR = calibrate.RESCORE_FACTOR  # SQ8/PQ propose k * 4 candidates, re-scored exactly
-
-
-@dataclass
-class BuildInput:
-    kind: str  # "build" (from scratch) or "extend" (add the fresh rows to a copy)
-    rows: np.ndarray
-    vectors: np.ndarray
-    base: Any
-    params: dict[str, Any]  # the index_params a "build" uses (efConstruction lowered for a light graph)
 
 
 class AnnIndex:
@@ -88,15 +72,12 @@ class AnnIndex:
         self.builds = 0
         self.last_build_seconds = 0.0
         self.min_rows = faiss_ops.min_rows_to_build(self.index_type, self.params)
-        # efConstruction of a graph built during an import (None: every graph at the library's own; a GPU
-        # serves its own graph, trained from the rows, so a light CPU graph would only add a rebuild),
-        # the library's own, and the published graph's.
-        self.light_ef_construction = (
-            import_ef_construction(self.index_type, self.params) if device.type == "cpu" else None
-        )
-        self.ef_construction = (
-            HNSWParams.from_dict(self.params, self.dimension).ef_construction if self.index_type == "hnsw" else None
-        )
+        # efConstruction of an import's light graph (None: none is light; a GPU serves its own graph,
+        # trained from the rows), of the library's graphs, and of the published graph.
+        light = import_ef_construction(self.index_type, self.params)
+        self.light_ef_construction = light if device.type == "cpu" else None
+        hnsw = self.index_type == "hnsw"
+        self.ef_construction = HNSWParams.from_dict(self.params, self.dimension).ef_construction if hnsw else None
         self.graph_ef_construction: int | None = None
         self.light_since = 0.0  # time.monotonic() when the last light graph was published
         self.upgrading = False  # the running build is the upgrade of a light graph
@@ -157,48 +138,34 @@ class AnnIndex:
 
     def light_graph(self) -> bool:
         """Whether the published graph is a light one (built during an import), due to be upgraded."""
-        return (
-            self.graph_ef_construction is not None
-            and self.ef_construction is not None
-            and self.graph_ef_construction < self.ef_construction
-        )
-
-    def _upgrade_due(self) -> bool:
-        """A light graph is rebuilt at the library's efConstruction once the import went quiet and the
-        settle has put every row in it, calibrated (so that the import counts as indexed meanwhile);
-        or, while rows keep coming in a trickle (too few for an extension, so the settle never comes),
-        once no light graph has been published for ``LIGHT_GRAPH_MAX_AGE_S``."""
-        if not self.light_graph():
-            return False
-        if self.importing():
-            return time.monotonic() - self.light_since >= LIGHT_GRAPH_MAX_AGE_S
-        return not self.calibration_stale() and self.fresh_count() == 0
+        built, own = self.graph_ef_construction, self.ef_construction
+        return built is not None and own is not None and built < own
 
     def calibration_stale(self) -> bool:
         """Whether the published graph grew (import chunks) since its calibration was measured."""
         return self.ann is not None and self.calibration is not None and self.calibrated_rows != len(self.ann_rows)
 
     def plan(self, settle: bool = False) -> str | None:
-        """What the builder should do next, if anything.  ``settle``: an import went quiet; the few rows
-        left fresh (below the extension threshold) go into the graph too."""
-        planned = self._plan()
-        if planned in (None, "upgrade") and settle and self.ann is not None and self.fresh_count() > 0:
-            return "extend"
-        return planned
-
-    def _plan(self) -> str | None:
-        live = len(self.flat)
-        if self.ann is None:
-            return "build" if live >= self.min_rows else None
-        if len(self.tombstones) > REBUILD_TOMBSTONE_FRACTION * max(len(self.ann_rows), 1):
-            return "build"
-        if self.index_type == "ivf" and live >= IVF_RETRAIN_GROWTH * max(self.trained_rows, 1):
-            return "build"
-        if self.fresh_count() >= max(2048, 0.05 * len(self.ann_rows)):
-            return "extend"
-        if self._upgrade_due():
-            return "upgrade"
-        return None
+        """What the builder should do next, if anything (``build_plan.next_job``).  ``settle``: an import
+        went quiet; the few rows left fresh (below the extension threshold) go into the graph too."""
+        built = self.ann is not None
+        return next_job(
+            IndexFigures(
+                index_type=self.index_type,
+                live_rows=len(self.flat),
+                min_rows=self.min_rows,
+                built=built,
+                ann_rows=len(self.ann_rows),
+                tombstones=len(self.tombstones),
+                trained_rows=self.trained_rows,
+                fresh_rows=self.fresh_count() if built else 0,
+                importing=self.importing(),
+                calibration_stale=self.calibration_stale(),
+                light_graph=self.light_graph(),
+                light_age_s=time.monotonic() - self.light_since,
+            ),
+            settle,
+        )
 
     # -- the builder's side (each called on the device worker) ----------------------------------
 
@@ -216,11 +183,10 @@ class AnnIndex:
         if kind == "extend" and not faiss_ops.can_extend(self.ann, vectors):
             kind = "build"
             rows, vectors = self.flat.copy_rows()
+        import_graph = kind == "build" and not self.upgrading and (self.ann is None or self.light_graph())
         params = self.params
-        import_graph = self.ann is None or self.light_graph()
-        if kind == "build" and not self.upgrading and self.light_ef_construction is not None:
-            if import_graph and self.importing():
-                params = {**self.params, "ef_construction": self.light_ef_construction}
+        if import_graph and self.light_ef_construction is not None and self.importing():
+            params = {**self.params, "ef_construction": self.light_ef_construction}
         return BuildInput(kind, rows, vectors, self.ann if kind == "extend" else None, params)
 
     def is_import_chunk(self, job: BuildInput) -> bool:
@@ -421,45 +387,7 @@ class AnnIndex:
         return self.flat.memory_bytes() + ann + self.ann_rows.nbytes
 
     def statistics(self) -> dict[str, Any]:
-        stats: dict[str, Any] = {
-            "type": self.index_type,
-            "state": "building" if self.building else ("ann" if self.ann is not None else "exact"),
-            "trained": self.ann is not None,
-            "exact_until_rows": self.min_rows,
-            "ntotal": len(self.flat),
-            "ann_rows": len(self.ann_rows),
-            "fresh_rows": self.fresh_count(),
-            "tombstones": len(self.tombstones),
-            "builds": self.builds,
-            "last_build_seconds": round(self.last_build_seconds, 3),
-            "device": str(self.flat.device),
-            "gpu_memory_bytes": self.flat.gpu_memory_bytes() + (self.served.gpu_bytes if self.served else 0),
-            **faiss_search.served_statistics(self.served),
-            "memory_bytes": self.memory_bytes(),
-            "shared_rows": self.flat.shared_rows(),
-        }
-        if self.index_type == "hnsw":
-            p = HNSWParams.from_dict(self.params, self.dimension)
-            stats.update(
-                m=p.m,
-                ef_construction=p.ef_construction,
-                graph_ef_construction=self.graph_ef_construction,
-                upgrading=self.upgrading,
-                ef_search=self.search_effort(),
-            )
-        else:
-            p_ivf = IVFParams.from_dict(self.params)
-            nlist = faiss_ops.ivf_nlist(self.ann) if self.ann is not None else None
-            stats.update(
-                nlist=nlist,
-                nprobe=self.search_effort() if nlist else p_ivf.nprobe,
-                encoding=p_ivf.encoding,
-                trained_rows=self.trained_rows,
-            )
-        stats["target_recall"] = calibrate.target_of(self.params)
-        stats["calibration"] = None if self.calibration is None else self.calibration.as_dict()
-        stats["calibrated_rows"] = self.calibrated_rows
-        return stats
+        return ann_statistics(self)
 
 
 def _merge(

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from arrwdb.index import calibrate, faiss_ops, faiss_search
-from arrwdb.index.ann import AnnIndex, BuildInput
+from arrwdb.index.ann import AnnIndex
+from arrwdb.index.build_plan import BuildInput
 from arrwdb.index.calibrate import Calibration
 
 T = TypeVar("T")

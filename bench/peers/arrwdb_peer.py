@@ -14,7 +14,7 @@ from arrwdb.bench.peers.common import PeerSettings, QpsTarget
 from arrwdb.bench.peers.dataset import PeerData, recall
 from arrwdb.bench.rawhttp import RawConnection
 from arrwdb.bench.serverproc import ServerProcess
-from arrwdb.bench.suite import Library
+from arrwdb.bench.suite import Library, serves_light_graph
 
 INDEX_TYPES = ("hnsw", "brute_force")
 
@@ -88,8 +88,7 @@ class ArrwdbPeer:
         requests = library.search_requests(data.queries, data.k)
         found = [_found(conn.ok(request)) for request in requests]
         light: dict[str, Any] = {}
-        built = ann["index"].get("graph_ef_construction") if index_type == "hnsw" else None
-        if built is not None and built != ann["index"].get("ef_construction"):
+        if index_type == "hnsw" and serves_light_graph(ann["index"]):
             # Indexed in a light import graph: its recall counts, and the searches below run on the graph
             # it is upgraded to, as they would on a library that has settled.
             light = {f"recall_at_{data.k}_indexed": recall(found, data.truth), "indexed_calibration": calibration}

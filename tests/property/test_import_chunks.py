@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from arrwdb.index import calibrated_build, snapshot
-from arrwdb.index.ann import LIGHT_GRAPH_MAX_AGE_S, AnnIndex
+from arrwdb.index.ann import AnnIndex
+from arrwdb.index.build_plan import LIGHT_GRAPH_MAX_AGE_S
 from arrwdb.index.params import IMPORT_EF_CONSTRUCTION
 from tests.property.test_ann import build_now, clustered, oracle, recall, record
 from tests.property.test_one_copy import check_exact_side
